@@ -1,0 +1,74 @@
+"""The `r42` command: a click group whose subcommands load only when called.
+
+Lazy loading keeps `echo hi | r42 score` close to Python's own start-up: a subcommand's module
+(and the SDKs it needs) is imported only when that subcommand runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from r42 import __version__
+from r42.errors import ExitCode, R42Error
+
+# name -> "module:attribute". Add a command here and in its own module under r42/cli/.
+COMMANDS: dict[str, str] = {
+    "score": "r42.cli.score:score",
+    "rank": "r42.cli.rank:rank",
+}
+
+
+class CliError(click.ClickException):
+    """Carries an R42Error (or an interrupt) to click's exit handling with our format and code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
+        click.echo(f"r42: error: {self.message}", err=True)
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        try:
+            return super().invoke(ctx)
+        except R42Error as exc:
+            if os.environ.get("R42_DEBUG"):
+                raise
+            raise CliError(exc.one_line(), int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            raise CliError("interrupted", int(ExitCode.INTERRUPTED)) from None
+        except BrokenPipeError:
+            # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
+            sys.stderr.close()
+            raise click.exceptions.Exit(0) from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="r42")
+def cli() -> None:
+    """Route each prompt to the model that should answer it.
+
+    \b
+    Each command reads plain text, one JSON object or NDJSON on stdin and writes JSON on stdout:
+      echo "prompt" | r42 score | r42 rank --mode cost | r42 ask
+    """
+
+
+def main() -> None:
+    cli(prog_name="r42")

@@ -1,0 +1,125 @@
+"""R42_HOME and settings.
+
+Precedence, highest first: command-line flags > R42_* environment variables > the config file
+(R42_HOME/config.toml) > the defaults below. The config file is TOML so that reading it costs
+nothing at start-up (tomllib is in the standard library).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from r42.errors import ConfigError
+
+MODES = ("auto", "balanced", "quality", "speed", "cost", "local", "privacy", "coding")
+DOMAINS = ("code", "math", "reasoning", "creative", "extraction", "knowledge", "chat")
+
+# name -> (default, parser). Every setting can come from R42_<NAME> and from config.toml.
+DEFAULTS: dict[str, Any] = {
+    "mode": "auto",
+    "scorer": "default",
+    "simple_below": 0.35,  # complexity < this: simple
+    "complex_from": 0.6,  # complexity >= this: complex
+    "max_output_tokens": 1024,  # assumed output size when a request sets no max_tokens
+    "allow_cloud_sensitive": False,  # may a prompt with sensitive data go to a cloud model?
+    "quality_floor": 0.25,  # minimum quality for the simplest prompt
+    "quality_slope": 0.45,  # extra quality needed per unit of complexity
+    "max_cost": None,  # USD per request, None = no cap
+    "local_probe_timeout": 0.05,  # seconds to wait for a local server's port
+    "catalog": None,  # extra catalog file merged over the shipped one
+}
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Convert a value from env or file to the type of its default."""
+    default = DEFAULTS[name]
+    if value is None:
+        return None
+    try:
+        if isinstance(default, bool):
+            return value if isinstance(value, bool) else _parse_bool(str(value))
+        if isinstance(default, float) or name == "max_cost":
+            return float(value)
+        if isinstance(default, int):
+            return int(value)
+    except ValueError as exc:
+        raise ConfigError(f"setting {name}: {exc}", "fix the value in R42_" + name.upper() + " or config.toml") from None
+    return str(value)
+
+
+def home_dir() -> Path:
+    """R42_HOME, else $XDG_CONFIG_HOME/r42, else ~/.config/r42. Not created here."""
+    explicit = os.environ.get("R42_HOME")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
+    return base / "r42"
+
+
+def ensure_home() -> Path:
+    """Create R42_HOME (mode 0700) when a command needs to write there."""
+    home = home_dir()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    return home
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}", "fix or remove the config file") from None
+    unknown = sorted(set(data) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting {unknown[0]!r}", "known settings: " + ", ".join(DEFAULTS))
+    return data
+
+
+@dataclass
+class Settings:
+    values: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)  # name -> "flag" | "env" | "file" | "default"
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def load_settings(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Resolve every setting: flags (non-None values) > R42_* env > config.toml > defaults."""
+    env = os.environ if env is None else env
+    file_values = _read_config_file(home_dir() / "config.toml")
+    settings = Settings()
+    for name, default in DEFAULTS.items():
+        env_name = "R42_" + name.upper()
+        if flags and flags.get(name) is not None:
+            value, origin = flags[name], "flag"
+        elif env_name in env:
+            value, origin = env[env_name], "env"
+        elif name in file_values:
+            value, origin = file_values[name], "file"
+        else:
+            value, origin = default, "default"
+        settings.values[name] = _coerce(name, value) if origin != "default" else value
+        settings.origin[name] = origin
+    if settings.values["mode"] not in MODES:
+        raise ConfigError(f"unknown mode {settings.values['mode']!r}", "modes: " + ", ".join(MODES))
+    return settings

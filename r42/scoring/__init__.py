@@ -1,0 +1,154 @@
+"""Score a request: how hard it is, its domain, what it needs, what sensitive data it holds.
+
+The parts every scorer shares (tokens, needs, sensitive data, level) are computed here; a scorer
+only estimates `complexity` and the domain probabilities from a `Prompt`. Scorers are looked up by
+name in SCORERS and imported only when used, so a trained model's weights load only when asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from r42.config import DOMAINS, Settings
+from r42.document import has_image, message_text, messages_of
+from r42.errors import UsageError
+from r42.scoring.sensitive import find_sensitive
+
+LAST_TURN_CHARS = 20_000  # a scorer reads at most this much of the last user turn ...
+CONTEXT_CHARS = 8_000  # ... and of the earlier conversation: enough to judge, bounded cost
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What a scorer sees: the last user turn (weighted most) and the conversation before it."""
+
+    last_user: str
+    context: str = ""  # system prompt and earlier turns, oldest first, truncated to the most recent
+    turns: int = 1  # number of user turns
+    chars: int = 0  # total characters of the whole conversation (before truncation)
+
+
+@dataclass
+class Estimate:
+    complexity: float
+    domains: dict[str, float]
+    signals: dict[str, Any] = field(default_factory=dict)
+
+
+class Scorer(Protocol):
+    name: str
+    version: str
+
+    def estimate(self, prompt: Prompt) -> Estimate: ...
+
+
+# name -> "module:class". "default" is resolved by default_scorer_name().
+SCORERS: dict[str, str] = {
+    "heuristic": "r42.scoring.heuristic:HeuristicScorer",
+    "length": "r42.scoring.baselines:LengthScorer",
+    "random": "r42.scoring.baselines:RandomScorer",
+}
+DEFAULT_SCORER = "heuristic"
+_loaded: dict[str, Scorer] = {}
+
+
+def get_scorer(name: str) -> Scorer:
+    if name == "default":
+        name = DEFAULT_SCORER
+    if name not in _loaded:
+        target = SCORERS.get(name)
+        if target is None:
+            raise UsageError(f"unknown scorer {name!r}", "scorers: " + ", ".join(["default", *SCORERS]))
+        module_name, class_name = target.split(":")
+        _loaded[name] = getattr(importlib.import_module(module_name), class_name)()
+    return _loaded[name]
+
+
+def prompt_of(messages: list[dict[str, Any]]) -> Prompt:
+    texts = [(m.get("role"), message_text(m)) for m in messages]
+    user_indexes = [i for i, (role, _) in enumerate(texts) if role == "user"]
+    last = user_indexes[-1] if user_indexes else len(texts) - 1
+    last_text = texts[last][1]
+    earlier = "\n".join(text for i, (_, text) in enumerate(texts) if i != last and text)
+    return Prompt(
+        last_user=_head_tail(last_text, LAST_TURN_CHARS),
+        context=earlier[-CONTEXT_CHARS:],
+        turns=max(1, len(user_indexes)),
+        chars=sum(len(text) for _, text in texts),
+    )
+
+
+def _head_tail(text: str, limit: int) -> str:
+    """Keep the start (the task) and the end (often the question) of a very long text."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return text[:half] + "\n...\n" + text[-half:]
+
+
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    """About 4 characters per token for English; non-ASCII text costs more bytes per token."""
+    total = 0
+    for message in messages:
+        text = message_text(message)
+        extra_bytes = len(text.encode("utf-8", "surrogatepass")) - len(text)
+        total += 4 + (len(text) + extra_bytes // 2 + 3) // 4
+        if message.get("tool_calls"):
+            total += len(str(message["tool_calls"])) // 4
+    return total
+
+
+def needs_of(doc: dict[str, Any], messages: list[dict[str, Any]], tokens: int, default_output: int) -> dict[str, Any]:
+    response_format = doc.get("response_format")
+    wants_json = isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema")
+    output = doc.get("max_completion_tokens") or doc.get("max_tokens") or default_output
+    tool_tokens = len(str(doc["tools"])) // 4 if doc.get("tools") else 0
+    return {
+        "tools": bool(doc.get("tools")),
+        "vision": has_image(messages),
+        "json": wants_json,
+        "context_tokens": tokens + tool_tokens + int(output),
+    }
+
+
+def level_of(complexity: float, settings: Settings) -> str:
+    if complexity < settings.simple_below:
+        return "simple"
+    if complexity < settings.complex_from:
+        return "moderate"
+    return "complex"
+
+
+def normalise_domains(raw: dict[str, float]) -> dict[str, float]:
+    """Probabilities over all seven domains, rounded, summing to exactly 1."""
+    total = sum(max(0.0, raw.get(d, 0.0)) for d in DOMAINS) or 1.0
+    probs = {d: round(max(0.0, raw.get(d, 0.0)) / total, 4) for d in DOMAINS}
+    top = max(probs, key=probs.__getitem__)
+    probs[top] = round(probs[top] + 1.0 - sum(probs.values()), 4)
+    return probs
+
+
+def score_document(doc: dict[str, Any], settings: Settings, scorer_name: str | None = None) -> dict[str, Any]:
+    """The `score` key for a document."""
+    messages = messages_of(doc)
+    scorer = get_scorer(scorer_name or settings.scorer)
+    prompt = prompt_of(messages)
+    estimate = scorer.estimate(prompt)
+    tokens = estimate_tokens(messages)
+    domains = normalise_domains(estimate.domains)
+    complexity = round(min(1.0, max(0.0, estimate.complexity)), 4)
+    all_text = "\n".join(message_text(m) for m in messages)
+    signals = {**estimate.signals, "tokens": "chars/4, non-ASCII weighted"}
+    return {
+        "complexity": complexity,
+        "level": level_of(complexity, settings),
+        "domain": max(DOMAINS, key=domains.__getitem__),
+        "domains": domains,
+        "tokens": tokens,
+        "needs": needs_of(doc, messages, tokens, settings.max_output_tokens),
+        "sensitive": find_sensitive(all_text),
+        "signals": signals,
+        "scorer": f"{scorer.name}@{scorer.version}",
+    }

@@ -1,0 +1,121 @@
+"""Find kinds of sensitive data in text: which kinds, never the matched values.
+
+Patterns that match plenty of harmless text (digit runs, 'password') carry a validator: a
+credit-card number must pass the Luhn check, an IBAN its mod-97 check, a phone number must have
+a plausible digit count.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# International numbers start with +; without it, only the North American 3-3-4 shape counts.
+_PHONE = re.compile(
+    r"(?<![\w+])\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]?\d{2,4}){1,4}(?![\w-])"
+    r"|(?<![\w-])(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?![\w-])"
+)
+_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+_SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
+_PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_PASSWORD = re.compile(
+    r"(?i)(?<![a-z])(?:password|passwd|pwd|passphrase|secret|api[_-]?key|access[_-]?token|auth[_-]?token)\b"
+    r"\s*(?:=|:|:=|=>)\s*['\"]?[^\s'\"]{4,}"
+)
+_CONNECTION_STRING = re.compile(r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]+:[^\s/@]+@[^\s/]+")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+_API_KEY = re.compile(
+    "|".join(
+        [
+            r"\bsk-(?:proj-|ant-(?:api|admin)\d{2}-)?[A-Za-z0-9_-]{20,}",  # OpenAI, Anthropic
+            r"\bsk-or-v1-[a-f0-9]{32,}",  # OpenRouter
+            r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key id
+            r"\bAIza[0-9A-Za-z_-]{35}\b",  # Google API key
+            r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}\b|\bgithub_pat_[A-Za-z0-9_]{22,}",  # GitHub
+            r"\bglpat-[A-Za-z0-9_-]{20,}",  # GitLab
+            r"\bxox[abposr]-[A-Za-z0-9-]{10,}",  # Slack
+            r"\b(?:sk|rk)_live_[A-Za-z0-9]{20,}",  # Stripe
+            r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face
+            r"\bgsk_[A-Za-z0-9]{40,}",  # Groq
+            r"\bxai-[A-Za-z0-9]{40,}",  # xAI
+            r"\bnpm_[A-Za-z0-9]{36}\b",  # npm
+            r"\bSG\.[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}",  # SendGrid
+            r"\br42_[A-Za-z0-9_-]{32,}",  # r42 gateway keys
+        ]
+    )
+)
+
+
+_KEY_PREFIXES = ("sk-", "AKIA", "ASIA", "AIza", "gh", "glpat-", "xox", "_live_", "hf_", "gsk_", "xai-", "npm_", "SG.", "r42_")
+_SECRET_WORDS = ("password", "passwd", "pwd", "passphrase", "secret", "key", "token")
+
+
+def _mentions_secret(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _card_ok(match: str) -> bool:
+    digits = re.sub(r"\D", "", match)
+    return 13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_ok(digits)
+
+
+def iban_ok(match: str) -> bool:
+    compact = match.replace(" ", "")
+    if not 15 <= len(compact) <= 34:
+        return False
+    moved = compact[4:] + compact[:4]
+    number = "".join(str(int(char, 36)) for char in moved)
+    return int(number) % 97 == 1
+
+
+def _phone_ok(match: str) -> bool:
+    return 9 <= len(re.sub(r"\D", "", match)) <= 15
+
+
+Check = tuple[str, re.Pattern[str], Callable[[str], bool] | None, Callable[[str], bool]]
+
+# kind, pattern, validator of one match, cheap pre-check on the whole text (skip the regex when false)
+CHECKS: tuple[Check, ...] = (
+    ("private_key", _PRIVATE_KEY, None, lambda t: "-----BEGIN" in t),
+    ("api_key", _API_KEY, None, lambda t: any(prefix in t for prefix in _KEY_PREFIXES)),
+    ("jwt", _JWT, None, lambda t: "eyJ" in t),
+    ("password", _PASSWORD, None, _mentions_secret),
+    ("connection_string", _CONNECTION_STRING, None, lambda t: "://" in t),
+    ("email", _EMAIL, None, lambda t: "@" in t),
+    ("credit_card", _CARD, _card_ok, lambda t: True),
+    ("iban", _IBAN, iban_ok, lambda t: True),
+    ("ssn", _SSN, None, lambda t: "-" in t),
+    ("phone", _PHONE, _phone_ok, lambda t: True),
+)
+
+
+def find_sensitive(text: str) -> list[str]:
+    """Sorted kinds of sensitive data found in text."""
+    found: set[str] = set()
+    for kind, pattern, validator, precheck in CHECKS:
+        if not precheck(text):
+            continue
+        if validator is None:
+            if pattern.search(text):
+                found.add(kind)
+            continue
+        for match in pattern.finditer(text):
+            if validator(match.group()):
+                found.add(kind)
+                break
+    return sorted(found)
