@@ -1,4 +1,4 @@
-from r42.cli import main
+from r42.entry import main
 
 if __name__ == "__main__":
     main()

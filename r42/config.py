@@ -1,15 +1,13 @@
 """R42_HOME and settings.
 
 Precedence, highest first: command-line flags > R42_* environment variables > the config file
-(R42_HOME/config.toml) > the defaults below. The config file is TOML so that reading it costs
-nothing at start-up (tomllib is in the standard library).
+(R42_HOME/config.toml) > the defaults below. The config file is TOML (tomllib is in the standard
+library); tomllib is imported only when the file exists, to keep `r42 score` starting fast.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,6 +29,14 @@ DEFAULTS: dict[str, Any] = {
     "max_cost": None,  # USD per request, None = no cap
     "local_probe_timeout": 0.05,  # seconds to wait for a local server's port
     "catalog": None,  # extra catalog file merged over the shipped one
+    # r42 ask / the executor
+    "max_attempts": 4,  # candidates (and retries) tried per request at most
+    "connect_timeout": 5.0,  # seconds to open a connection to a provider
+    "first_byte_timeout": 120.0,  # seconds to wait for a provider's first byte (and between chunks)
+    "deadline": 300.0,  # seconds for a whole request, every attempt included
+    "retry_after_max": 5.0,  # a Retry-After up to this many seconds is waited out; longer: move on
+    "log_retention_days": 90,  # routing log rows older than this are pruned; 0 keeps them all
+    "stats_reference_model": None,  # savings in `r42 stats` compare with this model (default: the strongest you could use)
 }
 
 
@@ -81,6 +87,8 @@ def ensure_home() -> Path:
 def _read_config_file(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
+    import tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -91,10 +99,12 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-@dataclass
 class Settings:
-    values: dict[str, Any] = field(default_factory=dict)
-    origin: dict[str, str] = field(default_factory=dict)  # name -> "flag" | "env" | "file" | "default"
+    """Resolved settings: `settings.mode`, ...; `origin[name]` says where each value came from."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.origin: dict[str, str] = {}  # name -> "flag" | "env" | "file" | "default"
 
     def __getattr__(self, name: str) -> Any:
         try:

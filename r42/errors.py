@@ -34,6 +34,10 @@ class R42Error(Exception):
         text = " ".join(self.message.split())
         return f"{text} ({self.hint})" if self.hint else text
 
+    def message_line(self) -> str:
+        """What the user sees on stderr."""
+        return f"r42: error: {self.one_line()}"
+
     def as_dict(self) -> dict:
         body = {"type": type(self).__name__, "message": self.message, "code": int(self.exit_code)}
         if self.hint:

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
 
-@dataclass
 class Terminal:
-    stdin: BinaryIO = field(default_factory=lambda: sys.stdin.buffer)
-    stdout: BinaryIO = field(default_factory=lambda: sys.stdout.buffer)
-    stderr: TextIO = field(default_factory=lambda: sys.stderr)
-    stdout_isatty: bool | None = None
-    stdin_isatty: bool | None = None
-
-    def __post_init__(self) -> None:
-        if self.stdout_isatty is None:
-            self.stdout_isatty = _isatty(self.stdout)
-        if self.stdin_isatty is None:
-            self.stdin_isatty = _isatty(self.stdin)
+    def __init__(
+        self,
+        stdin: BinaryIO | None = None,
+        stdout: BinaryIO | None = None,
+        stderr: TextIO | None = None,
+        stdout_isatty: bool | None = None,
+        stdin_isatty: bool | None = None,
+    ) -> None:
+        self.stdin = stdin if stdin is not None else sys.stdin.buffer
+        self.stdout = stdout if stdout is not None else sys.stdout.buffer
+        self.stderr = stderr if stderr is not None else sys.stderr
+        self.stdout_isatty = _isatty(self.stdout) if stdout_isatty is None else stdout_isatty
+        self.stdin_isatty = _isatty(self.stdin) if stdin_isatty is None else stdin_isatty
 
     @property
     def color(self) -> bool:

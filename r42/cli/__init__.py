@@ -19,6 +19,10 @@ from r42.errors import ExitCode, R42Error
 COMMANDS: dict[str, str] = {
     "score": "r42.cli.score:score",
     "rank": "r42.cli.rank:rank",
+    "ask": "r42.cli.ask:ask",
+    "keys": "r42.cli.keys:keys",
+    "stats": "r42.cli.stats:stats",
+    "log": "r42.cli.log:log_command",
 }
 
 
@@ -30,7 +34,7 @@ class CliError(click.ClickException):
         self.exit_code = exit_code
 
     def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
-        click.echo(f"r42: error: {self.message}", err=True)
+        click.echo(f"r42: error: {self.message}", err=True)  # same format as R42Error.message_line
 
 
 class LazyGroup(click.Group):

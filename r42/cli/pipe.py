@@ -1,17 +1,13 @@
-"""Shared plumbing of the pipe commands: input options, the per-document loop, output."""
+"""Click side of the pipe commands: the shared input options and the Terminal in ctx.obj."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import click
 
-from r42.document import Item, dumps, error_document, read_items
-from r42.errors import R42Error
+from r42.pipeline import Render, Stage, run_pipe
 from r42.terminal import Terminal
-
-Stage = Callable[[dict[str, Any]], dict[str, Any]]
-Render = Callable[[dict[str, Any]], str]
 
 
 def input_options(func: Callable) -> Callable:
@@ -34,42 +30,8 @@ def terminal_of(ctx: click.Context) -> Terminal:
 
 
 def run_stage(ctx: click.Context, stage: Stage, render: Render, input_file, form: str | None, force_json: bool) -> None:
-    """Read the input, run `stage` on each document, write each result as soon as it is ready.
-
-    One document: its error is raised (one line on stderr, exit code). A batch: a failing line
-    becomes an error object on that line and the batch goes on; the exit code is that of the
-    first failure. Error objects from an earlier stage pass through unchanged.
-    """
     term = terminal_of(ctx)
     raw = input_file.read() if input_file is not None else term.stdin.read()
-    items = read_items(raw, form or "auto")
-    as_json = force_json or not term.stdout_isatty
-    if len(items) == 1 and items[0].doc is not None and "error" not in items[0].doc:
-        _write(term, stage(items[0].doc), render, as_json)
-        return
-    first_failure: R42Error | None = None
-    for item in items:
-        out, failure = _run_item(stage, item)
-        first_failure = first_failure or failure
-        _write(term, out, render, as_json)
-    if first_failure is not None:
-        ctx.exit(int(first_failure.exit_code))
-
-
-def _run_item(stage: Stage, item: Item) -> tuple[dict[str, Any], R42Error | None]:
-    if item.error is not None:
-        return error_document(item.error, item.line), item.error
-    assert item.doc is not None
-    if "error" in item.doc and "messages" not in item.doc and "prompt" not in item.doc:
-        return item.doc, None  # an earlier stage's error line: keep it in its place
-    try:
-        return stage(item.doc), None
-    except R42Error as exc:
-        return error_document(exc, item.line, item.doc), exc
-
-
-def _write(term: Terminal, doc: dict[str, Any], render: Render, as_json: bool) -> None:
-    if as_json or "error" in doc and "line" in doc:
-        term.write(dumps(doc) + b"\n")
-    else:
-        term.write(render(doc).encode() + b"\n")
+    code = run_pipe(term, stage, render, raw, form, force_json)
+    if code:
+        ctx.exit(code)

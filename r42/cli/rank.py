@@ -5,34 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from tabulate import tabulate
-
 from r42.cli.options import mode_option, scorer_option
 from r42.cli.pipe import input_options, run_stage, terminal_of
 from r42.config import load_settings
 from r42.errors import ExitCode
 from r42.routing import Router
-
-
-def render_ranking(doc: dict[str, Any]) -> str:
-    ranking = doc["ranking"]
-    rows = [
-        [
-            index,
-            c["model"],
-            f"{c['score']:.3f}",
-            f"{c['quality']:.2f}",
-            "?" if c["cost_usd"] is None else f"${c['cost_usd']:.4f}",
-            f"{c['latency_s']:.1f}s",
-            "; ".join(c["reasons"][:2]),
-        ]
-        for index, c in enumerate(ranking["candidates"], start=1)
-    ]
-    score = doc.get("score", {})
-    head = f"mode {ranking['mode']}, complexity {score.get('complexity', 0):.2f} ({score.get('level', '?')}), domain {score.get('domain', '?')}, quality needed {ranking['required_quality']:.2f}"
-    table = tabulate(rows, headers=["#", "model", "score", "quality", "cost/call", "latency", "why"]) if rows else "no candidate"
-    excluded = ", ".join(f"{reason}: {count}" for reason, count in ranking["excluded"].items())
-    return "\n".join([head, table, f"excluded: {excluded or 'none'}"])
+from r42.views import render_ranking
 
 
 @click.command()

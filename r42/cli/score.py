@@ -10,21 +10,7 @@ from r42.cli.options import scorer_option
 from r42.cli.pipe import input_options, run_stage
 from r42.config import load_settings
 from r42.scoring import score_document
-
-
-def render_score(doc: dict[str, Any]) -> str:
-    score = doc["score"]
-    domains = ", ".join(f"{d} {p:.2f}" for d, p in sorted(score["domains"].items(), key=lambda kv: -kv[1]) if p >= 0.05)
-    needs = [name for name in ("tools", "vision", "json") if score["needs"][name]]
-    lines = [
-        f"complexity  {score['complexity']:.2f} ({score['level']})",
-        f"domain      {score['domain']}  [{domains}]",
-        f"tokens      {score['tokens']} prompt, {score['needs']['context_tokens']} context needed",
-        f"needs       {', '.join(needs) or 'text only'}",
-        f"sensitive   {', '.join(score['sensitive']) or 'none found'}",
-        f"scorer      {score['scorer']}",
-    ]
-    return "\n".join(lines)
+from r42.views import render_score
 
 
 @click.command()

@@ -8,7 +8,6 @@ name in SCORERS and imported only when used, so a trained model's weights load o
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from r42.config import DOMAINS, Settings
@@ -20,21 +19,26 @@ LAST_TURN_CHARS = 20_000  # a scorer reads at most this much of the last user tu
 CONTEXT_CHARS = 8_000  # ... and of the earlier conversation: enough to judge, bounded cost
 
 
-@dataclass(frozen=True)
+# Plain classes rather than dataclasses: the dataclasses module costs ~8 ms of start-up.
 class Prompt:
     """What a scorer sees: the last user turn (weighted most) and the conversation before it."""
 
-    last_user: str
-    context: str = ""  # system prompt and earlier turns, oldest first, truncated to the most recent
-    turns: int = 1  # number of user turns
-    chars: int = 0  # total characters of the whole conversation (before truncation)
+    __slots__ = ("last_user", "context", "turns", "chars")
+
+    def __init__(self, last_user: str, context: str = "", turns: int = 1, chars: int = 0) -> None:
+        self.last_user = last_user
+        self.context = context  # system prompt and earlier turns, oldest first, the most recent kept
+        self.turns = turns  # number of user turns
+        self.chars = chars or len(last_user)  # characters of the whole conversation (untruncated)
 
 
-@dataclass
 class Estimate:
-    complexity: float
-    domains: dict[str, float]
-    signals: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("complexity", "domains", "signals")
+
+    def __init__(self, complexity: float, domains: dict[str, float], signals: dict[str, Any] | None = None) -> None:
+        self.complexity = complexity
+        self.domains = domains
+        self.signals = signals if signals is not None else {}
 
 
 class Scorer(Protocol):

@@ -10,23 +10,44 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+
+class LazyPattern:
+    """Compiled on first use: most prompts never need most patterns, and compiling all of them
+    would cost every `r42 score` start several milliseconds."""
+
+    __slots__ = ("source", "flags", "_compiled")
+
+    def __init__(self, source: str, flags: int = 0) -> None:
+        self.source, self.flags, self._compiled = source, flags, None
+
+    def _get(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = re.compile(self.source, self.flags)
+        return self._compiled
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self._get().search(text)
+
+    def finditer(self, text: str):  # noqa: ANN201 - an iterator of matches
+        return self._get().finditer(text)
+
+_EMAIL = LazyPattern(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # International numbers start with +; without it, only the North American 3-3-4 shape counts.
-_PHONE = re.compile(
+_PHONE = LazyPattern(
     r"(?<![\w+])\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]?\d{2,4}){1,4}(?![\w-])"
     r"|(?<![\w-])(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?![\w-])"
 )
-_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
-_SSN = re.compile(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
-_PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----")
-_PASSWORD = re.compile(
+_CARD = LazyPattern(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+_IBAN = LazyPattern(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+_SSN = LazyPattern(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)")
+_PRIVATE_KEY = LazyPattern(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_PASSWORD = LazyPattern(
     r"(?i)(?<![a-z])(?:password|passwd|pwd|passphrase|secret|api[_-]?key|access[_-]?token|auth[_-]?token)\b"
     r"\s*(?:=|:|:=|=>)\s*['\"]?[^\s'\"]{4,}"
 )
-_CONNECTION_STRING = re.compile(r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]+:[^\s/@]+@[^\s/]+")
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
-_API_KEY = re.compile(
+_CONNECTION_STRING = LazyPattern(r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]+:[^\s/@]+@[^\s/]+")
+_JWT = LazyPattern(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+_API_KEY = LazyPattern(
     "|".join(
         [
             r"\bsk-(?:proj-|ant-(?:api|admin)\d{2}-)?[A-Za-z0-9_-]{20,}",  # OpenAI, Anthropic
@@ -87,7 +108,13 @@ def _phone_ok(match: str) -> bool:
     return 9 <= len(re.sub(r"\D", "", match)) <= 15
 
 
-Check = tuple[str, re.Pattern[str], Callable[[str], bool] | None, Callable[[str], bool]]
+def _has_digit_run(text: str) -> bool:
+    return _DIGITS.search(text) is not None
+
+
+_DIGITS = re.compile(r"\d\d\d")
+
+Check = tuple[str, "re.Pattern[str] | LazyPattern", Callable[[str], bool] | None, Callable[[str], bool]]
 
 # kind, pattern, validator of one match, cheap pre-check on the whole text (skip the regex when false)
 CHECKS: tuple[Check, ...] = (
@@ -97,10 +124,10 @@ CHECKS: tuple[Check, ...] = (
     ("password", _PASSWORD, None, _mentions_secret),
     ("connection_string", _CONNECTION_STRING, None, lambda t: "://" in t),
     ("email", _EMAIL, None, lambda t: "@" in t),
-    ("credit_card", _CARD, _card_ok, lambda t: True),
-    ("iban", _IBAN, iban_ok, lambda t: True),
-    ("ssn", _SSN, None, lambda t: "-" in t),
-    ("phone", _PHONE, _phone_ok, lambda t: True),
+    ("credit_card", _CARD, _card_ok, _has_digit_run),
+    ("iban", _IBAN, iban_ok, _has_digit_run),
+    ("ssn", _SSN, None, lambda t: "-" in t and _has_digit_run(t)),
+    ("phone", _PHONE, _phone_ok, _has_digit_run),
 )
 
 

@@ -1,0 +1,226 @@
+"""r42 rank: filters with counted reasons, modes, determinism, catalog merging."""
+
+from __future__ import annotations
+
+import random
+import socket
+
+import orjson
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from r42.availability import Availability
+from r42.catalog import Catalog, _build, load_catalog
+from r42.config import DOMAINS, load_settings
+from r42.errors import ExitCode
+from r42.ranking import Constraints, rank
+from r42.scoring import score_document
+from tests.helpers import json_lines, run
+
+PROVIDERS = {
+    "cloudco": {"name": "CloudCo", "protocol": "openai", "base_url": "https://api.cloudco.test/v1", "key_env": ["CLOUDCO_API_KEY"], "local": False, "privacy": {"trains_on_api_data": True, "retention_days": 30}},
+    "safeco": {"name": "SafeCo", "protocol": "openai", "base_url": "https://api.safeco.test/v1", "key_env": ["SAFECO_API_KEY"], "local": False, "privacy": {"trains_on_api_data": False, "retention_days": 0}},
+    "ollama": {"name": "Ollama", "protocol": "ollama", "base_url": "http://127.0.0.1:11434", "key_env": [], "base_url_env": "OLLAMA_HOST", "local": True},
+}
+
+
+def model(mid, q, price=(1.0, 4.0), context=128_000, tools=True, vision=False, json=True, local=False):
+    return {
+        "id": mid,
+        "price": {"input": price[0], "output": price[1]} if price else {"input": None, "output": None},
+        "context": context,
+        "capabilities": {"tools": tools, "vision": vision, "json": json, "reasoning": False},
+        "local": local,
+        "quality": {"overall": q, **{d: q for d in DOMAINS}, "estimated": False, "method": "test"},
+    }
+
+
+MODELS = [
+    model("cloudco/frontier", 0.9, price=(5.0, 25.0), vision=True),
+    model("cloudco/mini", 0.55, price=(0.15, 0.6)),
+    model("cloudco/tiny-context", 0.7, price=(0.5, 1.5), context=2_000),
+    model("cloudco/unpriced", 0.6, price=None),
+    model("safeco/private", 0.75, price=(2.0, 8.0)),
+    model("ollama/llama3.2:3b", 0.35, price=(0, 0), tools=False, json=False, local=True),
+]
+
+
+def small_catalog(models=MODELS) -> Catalog:
+    return _build({"providers": PROVIDERS, "models": {m["id"]: m for m in models}}, ("test",))
+
+
+def all_available(provider):
+    return Availability(True, "test")
+
+
+def score_for(text, **doc):
+    return score_document({"messages": [{"role": "user", "content": text}], **doc}, load_settings())
+
+
+def ids(ranking):
+    return [r.model.id for r in ranking.candidates]
+
+
+def test_auto_sends_simple_prompts_local_and_hard_ones_to_the_strongest():
+    catalog = small_catalog()
+    simple = rank(catalog, score_for("hi"), Constraints(), all_available)
+    assert ids(simple)[0] == "ollama/llama3.2:3b"
+    hard = rank(
+        catalog,
+        score_for("Design a distributed, lock-free concurrent queue in Rust, thread-safe for all edge cases, with a formal proof of linearizability and benchmarks. It must never allocate."),
+        Constraints(),
+        all_available,
+    )
+    assert ids(hard)[0] == "cloudco/frontier"
+    assert "ollama/llama3.2:3b" not in ids(hard)
+    assert hard.excluded["quality below required"] >= 1
+
+
+def test_modes_change_the_winner():
+    catalog = small_catalog()
+    s = score_for("Explain the difference between TCP and UDP")
+    assert ids(rank(catalog, s, Constraints(mode="quality"), all_available))[0] == "cloudco/frontier"
+    assert ids(rank(catalog, s, Constraints(mode="cost"), all_available))[0] in ("ollama/llama3.2:3b", "cloudco/mini")
+    assert all(r.model.local for r in rank(catalog, s, Constraints(mode="local"), all_available).candidates)
+    private = rank(catalog, s, Constraints(mode="privacy"), all_available)
+    assert set(ids(private)) <= {"safeco/private", "ollama/llama3.2:3b"}
+    assert private.excluded["privacy: provider may train on or keep data"] == 4
+
+
+def test_needs_filter_with_counted_reasons():
+    catalog = small_catalog()
+    s = score_for("Describe this picture", tools=[{"type": "function", "function": {"name": "f"}}])
+    s["needs"]["vision"] = True
+    ranking = rank(catalog, s, Constraints(mode="quality"), all_available)
+    assert ids(ranking) == ["cloudco/frontier"]
+    assert ranking.excluded["no vision support"] >= 3
+    long = score_for("x " * 5000)
+    assert rank(catalog, long, Constraints(), all_available).excluded["context too small"] == 1
+
+
+def test_sensitive_prompt_stays_local_unless_allowed():
+    catalog = small_catalog()
+    s = score_for("my key is sk-proj-abcdefghijklmnopqrstuvwxyz0123, what is it for?")
+    assert s["sensitive"] == ["api_key"]
+    kept = rank(catalog, s, Constraints(), all_available)
+    assert ids(kept) == ["ollama/llama3.2:3b"]
+    assert kept.excluded["sensitive data: local models only"] == 5
+    allowed = rank(catalog, s, Constraints(allow_cloud_sensitive=True), all_available)
+    assert len(allowed.candidates) > 1
+
+
+def test_unavailable_providers_are_excluded_by_reason(monkeypatch):
+    from r42.availability import AvailabilityChecker
+
+    catalog = small_catalog()
+    s = score_for("What is the capital of France?")
+    checker = AvailabilityChecker(probe_timeout=0.2)
+    ranking = rank(catalog, s, Constraints(), checker.check)
+    assert ranking.candidates == []
+    assert ranking.excluded["no credential"] == 5
+    assert ranking.excluded["local server not reachable"] == 1
+    monkeypatch.setenv("CLOUDCO_API_KEY", "test-key")
+    with socket.socket() as server:  # a real listening port stands in for a local Ollama
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{server.getsockname()[1]}")
+        ranking = rank(catalog, s, Constraints(), AvailabilityChecker(probe_timeout=0.5).check)
+    assert {m.split("/")[0] for m in ids(ranking)} == {"cloudco", "ollama"}
+    assert ranking.excluded["no credential"] == 1  # safeco has no key
+
+
+def test_max_cost_and_min_quality():
+    catalog = small_catalog()
+    s = score_for("Explain the difference between TCP and UDP")
+    capped = rank(catalog, s, Constraints(mode="quality", max_cost=0.001), all_available)
+    assert "cloudco/frontier" not in ids(capped) and capped.excluded["over max cost"] >= 1
+    assert capped.excluded["price unknown (max cost set)"] == 1
+    strict = rank(catalog, s, Constraints(min_quality=0.95), all_available)
+    assert strict.candidates == [] and not strict.relaxed
+
+
+def test_relaxed_when_no_model_is_good_enough():
+    catalog = small_catalog([model("ollama/llama3.2:3b", 0.1, price=(0, 0), local=True)])
+    ranking = rank(catalog, score_for("Prove the Riemann hypothesis rigorously, with a formal proof."), Constraints(), all_available)
+    assert ranking.relaxed and ids(ranking) == ["ollama/llama3.2:3b"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), mode=st.sampled_from(["auto", "balanced", "quality", "speed", "cost", "coding"]), text=st.text(min_size=1, max_size=300))
+def test_rank_is_stable_when_the_catalog_is_shuffled(seed, mode, text):
+    shuffled = list(MODELS)
+    random.Random(seed).shuffle(shuffled)
+    s = score_for(text)
+    first = rank(small_catalog(MODELS), s, Constraints(mode=mode), all_available)
+    second = rank(_build({"providers": PROVIDERS, "models": {m["id"]: m for m in shuffled}}, ("t",)), s, Constraints(mode=mode), all_available)
+    assert ids(first) == ids(second)
+    assert [r.score for r in first.candidates] == sorted((r.score for r in first.candidates), reverse=True)
+
+
+# --- the command, on the shipped catalog ------------------------------------------------------
+
+
+def test_shipped_catalog_loads_with_required_coverage():
+    catalog = load_catalog()
+    cloud = [m for m in catalog.models if not m.local]
+    assert len(cloud) >= 300
+    assert len({m.provider for m in cloud}) >= 12
+    assert any(m.id.startswith("ollama/") for m in catalog.models) and any(m.id.startswith("lmstudio/") for m in catalog.models)
+
+
+def test_rank_command_readme_pipe():
+    scored = run(["score"], input="Prove that the square root of 2 is irrational")
+    result = run(["rank", "--mode", "cost", "--include-unavailable"], input=scored.stdout)
+    assert result.exit_code == 0, result.stderr
+    doc = orjson.loads(result.stdout)
+    assert doc["score"] == orjson.loads(scored.stdout)["score"]  # trusted, not recomputed
+    ranking = doc["ranking"]
+    assert ranking["mode"] == "cost" and len(ranking["candidates"]) == 10
+    first = ranking["candidates"][0]
+    assert {"model", "score", "quality", "cost_usd", "latency_s", "local", "reasons"} <= set(first)
+    assert first["reasons"] and ranking["more"] > 0
+
+
+def test_rank_without_credentials_exits_3_but_writes_the_document():
+    # --cloud: the built-in local model may be installed here; no cloud provider has a key.
+    result = run(["rank", "--cloud"], input="What is the capital of France?")
+    assert result.exit_code == ExitCode.NO_CANDIDATE
+    doc = orjson.loads(result.stdout)
+    assert doc["ranking"]["candidates"] == [] and doc["ranking"]["excluded"]["no credential"] > 300
+    assert "no model satisfies" in result.stderr
+
+
+def test_rank_with_a_key_uses_that_provider(monkeypatch):
+    result = run(["rank", "--all"], input="Write a limerick about a cat", env={"ANTHROPIC_API_KEY": "sk-ant-test"})
+    providers = {c["model"].split("/")[0] for c in orjson.loads(result.stdout)["ranking"]["candidates"]}
+    assert providers == {"anthropic"}
+
+
+def test_batch_rank_keeps_order():
+    result = run(["rank", "--include-unavailable", "--top", "2"], input='{"id": "a", "prompt": "hi"}\n{"id": "b", "prompt": "Solve 2x+3=7"}\n')
+    out = json_lines(result.stdout)
+    assert [d["id"] for d in out] == ["a", "b"] and all(len(d["ranking"]["candidates"]) == 2 for d in out)
+
+
+def test_user_catalog_is_merged_over_the_shipped_one(isolated_env):
+    isolated_env.mkdir(parents=True, exist_ok=True)
+    (isolated_env / "catalog.yaml").write_text(
+        "models:\n  - id: ollama/llama3.2:3b\n    quality: {overall: 0.99, code: 0.99, math: 0.99, reasoning: 0.99, creative: 0.99, extraction: 0.99, knowledge: 0.99, chat: 0.99}\n"
+    )
+    result = run(["rank", "--mode", "local", "--include-unavailable", "--top", "1"], input="Prove Fermat's little theorem")
+    assert orjson.loads(result.stdout)["ranking"]["candidates"][0]["model"] == "ollama/llama3.2:3b"
+
+
+def test_broken_user_catalog_names_file_line_and_field(isolated_env):
+    isolated_env.mkdir(parents=True, exist_ok=True)
+    path = isolated_env / "catalog.yaml"
+    path.write_text("models:\n  - id: ollama/llama3.2:3b\n    price:\n      input: -3\n")
+    result = run(["rank"], input="hi")
+    assert result.exit_code == ExitCode.CONFIG
+    assert f"{path}:4: models[0].price.input" in result.stderr
+    path.write_text("models: [\n")
+    result = run(["rank"], input="hi")
+    assert result.exit_code == ExitCode.CONFIG and "invalid YAML" in result.stderr and len(result.stderr.splitlines()) == 1
+    path.write_text("models:\n  - id: newco/model\n")
+    result = run(["rank"], input="hi")
+    assert result.exit_code == ExitCode.CONFIG and "unknown provider 'newco'" in result.stderr
