@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from operator import mul
 from typing import Any, Callable
 
 from r42.catalog import Catalog, Model, Provider
@@ -62,7 +63,7 @@ class Constraints:
     quality_slope: float = 0.45
 
 
-@dataclass
+@dataclass(slots=True)
 class Ranked:
     model: Model
     score: float
@@ -90,12 +91,18 @@ def required_quality(complexity: float, c: Constraints) -> float:
     return round(c.quality_floor + c.quality_slope * complexity, 3)
 
 
-def prompt_quality(model: Model, domains: dict[str, float], mode: str) -> float:
-    """Quality expected on this prompt: the domain mix of the prompt over the model's domain scores."""
+def domain_weights(domains: dict[str, float], mode: str) -> tuple[tuple[float, ...], float]:
+    """Per-domain weights (DOMAINS order) and the weight of `overall` for prompt_quality."""
     if mode == "coding":
-        return 0.7 * model.quality["code"] + 0.3 * model.quality["overall"]
-    q = model.quality
-    return 0.25 * q["overall"] + 0.75 * sum(p * q[d] for d, p in domains.items() if p)
+        return tuple(0.7 if d == "code" else 0.0 for d in DOMAINS), 0.3
+    return tuple(0.75 * domains.get(d, 0.0) for d in DOMAINS), 0.25
+
+
+def prompt_quality(model: Model, weights: tuple[tuple[float, ...], float]) -> float:
+    """Quality expected on this prompt: the prompt's domain mix over the model's domain scores,
+    with a quarter on the model's overall score (coding mode: the code score mostly)."""
+    per_domain, overall = weights
+    return overall * model.quality["overall"] + sum(map(mul, per_domain, model.quality_vector))
 
 
 def estimated_cost(model: Model, input_tokens: int, output_tokens: int) -> float | None:
@@ -144,7 +151,7 @@ def _exclusion(model: Model, provider: Provider | None, score: dict[str, Any], c
 
 def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: AvailabilityFn) -> Ranking:
     complexity = float(score["complexity"])
-    domains = {d: float(score["domains"].get(d, 0.0)) for d in DOMAINS}
+    domains = domain_weights({d: float(score["domains"].get(d, 0.0)) for d in DOMAINS}, c.mode)
     input_tokens = int(score["tokens"])
     output_tokens = max(1, min(EXPECTED_OUTPUT_TOKENS, int(score["needs"]["context_tokens"]) - input_tokens))
     weights = mode_weights(c.mode, complexity)
@@ -179,8 +186,8 @@ def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: 
     return Ranking(c.mode, candidates, dict(sorted(excluded.items(), key=lambda kv: (-kv[1], kv[0]))), need, relaxed)
 
 
-def _score_model(model: Model, domains: dict[str, float], input_tokens: int, output_tokens: int, w: Weights, c: Constraints) -> Ranked:
-    quality = prompt_quality(model, domains, c.mode)
+def _score_model(model: Model, domains: tuple[tuple[float, ...], float], input_tokens: int, output_tokens: int, w: Weights, c: Constraints) -> Ranked:
+    quality = prompt_quality(model, domains)
     cost = estimated_cost(model, input_tokens, output_tokens)
     latency = estimated_latency(model, output_tokens)
     # Cost score: 1 for free, 0.5 at COST_SCALE per call, falling with the square root; unknown
@@ -188,7 +195,7 @@ def _score_model(model: Model, domains: dict[str, float], input_tokens: int, out
     cost_score = 0.3 if cost is None else 1.0 / (1.0 + math.sqrt(cost / COST_SCALE))
     speed_score = 1.0 / (1.0 + latency / 5.0)
     total = w.quality * quality + w.cost * cost_score + w.speed * speed_score + (w.local if model.local else 0.0)
-    return Ranked(model, round(total, 4), round(quality, 4), None if cost is None else round(cost, 6), round(latency, 2))
+    return Ranked(model, total, quality, cost, latency)  # rounded only for display
 
 
 def reasons(r: Ranked, need: float, domain: str, availability_source: str | None) -> list[str]:
@@ -223,10 +230,10 @@ def ranking_document(ranking: Ranking, score: dict[str, Any], top: int | None, a
         candidates.append(
             {
                 "model": r.model.id,
-                "score": r.score,
-                "quality": r.quality,
-                "cost_usd": r.cost_usd,
-                "latency_s": r.latency_s,
+                "score": round(r.score, 4),
+                "quality": round(r.quality, 4),
+                "cost_usd": None if r.cost_usd is None else round(r.cost_usd, 6),
+                "latency_s": round(r.latency_s, 2),
                 "local": r.model.local,
                 "reasons": reasons(r, ranking.required_quality, score["domain"], status.source if status.ok else None),
             }
