@@ -63,8 +63,28 @@ class LazyGroup(click.Group):
             raise click.exceptions.Exit(0) from None
 
 
+def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """--version: the version, the catalog's date and size, the scorer and the home directory."""
+    if not value or ctx.resilient_parsing:
+        return
+    from r42.config import home_dir, load_settings
+    from r42.scoring import DEFAULT_SCORER
+
+    settings = load_settings()
+    try:
+        from r42.catalog import load_catalog
+
+        catalog = load_catalog(settings.catalog)
+        about = f"catalog {catalog.generated}, {len(catalog.models)} models ({', '.join(catalog.files)})"
+    except R42Error as exc:
+        about = f"catalog unreadable: {exc.one_line()}"
+    scorer = DEFAULT_SCORER if settings.scorer == "default" else settings.scorer
+    click.echo(f"r42 {__version__}\n{about}\nscorer {scorer}\nhome {home_dir()}")
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "-V", "--version", prog_name="r42")
+@click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True, callback=print_version, help="Show the version, catalog, scorer and home directory, and exit.")
 def cli() -> None:
     """Route each prompt to the model that should answer it.
 

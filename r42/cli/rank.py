@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from r42.cli.complete import complete_providers
 from r42.cli.options import mode_option, scorer_option
 from r42.cli.pipe import input_options, run_stage, terminal_of
 from r42.config import load_settings
@@ -22,7 +23,7 @@ from r42.views import render_ranking
 @click.option("--include-unavailable", is_flag=True, help="Rank as if every provider were configured.")
 @click.option("--max-cost", type=click.FloatRange(min=0), default=None, envvar="R42_MAX_COST", show_envvar=True, help="Highest estimated USD per call.")
 @click.option("--min-quality", type=click.FloatRange(0, 1), default=None, help="Strict minimum quality (0..1), instead of the one derived from complexity.")
-@click.option("--provider", "providers", multiple=True, help="Only these providers (repeatable).")
+@click.option("--provider", "providers", multiple=True, shell_complete=complete_providers, help="Only these providers (repeatable).")
 @click.option("--allow-cloud", is_flag=True, default=None, help="Let prompts with sensitive data go to cloud models.")
 @click.option("--local", "force", flag_value="local", help="Only local models.")
 @click.option("--cloud", "force", flag_value="cloud", help="Only cloud models.")
