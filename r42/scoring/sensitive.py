@@ -131,18 +131,29 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def find_sensitive(text: str) -> list[str]:
-    """Sorted kinds of sensitive data found in text."""
-    found: set[str] = set()
+def _matches(text: str, first_only: bool):
+    """(kind, start, end) of each valid match; with first_only, at most one per kind."""
     for kind, pattern, validator, precheck in CHECKS:
         if not precheck(text):
             continue
-        if validator is None:
-            if pattern.search(text):
-                found.add(kind)
-            continue
         for match in pattern.finditer(text):
-            if validator(match.group()):
-                found.add(kind)
-                break
-    return sorted(found)
+            if validator is None or validator(match.group()):
+                yield kind, match.start(), match.end()
+                if first_only:
+                    break
+
+
+def find_sensitive(text: str) -> list[str]:
+    """Sorted kinds of sensitive data found in text."""
+    return sorted({kind for kind, _, _ in _matches(text, first_only=True)})
+
+
+def find_sensitive_spans(text: str) -> list[tuple[str, int, int]]:
+    """Every sensitive value as (kind, start, end), overlaps resolved in favour of the earliest
+    and then the longest match (for redaction)."""
+    spans = sorted(_matches(text, first_only=False), key=lambda s: (s[1], -(s[2] - s[1])))
+    kept: list[tuple[str, int, int]] = []
+    for span in spans:
+        if not kept or span[1] >= kept[-1][2]:
+            kept.append(span)
+    return kept
