@@ -1,0 +1,71 @@
+"""`r42 stats`: totals and breakdowns of the routing log, with savings against a reference model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from tabulate import tabulate
+
+from r42.cli.pipe import terminal_of
+from r42.document import dumps
+from r42.store import iter_routes
+from r42.store.keys import iso
+from r42.store.stats import GROUPS, compute_stats, parse_since, reference_for
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _group_rows(groups: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [key, g["requests"], f"{100 * g['error_rate']:.1f}%", g["input_tokens"], g["output_tokens"], f"${g['cost_usd']:.4f}", f"${g['savings_usd']:.4f}", _ms(g["latency_ms"]["p50"]), _ms(g["latency_ms"]["p95"])]
+        for key, g in groups.items()
+    ]
+
+
+def render_stats(result: dict[str, Any]) -> str:
+    t = result["totals"]
+    if not t["requests"]:
+        return "no requests logged" + (" in this period" if result.get("since") else "")
+    ref = result["reference"]
+    pct = f" ({t['savings_pct']:.1f}%)" if t["savings_pct"] is not None else ""
+    lines = [
+        f"requests    {t['requests']} from {result['first']} to {result['last']}, {t['errors']} errors ({100 * t['error_rate']:.1f}%)",
+        f"tokens      {t['input_tokens']} in, {t['output_tokens']} out",
+        f"cost        ${t['cost_usd']:.4f}",
+        f"savings     ${t['savings_usd']:.4f}{pct} against {ref['model']} (${t['reference_cost_usd']:.4f}; {ref['why']})" if ref else "savings     - (no priced reference model)",
+        f"latency     p50 {_ms(t['latency_ms']['p50'])} ms, p95 {_ms(t['latency_ms']['p95'])} ms; first token p50 {_ms(t['ttft_ms']['p50'])} ms, p95 {_ms(t['ttft_ms']['p95'])} ms",
+    ]
+    headers = ["requests", "errors", "tokens in", "tokens out", "cost", "saved", "p50 ms", "p95 ms"]
+    for group in GROUPS:
+        lines += ["", tabulate(_group_rows(result["by_" + group]), headers=[group, *headers])]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--since", default=None, help="Only requests since then: 7d, 24h, 30m, 2w, or a date (2026-01-31).")
+@click.option("--user", default=None, help="Only this gateway user's requests.")
+@click.option("--reference", default=None, envvar="R42_STATS_REFERENCE_MODEL", show_envvar=True, help="Compute savings against this model (default: the strongest model you have a credential for).")
+@click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
+@click.pass_context
+def stats(ctx: click.Context, since: str | None, user: str | None, reference: str | None, force_json: bool) -> None:
+    """Totals and breakdowns of the routing log by model, mode, domain, user and day.
+
+    Cost, savings against a reference model, latency p50/p95 and error rate. A table on a
+    terminal, JSON when piped.
+
+    \b
+    Example:
+      r42 stats --since 7d --user alice
+      r42 stats --since 2026-01-01 | jq '.totals.savings_usd'
+    """
+    term = terminal_of(ctx)
+    since_ts = parse_since(since) if since else None
+    result = compute_stats(iter_routes(since=since_ts, user=user), reference_for(reference, user))
+    result = {"since": None if since_ts is None else iso(since_ts), "user": user, **result}
+    if force_json or not term.stdout_isatty:
+        term.write(dumps(result) + b"\n")
+    else:
+        term.write(render_stats(result).encode() + b"\n")

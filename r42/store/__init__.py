@@ -1,0 +1,65 @@
+"""The store: one SQLite file in R42_HOME (r42.db) with gateway users and keys, encrypted
+provider credentials and custom endpoints, and the routing log.
+
+This package never imports click; `cryptography` loads only when a secret is sealed or opened.
+Every function opens this thread's connection on first use; the read functions return empty
+results (or None) when no store exists yet and never create one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from r42.store.credentials import (
+    MASTER_KEY_ENV,
+    MasterKeyError,
+    StoredCredential,
+    custom_models,
+    custom_providers,
+    get_secret,
+    list_credentials,
+    master_key_path,
+    remove_credential,
+    set_credential,
+)
+from r42.store.db import STORE_FILE, StoreError, close_thread_connection, store_exists, store_path
+from r42.store.keys import (
+    KeyRecord,
+    LimitHit,
+    NewKey,
+    NotFoundError,
+    Usage,
+    authenticate,
+    check_limits,
+    create_key,
+    limit_exceeded,
+    list_keys,
+    list_users,
+    record_usage,
+    revoke,
+    rotate,
+    usage,
+)
+from r42.store.log import iter_routes, prune, read_routes, write_route, write_route_from_document
+
+if TYPE_CHECKING:
+    from r42.availability import Credential
+
+__all__ = [
+    "MASTER_KEY_ENV", "STORE_FILE", "KeyRecord", "LimitHit", "MasterKeyError", "NewKey", "NotFoundError", "StoreError",
+    "StoredCredential", "Usage", "authenticate", "check_limits", "close_thread_connection", "create_key", "custom_models",
+    "custom_providers", "get_secret", "iter_routes", "limit_exceeded", "list_credentials", "list_keys", "list_users", "lookup_credential",
+    "master_key_path", "prune", "read_routes", "record_usage", "remove_credential", "revoke", "rotate", "set_credential",
+    "store_exists", "store_path", "usage", "write_route", "write_route_from_document",
+]
+
+
+def lookup_credential(provider_id: str, user: str | None = None) -> Credential | None:
+    """The stored credential for a provider: the user's own first, else the global one.
+
+    Raises MasterKeyError when a credential exists but the master key is missing or wrong.
+    """
+    from r42.availability import Credential
+
+    found = get_secret(provider_id, user)
+    return None if found is None else Credential(found.secret, found.source)

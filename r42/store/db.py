@@ -1,0 +1,254 @@
+"""The SQLite store in R42_HOME: opening it safely, one connection per thread, numbered migrations.
+
+Many writers share the file (the gateway's threads, `r42 ask` in other processes), so the store
+runs in WAL mode with a busy timeout, and every write happens in a short `BEGIN IMMEDIATE`
+transaction: in WAL a deferred transaction that tries to upgrade to a write fails at once instead
+of waiting. A file that is corrupt, from a newer r42 or not ours is reported and never written to.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from r42.config import ensure_home, home_dir
+from r42.errors import ConfigError
+
+STORE_FILE = "r42.db"
+APPLICATION_ID = 0x72343221  # "r42!": marks the file as ours (PRAGMA application_id)
+BUSY_TIMEOUT_MS = 30_000
+MOVE_AWAY = "move the file away (r42 then creates a new store) or set R42_HOME to another directory"
+
+# Each entry moves the schema from version N to N+1. Never edit a released entry: add a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    );
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created REAL NOT NULL
+    );
+    CREATE TABLE gateway_keys (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        prefix TEXT NOT NULL UNIQUE,
+        hash BLOB NOT NULL,
+        created REAL NOT NULL,
+        last_used REAL,
+        revoked REAL,
+        rpm INTEGER,
+        rpd INTEGER,
+        budget_usd REAL
+    );
+    CREATE TABLE key_usage (
+        key_id INTEGER NOT NULL,
+        ts REAL NOT NULL,
+        cost_usd REAL NOT NULL DEFAULT 0
+    );
+    CREATE INDEX key_usage_key_ts ON key_usage(key_id, ts);
+    CREATE TABLE credentials (
+        provider TEXT NOT NULL,
+        user TEXT NOT NULL DEFAULT '',
+        secret BLOB,
+        base_url TEXT,
+        models TEXT,
+        updated REAL NOT NULL,
+        PRIMARY KEY (provider, user)
+    );
+    CREATE TABLE routes (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        request_id TEXT,
+        user TEXT,
+        key_id INTEGER,
+        endpoint TEXT NOT NULL,
+        mode TEXT,
+        complexity REAL,
+        domain TEXT,
+        model TEXT,
+        attempts TEXT,
+        n_attempts INTEGER,
+        input_tokens INTEGER,
+        output_tokens INTEGER,
+        cost_usd REAL,
+        latency_ms REAL,
+        ttft_ms REAL,
+        status TEXT NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX routes_ts ON routes(ts);
+    CREATE INDEX routes_user_ts ON routes(user, ts);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(ConfigError):
+    """The store cannot be opened or used (exit code 6)."""
+
+
+def store_path() -> Path:
+    return home_dir() / STORE_FILE
+
+
+def store_exists() -> bool:
+    return store_path().exists()
+
+
+_local = threading.local()
+
+
+def connect(create: bool = True) -> sqlite3.Connection | None:
+    """This thread's connection to the store, opened (and migrated) on first use.
+
+    create=False: return None when there is no store yet, so read-only commands never create one.
+    A connection is never shared between threads, nor reused in a forked child.
+    """
+    path = store_path()
+    cached = getattr(_local, "conns", {}).get(str(path))
+    if cached is not None and cached[0] == os.getpid():
+        return cached[1]
+    if not path.exists():
+        if not create:
+            return None
+        _create_file(path)
+    conn = _open(path)
+    _local.__dict__.setdefault("conns", {})[str(path)] = (os.getpid(), conn)
+    return conn
+
+
+def close_thread_connection() -> None:
+    """Close this thread's connections (tests and worker threads that finish)."""
+    for _, conn in getattr(_local, "conns", {}).values():
+        conn.close()
+    _local.conns = {}
+
+
+def _create_file(path: Path) -> None:
+    """Create an empty file with mode 0600; SQLite gives its -wal and -shm files the same mode."""
+    ensure_home()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        pass  # another process created it first
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the store {path}: {exc}", "check the file's permissions") from None
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _check_ours(conn, path)  # before anything writes to the file
+        _enable_wal(conn, path)
+        conn.execute("PRAGMA synchronous = NORMAL")  # safe in WAL: a crash may lose the last commit, never corrupts
+        conn.execute("PRAGMA foreign_keys = ON")
+        _migrate(conn, path)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StoreError(f"the store {path} is unreadable ({exc})", MOVE_AWAY) from None
+    except StoreError:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_ours(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a foreign database and one written by a newer r42. Reads only."""
+    # One statement, so one snapshot: another process may be creating the schema right now.
+    app_id, version, tables = conn.execute(
+        "SELECT (SELECT application_id FROM pragma_application_id), (SELECT user_version FROM pragma_user_version),"
+        " (SELECT count(*) FROM sqlite_master)"
+    ).fetchone()
+    if app_id == 0 and version == 0 and tables == 0:
+        return  # a new, empty file
+    if app_id != APPLICATION_ID:
+        raise StoreError(f"{path} is an SQLite database but not an r42 store", MOVE_AWAY)
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the store {path} was written by a newer r42 (schema {version}; this r42 knows up to {SCHEMA_VERSION})",
+            "upgrade r42, or set R42_HOME to another directory",
+        )
+
+
+def _enable_wal(conn: sqlite3.Connection, path: Path) -> None:
+    # Switching to WAL needs a moment alone with the file; the busy timeout does not always cover it.
+    for attempt in range(50):
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            time.sleep(0.02 * (attempt + 1))
+            continue
+        if mode.lower() == "wal":
+            return
+        raise StoreError(f"the store {path} cannot use WAL mode (journal mode {mode})", "put R42_HOME on a local file system")
+    raise StoreError(f"the store {path} stayed locked", "another process holds it; try again")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        return
+    with transaction(conn):
+        # Read again inside the write lock: another process may have migrated meanwhile.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        _check_ours(conn, path)
+        for number in range(version, SCHEMA_VERSION):
+            for statement in _statements(MIGRATIONS[number]):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT our transaction first; run the statements one by one instead.
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction that takes the write lock at once (waiting up to the busy timeout)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:  # SQLite may have rolled back already (e.g. disk full)
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def writing(create: bool = True) -> Iterator[sqlite3.Connection]:
+    """This thread's connection inside a write transaction, with SQLite errors made readable."""
+    conn = connect(create=create)
+    assert conn is not None
+    with readable_errors():
+        with transaction(conn):
+            yield conn
+
+
+@contextmanager
+def readable_errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise StoreError(f"the store {store_path()} could not be written ({exc})", "another process may hold it for long; try again") from None
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"the store {store_path()} is damaged ({exc})", MOVE_AWAY) from None
+
+
+def reading() -> sqlite3.Connection | None:
+    """This thread's connection for queries, or None when there is no store yet."""
+    return connect(create=False)

@@ -1,0 +1,276 @@
+"""Gateway users and their keys, per-key limits and the usage the limits are checked against.
+
+A key is `r42_` + 43 url-safe characters from `secrets` (256 bits). Only its SHA-256 is stored: the
+key is random and long, so a fast hash is as good as a slow one, and the gateway can check it on
+every request. The first 12 characters (`r42_` + 8) are kept in clear as the key's name in lists.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from r42.errors import R42Error, UsageError
+from r42.store.db import connect, reading, readable_errors, writing
+
+KEY_PREFIX = "r42_"
+PREFIX_LENGTH = len(KEY_PREFIX) + 8
+KEY_LENGTH = len(KEY_PREFIX) + 43  # token_urlsafe(32)
+_DUMMY_HASH = hashlib.sha256(b"r42 no such key").digest()
+
+
+class NotFoundError(R42Error):
+    """A user, key or credential that is not in the store (exit code 1)."""
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: int
+    user: str
+    prefix: str  # the first characters of the key: a name for it, not a secret
+    created: float  # unix seconds
+    last_used: float | None
+    revoked: float | None
+    rpm: int | None  # requests per minute (rolling 60 s); None = no limit
+    rpd: int | None  # requests per day (rolling 24 h)
+    budget_usd: float | None  # USD per calendar month (UTC)
+
+    def as_dict(self) -> dict:
+        return {
+            "user": self.user,
+            "prefix": self.prefix,
+            "created": iso(self.created),
+            "last_used": iso(self.last_used),
+            "revoked": iso(self.revoked),
+            "rpm": self.rpm,
+            "rpd": self.rpd,
+            "budget_usd": self.budget_usd,
+        }
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: str  # shown to the user once, never stored
+    record: KeyRecord
+
+    def __repr__(self) -> str:  # keep the key out of logs and tracebacks
+        return f"NewKey(prefix={self.record.prefix!r}, user={self.record.user!r})"
+
+
+@dataclass(frozen=True)
+class Usage:
+    requests_minute: int  # in the last 60 s
+    requests_day: int  # in the last 24 h
+    cost_month_usd: float  # since the start of this calendar month (UTC)
+    oldest_minute: float | None  # time of the oldest request still in each window
+    oldest_day: float | None
+
+
+@dataclass(frozen=True)
+class LimitHit:
+    limit: str  # "rpm" | "rpd" | "budget"
+    value: float
+    retry_after_s: int  # when a request would be allowed again
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def key_hash(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def _validate_limits(rpm: int | None, rpd: int | None, budget_usd: float | None) -> None:
+    for name, value in (("rpm", rpm), ("rpd", rpd), ("budget", budget_usd)):
+        if value is not None and value < 0:
+            raise UsageError(f"--{name} must be 0 or more, got {value}")
+
+
+def _user_id(conn: sqlite3.Connection, user: str, now: float) -> int:
+    conn.execute("INSERT OR IGNORE INTO users (name, created) VALUES (?, ?)", (user, now))
+    return conn.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()[0]
+
+
+def _insert_key(conn: sqlite3.Connection, user: str, rpm: int | None, rpd: int | None, budget_usd: float | None) -> NewKey:
+    now = time.time()
+    user_id = _user_id(conn, user, now)
+    while True:
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        prefix = key[:PREFIX_LENGTH]
+        try:
+            cursor = conn.execute(
+                "INSERT INTO gateway_keys (user_id, prefix, hash, created, rpm, rpd, budget_usd) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (user_id, prefix, key_hash(key), now, rpm, rpd, budget_usd),
+            )
+        except sqlite3.IntegrityError:
+            continue  # a prefix collision (about 1 in 2**48): draw again
+        record = KeyRecord(cursor.lastrowid, user, prefix, now, None, None, rpm, rpd, budget_usd)
+        return NewKey(key, record)
+
+
+def create_key(user: str, rpm: int | None = None, rpd: int | None = None, budget_usd: float | None = None) -> NewKey:
+    """A new key for `user` (created if new). The returned key is the only copy."""
+    user = user.strip()
+    if not user:
+        raise UsageError("the user name is empty")
+    _validate_limits(rpm, rpd, budget_usd)
+    with writing() as conn:
+        return _insert_key(conn, user, rpm, rpd, budget_usd)
+
+
+_KEY_COLUMNS = "k.id, u.name, k.prefix, k.created, k.last_used, k.revoked, k.rpm, k.rpd, k.budget_usd"
+_KEY_FROM = "gateway_keys k JOIN users u ON u.id = k.user_id"
+
+
+def list_keys(include_revoked: bool = False) -> list[KeyRecord]:
+    conn = reading()
+    if conn is None:
+        return []
+    where = "" if include_revoked else "WHERE k.revoked IS NULL"
+    with readable_errors():
+        rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} {where} ORDER BY u.name, k.created").fetchall()
+    return [KeyRecord(*row) for row in rows]
+
+
+def list_users() -> list[str]:
+    """Names of every gateway user (also those whose keys are all revoked), sorted."""
+    conn = reading()
+    if conn is None:
+        return []
+    with readable_errors():
+        return [row[0] for row in conn.execute("SELECT name FROM users ORDER BY name")]
+
+
+def _find_keys(conn: sqlite3.Connection, key_or_prefix: str, user_too: bool = False) -> list[KeyRecord]:
+    """Active keys named by a whole key, a prefix of one, or (user_too) a user name."""
+    text = key_or_prefix.strip().rstrip("…").rstrip(".")
+    if len(text) == KEY_LENGTH and text.startswith(KEY_PREFIX):
+        rows = conn.execute(f"SELECT {_KEY_COLUMNS}, k.hash FROM {_KEY_FROM} WHERE k.prefix = ? AND k.revoked IS NULL", (text[:PREFIX_LENGTH],)).fetchall()
+        return [KeyRecord(*row[:-1]) for row in rows if hmac.compare_digest(row[-1], key_hash(text))]
+    if user_too:
+        rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE u.name = ? AND k.revoked IS NULL", (text,)).fetchall()
+        if rows:
+            return [KeyRecord(*row) for row in rows]
+    if len(text) < len(KEY_PREFIX) + 4 or not text.startswith(KEY_PREFIX):
+        return []  # too short to name one key safely
+    rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE k.revoked IS NULL AND substr(k.prefix, 1, ?) = ?", (len(text), text)).fetchall()
+    if not rows and len(text) > PREFIX_LENGTH:  # a longer piece of a key: match on its prefix
+        rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE k.revoked IS NULL AND k.prefix = ?", (text[:PREFIX_LENGTH],)).fetchall()
+    return [KeyRecord(*row) for row in rows]
+
+
+def _one_key(conn: sqlite3.Connection, key_or_prefix: str) -> KeyRecord:
+    found = _find_keys(conn, key_or_prefix)
+    if not found:
+        raise NotFoundError(f"no active gateway key matches {_shown(key_or_prefix)}", "see `r42 keys list`")
+    if len(found) > 1:
+        raise UsageError(f"{_shown(key_or_prefix)} matches {len(found)} keys", "give more characters of the key")
+    return found[0]
+
+
+def _shown(text: str) -> str:
+    """Never echo a whole key back: show only what could be a prefix."""
+    return repr(text[:PREFIX_LENGTH] + "…") if len(text) > PREFIX_LENGTH else repr(text)
+
+
+def revoke(key_or_prefix: str) -> KeyRecord:
+    """Revoke one active key, named by the key itself or a unique prefix."""
+    with writing() as conn:
+        record = _one_key(conn, key_or_prefix)
+        conn.execute("UPDATE gateway_keys SET revoked = ? WHERE id = ?", (time.time(), record.id))
+    return record
+
+
+def rotate(user_or_prefix: str) -> tuple[NewKey, list[KeyRecord]]:
+    """Replace a key (or every active key of a user) by one new key with the same limits.
+
+    Returns the new key and the revoked records. The old keys stop working at once.
+    """
+    with writing() as conn:
+        old = _find_keys(conn, user_or_prefix, user_too=True)
+        if not old:
+            raise NotFoundError(f"no user or active key matches {_shown(user_or_prefix)}", "see `r42 keys list`, or `r42 keys create USER`")
+        if len({r.user for r in old}) > 1:
+            raise UsageError(f"{_shown(user_or_prefix)} matches keys of several users", "give more characters of the key")
+        latest = max(old, key=lambda r: r.created)
+        now = time.time()
+        conn.executemany("UPDATE gateway_keys SET revoked = ? WHERE id = ?", [(now, r.id) for r in old])
+        new = _insert_key(conn, latest.user, latest.rpm, latest.rpd, latest.budget_usd)
+    return new, old
+
+
+def authenticate(key: str) -> KeyRecord | None:
+    """The active key record for a presented key, or None. Constant-time hash comparison."""
+    if not isinstance(key, str) or len(key) != KEY_LENGTH or not key.startswith(KEY_PREFIX):
+        return None
+    conn = connect(create=False)
+    if conn is None:
+        return None
+    with readable_errors():
+        row = conn.execute(f"SELECT {_KEY_COLUMNS}, k.hash FROM {_KEY_FROM} WHERE k.prefix = ? AND k.revoked IS NULL", (key[:PREFIX_LENGTH],)).fetchone()
+    stored = row[-1] if row else _DUMMY_HASH
+    if hmac.compare_digest(stored, key_hash(key)) and row is not None:
+        return KeyRecord(*row[:-1])
+    return None
+
+
+def record_usage(key_id: int, cost_usd: float = 0.0, at: float | None = None) -> None:
+    """Count one request against a key's limits and mark the key as used. Call once per request."""
+    at = time.time() if at is None else at
+    with writing() as conn:
+        conn.execute("INSERT INTO key_usage (key_id, ts, cost_usd) VALUES (?, ?, ?)", (key_id, at, float(cost_usd or 0.0)))
+        conn.execute("UPDATE gateway_keys SET last_used = max(coalesce(last_used, 0), ?) WHERE id = ?", (at, key_id))
+
+
+def month_start(now: float) -> float:
+    t = time.gmtime(now)
+    return float(calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0)))
+
+
+def usage(key_id: int, now: float | None = None) -> Usage:
+    """A key's requests in the last minute and day, and its spend this month."""
+    now = time.time() if now is None else now
+    minute, day, month = now - 60, now - 86_400, month_start(now)
+    conn = connect(create=False)
+    if conn is None:
+        return Usage(0, 0, 0.0, None, None)
+    with readable_errors():
+        row = conn.execute(
+            """SELECT coalesce(sum(ts > :minute), 0), coalesce(sum(ts > :day), 0),
+                      coalesce(sum(CASE WHEN ts >= :month THEN cost_usd ELSE 0 END), 0.0),
+                      min(CASE WHEN ts > :minute THEN ts END), min(CASE WHEN ts > :day THEN ts END)
+               FROM key_usage WHERE key_id = :key AND ts >= min(:day, :month)""",
+            {"minute": minute, "day": day, "month": month, "key": key_id},
+        ).fetchone()
+    return Usage(int(row[0]), int(row[1]), float(row[2]), row[3], row[4])
+
+
+def limit_exceeded(record: KeyRecord, used: Usage, now: float | None = None) -> LimitHit | None:
+    """The first limit that one more request would break, with when to retry; None = go ahead."""
+    now = time.time() if now is None else now
+    if record.rpm is not None and used.requests_minute >= record.rpm:
+        return LimitHit("rpm", record.rpm, _retry(used.oldest_minute, 60, now))
+    if record.rpd is not None and used.requests_day >= record.rpd:
+        return LimitHit("rpd", record.rpd, _retry(used.oldest_day, 86_400, now))
+    if record.budget_usd is not None and used.cost_month_usd >= record.budget_usd:
+        t = time.gmtime(now)
+        next_month = calendar.timegm((t.tm_year + t.tm_mon // 12, t.tm_mon % 12 + 1, 1, 0, 0, 0))
+        return LimitHit("budget", record.budget_usd, max(1, int(next_month - now)))
+    return None
+
+
+def _retry(oldest: float | None, window: int, now: float) -> int:
+    return max(1, int((oldest or now) + window - now) + 1)
+
+
+def check_limits(record: KeyRecord, now: float | None = None) -> LimitHit | None:
+    """usage() and limit_exceeded() in one call: what the gateway asks before each request."""
+    return limit_exceeded(record, usage(record.id, now), now)
