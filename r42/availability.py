@@ -38,16 +38,20 @@ class Credential:
 
 
 def find_credential(provider: Provider, env: Mapping[str, str] | None = None, user: str | None = None) -> Credential | None:
-    """The provider's key: its usual environment variable first, then the store (when one exists)."""
+    """The provider's key. For a gateway user, their own stored key wins; then the provider's usual
+    environment variable; then the global stored key (the store is opened only when it exists)."""
     env = os.environ if env is None else env
-    name = env_credential(provider, env)
-    if name:
-        return Credential(env[name], f"env {name}")
+    stored = None
     if (home_dir() / STORE_FILE).exists():
         from r42.store import lookup_credential  # only when a store exists: keeps start-up light
 
-        return lookup_credential(provider.id, user=user)
-    return None
+        stored = lookup_credential(provider.id, user=user)
+        if user and stored is not None and stored.source != "store":
+            return stored  # the user's own credential
+    name = env_credential(provider, env)
+    if name:
+        return Credential(env[name], f"env {name}")
+    return stored
 
 
 def base_url_of(provider: Provider, env: Mapping[str, str] | None = None) -> str | None:

@@ -137,7 +137,8 @@ def credential_sources(env: dict[str, str] | None = None) -> list[dict[str, Any]
                 env_providers.add(provider.id)
                 out.append({"provider": provider.id, "user": None, "source": f"env {name}", "base_url": None, "models": None, "used": _first_env(provider, env) == name})
     for c in store.list_credentials():
-        shadowed = c.provider in env_providers  # r42 looks in the environment first
+        # A user's own key wins for that user; a global stored key only when no env variable is set.
+        shadowed = c.user is None and c.provider in env_providers
         source = "store" if c.has_secret else "store (no key)"
         out.append({"provider": c.provider, "user": c.user, "source": source, "base_url": c.base_url, "models": list(c.models) or None, "used": not shadowed})
     return out
