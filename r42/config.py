@@ -40,6 +40,10 @@ DEFAULTS: dict[str, Any] = {
     "retry_after_max": 5.0,  # a Retry-After up to this many seconds is waited out; longer: move on
     "log_retention_days": 90,  # routing log rows older than this are pruned; 0 keeps them all
     "stats_reference_model": None,  # savings in `r42 stats` compare with this model (default: the strongest you could use)
+    # r42 serve
+    "serve_max_body": 32 * 1024 * 1024,  # bytes in a request body (413 above)
+    "serve_max_concurrency": 256,  # requests handled at once (503 with Retry-After above)
+    "serve_grace": 10.0,  # seconds requests in flight get to finish on SIGINT/SIGTERM
 }
 
 

@@ -22,7 +22,12 @@ class Router:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Router":
-        return cls(settings, load_catalog(settings.catalog), AvailabilityChecker(settings.local_probe_timeout))
+        catalog = load_catalog(settings.catalog)
+        if settings.local_discovery:  # a freshly pulled Ollama / LM Studio model is a candidate at once
+            from r42.catalog.discovery import discover
+
+            catalog = discover(catalog, settings.discovery_ttl, settings.local_probe_timeout)
+        return cls(settings, catalog, AvailabilityChecker(settings.local_probe_timeout))
 
     def constraints(self, **overrides: Any) -> Constraints:
         s = self.settings

@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "keys": "r42.cli.keys:keys",
     "stats": "r42.cli.stats:stats",
     "log": "r42.cli.log:log_command",
+    "serve": "r42.cli.serve:serve",
+    "catalog": "r42.cli.catalog:catalog",
 }
 
 

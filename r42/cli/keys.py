@@ -123,6 +123,13 @@ def list_command(ctx: click.Context, include_revoked: bool, force_json: bool) ->
     term.write(render_list(records, credentials).encode() + b"\n")
 
 
+def refresh_endpoints_layer() -> None:
+    """Custom endpoints become catalog providers through a layer file that rank and ask load."""
+    from r42.catalog import write_endpoints_layer
+
+    write_endpoints_layer(store.custom_providers(), store.custom_models())
+
+
 def credential_sources(env: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """One entry per place a provider's credential is found: env variables and the store."""
     from r42.catalog import load_catalog
@@ -186,6 +193,7 @@ def set_command(ctx: click.Context, provider: str, user: str | None, base_url: s
     if base_url is not None and not models:
         models = tuple(_list_endpoint_models(term, base_url, secret))
     store.set_credential(provider, secret or None, user=user, base_url=base_url, models=list(models) or None)
+    refresh_endpoints_layer()
     if not had_master_key and store.master_key_path().exists():
         term.note(f"r42: created the master key {store.master_key_path()}: back it up; without it the stored credentials cannot be read")
     where = f" for user {user}" if user else ""
@@ -268,7 +276,9 @@ def rm_command(ctx: click.Context, provider: str, user: str | None) -> None:
     Example:
       r42 keys rm openai --user alice
     """
-    if not store.remove_credential(provider, user):
+    removed = store.remove_credential(provider, user)
+    refresh_endpoints_layer()
+    if not removed:
         where = f" for user {user}" if user else ""
         raise store.NotFoundError(f"no stored credential for {provider}{where}", "see `r42 keys list`")
     terminal_of(ctx).note(f"r42: removed the credential for {provider}" + (f" (user {user})" if user else ""))
