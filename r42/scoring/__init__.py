@@ -53,6 +53,7 @@ SCORERS: dict[str, str] = {
     "heuristic": "r42.scoring.heuristic:HeuristicScorer",
     "length": "r42.scoring.baselines:LengthScorer",
     "random": "r42.scoring.baselines:RandomScorer",
+    "trained": "r42.scoring.trained:TrainedScorer",
 }
 DEFAULT_SCORER = "heuristic"
 _loaded: dict[str, Scorer] = {}
