@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "max_cost": None,  # USD per request, None = no cap
     "local_probe_timeout": 0.05,  # seconds to wait for a local server's port
     "catalog": None,  # extra catalog file merged over the shipped one
+    "learning": True,  # rank adjusts models by this user's feedback and errors, per domain
+    "feedback_half_life_days": 14.0,  # evidence counts half as much after this many days
     "local_discovery": True,  # ask a reachable Ollama / LM Studio server which models it has, at rank time
     "discovery_ttl": 60.0,  # seconds a local server's model list is reused (R42_HOME/cache); 0 = ask every time
     "sync_timeout": 20.0,  # seconds per request to a provider's model-listing API (r42 catalog sync)

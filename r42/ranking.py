@@ -61,6 +61,7 @@ class Constraints:
     force: str | None = None  # "local" | "cloud"
     quality_floor: float = 0.25
     quality_slope: float = 0.45
+    learned: dict[str, Any] = field(default_factory=dict)  # model id -> learning.Adjustment for this prompt's domain
 
 
 @dataclass(slots=True)
@@ -71,6 +72,7 @@ class Ranked:
     cost_usd: float | None
     latency_s: float
     below_quality: bool = False
+    learned: Any = None  # the learning.Adjustment applied to the score, if any
 
 
 @dataclass
@@ -170,6 +172,9 @@ def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: 
         reason = _exclusion(model, catalog.providers.get(model.provider), score, c, available)
         if reason is None:
             ranked = _score_model(model, domains, input_tokens, output_tokens, weights, c)
+            if c.learned and model.id in c.learned:
+                ranked.learned = c.learned[model.id]
+                ranked.score += ranked.learned.value
             if c.max_cost is not None and (ranked.cost_usd is None or ranked.cost_usd > c.max_cost):
                 reason = "over max cost" if ranked.cost_usd is not None else "price unknown (max cost set)"
             elif ranked.quality < need:
@@ -215,6 +220,8 @@ def reasons(r: Ranked, need: float, domain: str, availability_source: str | None
     out.append(f"quality {r.quality:.2f}{estimated} {comparison} {need:.2f} needed for {domain}")
     if r.below_quality:
         out.append("best available: no model meets the quality needed")
+    if r.learned is not None:
+        out.append(r.learned.reason(domain))
     if m.tokens_per_s:
         out.append(f"{m.tokens_per_s:.0f} tokens/s")
     if availability_source:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from r42.availability import AvailabilityChecker
@@ -10,6 +11,8 @@ from r42.catalog import Catalog, load_catalog
 from r42.config import Settings
 from r42.ranking import Constraints, Ranking, rank, ranking_document
 from r42.scoring import score_document
+
+LEARNED_TTL_S = 30.0
 
 
 @dataclass
@@ -19,6 +22,7 @@ class Router:
     settings: Settings
     catalog: Catalog
     availability: AvailabilityChecker
+    _learned: dict[str | None, tuple[float, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Router":
@@ -49,8 +53,28 @@ class Router:
             return doc["score"]
         return score_document(doc, self.settings, scorer)
 
-    def rank(self, score: dict[str, Any], constraints: Constraints) -> Ranking:
+    def rank(self, score: dict[str, Any], constraints: Constraints, user: str | None = None) -> Ranking:
+        """Rank with what was learned from this user's feedback and outcomes in the prompt's domain
+        (when the `learning` setting is on and a store exists)."""
+        if self.settings.learning and not constraints.learned:
+            constraints = replace(constraints, learned=self.learned(user, score["domain"]))
         return rank(self.catalog, score, constraints, self.availability.check)
+
+    def learned(self, user: str | None, domain: str) -> dict[str, Any]:
+        """Adjustments by model id, recomputed at most every LEARNED_TTL_S per user (serve is long-lived)."""
+        from r42.store.db import store_exists
+
+        if not store_exists():
+            return {}
+        cached = self._learned.get(user)
+        if cached is None or time.monotonic() - cached[0] > LEARNED_TTL_S:
+            from r42.learning import learned_adjustments
+
+            cached = (time.monotonic(), learned_adjustments(user, self.settings.feedback_half_life_days))
+            self._learned[user] = cached
+        from r42.learning import for_domain
+
+        return for_domain(cached[1], domain)
 
     def ranking_document(self, ranking: Ranking, score: dict[str, Any], top: int | None) -> dict[str, Any]:
         return ranking_document(ranking, score, top, self.availability.check, self.catalog)

@@ -87,6 +87,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX routes_ts ON routes(ts);
     CREATE INDEX routes_user_ts ON routes(user, ts);
     """,
+    # 2: feedback on answers (r42 feedback, POST /v1/feedback), learned from by rank
+    """
+    CREATE TABLE feedback (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        request_id TEXT NOT NULL,
+        user TEXT,
+        model TEXT NOT NULL,
+        domain TEXT,
+        verdict INTEGER NOT NULL,
+        reason TEXT
+    );
+    CREATE INDEX feedback_user_ts ON feedback(user, ts);
+    CREATE INDEX routes_request_id ON routes(request_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

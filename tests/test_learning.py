@@ -1,0 +1,90 @@
+"""Rank learns from feedback and errors: per user and domain, bounded, decaying, resettable."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from r42.config import load_settings
+from r42.learning import MAX_ADJUSTMENT, learned_adjustments
+from r42.routing import Router
+from r42.store import write_route
+from tests.helpers import run
+
+MATH = "Solve for x: 3x + 7 = 22, and show each step of the algebra."
+CREATIVE = "Write a short poem about the sea at night."
+
+
+def routed(prompt: str) -> tuple[dict, list[str]]:
+    result = run(["rank", "--include-unavailable", "--mode", "quality", "--all"], input=prompt)
+    doc = orjson.loads(result.stdout)
+    return doc, [c["model"] for c in doc["ranking"]["candidates"]]
+
+
+def answer(model: str, domain: str, request_id: str, user: str | None = None, at: float | None = None) -> None:
+    write_route(endpoint="ask", model=model, domain=domain, request_id=request_id, user=user, attempts=[{"model": model, "ok": True, "ms": 5}], at=at)
+
+
+def test_consistent_bad_feedback_moves_a_model_in_one_domain_only():
+    _, math_before = routed(MATH)
+    _, creative_before = routed(CREATIVE)
+    top = math_before[0]
+    for i in range(10):
+        answer(top, "math", f"m{i}")
+        assert run(["feedback", f"m{i}", "bad", "--reason", "wrong"]).exit_code == 0
+    math_doc, math_after = routed(MATH)
+    _, creative_after = routed(CREATIVE)
+    assert math_after[0] != top
+    assert math_after.index(top) > 0
+    reasons = next(c["reasons"] for c in math_doc["ranking"]["candidates"] if c["model"] == top)
+    assert any(r.startswith("learned -0.2") and "10 bad" in r for r in reasons)
+    assert creative_after == creative_before  # other domains are unaffected
+
+
+def test_one_feedback_cannot_swing_everything():
+    answer("anthropic/claude-opus-4-1", "math", "one")
+    run(["feedback", "one", "bad"])
+    adjustment = learned_adjustments(None, 14.0)[("anthropic/claude-opus-4-1", "math")]
+    assert -0.1 < adjustment.value < 0
+    for i in range(200):
+        answer("anthropic/claude-opus-4-1", "math", f"many{i}")
+        run(["feedback", f"many{i}", "bad"])
+    assert learned_adjustments(None, 14.0)[("anthropic/claude-opus-4-1", "math")].value >= -MAX_ADJUSTMENT
+
+
+def test_feedback_decays_and_reset_forgets():
+    answer("openai/gpt-4o", "code", "r1")
+    run(["feedback", "r1", "good"])
+    fresh = learned_adjustments(None, 14.0)[("openai/gpt-4o", "code")].value
+    two_months_on = learned_adjustments(None, 14.0, now=time.time() + 60 * 86400)[("openai/gpt-4o", "code")].value
+    assert 0 < two_months_on < fresh / 10  # four half-lives and more
+    assert run(["feedback", "reset"]).exit_code == 0
+    assert learned_adjustments(None, 14.0) == {}
+
+
+def test_failed_attempts_in_the_log_count_against_a_model():
+    for i in range(6):
+        write_route(endpoint="ask", model="openai/gpt-4o", domain="code", request_id=f"f{i}",
+                    attempts=[{"model": "groq/llama-3.1-8b-instant", "ok": False, "status": 503}, {"model": "openai/gpt-4o", "ok": True}])
+    learned = learned_adjustments(None, 14.0)
+    assert learned[("groq/llama-3.1-8b-instant", "code")].value < -0.1
+    assert ("openai/gpt-4o", "code") not in learned
+
+
+def test_learning_is_per_user():
+    answer("openai/gpt-4o", "math", "alice-1", user="alice")
+    router = Router.from_settings(load_settings())
+    for i in range(8):
+        answer("openai/gpt-4o", "math", f"a{i}", user="alice")
+        run(["feedback", f"a{i}", "bad"])
+    # A verdict belongs to the user whose request it rates: alice learns, nobody else does.
+    assert router.learned("alice", "math")["openai/gpt-4o"].value < -0.2
+    assert router.learned(None, "math") == {} and router.learned("bob", "math") == {}
+
+
+@pytest.mark.parametrize("args", [["nope-id", "good"], ["x", "meh"]])
+def test_bad_feedback_input(args):
+    result = run(["feedback", *args])
+    assert result.exit_code in (1, 2) and result.stderr.strip().splitlines()[-1].startswith(("r42: error:", "Error:"))
