@@ -142,3 +142,30 @@ def load_settings(flags: Mapping[str, Any] | None = None, env: Mapping[str, str]
     if settings.values["mode"] not in MODES:
         raise ConfigError(f"unknown mode {settings.values['mode']!r}", "modes: " + ", ".join(MODES))
     return settings
+
+
+def write_config_values(values: Mapping[str, float | int | str | bool]) -> Path:
+    """Set top-level settings in config.toml, keeping every other line (and comment) as it is."""
+    from r42.fileio import write_atomic
+
+    for name in values:
+        if name not in DEFAULTS:
+            raise ConfigError(f"unknown setting {name!r}")
+    path = ensure_home() / "config.toml"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    pending = dict(values)
+    for index, line in enumerate(lines):
+        key = line.split("=", 1)[0].strip()
+        if "=" in line and key in pending and not line.lstrip().startswith("#"):
+            lines[index] = f"{key} = {_toml_value(pending.pop(key))}"
+    lines += [f"{key} = {_toml_value(value)}" for key, value in pending.items()]
+    write_atomic(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    return path
+
+
+def _toml_value(value: float | int | str | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -22,6 +22,20 @@ UNKNOWN_SPEED_TPS = 60.0  # assumed when no speed figure is known
 LOCAL_SPEED_TPS = 30.0
 
 
+DEFAULT_SIMPLE_BELOW, DEFAULT_COMPLEX_FROM = 0.35, 0.6
+
+
+def calibrated_complexity(complexity: float, simple_below: float, complex_from: float) -> float:
+    """Map complexity so that the user's cut points land on the default ones (piecewise linear):
+    after `r42 score --calibrate`, the share of prompts at or above complex_from is routed the way
+    prompts at or above 0.6 are by default. With the default cut points this is the identity."""
+    points = ((0.0, 0.0), (simple_below, DEFAULT_SIMPLE_BELOW), (complex_from, DEFAULT_COMPLEX_FROM), (1.0, 1.0))
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if complexity <= x1:
+            return y0 if x1 <= x0 else y0 + (complexity - x0) * (y1 - y0) / (x1 - x0)
+    return 1.0
+
+
 @dataclass(frozen=True)
 class Weights:
     quality: float
@@ -62,6 +76,8 @@ class Constraints:
     quality_floor: float = 0.25
     quality_slope: float = 0.45
     learned: dict[str, Any] = field(default_factory=dict)  # model id -> learning.Adjustment for this prompt's domain
+    simple_below: float = DEFAULT_SIMPLE_BELOW  # the level cut points (calibrated with `r42 score --calibrate`)
+    complex_from: float = DEFAULT_COMPLEX_FROM
 
 
 @dataclass(slots=True)
@@ -152,7 +168,7 @@ def _exclusion(model: Model, provider: Provider | None, score: dict[str, Any], c
 
 
 def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: AvailabilityFn) -> Ranking:
-    complexity = float(score["complexity"])
+    complexity = calibrated_complexity(float(score["complexity"]), c.simple_below, c.complex_from)
     domains = domain_weights({d: float(score["domains"].get(d, 0.0)) for d in DOMAINS}, c.mode)
     input_tokens = int(score["tokens"])
     output_tokens = max(1, min(EXPECTED_OUTPUT_TOKENS, int(score["needs"]["context_tokens"]) - input_tokens))

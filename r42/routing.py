@@ -41,6 +41,8 @@ class Router:
             allow_cloud_sensitive=s.allow_cloud_sensitive,
             quality_floor=s.quality_floor,
             quality_slope=s.quality_slope,
+            simple_below=s.simple_below,
+            complex_from=s.complex_from,
         )
         for key, value in overrides.items():
             if value is not None:

@@ -224,3 +224,27 @@ def test_broken_user_catalog_names_file_line_and_field(isolated_env):
     path.write_text("models:\n  - id: newco/model\n")
     result = run(["rank"], input="hi")
     assert result.exit_code == ExitCode.CONFIG and "unknown provider 'newco'" in result.stderr
+
+
+def test_calibration_sets_cut_points_that_rank_uses(isolated_env, tmp_path):
+    from r42.ranking import calibrated_complexity
+
+    prompts = tmp_path / "mine.txt"
+    lines = ["hi", "thanks!", "What is the capital of Peru?", "Translate 'good morning' to French",
+             "Prove that there are infinitely many primes.", "Write a Python function that merges two sorted lists.",
+             "Design a rate limiter for a distributed API gateway and prove it never admits more than N requests per window.",
+             "Summarize this paragraph in one sentence: the meeting moved to Tuesday.", "hello there", "Explain quicksort"]
+    prompts.write_text("\n".join(lines) + "\n")
+    result = run(["score", "--calibrate", str(prompts), "--strong-share", "0.3"])
+    assert result.exit_code == 0, result.stderr
+    cal = orjson.loads(result.stdout)
+    assert cal["prompts"] == 10 and 0 < cal["complex_share"] <= 0.3
+    config = (isolated_env / "config.toml").read_text()
+    assert f"complex_from = {cal['complex_from']!r}" in config
+    settings = load_settings()
+    assert settings.complex_from == cal["complex_from"] and settings.origin["complex_from"] == "file"
+    # The calibrated cut point maps onto the default one, and the identity holds by default.
+    assert abs(calibrated_complexity(cal["complex_from"], cal["simple_below"], cal["complex_from"]) - 0.6) < 1e-9
+    assert calibrated_complexity(0.42, 0.35, 0.6) == pytest.approx(0.42)
+    scored = [orjson.loads(run(["score"], input=line).stdout)["score"]["level"] for line in lines]
+    assert scored.count("complex") == round(cal["complex_share"] * 10)
