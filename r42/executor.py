@@ -1,0 +1,420 @@
+"""Run a request on ranked candidates, best first, falling back until one answers.
+
+The executor moves on after failures that are about the model or the provider (connection errors,
+timeouts, 408, 409, 429, 5xx, overloaded, context too long, tools unsupported) and stops at any
+other 4xx, which would fail everywhere. A short Retry-After is waited out once; a long one means
+moving on. Attempts are bounded by `max_attempts` and an overall deadline.
+
+Streaming: chunks are held back until the first token arrives, so a candidate that fails before
+then is replaced silently; once a token has been handed out, a failure ends the stream with
+StreamBrokenError. Every attempt is recorded for the `route` key of the pipe document.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+from r42.availability import BUILTIN_LOCAL, base_url_of, find_credential
+from r42.catalog import Catalog, Model, Provider
+from r42.config import Settings
+from r42.errors import AllFailedError, NoCandidateError, R42Error
+from r42.formats.openai import Accumulator, chunk_has_token
+from r42.providers import Adapter, Endpoint, ProviderError, open_adapter
+
+
+class CandidatesFailed(AllFailedError):
+    """Every candidate tried failed (or one failed in a way that would fail everywhere)."""
+
+    def __init__(self, message: str, attempts: list["Attempt"], hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.attempts = attempts
+
+
+class StreamBrokenError(R42Error):
+    """The answering model failed after part of its answer had been written."""
+
+    def __init__(self, message: str, route: dict[str, Any]) -> None:
+        super().__init__(message, "the answer above is incomplete; run the prompt again")
+        self.route = route
+
+
+@dataclass
+class Attempt:
+    model: str
+    ok: bool
+    status: int | None = None
+    error: str | None = None
+    ms: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "ok": self.ok, "status": self.status, "error": self.error, "ms": self.ms}
+
+    def line(self) -> str:
+        status = f" {self.status}" if self.status else ""
+        return f"{self.model}:{status} {self.error or 'ok'} ({self.ms} ms)"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A candidate resolved against the catalog: which provider, which name upstream, what price."""
+
+    id: str  # provider/model as r42 names it
+    provider: Provider
+    upstream: str  # the model name the provider knows
+    model: Model | None  # None for a model the catalog does not list (--model with a custom name)
+
+    @property
+    def prices(self) -> tuple[float | None, float | None]:
+        return (self.model.price_input, self.model.price_output) if self.model else (None, None)
+
+
+@dataclass
+class Result:
+    response: dict[str, Any]
+    route: dict[str, Any]
+
+
+@dataclass
+class Limits:
+    max_attempts: int = 4
+    connect_timeout: float = 5.0
+    first_byte_timeout: float = 120.0
+    deadline: float = 300.0
+    retry_after_max: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, max_attempts: int | None = None) -> "Limits":
+        return cls(
+            max_attempts=max_attempts or settings.max_attempts,
+            connect_timeout=settings.connect_timeout,
+            first_byte_timeout=settings.first_byte_timeout,
+            deadline=settings.deadline,
+            retry_after_max=settings.retry_after_max,
+        )
+
+
+Notify = Callable[[Attempt, "Target | None"], None]  # told of each failed attempt and what comes next
+
+
+@dataclass
+class Executor:
+    catalog: Catalog
+    limits: Limits = field(default_factory=Limits)
+    env: Mapping[str, str] | None = None
+    user: str | None = None
+    on_failure: Notify | None = None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    opener: Callable[[Endpoint], Adapter] = open_adapter  # the gateway passes one that reuses connections
+
+    # --- resolving candidates ------------------------------------------------------------------
+
+    def target(self, name: str) -> Target:
+        """A candidate by id or alias; an unknown model of a known provider is allowed as is."""
+        model = self.catalog.find(name)
+        if model is not None:
+            return Target(model.id, self.catalog.providers[model.provider], model.id.split("/", 1)[1], model)
+        provider_id, _, upstream = name.partition("/")
+        provider = self.catalog.providers.get(provider_id)
+        if provider is None or not upstream:
+            known = ", ".join(sorted(self.catalog.providers))
+            raise NoCandidateError(f"unknown model {name!r}", f"use provider/model with a provider among: {known}")
+        return Target(name, provider, upstream, None)
+
+    def endpoint(self, target: Target, read_timeout: float | None = None) -> Endpoint:
+        """Base URL and credential of the target's provider; ProviderError when it has none."""
+        provider = target.provider
+        env = os.environ if self.env is None else self.env
+        base_url = base_url_of(provider, env)
+        if base_url is None and provider.id == BUILTIN_LOCAL:
+            base_url = _builtin_server()
+        if base_url is None:
+            raise ProviderError(None, f"no base URL for {provider.id} (set {provider.base_url_env})", retryable=True)
+        key = None
+        if provider.key_env:
+            credential = find_credential(provider, env, self.user)
+            if credential is None and not (provider.base_url_env and env.get(provider.base_url_env)):
+                raise ProviderError(None, f"no credential (set {' or '.join(provider.key_env)})", retryable=True)
+            key = credential.secret if credential else None
+        timeout = self.limits.first_byte_timeout if read_timeout is None else read_timeout
+        return Endpoint(provider.id, provider.protocol, base_url, key, self.limits.connect_timeout, timeout)
+
+    # --- running -------------------------------------------------------------------------------
+
+    def complete(self, request: dict[str, Any], candidates: list[str]) -> Result:
+        """The first successful answer, trying candidates best first."""
+        run = _Run(self, candidates)
+        for target, adapter in run.tries():
+            with _closing(adapter):
+                try:
+                    response = adapter.complete({**request, "model": target.upstream})
+                except ProviderError as exc:
+                    run.failed(target, exc)
+                    continue
+            run.succeeded(target)
+            return Result(response, run.route(target, response.get("usage"), ttft_ms=None))
+        raise run.all_failed()
+
+    def stream(self, request: dict[str, Any], candidates: list[str]) -> "StreamRun":
+        return StreamRun(self, request, candidates)
+
+    def note_failure(self, attempt: Attempt, following: Target | None) -> None:
+        if self.on_failure is not None:
+            self.on_failure(attempt, following)
+
+
+class StreamRun:
+    """Iterate for the chunks of the answer; afterwards `.result` holds the response and route.
+
+    Chunks of a candidate are held back until its first token, so that a failure before then
+    moves on to the next candidate without the consumer seeing anything of the failed one.
+    """
+
+    def __init__(self, executor: Executor, request: dict[str, Any], candidates: list[str]) -> None:
+        self.executor = executor
+        self.request = request
+        self.candidates = candidates
+        self.result: Result | None = None
+        self.model: str | None = None  # the model that is answering, once its first token came
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        run = _Run(self.executor, self.candidates)
+        for target, adapter in run.tries():
+            with _closing(adapter):
+                acc = Accumulator()
+                try:
+                    yield from self._relay(run, target, adapter, acc)
+                except ProviderError as exc:
+                    if self.model is not None:
+                        raise self._broken(run, target, exc, acc) from None
+                    run.failed(target, exc)
+                    continue
+            run.succeeded(target)
+            self.result = Result(acc.result(), run.route(target, acc.usage, run.ttft_ms))
+            return
+        raise run.all_failed()
+
+    def _relay(self, run: "_Run", target: Target, adapter: Adapter, acc: Accumulator) -> Iterator[dict[str, Any]]:
+        held: list[dict[str, Any]] = []
+        for chunk in adapter.stream({**self.request, "model": target.upstream}):
+            acc.add(chunk)
+            if self.model is None:
+                held.append(chunk)
+                if not chunk_has_token(chunk):
+                    continue
+                self.model = target.id
+                run.first_token()
+                yield from held
+                held = []
+            else:
+                yield chunk
+        if self.model is None:  # a complete answer without any token (empty text): still an answer
+            self.model = target.id
+            run.first_token()
+            yield from held
+
+    def _broken(self, run: "_Run", target: Target, exc: ProviderError, acc: Accumulator) -> StreamBrokenError:
+        run.failed(target, exc, notify=False)
+        route = run.route(target, acc.usage, run.ttft_ms)
+        return StreamBrokenError(f"{target.id} failed after the answer had started: {exc}", route)
+
+
+class _Run:
+    """The bookkeeping of one request: attempts, deadline, Retry-After, timings."""
+
+    def __init__(self, executor: Executor, candidates: list[str]) -> None:
+        self.x = executor
+        self.limits = executor.limits
+        self.candidates = candidates
+        self.start = executor.clock()
+        self.attempts: list[Attempt] = []
+        self.stopped: str | None = None  # why the walk ended early
+        self.retry_wait: float | None = None
+        self.attempt_start = self.start
+        self.ttft_ms: int | None = None
+        self.upcoming: list[Target] = []
+
+    def remaining(self) -> float:
+        return self.limits.deadline - (self.x.clock() - self.start)
+
+    def tries(self) -> Iterator[tuple[Target, Adapter]]:
+        """(target, adapter) for each attempt to make, in order, within the limits."""
+        if not self.candidates:
+            raise NoCandidateError("no candidate to run the prompt on", "see the ranking's excluded reasons")
+        for index, name in enumerate(self.candidates):
+            try:
+                target = self.x.target(name)
+            except R42Error as exc:
+                self.attempts.append(Attempt(name, False, None, exc.message, 0))
+                continue
+            self.upcoming = [t for t in (self._peek(n) for n in self.candidates[index + 1 :]) if t][:1]
+            waited = False
+            while self.stopped is None:
+                if not self._may_start():
+                    return
+                adapter = self._open(target)
+                if adapter is None:
+                    break
+                yield target, adapter
+                if self.retry_wait is None or waited:
+                    break
+                self.x.sleep(self.retry_wait)  # a short Retry-After: wait it out, then try again
+                waited = True
+            if self.stopped is not None:
+                return
+
+    def _peek(self, name: str) -> Target | None:
+        try:
+            return self.x.target(name)
+        except R42Error:
+            return None
+
+    def _may_start(self) -> bool:
+        if len(self.attempts) >= self.limits.max_attempts:
+            self.stopped = f"stopped after {len(self.attempts)} attempts (--max-attempts)"
+            return False
+        if self.remaining() <= 0:
+            self.stopped = f"deadline of {self.limits.deadline:g}s reached"
+            return False
+        return True
+
+    def _open(self, target: Target) -> Adapter | None:
+        self.retry_wait = None
+        self.attempt_start = self.x.clock()
+        try:
+            read_timeout = min(self.limits.first_byte_timeout, max(self.remaining(), 0.001))
+            return self.x.opener(self.x.endpoint(target, read_timeout))
+        except ProviderError as exc:
+            self.failed(target, exc)
+        except R42Error as exc:  # e.g. the built-in model is not installed
+            self.failed(target, ProviderError(None, exc.one_line(), retryable=True))
+        return None
+
+    def _ms(self) -> int:
+        return int(round((self.x.clock() - self.attempt_start) * 1000))
+
+    def first_token(self) -> None:
+        self.ttft_ms = int(round((self.x.clock() - self.start) * 1000))
+
+    def failed(self, target: Target, exc: ProviderError, notify: bool = True) -> None:
+        attempt = Attempt(target.id, False, exc.status, exc.message, self._ms())
+        self.attempts.append(attempt)
+        if not exc.retryable:
+            self.stopped = f"{target.id} rejected the request (HTTP {exc.status}); other models would too"
+        elif exc.retry_after is not None and exc.retry_after <= self.limits.retry_after_max and exc.retry_after < self.remaining():
+            self.retry_wait = exc.retry_after
+        if notify:
+            following = None if self.stopped else (target if self.retry_wait is not None else (self.upcoming[0] if self.upcoming else None))
+            self.x.note_failure(attempt, following)
+
+    def succeeded(self, target: Target) -> None:
+        self.attempts.append(Attempt(target.id, True, 200, None, self._ms()))
+
+    def route(self, target: Target, usage: dict[str, Any] | None, ttft_ms: int | None) -> dict[str, Any]:
+        input_tokens, output_tokens = _tokens(usage)
+        return {
+            "model": target.id,
+            "attempts": [a.as_dict() for a in self.attempts],
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+            "cost_usd": cost_of(target, input_tokens, output_tokens),
+            "latency_ms": int(round((self.x.clock() - self.start) * 1000)),
+            "ttft_ms": ttft_ms,
+        }
+
+    def all_failed(self) -> CandidatesFailed:
+        tried = len(self.attempts)
+        reason = f"; {self.stopped}" if self.stopped else ""
+        if tried == 0:
+            return CandidatesFailed(f"no attempt could be made{reason}", self.attempts)
+        return CandidatesFailed(f"every candidate failed ({tried} attempt{'s' if tried != 1 else ''}{reason})", self.attempts, "see the attempts above; r42 rank shows the candidates")
+
+
+def _tokens(usage: dict[str, Any] | None) -> tuple[int | None, int | None]:
+    if not usage:
+        return None, None
+    return usage.get("prompt_tokens"), usage.get("completion_tokens")
+
+
+def cost_of(target: Target, input_tokens: int | None, output_tokens: int | None) -> float | None:
+    """USD from the provider's usage and the catalog's prices per million tokens; None if unknown."""
+    price_in, price_out = target.prices
+    if price_in is None or price_out is None or input_tokens is None or output_tokens is None:
+        return None
+    return round((input_tokens * price_in + output_tokens * price_out) / 1e6, 8)
+
+
+def _builtin_server() -> str:
+    from r42 import localmodel  # the llama.cpp server: started on first use, stopped at exit
+
+    return localmodel.ensure_server()
+
+
+class _closing:
+    def __init__(self, adapter: Adapter) -> None:
+        self.adapter = adapter
+
+    def __enter__(self) -> Adapter:
+        return self.adapter
+
+    def __exit__(self, *exc: object) -> None:
+        self.adapter.close()
+
+
+# --- planning: from a pipe document to the candidates to try ----------------------------------
+
+
+def plan(router: Any, doc: dict[str, Any], constraints: Any, model: str | None = None, top: int = 10) -> tuple[dict[str, Any], list[str]]:
+    """The document with its `score` and `ranking` (computed when missing, trusted when present)
+    and the model ids to try, best first. `model` (--model) skips ranking altogether."""
+    if model:
+        return doc, [model]
+    score = router.score(doc)
+    ranking = doc.get("ranking")
+    if isinstance(ranking, dict):
+        candidates = [c["model"] for c in ranking.get("candidates") or [] if isinstance(c, dict) and c.get("model")]
+        if not candidates:
+            raise NoCandidateError("the document's ranking has no candidates", "remove `ranking` to rank again, or pass --model")
+        return {**doc, "score": score}, candidates
+    ranked = router.rank(score, constraints)
+    if not ranked.candidates:
+        raise no_candidate_error(router, score, constraints)
+    ranking = router.ranking_document(ranked, score, top)
+    return {**doc, "score": score, "ranking": ranking}, [c["model"] for c in ranking["candidates"]]
+
+
+def no_candidate_error(router: Any, score: dict[str, Any], constraints: Any) -> R42Error:
+    """Exit 4 when configuring a provider would help (say which), else exit 3."""
+    from dataclasses import replace
+
+    from r42.errors import NoCredentialsError
+
+    try:
+        from r42.localmodel import INSTALL_HINT
+    except ImportError:
+        INSTALL_HINT = "pip install 'r42[local]'"
+
+    everything = router.rank(score, replace(constraints, include_unavailable=True))
+    if not everything.candidates:
+        return NoCandidateError(
+            "no model satisfies the prompt's needs and the constraints",
+            "see `r42 rank --include-unavailable`; relax --max-cost, --local/--cloud or the mode",
+        )
+    wanted: list[str] = []
+    for ranked in everything.candidates:
+        provider = router.catalog.providers[ranked.model.provider]
+        if provider.id == BUILTIN_LOCAL:
+            hint = f"install the built-in local model: {INSTALL_HINT}"
+        elif provider.key_env:
+            hint = "set " + " or ".join(provider.key_env)
+        elif provider.base_url_env:
+            hint = f"start {provider.name} or set {provider.base_url_env}"
+        else:
+            continue
+        if hint not in wanted:
+            wanted.append(hint)
+        if len(wanted) == 4:
+            break
+    return NoCredentialsError("no provider that could answer this prompt is configured", "; ".join(wanted))
