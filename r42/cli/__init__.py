@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "keys": "r42.cli.keys:keys",
     "stats": "r42.cli.stats:stats",
     "log": "r42.cli.log:log_command",
+    "serve": "r42.cli.serve:serve",
     "catalog": "r42.cli.catalog:catalog",
     "feedback": "r42.cli.feedback:feedback",
     "eval": "r42.cli.eval:eval_command",

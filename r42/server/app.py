@@ -1,0 +1,393 @@
+"""The gateway: the routing table, authentication, per-key limits, request ids, the routing log.
+
+`Gateway` is the handler the HTTP layer calls on a worker thread for every request. It finds the
+endpoint, checks the key (every endpoint but /health, / and the model lists needs one), applies the
+key's limits, runs the endpoint and turns failures into the endpoint's error shape. The endpoints
+themselves live in r42.server.chat (completions and messages) and r42.server.info (the rest).
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import orjson
+
+from r42 import __version__
+from r42.availability import AvailabilityChecker
+from r42.config import Settings
+from r42.errors import R42Error
+from r42.executor import Executor, Limits
+from r42.routing import Router
+from r42.server.errors import GatewayError, anthropic_body, from_core, openai_body
+from r42.server.http import Channel, ClientGone, Request, Response, ServerLimits
+from r42.server.metrics import Metrics
+
+AVAILABILITY_TTL = 60.0  # seconds a user's provider availability is reused
+MAX_JSON_DEPTH = 64
+JSON = "application/json"
+
+
+@dataclass
+class Caller:
+    """Who is calling: the user and key record (None for both under --no-auth)."""
+
+    user: str | None = None
+    key: Any = None  # r42.store.KeyRecord
+    rate_headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Call:
+    """One request as the endpoints see it."""
+
+    request: Request
+    channel: Channel
+    caller: Caller
+    endpoint: str
+    flavour: str  # "openai" | "anthropic": the error and response shape
+    recorded: bool = False  # has the routing-log row been queued?
+
+    @property
+    def id(self) -> str:
+        return self.request.id
+
+
+Endpoint = Callable[["Gateway", Call], Response | None]
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: str  # the name of a function in chat or info
+    auth: bool = True
+    flavour: str = "openai"
+
+
+ROUTES: dict[tuple[str, str], Route] = {
+    ("GET", "/health"): Route("health", auth=False),
+    ("GET", "/"): Route("status_page", auth=False),
+    ("GET", "/metrics"): Route("metrics"),
+    ("GET", "/v1/models"): Route("models", auth=False),
+    ("GET", "/api/models"): Route("models", auth=False),
+    ("POST", "/v1/chat/completions"): Route("chat_completions"),
+    ("POST", "/api/chat/completions"): Route("chat_completions"),
+    ("POST", "/chat/completions"): Route("chat_completions"),
+    ("POST", "/v1/messages"): Route("messages", flavour="anthropic"),
+    ("POST", "/v1/messages/count_tokens"): Route("count_tokens", flavour="anthropic"),
+    ("POST", "/v1/classify"): Route("classify"),
+    ("POST", "/api/recommend"): Route("recommend"),
+}
+
+
+class LogWriter:
+    """Writes routing-log rows and key usage on one background thread, so that no request waits
+    for SQLite; `flush()` waits until everything queued so far is written."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="r42-log", daemon=True)
+        self.warned = False
+        self.thread.start()
+
+    def put(self, job: Callable[[], None]) -> None:
+        self.queue.put(job)
+
+    def _run(self) -> None:
+        from r42.store import close_thread_connection
+
+        while True:
+            job = self.queue.get()
+            try:
+                if job is None:
+                    close_thread_connection()
+                    return
+                job()
+            except Exception as exc:  # noqa: BLE001 - the log must never take the gateway down
+                if not self.warned:
+                    self.warned = True
+                    print(f"r42: warning: could not write the routing log: {exc}", file=sys.stderr)
+            finally:
+                self.queue.task_done()
+
+    def flush(self) -> None:
+        self.queue.join()
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout=10)
+
+
+class Gateway:
+    """What the server holds for its whole life: settings, catalog, metrics, the log writer."""
+
+    def __init__(self, settings: Settings, no_auth: bool = False, limits: ServerLimits | None = None) -> None:
+        self.settings = settings
+        self.no_auth = no_auth
+        self.limits = limits or ServerLimits()
+        self.router = Router.from_settings(settings)
+        self.model_index = model_index(self.router.catalog)
+        self.executor_limits = Limits.from_settings(settings)
+        self.metrics = Metrics()
+        self.recent: deque[dict[str, Any]] = deque(maxlen=50)
+        self.log = LogWriter()
+        self.started = time.time()
+        self._routers: dict[str | None, tuple[float, Router]] = {}
+        self._routers_lock = threading.Lock()
+        self._pending: dict[int, int] = {}  # key id -> requests admitted but not yet counted in the store
+        self._pending_lock = threading.Lock()
+        from r42.server import chat, info  # the endpoint modules
+
+        self._modules = (chat, info)
+
+    # --- the handler the HTTP layer calls -----------------------------------------------------
+
+    def __call__(self, request: Request, channel: Channel) -> Response | None:
+        request.id = "req_" + uuid.uuid4().hex[:24]
+        route = ROUTES.get((request.method, request.path))
+        endpoint = request.path
+        flavour = route.flavour if route else ("anthropic" if request.path.startswith("/v1/messages") else "openai")
+        call = Call(request, channel, Caller(), endpoint, flavour)
+        status, error_kind = 200, None
+        with self.metrics.lock:
+            self.metrics.inflight += 1
+        try:
+            if route is None:
+                raise self._not_found(request)
+            if route.auth:
+                call.caller = self.authenticate(request)
+                self.admit(call)
+            response = self._handler(route.handler)(self, call)
+            if response is not None:
+                status = response.status
+                response.headers.append(("X-R42-Request-Id", request.id))
+                response.headers.extend(call.caller.rate_headers)
+            return response
+        except GatewayError as exc:
+            status, error_kind = exc.status, exc.code or f"http {exc.status}"
+            return self.error_response(call, exc)
+        except R42Error as exc:
+            error = from_core(exc)
+            status, error_kind = error.status, error.code
+            return self.error_response(call, error)
+        except ClientGone:
+            status, error_kind = 499, "client_closed"
+            raise
+        finally:
+            if route is not None and route.auth and not call.recorded and (call.caller.key is not None or self.no_auth):
+                self.record(call, status="ok" if status < 400 else "error", error=error_kind)
+            with self.metrics.lock:
+                self.metrics.inflight -= 1
+            self.metrics.request(endpoint if route else "unknown", status, time.perf_counter() - request.started, error_kind)
+
+    def _handler(self, name: str) -> Endpoint:
+        for module in self._modules:
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise LookupError(name)
+
+    def _not_found(self, request: Request) -> GatewayError:
+        if any(path == request.path for _, path in ROUTES):
+            allowed = ", ".join(sorted(m for m, p in ROUTES if p == request.path))
+            return GatewayError(405, f"{request.method} is not allowed on {request.path}", "method_not_allowed", [("Allow", allowed)])
+        return GatewayError(404, f"no endpoint {request.path}", "not_found")
+
+    def error_response(self, call: Call, error: GatewayError) -> Response:
+        body = anthropic_body(error, call.id) if call.flavour == "anthropic" else openai_body(error, call.id)
+        headers = [("Content-Type", JSON), ("X-R42-Request-Id", call.id), *error.headers, *call.caller.rate_headers]
+        return Response(error.status, body, headers)
+
+    def http_error(self, request: Request | None, status: int, message: str) -> Response:
+        """Errors the HTTP layer finds before a handler runs (413, 431, 408, 503...)."""
+        flavour = "anthropic" if request is not None and request.path.startswith("/v1/messages") else "openai"
+        request_id = (request.id if request is not None and request.id else None) or "req_" + uuid.uuid4().hex[:24]
+        error = GatewayError(status, message, f"http_{status}")
+        body = anthropic_body(error, request_id) if flavour == "anthropic" else openai_body(error, request_id)
+        self.metrics.request("http", status, 0.0, f"http {status}")
+        return Response(status, body, [("Content-Type", JSON), ("X-R42-Request-Id", request_id)])
+
+    # --- auth and limits ----------------------------------------------------------------------
+
+    def authenticate(self, request: Request) -> Caller:
+        if self.no_auth:
+            return Caller()
+        key = presented_key(request)
+        if not key:
+            raise GatewayError(401, "missing gateway key: send it as `Authorization: Bearer r42_...` or `x-api-key: r42_...`", "missing_api_key", [("WWW-Authenticate", 'Bearer realm="r42"')])
+        from r42.store import authenticate
+
+        record = authenticate(key)
+        if record is None:
+            raise GatewayError(401, "invalid or revoked gateway key", "invalid_api_key", [("WWW-Authenticate", 'Bearer realm="r42"')])
+        return Caller(record.user, record)
+
+    def admit(self, call: Call) -> None:
+        """Per-key requests per minute and day and monthly budget (429 with Retry-After)."""
+        record = call.caller.key
+        if record is None:
+            return
+        if record.rpm is None and record.rpd is None and record.budget_usd is None:
+            self._count(record.id, +1)
+            return
+        from r42.store import limit_exceeded, usage
+
+        with self._pending_lock:  # the check and the admission together: a burst cannot slip through
+            used = usage(record.id)
+            pending = self._pending.get(record.id, 0)
+            used = replace(used, requests_minute=used.requests_minute + pending, requests_day=used.requests_day + pending)
+            hit = limit_exceeded(record, used)
+            call.caller.rate_headers = rate_headers(record, used, hit)
+            if hit is None:
+                self._pending[record.id] = pending + 1
+        if hit is not None:
+            what = {"rpm": "requests per minute", "rpd": "requests per day", "budget": "USD per month"}[hit.limit]
+            raise GatewayError(429, f"this key's limit of {hit.value:g} {what} is reached; retry in {hit.retry_after_s} s", f"{hit.limit}_limit_exceeded", [("Retry-After", str(hit.retry_after_s))])
+
+    def _count(self, key_id: int, delta: int) -> None:
+        with self._pending_lock:
+            value = self._pending.get(key_id, 0) + delta
+            if value:
+                self._pending[key_id] = value
+            else:
+                self._pending.pop(key_id, None)
+
+    # --- per-user routing ----------------------------------------------------------------------
+
+    def router_for(self, user: str | None) -> Router:
+        """The router with this user's view of which providers are available (their own
+        credentials count), refreshed every AVAILABILITY_TTL seconds."""
+        now = time.monotonic()
+        with self._routers_lock:
+            cached = self._routers.get(user)
+            if cached is not None and now - cached[0] < AVAILABILITY_TTL:
+                return cached[1]
+        checker = AvailabilityChecker(self.settings.local_probe_timeout, user=user)
+        router = replace(self.router, availability=checker)
+        with self._routers_lock:
+            self._routers[user] = (now, router)
+        return router
+
+    def executor_for(self, user: str | None) -> Executor:
+        from r42.server.upstream import pooled_open
+
+        return Executor(self.router.catalog, self.executor_limits, user=user, opener=pooled_open)
+
+    # --- after each request ---------------------------------------------------------------------
+
+    def record(self, call: Call, *, status: str, route: dict[str, Any] | None = None, score: dict[str, Any] | None = None,
+               mode: str | None = None, error: str | None = None) -> None:
+        """Queue the request's routing-log row and key usage (never the prompt or the answer)."""
+        call.recorded = True
+        route = route or {}
+        usage = route.get("usage") or {}
+        row = {
+            "endpoint": call.endpoint, "status": status, "model": route.get("model"), "user": call.caller.user,
+            "mode": mode, "complexity": (score or {}).get("complexity"), "domain": (score or {}).get("domain"),
+            "attempts": route.get("attempts"), "input_tokens": usage.get("input_tokens"), "output_tokens": usage.get("output_tokens"),
+            "cost_usd": route.get("cost_usd"), "latency_ms": route.get("latency_ms") or int((time.perf_counter() - call.request.started) * 1000),
+            "ttft_ms": route.get("ttft_ms"), "request_id": call.id, "key_id": call.caller.key.id if call.caller.key else None,
+            "error": error, "retention_days": self.settings.log_retention_days,
+        }
+        self.recent.append({k: row[k] for k in ("endpoint", "status", "model", "mode", "complexity", "domain", "latency_ms", "ttft_ms", "error")} | {"time": time.time()})
+        if route.get("model") and status == "ok":
+            self.metrics.answered(call.endpoint, route["model"], route)
+        key = call.caller.key
+        cost = float(route.get("cost_usd") or 0.0)
+
+        def write() -> None:
+            from r42.store import record_usage, write_route
+
+            try:
+                write_route(**row)
+            finally:
+                if key is not None:
+                    try:
+                        record_usage(key.id, cost)
+                    finally:
+                        self._count(key.id, -1)
+
+        self.log.put(write)
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def model_index(catalog: Any) -> dict[str, str]:
+    """Model id for every id and alias (and their lower-case forms), first match wins as in
+    Catalog.find: a dict lookup per request instead of a scan of the catalog."""
+    index: dict[str, str] = {}
+    for model in catalog.models:
+        for name in (model.id, *model.aliases):
+            index.setdefault(name, model.id)
+    for model in catalog.models:
+        for name in (model.id, *model.aliases):
+            index.setdefault(name.lower(), model.id)
+    return index
+
+
+def presented_key(request: Request) -> str | None:
+    """The gateway key from `Authorization: Bearer` or `x-api-key` (never from the query string)."""
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    key = request.headers.get("x-api-key")
+    return key.strip() if key else None
+
+
+def rate_headers(record: Any, used: Any, hit: Any) -> list[tuple[str, str]]:
+    """X-RateLimit-* for the tightest request limit of the key."""
+    now = time.time()
+    for limit, count, oldest, window in (("rpm", used.requests_minute, used.oldest_minute, 60), ("rpd", used.requests_day, used.oldest_day, 86_400)):
+        value = getattr(record, limit)
+        if value is None:
+            continue
+        remaining = max(0, value - count - (0 if hit else 1))
+        reset = max(1, int((oldest or now) + window - now) + 1)
+        return [("X-RateLimit-Limit", str(value)), ("X-RateLimit-Remaining", str(remaining)), ("X-RateLimit-Reset", str(reset))]
+    return []
+
+
+# --- shared by the endpoint modules ---------------------------------------------------------------
+
+
+def json_response(data: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(status, orjson.dumps(data), [("Content-Type", JSON), *(headers or [])])
+
+
+def read_json(call: Call) -> dict[str, Any]:
+    """The request body as a JSON object, with a depth limit (400 otherwise)."""
+    body = call.request.body
+    if not body:
+        raise GatewayError(400, "the request has no body; send a JSON object", "invalid_json")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(400, f"invalid JSON: {exc}", "invalid_json") from None
+    if not isinstance(data, dict):
+        raise GatewayError(400, f"expected a JSON object, got {type(data).__name__}", "invalid_json")
+    if too_deep(data, MAX_JSON_DEPTH):
+        raise GatewayError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "invalid_json")
+    return data
+
+
+def too_deep(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return False
+
+
+VERSION = __version__

@@ -1,0 +1,318 @@
+"""The answering endpoints: POST /v1/chat/completions (OpenAI) and POST /v1/messages (Anthropic).
+
+Routing per request: `model` set to auto, r42 or route42 routes with the configured mode, r42/<mode>
+routes with that mode, anything else names a model directly (a catalog id or alias, or
+provider/model). Headers: X-R42-Mode overrides the mode of a routed request, X-R42-Force-Route (or
+X-Force-Route) `local` or `cloud` keeps routing on one side. The answer's `model` and the
+X-R42-Model header name the model that answered.
+
+/v1/messages sends a request whose candidate is an Anthropic model straight to Anthropic
+(r42.server.passthrough: the body, anthropic-version and anthropic-beta untouched, so thinking
+blocks and their signatures survive); other candidates go through the executor in OpenAI chat and
+come back translated into Anthropic's format and event grammar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any, Iterator
+
+import orjson
+
+from r42.config import MODES
+from r42.document import messages_of
+from r42.errors import R42Error
+from r42.executor import CandidatesFailed, StreamBrokenError, plan
+from r42.formats import anthropic as fa
+from r42.formats.openai import request_body
+from r42.formats.sse import DONE
+from r42.scoring import estimate_tokens
+from r42.server.app import Call, Gateway, json_response, read_json
+from r42.server.errors import GatewayError, sse_error_anthropic, sse_error_openai
+from r42.server.http import ClientGone, Response
+
+ROUTING_ALIASES = ("auto", "r42", "route42")
+PIPE_KEYS = ("score", "ranking", "response", "route")  # pipe-document keys a chat client never sends
+SSE_HEADERS = [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]
+
+
+@dataclass
+class Plan:
+    doc: dict[str, Any]  # the request with `score` (and `ranking` when routed)
+    request: dict[str, Any]  # the OpenAI chat request for the upstream
+    candidates: list[str]  # best first
+    mode: str | None  # None for a direct request
+    score: dict[str, Any]
+
+
+def plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None = None) -> Plan:
+    """Score (and rank, when routed) one chat request; raises GatewayError for bad routing input."""
+    headers = call.request.headers
+    mode_header = headers.get("x-r42-mode")
+    if mode_header is not None and mode_header not in MODES:
+        raise GatewayError(400, f"X-R42-Mode must be one of {', '.join(MODES)}, got {mode_header[:40]!r}", "invalid_mode")
+    force = headers.get("x-r42-force-route") or headers.get("x-force-route")
+    if force is not None:
+        force = force.strip().lower()
+        if force not in ("local", "cloud"):
+            raise GatewayError(400, f"X-R42-Force-Route must be local or cloud, got {force[:40]!r}", "invalid_force_route")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise GatewayError(400, "'model' must be a string", "invalid_model", param="model")
+    mode, direct = routing_of(gw, model, mode_header, model_fallback)
+    doc = {k: v for k, v in body.items() if k not in PIPE_KEYS}
+    messages = messages_of(doc)
+    router = gw.router_for(call.caller.user)
+    constraints = router.constraints(mode=mode or gw.settings.mode, force=force)
+    if direct is None:
+        doc, candidates = plan(router, doc, constraints)
+        score = doc["score"]
+    else:
+        score = router.score(doc)
+        candidates = [direct]
+    request = request_body(doc, messages)
+    request.pop("stream_options", None)  # the adapters ask upstreams for usage themselves
+    return Plan(doc, request, candidates, mode, score)
+
+
+def routing_of(gw: Gateway, model: str | None, mode_header: str | None, fallback: str | None) -> tuple[str | None, str | None]:
+    """(mode, None) for a routed request, (None, model id) for a direct one."""
+    if not model or model in ROUTING_ALIASES:
+        return mode_header or gw.settings.mode, None
+    prefix, _, rest = model.partition("/")
+    if prefix in ROUTING_ALIASES:
+        if rest not in MODES:
+            raise GatewayError(400, f"unknown routing mode {rest[:40]!r} in model {model[:60]!r}; use r42/<mode> with one of {', '.join(MODES)}", "invalid_mode", param="model")
+        return mode_header or rest, None
+    catalog = gw.router.catalog
+    found = gw.model_index.get(model) or gw.model_index.get(model.lower())
+    if found is not None:
+        return None, found
+    if prefix in catalog.providers and rest:
+        return None, model
+    if fallback and fallback.split("/", 1)[0] in catalog.providers:
+        return None, fallback
+    raise GatewayError(404, f"unknown model {model[:80]!r}: use a catalog id (provider/model), or auto, r42/<mode>", "model_not_found", param="model")
+
+
+def route_headers(gw: Gateway, call: Call, plan_: Plan, model: str | None) -> list[tuple[str, str]]:
+    headers = [("X-R42-Request-Id", call.id)]
+    if model:
+        headers.append(("X-R42-Model", model))
+    if plan_.score.get("complexity") is not None:
+        headers.append(("X-R42-Complexity", f"{plan_.score['complexity']:g}"))
+    headers.append(("X-R42-Mode", plan_.mode or "direct"))
+    return headers + call.caller.rate_headers
+
+
+def failure_route(exc: R42Error) -> dict[str, Any]:
+    if isinstance(exc, CandidatesFailed):
+        return {"attempts": [a.as_dict() for a in exc.attempts]}
+    if isinstance(exc, StreamBrokenError):
+        return exc.route
+    return {}
+
+
+# --- POST /v1/chat/completions ------------------------------------------------------------------
+
+
+def chat_completions(gw: Gateway, call: Call) -> Response | None:
+    body = read_json(call)
+    plan_ = plan_request(gw, call, body)
+    executor = gw.executor_for(call.caller.user)
+    if body.get("stream"):
+        return _stream_openai(gw, call, plan_, executor, body)
+    try:
+        result = executor.complete(plan_.request, plan_.candidates)
+    except R42Error as exc:
+        gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
+        raise
+    response = result.response
+    response["model"] = result.route["model"]
+    gw.record(call, status="ok", route=result.route, score=plan_.score, mode=plan_.mode)
+    return json_response(response, headers=route_headers(gw, call, plan_, result.route["model"]))
+
+
+def _stream_openai(gw: Gateway, call: Call, plan_: Plan, executor: Any, body: dict[str, Any]) -> None:
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    run = executor.stream(plan_.request, plan_.candidates)
+    chunks = iter(run)
+    try:
+        first = _first(chunks)
+    except R42Error as exc:
+        gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
+        raise
+    channel = call.channel
+    channel.start(200, SSE_HEADERS + route_headers(gw, call, plan_, run.model))
+    try:
+        for chunk in chain(first, chunks):
+            if chunk.get("usage") and not include_usage:
+                if not chunk.get("choices"):
+                    continue  # the usage-only chunk the client did not ask for
+                chunk.pop("usage")
+            chunk["model"] = run.model or chunk.get("model", "")
+            channel.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        channel.write(DONE)
+    except StreamBrokenError as exc:
+        error = GatewayError(502, exc.one_line(), "upstream_stream_broken")
+        _write_quietly(channel, sse_error_openai(error, call.id))
+        gw.record(call, status="error", route=exc.route, score=plan_.score, mode=plan_.mode, error="StreamBrokenError")
+        return None
+    except ClientGone:
+        gw.record(call, status="client_closed", route={"model": run.model}, score=plan_.score, mode=plan_.mode, error="client closed the connection")
+        raise
+    finally:
+        chunks.close()  # releases the upstream connection when the client went away
+    route = run.result.route if run.result else {"model": run.model}
+    gw.record(call, status="ok", route=route, score=plan_.score, mode=plan_.mode)
+    return None
+
+
+def _first(chunks: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first chunk (the executor has chosen the model by then); failures before it raise."""
+    try:
+        return [next(chunks)]
+    except StopIteration:
+        return []
+
+
+def _write_quietly(channel: Any, data: bytes) -> None:
+    try:
+        channel.write(data)
+    except ClientGone:
+        pass
+
+
+# --- POST /v1/messages ---------------------------------------------------------------------------
+
+
+def messages(gw: Gateway, call: Call) -> Response | None:
+    body = read_json(call)
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise GatewayError(400, "messages: a non-empty list is required", "invalid_request", param="messages")
+    model = body.get("model")
+    fallback = f"anthropic/{model}" if isinstance(model, str) and model.startswith("claude") else None
+    openai_request = {k: v for k, v in fa.request_to_openai(body).items() if v is not None}
+    openai_request["model"] = model
+    for key in ("response_format",):
+        if key in body:
+            openai_request[key] = body[key]
+    plan_ = plan_request(gw, call, openai_request, model_fallback=fallback)
+    from r42.server import passthrough
+
+    native, rest = passthrough.split_candidates(gw, plan_.candidates)
+    if native:
+        outcome = passthrough.relay(gw, call, plan_, body, native, have_more=bool(rest))
+        if outcome is not passthrough.NEXT:
+            return outcome  # type: ignore[return-value]
+        plan_.candidates = rest
+    executor = gw.executor_for(call.caller.user)
+    if body.get("stream"):
+        return _stream_anthropic(gw, call, plan_, executor)
+    try:
+        result = executor.complete(plan_.request, plan_.candidates)
+    except R42Error as exc:
+        gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
+        raise
+    message = completion_to_message(result.response)
+    message["model"] = result.route["model"]
+    gw.record(call, status="ok", route=result.route, score=plan_.score, mode=plan_.mode)
+    return json_response(message, headers=route_headers(gw, call, plan_, result.route["model"]))
+
+
+def completion_to_message(response: dict[str, Any]) -> dict[str, Any]:
+    """An Anthropic Message for a chat.completion, with reasoning as a thinking block."""
+    message = fa.completion_to_anthropic(response)
+    reasoning = ((response.get("choices") or [{}])[0].get("message") or {}).get("reasoning_content")
+    if reasoning:
+        message["content"].insert(0, {"type": "thinking", "thinking": reasoning, "signature": ""})
+    if not message["id"].startswith("msg_"):
+        message["id"] = "msg_" + message["id"].rsplit("-", 1)[-1]
+    return message
+
+
+class ChunksToEvents(fa.ChunksToAnthropic):
+    """formats' translator plus what Claude Code expects of a stream: a ping after message_start,
+    thinking blocks for reasoning deltas, and input tokens in the closing usage."""
+
+    def feed(self, chunk: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+        starting = not self.started
+        for choice in chunk.get("choices") or []:
+            reasoning = (choice.get("delta") or {}).get("reasoning_content")
+            if reasoning:
+                if starting:
+                    yield from super().feed({**chunk, "choices": []})
+                    yield "ping", {"type": "ping"}
+                    starting = False
+                yield from self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+                yield "content_block_delta", {"type": "content_block_delta", "index": self.block, "delta": {"type": "thinking_delta", "thinking": reasoning}}
+        for event in super().feed(chunk):
+            yield event
+            if event[0] == "message_start":
+                yield "ping", {"type": "ping"}
+
+    def end(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for name, data in super().end():
+            if name == "message_delta":
+                data["usage"] = {"input_tokens": self.usage.get("prompt_tokens", 0), "output_tokens": self.usage.get("completion_tokens", 0)}
+            yield name, data
+
+
+def sse_event(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _stream_anthropic(gw: Gateway, call: Call, plan_: Plan, executor: Any) -> None:
+    run = executor.stream(plan_.request, plan_.candidates)
+    chunks = iter(run)
+    try:
+        first = _first(chunks)
+    except R42Error as exc:
+        gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
+        raise
+    channel = call.channel
+    channel.start(200, SSE_HEADERS + route_headers(gw, call, plan_, run.model))
+    events = ChunksToEvents(model=run.model or "")
+    try:
+        for chunk in chain(first, chunks):
+            data = b"".join(sse_event(name, event) for name, event in events.feed(chunk))
+            if data:
+                channel.write(data)
+        if not events.started:
+            for name, event in events.feed({"choices": []}):
+                channel.write(sse_event(name, event))
+        channel.write(b"".join(sse_event(name, event) for name, event in events.end()))
+    except StreamBrokenError as exc:
+        error = GatewayError(502, exc.one_line(), "upstream_stream_broken")
+        _write_quietly(channel, sse_error_anthropic(error, call.id))
+        gw.record(call, status="error", route=exc.route, score=plan_.score, mode=plan_.mode, error="StreamBrokenError")
+        return None
+    except ClientGone:
+        gw.record(call, status="client_closed", route={"model": run.model}, score=plan_.score, mode=plan_.mode, error="client closed the connection")
+        raise
+    finally:
+        chunks.close()
+    route = run.result.route if run.result else {"model": run.model}
+    gw.record(call, status="ok", route=route, score=plan_.score, mode=plan_.mode)
+    return None
+
+
+# --- POST /v1/messages/count_tokens ----------------------------------------------------------------
+
+
+def count_tokens(gw: Gateway, call: Call) -> Response:
+    """An estimate (r42's token estimator: characters / 4, non-ASCII weighted) of the input tokens;
+    the request is not sent upstream."""
+    body = read_json(call)
+    if not isinstance(body.get("messages"), list):
+        raise GatewayError(400, "messages: a list is required", "invalid_request", param="messages")
+    request = fa.request_to_openai(body)
+    try:
+        tokens = estimate_tokens(request["messages"]) if request["messages"] else 0
+    except (R42Error, AttributeError, TypeError):
+        raise GatewayError(400, "messages: malformed content", "invalid_request", param="messages") from None
+    if body.get("tools"):
+        tokens += len(orjson.dumps(body["tools"])) // 4
+    return json_response({"input_tokens": tokens})
+

@@ -1,0 +1,394 @@
+"""HTTP/1.1 on asyncio streams, with the request handlers on a pool of worker threads.
+
+Why this shape (benchmarks/bench_server_choice.py measures it): r42's executor and providers are
+synchronous, so a handler blocks on its upstream. Connections, parsing, keep-alive and slow clients
+live on one event loop, where an idle or slow connection costs no thread; each request then runs on
+a bounded pool of workers. At 64 concurrent clients this forwarded 1.7x the requests per second of
+http.server's ThreadingHTTPServer, whose per-request header parsing (email.parser) and thread per
+connection cost more than the hop to a worker thread.
+
+Latency habits: every response leaves in as few writes as possible (head and body together, a
+stream's head together with its first event), on sockets with TCP_NODELAY, so that no small
+segment waits for a delayed ACK (the Nagle trap that adds ~40 ms per request).
+
+Limits enforced here: request head size and header count (431), body size (413), time to receive
+the head and the body (slow clients get 408 or are dropped), keep-alive idle time, concurrent
+requests (503 with Retry-After). Shutdown stops accepting, closes idle connections, lets requests
+in flight finish within a grace period, then closes the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Protocol
+from urllib.parse import parse_qs
+
+REASONS = {
+    100: "Continue", 200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required",
+    413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported", 529: "Overloaded",
+}
+SINGLE_HEADERS = frozenset({"content-length", "authorization", "x-api-key", "host", "transfer-encoding"})
+WRITE_HIGH_WATER = 256 * 1024  # a streaming worker waits for the client once this much is buffered
+
+
+@dataclass
+class ServerLimits:
+    max_body: int = 32 * 1024 * 1024  # bytes (413 above)
+    max_head: int = 32 * 1024  # bytes of request line + headers (431 above)
+    max_headers: int = 100  # header lines (431 above)
+    head_timeout: float = 10.0  # seconds to receive a request's head once it has begun (408)
+    body_timeout: float = 60.0  # seconds to receive the body (408)
+    idle_timeout: float = 75.0  # seconds a kept-alive connection may wait for its next request
+    write_timeout: float = 30.0  # seconds a stream waits for a client that does not read
+    max_concurrency: int = 256  # requests being handled at once (503 above); also the worker threads
+    grace: float = 10.0  # seconds in-flight requests get to finish at shutdown
+
+
+class Request:
+    __slots__ = ("method", "path", "query_string", "version", "headers", "body", "client", "keep_alive", "id", "started", "_query")
+
+    def __init__(self, method: str, target: str, version: str, headers: dict[str, str], client: str) -> None:
+        self.method = method
+        path, _, self.query_string = target.partition("?")
+        self.path = path.rstrip("/") or "/"
+        self.version = version
+        self.headers = headers  # lower-case names
+        self.body = b""
+        self.client = client
+        connection = headers.get("connection", "").lower()
+        self.keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
+        self.id = ""
+        self.started = time.perf_counter()
+        self._query: dict[str, list[str]] | None = None
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name, default)
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        if self._query is None:
+            self._query = parse_qs(self.query_string)
+        return self._query
+
+
+class Response:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, body: bytes = b"", headers: list[tuple[str, str]] | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers or []
+
+
+class ClientGone(Exception):
+    """The client closed its connection (or stopped reading) while a stream was being written."""
+
+
+class Handler(Protocol):
+    def __call__(self, request: Request, channel: "Channel") -> Response | None:
+        """A whole Response, or None after streaming through the channel."""
+
+
+def encode_head(status: int, headers: list[tuple[str, str]], keep_alive: bool, length: int | None) -> bytes:
+    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    if length is None:
+        lines.append("Transfer-Encoding: chunked")
+    else:
+        lines.append(f"Content-Length: {length}")
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def encode_response(response: Response, keep_alive: bool) -> bytes:
+    return encode_head(response.status, response.headers, keep_alive, len(response.body)) + response.body
+
+
+class Channel:
+    """A worker thread's way to stream a response on the event loop's connection.
+
+    `start` sends nothing by itself: the head goes out with the first `write`, in one segment.
+    Every write checks that the client is still there and raises ClientGone otherwise.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep_alive: bool, write_timeout: float) -> None:
+        self.loop = loop
+        self.reader = reader
+        self.writer = writer
+        self.keep_alive = keep_alive
+        self.write_timeout = write_timeout
+        self.head: bytes | None = None
+        self.started = False
+        self.finished = False
+
+    def gone(self) -> bool:
+        return self.writer.transport.is_closing() or self.reader.at_eof() or self.reader.exception() is not None
+
+    def start(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.head = encode_head(status, headers, self.keep_alive, None)
+        self.started = True
+
+    def write(self, data: bytes) -> None:
+        if self.gone():
+            raise ClientGone()
+        piece = b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+        if self.head is not None:
+            piece, self.head = self.head + piece, None
+        if not piece:
+            return
+        self.loop.call_soon_threadsafe(self.writer.write, piece)
+        if self.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+            self._wait_for_client()
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        tail = (self.head or b"") + b"0\r\n\r\n"
+        self.head = None
+        if not self.writer.transport.is_closing():
+            self.loop.call_soon_threadsafe(self.writer.write, tail)
+
+    def _wait_for_client(self) -> None:
+        future = asyncio.run_coroutine_threadsafe(self.writer.drain(), self.loop)
+        try:
+            future.result(self.write_timeout)
+        except Exception:  # noqa: BLE001 - a timeout or a reset: either way the client is gone
+            future.cancel()
+            self.loop.call_soon_threadsafe(self.writer.transport.abort)
+            raise ClientGone() from None
+
+
+class HeadError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def parse_head(head: bytes, client: str, limits: ServerLimits) -> Request:
+    """The request line and headers (lower-case names). Strict where ambiguity helps attackers:
+    whitespace before a colon, duplicate Content-Length or credentials, obsolete line folding."""
+    lines = head[:-4].split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not parts[0].isalpha():
+        raise HeadError(400, "malformed request line")
+    method, target, version = (p.decode("latin-1") for p in parts)
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        raise HeadError(505, f"unsupported protocol {version[:20]!r}")
+    if len(lines) - 1 > limits.max_headers:
+        raise HeadError(431, f"more than {limits.max_headers} headers")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+            raise HeadError(400, "malformed header line")
+        key = name.decode("latin-1").lower()
+        text = value.strip().decode("latin-1")
+        if key in headers:
+            if key in SINGLE_HEADERS:
+                raise HeadError(400, f"duplicate {key} header")
+            text = headers[key] + ", " + text
+        headers[key] = text
+    return Request(method, target, version, headers, client)
+
+
+class HTTPServer:
+    """Serves `handler` on host:port until stopped (signal, `stop()`, or the loop ending)."""
+
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 4242, limits: ServerLimits | None = None, on_error: Callable[[Request | None, int, str], Response] | None = None) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.limits = limits or ServerLimits()
+        self.on_error = on_error or _plain_error
+        self.pool = ThreadPoolExecutor(max_workers=self.limits.max_concurrency, thread_name_prefix="r42-worker")
+        self.inflight = 0
+        self.idle: set[asyncio.StreamWriter] = set()
+        self.connections: set[asyncio.StreamWriter] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.stopping = False
+        self.bound: tuple[str, int] | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def run(self, install_signals: bool = True) -> None:
+        asyncio.run(self.serve(install_signals))
+
+    async def serve(self, install_signals: bool = True) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        server = await asyncio.start_server(self._connection, self.host, self.port, limit=self.limits.max_head, backlog=1024, reuse_address=True)
+        self.bound = server.sockets[0].getsockname()[:2]
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.loop.add_signal_handler(sig, self._stop.set)
+        self.ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self._shutdown(server)
+
+    def stop(self) -> None:
+        """Thread-safe: begin a graceful shutdown."""
+        if self.loop is not None and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+
+    async def _shutdown(self, server: asyncio.base_events.Server) -> None:
+        self.stopping = True
+        server.close()
+        for writer in list(self.idle):
+            writer.close()
+        deadline = time.monotonic() + self.limits.grace
+        while self.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for writer in list(self.connections):
+            writer.transport.abort()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- one connection ---------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = writer.get_extra_info("peername")
+        client = peer[0] if isinstance(peer, tuple) else str(peer)
+        self.connections.add(writer)
+        try:
+            while not self.stopping:
+                request = await self._read_request(reader, writer, client)
+                if request is None:
+                    break
+                keep_alive = await self._respond(request, reader, writer)
+                if not keep_alive:
+                    break
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.connections.discard(writer)
+            self.idle.discard(writer)
+            writer.close()
+
+    async def _read_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str) -> Request | None:
+        self.idle.add(writer)
+        try:
+            async with asyncio.timeout(self.limits.idle_timeout):  # waiting for a request to begin
+                first = await reader.read(1)
+        except (TimeoutError, ConnectionError):
+            return None
+        finally:
+            self.idle.discard(writer)
+        if first == b"" and reader.at_eof():
+            return None
+        try:
+            async with asyncio.timeout(self.limits.head_timeout):
+                head = first + await reader.readuntil(b"\r\n\r\n")
+            request = parse_head(head, client, self.limits)
+            request.body = await self._read_body(request, reader, writer)
+            return request
+        except HeadError as exc:
+            await self._send(writer, self.on_error(None, exc.status, exc.message), keep_alive=False)
+        except (asyncio.LimitOverrunError, ValueError):  # StreamReader raises ValueError past its limit
+            await self._send(writer, self.on_error(None, 431, "request head too large"), keep_alive=False)
+        except TimeoutError:
+            await self._send(writer, self.on_error(None, 408, "the request took too long to arrive"), keep_alive=False)
+        except asyncio.IncompleteReadError:
+            pass
+        return None
+
+    async def _read_body(self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        encoding = request.headers.get("transfer-encoding", "").lower()
+        length_text = request.headers.get("content-length")
+        if encoding and length_text is not None:
+            raise HeadError(400, "both Content-Length and Transfer-Encoding")
+        if encoding and encoding != "chunked":
+            raise HeadError(501, f"unsupported transfer encoding {encoding[:20]!r}")
+        if length_text is not None and (not length_text.isdigit() or len(length_text) > 15):
+            raise HeadError(400, "invalid Content-Length")
+        length = int(length_text or 0)
+        if length > self.limits.max_body:
+            raise HeadError(413, f"request body over {self.limits.max_body} bytes")
+        if request.headers.get("expect", "").lower() == "100-continue" and (length or encoding):
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        async with asyncio.timeout(self.limits.body_timeout):
+            if not encoding:
+                return await reader.readexactly(length) if length else b""
+            return await self._read_chunked(reader)
+
+    async def _read_chunked(self, reader: asyncio.StreamReader) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            try:
+                size = int(line.split(b";")[0].strip(), 16)
+            except ValueError:
+                raise HeadError(400, "malformed chunk size") from None
+            if size == 0:
+                while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers, ignored
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > self.limits.max_body:
+                raise HeadError(413, f"request body over {self.limits.max_body} bytes")
+            parts.append((await reader.readexactly(size + 2))[:-2])
+
+    async def _respond(self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        keep_alive = request.keep_alive and not self.stopping
+        if self.inflight >= self.limits.max_concurrency:
+            response = self.on_error(request, 503, "the gateway is at its limit of concurrent requests; retry shortly")
+            response.headers.append(("Retry-After", "1"))
+            await self._send(writer, response, keep_alive)
+            return keep_alive
+        self.inflight += 1
+        channel = Channel(asyncio.get_running_loop(), reader, writer, keep_alive, self.limits.write_timeout)
+        try:
+            response = await asyncio.get_running_loop().run_in_executor(self.pool, self._work, request, channel)
+        finally:
+            self.inflight -= 1
+        if response is not None:
+            await self._send(writer, response, keep_alive and not self.stopping)
+            return keep_alive and not self.stopping
+        await writer.drain()
+        return keep_alive and channel.finished and not channel.gone() and not self.stopping
+
+    def _work(self, request: Request, channel: Channel) -> Response | None:
+        """On a worker thread: the handler, with crashes turned into a 500."""
+        try:
+            response = self.handler(request, channel)
+        except ClientGone:
+            return None
+        except Exception as exc:  # noqa: BLE001 - the one place a handler bug becomes a 500
+            if os.environ.get("R42_DEBUG"):
+                import traceback
+
+                traceback.print_exc()
+            if channel.started:
+                channel.finish()
+                return None
+            return self.on_error(request, 500, f"internal error ({type(exc).__name__})")
+        if response is None:
+            channel.finish()
+        return response
+
+    async def _send(self, writer: asyncio.StreamWriter, response: Response, keep_alive: bool) -> None:
+        writer.write(encode_response(response, keep_alive))
+        await writer.drain()
+
+
+def _plain_error(request: Request | None, status: int, message: str) -> Response:
+    return Response(status, message.encode() + b"\n", [("Content-Type", "text/plain; charset=utf-8")])
