@@ -88,3 +88,18 @@ def test_learning_is_per_user():
 def test_bad_feedback_input(args):
     result = run(["feedback", *args])
     assert result.exit_code in (1, 2) and result.stderr.strip().splitlines()[-1].startswith(("r42: error:", "Error:"))
+
+
+def test_feedback_on_a_real_ask(monkeypatch):
+    from tests.fakes import OpenAIFake
+
+    with OpenAIFake(reply="Paris.") as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        asked = run(["ask"], input="What is the capital of France?\n", env={"R42_LOCAL_DISCOVERY": "0"})
+        assert asked.exit_code == 0, asked.stderr
+        route = orjson.loads(asked.stdout)["route"]
+    rated = run(["feedback", route["request_id"], "good", "--reason", "right"])
+    assert rated.exit_code == 0, rated.stderr
+    entry = orjson.loads(rated.stdout)
+    assert entry["model"] == route["model"] and entry["domain"] == "knowledge" and entry["verdict"] == "good"

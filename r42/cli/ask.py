@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from typing import Any, Iterator
 
 import click
+
+from r42.cli.complete import complete_models
 
 from r42.cli.options import mode_option, scorer_option
 from r42.cli.pipe import input_options, run_stage, terminal_of
@@ -58,7 +61,7 @@ class Asker:
         except CandidatesFailed as exc:
             self._log(doc, exc)
             raise
-        out = {**doc, "response": result.response, "route": result.route}
+        out = {**doc, "response": result.response, "route": with_request_id(result.route)}
         self._log(out)
         return out
 
@@ -67,9 +70,9 @@ class Asker:
         return doc, self.executor.stream(request, candidates)
 
     def finish(self, doc: dict[str, Any], result: Result | None, error: R42Error | None = None) -> dict[str, Any]:
-        out = doc if result is None else {**doc, "response": result.response, "route": result.route}
+        out = doc if result is None else {**doc, "response": result.response, "route": with_request_id(result.route)}
         if isinstance(error, StreamBrokenError):
-            out = {**out, "route": error.route}
+            out = {**out, "route": with_request_id(error.route)}
         self._log(out, error)
         return out
 
@@ -98,7 +101,7 @@ class Asker:
 @input_options
 @mode_option
 @scorer_option
-@click.option("--model", "model", metavar="PROVIDER/MODEL", default=None, help="Ask this model directly (no ranking); an id or alias from the catalog.")
+@click.option("--model", "model", metavar="PROVIDER/MODEL", default=None, shell_complete=complete_models, help="Ask this model directly (no ranking); an id or alias from the catalog.")
 @click.option("--local", "force", flag_value="local", help="Only local models.")
 @click.option("--cloud", "force", flag_value="cloud", help="Only cloud models.")
 @click.option("--max-cost", type=click.FloatRange(min=0), default=None, envvar="R42_MAX_COST", show_envvar=True, help="Highest estimated USD per call.")
@@ -202,6 +205,11 @@ def _texts(run: StreamRun) -> Iterator[str]:
                 yield text
 
 
+def with_request_id(route: dict[str, Any]) -> dict[str, Any]:
+    """A request id for `r42 feedback ID good|bad` and the routing log."""
+    return {**route, "request_id": route.get("request_id") or uuid.uuid4().hex[:16]}
+
+
 def summary_line(doc: dict[str, Any]) -> str:
     """model · complexity · cost · timings, for stderr under an answer."""
     route = doc["route"]
@@ -221,6 +229,8 @@ def summary_line(doc: dict[str, Any]) -> str:
     fallbacks = sum(1 for a in route["attempts"] if not a["ok"])
     if fallbacks:
         parts.append(f"after {fallbacks} failed attempt{'s' if fallbacks > 1 else ''}")
+    if route.get("request_id"):
+        parts.append(f"request {route['request_id']}")
     return "r42: " + " · ".join(parts)
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from r42.cli.complete import complete_models, complete_providers
+
 from r42.cli.pipe import terminal_of
 from r42.document import dumps
 from r42.errors import ExitCode, UsageError
@@ -108,7 +110,7 @@ def list_models(ctx: click.Context, providers, capabilities, where, max_price, m
 
 
 @catalog.command()
-@click.argument("model")
+@click.argument("model", shell_complete=complete_models)
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
 @click.pass_context
 def show(ctx: click.Context, model: str, force_json: bool) -> None:
@@ -177,7 +179,7 @@ def validate(ctx: click.Context, file: Path, force_json: bool) -> None:
 
 
 @catalog.command()
-@click.argument("providers", nargs=-1)
+@click.argument("providers", nargs=-1, shell_complete=complete_providers)
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=None, envvar="R42_SYNC_TIMEOUT", show_envvar=True, help="Seconds per request to a provider (default 20).")
 @click.option("--progress/--no-progress", default=None, help="Progress lines on stderr (default: when stderr is a terminal).")

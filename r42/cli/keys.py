@@ -7,6 +7,8 @@ import os
 from typing import Any
 
 import click
+
+from r42.cli.complete import complete_providers, complete_users
 from tabulate import tabulate
 
 from r42 import store
@@ -54,7 +56,7 @@ def keys() -> None:
 
 
 @keys.command()
-@click.argument("user")
+@click.argument("user", shell_complete=complete_users)
 @click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute (default: no limit).")
 @click.option("--rpd", type=click.IntRange(min=0), default=None, help="Requests per day (default: no limit).")
 @click.option("--budget", type=click.FloatRange(min=0), default=None, help="USD per calendar month (default: no limit).")
@@ -85,7 +87,7 @@ def revoke(ctx: click.Context, key_or_prefix: str) -> None:
 
 
 @keys.command()
-@click.argument("user_or_prefix")
+@click.argument("user_or_prefix", shell_complete=complete_users)
 @click.option("--json", "force_json", is_flag=True, help="Write the new key and its record as JSON.")
 @click.pass_context
 def rotate(ctx: click.Context, user_or_prefix: str, force_json: bool) -> None:
@@ -170,8 +172,8 @@ def render_list(records: list[store.KeyRecord], credentials: list[dict[str, Any]
 
 
 @keys.command("set")
-@click.argument("provider")
-@click.option("--user", default=None, help="Only for this gateway user (overrides the global credential for them).")
+@click.argument("provider", shell_complete=complete_providers)
+@click.option("--user", default=None, shell_complete=complete_users, help="Only for this gateway user (overrides the global credential for them).")
 @click.option("--base-url", default=None, help="Make PROVIDER a custom OpenAI-compatible endpoint at this URL.")
 @click.option("--model", "models", multiple=True, help="A model the custom endpoint serves (repeatable; default: ask its /models).")
 @click.pass_context
@@ -249,8 +251,8 @@ def _list_endpoint_models(term: Terminal, base_url: str, secret: str) -> list[st
 
 
 @keys.command("get")
-@click.argument("provider")
-@click.option("--user", default=None, help="This user's credential (falls back to the global one).")
+@click.argument("provider", shell_complete=complete_providers)
+@click.option("--user", default=None, shell_complete=complete_users, help="This user's credential (falls back to the global one).")
 @click.pass_context
 def get_command(ctx: click.Context, provider: str, user: str | None) -> None:
     """Print PROVIDER's stored key (the user's own with --user, else the global one).
@@ -266,8 +268,8 @@ def get_command(ctx: click.Context, provider: str, user: str | None) -> None:
 
 
 @keys.command("rm")
-@click.argument("provider")
-@click.option("--user", default=None, help="Remove this user's credential only.")
+@click.argument("provider", shell_complete=complete_providers)
+@click.option("--user", default=None, shell_complete=complete_users, help="Remove this user's credential only.")
 @click.pass_context
 def rm_command(ctx: click.Context, provider: str, user: str | None) -> None:
     """Remove PROVIDER's stored credential (or custom endpoint).

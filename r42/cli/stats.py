@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
+
+from r42.cli.complete import complete_users
 from tabulate import tabulate
 
 from r42.cli.pipe import terminal_of
@@ -46,7 +48,7 @@ def render_stats(result: dict[str, Any]) -> str:
 
 @click.command()
 @click.option("--since", default=None, help="Only requests since then: 7d, 24h, 30m, 2w, or a date (2026-01-31).")
-@click.option("--user", default=None, help="Only this gateway user's requests.")
+@click.option("--user", default=None, shell_complete=complete_users, help="Only this gateway user's requests.")
 @click.option("--reference", default=None, envvar="R42_STATS_REFERENCE_MODEL", show_envvar=True, help="Compute savings against this model (default: the strongest model you have a credential for).")
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
 @click.pass_context

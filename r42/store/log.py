@@ -96,7 +96,7 @@ def write_route_from_document(
         status = "ok" if doc.get("response") is not None and "error" not in doc else "error"
     return write_route(
         endpoint=endpoint, status=status, user=user, key_id=key_id, error=error,
-        request_id=request_id or _str_or_none(doc.get("id")),
+        request_id=request_id or _str_or_none(route.get("request_id")) or _str_or_none(doc.get("id")),
         mode=(doc.get("ranking") or {}).get("mode"), complexity=score.get("complexity"), domain=score.get("domain"),
         model=route.get("model"), attempts=route.get("attempts"),
         input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"), cost_usd=route.get("cost_usd"),
