@@ -14,16 +14,20 @@ from typing import Any, Mapping
 from r42.errors import ConfigError
 
 MODES = ("auto", "balanced", "quality", "speed", "cost", "local", "privacy", "coding")
+# What happens to a prompt in which `score` found sensitive data: it stays on local models, or it
+# may go to cloud models with each sensitive value replaced by a placeholder (put back in the
+# answer), or it may go to cloud models as it is.
+SENSITIVE_POLICIES = ("local", "redact", "allow")
 DOMAINS = ("code", "math", "reasoning", "creative", "extraction", "knowledge", "chat")
 
 # name -> (default, parser). Every setting can come from R42_<NAME> and from config.toml.
 DEFAULTS: dict[str, Any] = {
-    "mode": "auto",
-    "scorer": "default",
+    "mode": "auto",  # the routing preference: auto, balanced, quality, speed, cost, local, privacy, coding
+    "scorer": "default",  # which scorer estimates complexity and domain (default: heuristic)
     "simple_below": 0.35,  # complexity < this: simple
     "complex_from": 0.6,  # complexity >= this: complex
     "max_output_tokens": 1024,  # assumed output size when a request sets no max_tokens
-    "allow_cloud_sensitive": False,  # may a prompt with sensitive data go to a cloud model?
+    "sensitive_policy": "local",  # a prompt with sensitive data: local (local models only) | redact | allow
     "quality_floor": 0.25,  # minimum quality for the simplest prompt
     "quality_slope": 0.45,  # extra quality needed per unit of complexity
     "max_cost": None,  # USD per request, None = no cap
@@ -139,6 +143,8 @@ def load_settings(flags: Mapping[str, Any] | None = None, env: Mapping[str, str]
             value, origin = default, "default"
         settings.values[name] = _coerce(name, value) if origin != "default" else value
         settings.origin[name] = origin
+    if settings.values["sensitive_policy"] not in SENSITIVE_POLICIES:
+        raise ConfigError(f"unknown sensitive_policy {settings.values['sensitive_policy']!r}", "one of: " + ", ".join(SENSITIVE_POLICIES))
     if settings.values["mode"] not in MODES:
         raise ConfigError(f"unknown mode {settings.values['mode']!r}", "modes: " + ", ".join(MODES))
     return settings

@@ -22,7 +22,11 @@ from r42.catalog import Catalog, Model, Provider
 from r42.config import Settings
 from r42.errors import AllFailedError, NoCandidateError, R42Error
 from r42.formats.openai import Accumulator, chunk_has_token
+from r42.privacy import Redaction, StreamRestorer, redact_messages, restore_chunk, restore_response
 from r42.providers import Adapter, Endpoint, ProviderError, open_adapter
+
+
+LOCAL_MAX_TOKENS = 1024  # output bound for local servers when the request sets none
 
 
 class CandidatesFailed(AllFailedError):
@@ -109,6 +113,20 @@ class Executor:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     opener: Callable[[Endpoint], Adapter] = open_adapter  # the gateway passes one that reuses connections
+    redact_cloud: bool = False  # sensitive values become placeholders for cloud providers (sensitive_policy=redact)
+
+    def body_for(self, target: Target, request: dict[str, Any]) -> tuple[dict[str, Any], Redaction | None]:
+        """The request as this target gets it: its own model name, and redacted for a cloud
+        provider when redaction is on (the Redaction puts the values back into the answer)."""
+        body = {**request, "model": target.upstream}
+        if target.provider.local and "max_tokens" not in body and "max_completion_tokens" not in body:
+            # A local server generates until its context is full when no limit is given (8,192
+            # tokens, minutes on a laptop, longer when a small model loops): give it a bound.
+            body["max_tokens"] = min(LOCAL_MAX_TOKENS, target.model.max_output or LOCAL_MAX_TOKENS) if target.model else LOCAL_MAX_TOKENS
+        if not self.redact_cloud or target.provider.local:
+            return body, None
+        messages, redaction = redact_messages(request.get("messages") or [])
+        return ({**body, "messages": messages}, redaction) if redaction.by_placeholder else (body, None)
 
     # --- resolving candidates ------------------------------------------------------------------
 
@@ -149,13 +167,16 @@ class Executor:
         run = _Run(self, candidates)
         for target, adapter in run.tries():
             with _closing(adapter):
+                body, redaction = self.body_for(target, request)
                 try:
-                    response = adapter.complete({**request, "model": target.upstream})
+                    response = adapter.complete(body)
                 except ProviderError as exc:
                     run.failed(target, exc)
                     continue
             run.succeeded(target)
-            return Result(response, run.route(target, response.get("usage"), ttft_ms=None))
+            if redaction is not None:
+                restore_response(response, redaction)
+            return Result(response, run.route(target, response.get("usage"), ttft_ms=None, redacted=redaction))
         raise run.all_failed()
 
     def stream(self, request: dict[str, Any], candidates: list[str]) -> "StreamRun":
@@ -179,6 +200,7 @@ class StreamRun:
         self.candidates = candidates
         self.result: Result | None = None
         self.model: str | None = None  # the model that is answering, once its first token came
+        self.redaction: Redaction | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         run = _Run(self.executor, self.candidates)
@@ -193,13 +215,17 @@ class StreamRun:
                     run.failed(target, exc)
                     continue
             run.succeeded(target)
-            self.result = Result(acc.result(), run.route(target, acc.usage, run.ttft_ms))
+            self.result = Result(acc.result(), run.route(target, acc.usage, run.ttft_ms, redacted=self.redaction))
             return
         raise run.all_failed()
 
     def _relay(self, run: "_Run", target: Target, adapter: Adapter, acc: Accumulator) -> Iterator[dict[str, Any]]:
         held: list[dict[str, Any]] = []
-        for chunk in adapter.stream({**self.request, "model": target.upstream}):
+        body, self.redaction = self.executor.body_for(target, self.request)
+        restorer = StreamRestorer(self.redaction) if self.redaction is not None else None
+        for chunk in adapter.stream(body):
+            if restorer is not None:
+                restore_chunk(chunk, restorer)
             acc.add(chunk)
             if self.model is None:
                 held.append(chunk)
@@ -313,9 +339,9 @@ class _Run:
     def succeeded(self, target: Target) -> None:
         self.attempts.append(Attempt(target.id, True, 200, None, self._ms()))
 
-    def route(self, target: Target, usage: dict[str, Any] | None, ttft_ms: int | None) -> dict[str, Any]:
+    def route(self, target: Target, usage: dict[str, Any] | None, ttft_ms: int | None, redacted: Redaction | None = None) -> dict[str, Any]:
         input_tokens, output_tokens = _tokens(usage)
-        return {
+        route = {
             "model": target.id,
             "attempts": [a.as_dict() for a in self.attempts],
             "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
@@ -323,6 +349,9 @@ class _Run:
             "latency_ms": int(round((self.x.clock() - self.start) * 1000)),
             "ttft_ms": ttft_ms,
         }
+        if redacted is not None:
+            route["redacted"] = redacted.kinds()  # which kinds of values were replaced, never the values
+        return route
 
     def all_failed(self) -> CandidatesFailed:
         tried = len(self.attempts)
@@ -369,15 +398,15 @@ class _closing:
 def plan(router: Any, doc: dict[str, Any], constraints: Any, model: str | None = None, top: int = 10) -> tuple[dict[str, Any], list[str]]:
     """The document with its `score` and `ranking` (computed when missing, trusted when present)
     and the model ids to try, best first. `model` (--model) skips ranking altogether."""
-    if model:
-        return doc, [model]
     score = router.score(doc)
+    if model:
+        return {**doc, "score": score}, privacy_guard(router, score, constraints, [model])
     ranking = doc.get("ranking")
     if isinstance(ranking, dict):
         candidates = [c["model"] for c in ranking.get("candidates") or [] if isinstance(c, dict) and c.get("model")]
         if not candidates:
             raise NoCandidateError("the document's ranking has no candidates", "remove `ranking` to rank again, or pass --model")
-        return {**doc, "score": score}, candidates
+        return {**doc, "score": score}, privacy_guard(router, score, constraints, candidates)
     ranked = router.rank(score, constraints)
     if not ranked.candidates:
         raise no_candidate_error(router, score, constraints)
@@ -398,6 +427,12 @@ def no_candidate_error(router: Any, score: dict[str, Any], constraints: Any) -> 
 
     everything = router.rank(score, replace(constraints, include_unavailable=True))
     if not everything.candidates:
+        kinds = ", ".join(score.get("sensitive") or [])
+        if kinds and not constraints.allow_cloud_sensitive:
+            return NoCandidateError(
+                f"the prompt holds sensitive data ({kinds}) and no local model can answer it",
+                "start a local model (Ollama, LM Studio, r42[local]), or --redact / --allow-cloud",
+            )
         return NoCandidateError(
             "no model satisfies the prompt's needs and the constraints",
             "see `r42 rank --include-unavailable`; relax --max-cost, --local/--cloud or the mode",
@@ -418,3 +453,21 @@ def no_candidate_error(router: Any, score: dict[str, Any], constraints: Any) -> 
         if len(wanted) == 4:
             break
     return NoCredentialsError("no provider that could answer this prompt is configured", "; ".join(wanted))
+
+
+def privacy_guard(router: Any, score: dict[str, Any], constraints: Any, candidates: list[str]) -> list[str]:
+    """Drop candidates the privacy rules forbid for this prompt (they did not pass through rank)."""
+    from r42.ranking import privacy_allows
+
+    allowed = []
+    for name in candidates:
+        model = router.catalog.find(name)
+        provider = router.catalog.providers.get(model.provider if model else name.split("/", 1)[0])
+        local = model.local if model else bool(provider and provider.local)  # an unlisted model: its provider decides
+        if privacy_allows(local, provider, score, constraints):
+            allowed.append(name)
+    if not allowed:
+        kinds = ", ".join(score.get("sensitive") or []) or "privacy mode"
+        raise NoCandidateError(f"no allowed model for this prompt ({kinds}): the privacy rules keep it off {', '.join(candidates)}",
+                               "use a local model, or --redact / --allow-cloud to let cloud models answer")
+    return allowed

@@ -40,6 +40,14 @@ class Redaction:
             return text
         return PLACEHOLDER.sub(lambda m: self.by_placeholder.get(m.group(), m.group()), text)
 
+    def kinds(self) -> dict[str, int]:
+        """How many values of each kind were replaced, e.g. {"email": 2}."""
+        counts: dict[str, int] = {}
+        for placeholder in self.by_placeholder:
+            kind = placeholder[5:].rsplit("_", 1)[0].lower()
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
     def __repr__(self) -> str:  # never the values
         return f"Redaction({len(self.by_placeholder)} values)"
 
@@ -78,3 +86,29 @@ class StreamRestorer:
     def flush(self) -> str:
         text, self.pending = self.pending, ""
         return self.redaction.restore(text)
+
+
+def restore_response(response: dict[str, Any], redaction: Redaction) -> None:
+    """Put the values back into a chat.completion: message text and tool-call arguments."""
+    for choice in response.get("choices") or []:
+        message = choice.get("message") or {}
+        if isinstance(message.get("content"), str):
+            message["content"] = redaction.restore(message["content"])
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {}
+            if isinstance(function.get("arguments"), str):
+                function["arguments"] = redaction.restore(function["arguments"])
+
+
+def restore_chunk(chunk: dict[str, Any], restorer: StreamRestorer) -> None:
+    """Put the values back into a stream chunk's text; held-back text is released at the finish."""
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        text = delta.get("content")
+        if isinstance(text, str):
+            delta["content"] = restorer.feed(text)
+        if choice.get("finish_reason"):
+            rest = restorer.flush()
+            if rest:
+                delta["content"] = (delta.get("content") or "") + rest
+                choice["delta"] = delta

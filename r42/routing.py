@@ -38,7 +38,8 @@ class Router:
         c = Constraints(
             mode=s.mode,
             max_cost=s.max_cost,
-            allow_cloud_sensitive=s.allow_cloud_sensitive,
+            allow_cloud_sensitive=s.sensitive_policy != "local",
+            redact_sensitive=s.sensitive_policy == "redact",
             quality_floor=s.quality_floor,
             quality_slope=s.quality_slope,
             simple_below=s.simple_below,

@@ -35,3 +35,64 @@ def test_stream_restore_across_any_chunking(size):
     chunks = [answer[i : i + size] for i in range(0, len(answer), size)]
     out = "".join(restorer.feed(c) for c in chunks) + restorer.flush()
     assert out == redaction.restore(answer) == answer.replace("[R42_API_KEY_1]", SECRET)
+
+
+# --- the privacy rules end to end, checked at a loopback provider --------------------------------
+
+import orjson  # noqa: E402
+import pytest  # noqa: E402
+
+from tests.fakes import OpenAIFake  # noqa: E402
+from tests.helpers import run  # noqa: E402
+
+PROMPT = f"Why does my deploy fail? I export OPENAI_API_KEY={SECRET} and mail ops@example.com"
+
+
+@pytest.fixture
+def cloud(monkeypatch):
+    with OpenAIFake(reply="Rotate [R42_API_KEY_1] now and tell [R42_EMAIL_1].") as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("R42_LOCAL_DISCOVERY", "0")
+        yield server
+
+
+def bodies(server) -> str:
+    return "".join(orjson.dumps(r.body).decode() for r in server.requests)
+
+
+@pytest.mark.parametrize("args", [["--mode", "privacy"], [], ["--cloud"], ["--model", "openai/gpt-4o-mini"], ["--mode", "privacy", "--model", "openai/gpt-4o-mini"]])
+def test_a_prompt_with_a_key_never_reaches_the_cloud(cloud, args):
+    result = run(["ask", *args, "--explain"], input=PROMPT)
+    assert cloud.requests == []  # not one byte of the prompt reached the cloud provider
+    if result.exit_code == 0:  # answered by a local model (the built-in one, when installed)
+        assert orjson.loads(result.stdout)["route"]["model"].startswith(("local/", "ollama/", "lmstudio/"))
+        assert "kept local" in result.stderr or "privacy mode" in result.stderr
+    else:
+        assert result.exit_code == 3 and ("privacy" in result.stderr or "sensitive" in result.stderr), result.stderr
+
+
+def test_redact_sends_placeholders_and_restores_the_answer(cloud):
+    result = run(["ask", "--cloud", "--redact", "--explain"], input=PROMPT)
+    assert result.exit_code == 0, result.stderr
+    sent = bodies(cloud)
+    assert cloud.requests and SECRET not in sent and "ops@example.com" not in sent and "[R42_API_KEY_1]" in sent
+    doc = orjson.loads(result.stdout)
+    assert doc["response"]["choices"][0]["message"]["content"] == f"Rotate {SECRET} now and tell ops@example.com."
+    assert doc["route"]["redacted"] == {"api_key": 1, "email": 1}
+    assert "placeholder" in result.stderr
+
+
+def test_redacted_stream_restores_the_answer(cloud):
+    result = run(["ask", "--cloud", "--redact", "--stream"], input=PROMPT)
+    assert result.exit_code == 0, result.stderr
+    events = [orjson.loads(line) for line in result.stdout.splitlines()]
+    text = "".join(e.get("text") or "" for e in events if e["event"] == "delta")
+    assert text == f"Rotate {SECRET} now and tell ops@example.com."
+    assert SECRET not in bodies(cloud)
+
+
+def test_allow_cloud_sends_the_prompt_as_it_is(cloud):
+    result = run(["ask", "--cloud", "--allow-cloud"], input=PROMPT)
+    assert result.exit_code == 0, result.stderr
+    assert SECRET in bodies(cloud)

@@ -16,13 +16,14 @@ import click
 
 from r42.cli.complete import complete_models
 
-from r42.cli.options import mode_option, scorer_option
+from r42.cli.options import explain_option, mode_option, privacy_options, scorer_option
 from r42.cli.pipe import input_options, run_stage, terminal_of
 from r42.config import Settings, load_settings
 from r42.document import dumps, error_document, messages_of, read_items
 from r42.errors import R42Error
 from r42.executor import Attempt, CandidatesFailed, Executor, Limits, Result, StreamBrokenError, StreamRun, Target, plan
 from r42.formats.openai import request_body
+from r42.ranking import privacy_explanation
 from r42.routing import Router
 from r42.terminal import Terminal
 
@@ -30,13 +31,17 @@ from r42.terminal import Terminal
 class Asker:
     """What one `r42 ask` run holds: router, executor and the user's choices; answers documents."""
 
-    def __init__(self, settings: Settings, term: Terminal, model: str | None = None, force: str | None = None, max_attempts: int | None = None) -> None:
+    def __init__(self, settings: Settings, term: Terminal, model: str | None = None, force: str | None = None, max_attempts: int | None = None, explain: bool = False) -> None:
         self.settings = settings
+        self.explain = explain
         self.term = term
         self.model = model
         self.force = force
         self.router = Router.from_settings(settings)
-        self.executor = Executor(self.router.catalog, Limits.from_settings(settings, max_attempts), on_failure=self._note_failure)
+        self.executor = Executor(
+            self.router.catalog, Limits.from_settings(settings, max_attempts), on_failure=self._note_failure,
+            redact_cloud=settings.sensitive_policy == "redact",
+        )
         if model:
             self.executor.target(model)  # an unknown model or provider fails now, before any input is read
 
@@ -50,7 +55,11 @@ class Asker:
     def prepare(self, doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         """(document with score and ranking, upstream request, candidates best first)."""
         messages = messages_of(doc)
-        doc, candidates = plan(self.router, doc, self.constraints(), self.model)
+        constraints = self.constraints()
+        doc, candidates = plan(self.router, doc, constraints, self.model)
+        if self.explain:
+            for line in privacy_explanation(doc["score"], constraints, (doc.get("ranking") or {}).get("excluded") or {}):
+                self.term.note(f"r42: {line}")
         return doc, request_body(doc, messages), candidates
 
     def answer(self, doc: dict[str, Any]) -> dict[str, Any]:
@@ -108,9 +117,10 @@ class Asker:
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None, envvar="R42_MAX_ATTEMPTS", show_envvar=True, help="Most models (and retries) to try per prompt [default: 4].")
 @click.option("--stream", "stream", is_flag=True, help="Piped: write NDJSON events (start, delta, done) as the answer arrives.")
 @click.option("--interactive", "-i", is_flag=True, help="Chat: history, and /info /route /mode /model /clear /exit.")
-@click.option("--allow-cloud", is_flag=True, default=None, help="Let prompts with sensitive data go to cloud models.")
+@privacy_options
+@explain_option
 @click.pass_context
-def ask(ctx: click.Context, input_file, form, force_json, mode, scorer, model, force, max_cost, max_attempts, stream, interactive, allow_cloud) -> None:
+def ask(ctx: click.Context, input_file, form, force_json, mode, scorer, model, force, max_cost, max_attempts, stream, interactive, sensitive_policy, explain) -> None:
     """Answer each prompt with the best ranked model, falling back when one fails.
 
     Scores and ranks first when the document has no `score`/`ranking` (a `ranking` already there is
@@ -125,10 +135,10 @@ def ask(ctx: click.Context, input_file, form, force_json, mode, scorer, model, f
       echo "Write a haiku" | r42 ask --stream --mode cost
       r42 ask -i
     """
-    settings = load_settings({"mode": mode, "scorer": scorer, "max_cost": max_cost, "allow_cloud_sensitive": allow_cloud})
+    settings = load_settings({"mode": mode, "scorer": scorer, "max_cost": max_cost, "sensitive_policy": sensitive_policy})
     term = terminal_of(ctx)
     try:
-        asker = Asker(settings, term, model, force, max_attempts)
+        asker = Asker(settings, term, model, force, max_attempts, explain)
         if interactive or (input_file is None and term.stdin_isatty):
             from r42.cli.interactive import chat
 

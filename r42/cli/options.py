@@ -31,3 +31,16 @@ def mode_option(func: Callable) -> Callable:
         show_envvar=True,
         help="Routing preference (default: auto).",
     )(func)
+
+
+def privacy_options(func: Callable) -> Callable:
+    """--allow-cloud / --redact: what a prompt with sensitive data may do (setting sensitive_policy)."""
+    func = click.option("--redact", "sensitive_policy", flag_value="redact", default=None,
+                        help="Let prompts with sensitive data go to cloud models with each value replaced by a placeholder (restored in the answer).")(func)
+    func = click.option("--allow-cloud", "sensitive_policy", flag_value="allow", default=None,
+                        help="Let prompts with sensitive data go to cloud models as they are.")(func)
+    return func
+
+
+def explain_option(func: Callable) -> Callable:
+    return click.option("--explain", is_flag=True, help="Say on stderr why the prompt was kept local (or not).")(func)

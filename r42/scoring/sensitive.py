@@ -43,7 +43,7 @@ _SSN = LazyPattern(r"(?<!\d)(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\
 _PRIVATE_KEY = LazyPattern(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----")
 _PASSWORD = LazyPattern(
     r"(?i)(?<![a-z])(?:password|passwd|pwd|passphrase|secret|api[_-]?key|access[_-]?token|auth[_-]?token)\b"
-    r"\s*(?:=|:|:=|=>)\s*['\"]?[^\s'\"]{4,}"
+    r"\s*(?:=|:|:=|=>)\s*['\"]?(?P<value>[^\s'\"]{4,})"  # only the value is the secret
 )
 _CONNECTION_STRING = LazyPattern(r"\b[a-z][a-z0-9+.-]{1,20}://[^\s:/@]+:[^\s/@]+@[^\s/]+")
 _JWT = LazyPattern(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
@@ -138,7 +138,8 @@ def _matches(text: str, first_only: bool):
             continue
         for match in pattern.finditer(text):
             if validator is None or validator(match.group()):
-                yield kind, match.start(), match.end()
+                value = "value" if "value" in match.re.groupindex else 0
+                yield kind, match.start(value), match.end(value)
                 if first_only:
                     break
 

@@ -275,7 +275,10 @@ class Gateway:
     def executor_for(self, user: str | None) -> Executor:
         from r42.server.upstream import pooled_open
 
-        return Executor(self.router.catalog, self.executor_limits, user=user, opener=pooled_open)
+        return Executor(
+            self.router.catalog, self.executor_limits, user=user, opener=pooled_open,
+            redact_cloud=self.router.settings.sensitive_policy == "redact",
+        )
 
     # --- after each request ---------------------------------------------------------------------
 
