@@ -72,6 +72,7 @@ class Constraints:
     min_quality: float | None = None  # set by the user: strict
     providers: tuple[str, ...] = ()
     allow_cloud_sensitive: bool = False
+    redact_sensitive: bool = False  # cloud candidates get the prompt with sensitive values replaced
     force: str | None = None  # "local" | "cloud"
     quality_floor: float = 0.25
     quality_slope: float = 0.45
@@ -110,23 +111,12 @@ def required_quality(complexity: float, c: Constraints) -> float:
 
 
 def domain_weights(domains: dict[str, float], mode: str) -> tuple[tuple[float, ...], float]:
-    """Per-domain weights (DOMAINS order) and the weight of `overall` for prompt_quality."""
+    """Per-domain weights (DOMAINS order) and the weight of `overall`: a model's quality on a prompt
+    is the prompt's domain mix over its domain scores, with a quarter on its overall score (coding
+    mode: the code score mostly)."""
     if mode == "coding":
         return tuple(0.7 if d == "code" else 0.0 for d in DOMAINS), 0.3
     return tuple(0.75 * domains.get(d, 0.0) for d in DOMAINS), 0.25
-
-
-def prompt_quality(model: Model, weights: tuple[tuple[float, ...], float]) -> float:
-    """Quality expected on this prompt: the prompt's domain mix over the model's domain scores,
-    with a quarter on the model's overall score (coding mode: the code score mostly)."""
-    per_domain, overall = weights
-    return overall * model.quality["overall"] + sum(map(mul, per_domain, model.quality_vector))
-
-
-def estimated_cost(model: Model, input_tokens: int, output_tokens: int) -> float | None:
-    if model.price_input is None or model.price_output is None:
-        return None
-    return (input_tokens * model.price_input + output_tokens * model.price_output) / 1e6
 
 
 def estimated_latency(model: Model, output_tokens: int) -> float:
@@ -135,45 +125,41 @@ def estimated_latency(model: Model, output_tokens: int) -> float:
     return ttft + output_tokens / tps
 
 
-def _exclusion(model: Model, provider: Provider | None, score: dict[str, Any], c: Constraints, available: Callable[[str], Any]) -> str | None:
-    """The first hard filter this model fails, or None."""
-    needs = score["needs"]
-    if not model.available:
-        return "no longer offered"
+def _provider_gate(provider: Provider | None, c: Constraints, sensitive: bool, available: Callable[[str], Any]) -> tuple[str | None, str | None, str | None]:
+    """The provider-level filters, once per provider: (reason for every model, reason for its cloud
+    models, reason for its local models); None where the filter passes."""
     if provider is None:
-        return "unknown provider"
-    if c.providers and model.provider not in c.providers:
-        return "provider not selected"
-    if (c.mode == "local" or c.force == "local") and not model.local:
-        return "not local"
-    if c.force == "cloud" and model.local:
-        return "not cloud"
+        return "unknown provider", None, None
+    if c.providers and provider.id not in c.providers:
+        return "provider not selected", None, None
+    cloud_reason = local_reason = None
+    if c.mode == "local" or c.force == "local":
+        cloud_reason = "not local"
+    elif c.force == "cloud":
+        local_reason = "not cloud"
     if c.mode == "privacy" and not provider.private:
-        return "privacy: provider may train on or keep data"
-    if score.get("sensitive") and not model.local and not c.allow_cloud_sensitive:
-        return "sensitive data: local models only"
+        return None, cloud_reason or "privacy: provider may train on or keep data", local_reason or "privacy: provider may train on or keep data"
+    if sensitive and not c.allow_cloud_sensitive:
+        cloud_reason = cloud_reason or "sensitive data: local models only"
     if not c.include_unavailable:
-        status = available(model.provider)
+        status = available(provider.id)
         if not status.ok:
-            return status.source
-    if model.context is not None and model.context < needs["context_tokens"]:
-        return "context too small"
-    if needs["tools"] and not model.tools:
-        return "no tool support"
-    if needs["vision"] and not model.vision:
-        return "no vision support"
-    if needs["json"] and not model.json:
-        return "no JSON mode"
-    return None
+            return None, cloud_reason or status.source, local_reason or status.source
+    return None, cloud_reason, local_reason
 
 
 def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: AvailabilityFn) -> Ranking:
+    """Filter, score and sort the catalog for one prompt. One loop with its arithmetic inline:
+    ranking 1,000+ models per prompt is on the hot path of ask and serve."""
     complexity = calibrated_complexity(float(score["complexity"]), c.simple_below, c.complex_from)
-    domains = domain_weights({d: float(score["domains"].get(d, 0.0)) for d in DOMAINS}, c.mode)
+    per_domain, overall_weight = domain_weights({d: float(score["domains"].get(d, 0.0)) for d in DOMAINS}, c.mode)
     input_tokens = int(score["tokens"])
-    output_tokens = max(1, min(EXPECTED_OUTPUT_TOKENS, int(score["needs"]["context_tokens"]) - input_tokens))
-    weights = mode_weights(c.mode, complexity)
+    needs = score["needs"]
+    context_needed, needs_tools, needs_vision, needs_json = needs["context_tokens"], needs["tools"], needs["vision"], needs["json"]
+    output_tokens = max(1, min(EXPECTED_OUTPUT_TOKENS, int(context_needed) - input_tokens))
+    w = mode_weights(c.mode, complexity)
     need = required_quality(complexity, c)
+    sensitive = bool(score.get("sensitive"))
     memo: dict[str, Any] = {}
 
     def available(provider_id: str) -> Any:
@@ -181,19 +167,37 @@ def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: 
             memo[provider_id] = availability(catalog.providers[provider_id])
         return memo[provider_id]
 
+    gates = {pid: _provider_gate(catalog.providers.get(pid), c, sensitive, available) for pid in {m.provider for m in catalog.models}}
     excluded: dict[str, int] = {}
     passing: list[Ranked] = []
     below: list[Ranked] = []
+    learned, max_cost = c.learned, c.max_cost
     for model in catalog.models:
-        reason = _exclusion(model, catalog.providers.get(model.provider), score, c, available)
+        every, cloud_only, local_only = gates[model.provider]
+        reason = (
+            "no longer offered" if not model.available
+            else every or (local_only if model.local else cloud_only)
+            or ("context too small" if model.context is not None and model.context < context_needed else None)
+            or ("no tool support" if needs_tools and not model.tools else None)
+            or ("no vision support" if needs_vision and not model.vision else None)
+            or ("no JSON mode" if needs_json and not model.json else None)
+        )
         if reason is None:
-            ranked = _score_model(model, domains, input_tokens, output_tokens, weights, c)
-            if c.learned and model.id in c.learned:
-                ranked.learned = c.learned[model.id]
+            quality = overall_weight * model.quality["overall"] + sum(map(mul, per_domain, model.quality_vector))
+            if model.price_input is None or model.price_output is None:
+                cost, cost_score = None, 0.3  # unknown prices score as moderately expensive: neither win nor vanish
+            else:
+                cost = (input_tokens * model.price_input + output_tokens * model.price_output) / 1e6
+                cost_score = 1.0 / (1.0 + math.sqrt(cost / COST_SCALE))  # 1 when free, 0.5 at COST_SCALE
+            latency = estimated_latency(model, output_tokens)
+            total = w.quality * quality + w.cost * cost_score + w.speed / (1.0 + latency / 5.0) + (w.local if model.local else 0.0)
+            ranked = Ranked(model, total, quality, cost, latency)  # rounded only for display
+            if learned and model.id in learned:
+                ranked.learned = learned[model.id]
                 ranked.score += ranked.learned.value
-            if c.max_cost is not None and (ranked.cost_usd is None or ranked.cost_usd > c.max_cost):
-                reason = "over max cost" if ranked.cost_usd is not None else "price unknown (max cost set)"
-            elif ranked.quality < need:
+            if max_cost is not None and (cost is None or cost > max_cost):
+                reason = "over max cost" if cost is not None else "price unknown (max cost set)"
+            elif quality < need:
                 ranked.below_quality = True
                 below.append(ranked)
                 reason = "quality below required"
@@ -205,18 +209,6 @@ def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: 
     candidates = passing or (below if relaxed else [])
     candidates.sort(key=lambda r: (-r.score, r.model.id))
     return Ranking(c.mode, candidates, dict(sorted(excluded.items(), key=lambda kv: (-kv[1], kv[0]))), need, relaxed)
-
-
-def _score_model(model: Model, domains: tuple[tuple[float, ...], float], input_tokens: int, output_tokens: int, w: Weights, c: Constraints) -> Ranked:
-    quality = prompt_quality(model, domains)
-    cost = estimated_cost(model, input_tokens, output_tokens)
-    latency = estimated_latency(model, output_tokens)
-    # Cost score: 1 for free, 0.5 at COST_SCALE per call, falling with the square root; unknown
-    # prices score as moderately expensive so that they neither win nor vanish.
-    cost_score = 0.3 if cost is None else 1.0 / (1.0 + math.sqrt(cost / COST_SCALE))
-    speed_score = 1.0 / (1.0 + latency / 5.0)
-    total = w.quality * quality + w.cost * cost_score + w.speed * speed_score + (w.local if model.local else 0.0)
-    return Ranked(model, total, quality, cost, latency)  # rounded only for display
 
 
 def reasons(r: Ranked, need: float, domain: str, availability_source: str | None) -> list[str]:
@@ -272,3 +264,33 @@ def ranking_document(ranking: Ranking, score: dict[str, Any], top: int | None, a
     if top is not None and len(ranking.candidates) > top:
         doc["more"] = len(ranking.candidates) - top
     return doc
+
+
+def privacy_explanation(score: dict[str, Any], c: Constraints, excluded: dict[str, int]) -> list[str]:
+    """Why a prompt was kept on local (or private) models, in words, for --explain."""
+    lines = []
+    kinds = ", ".join(score.get("sensitive") or [])
+    if kinds and not c.allow_cloud_sensitive:
+        count = excluded.get("sensitive data: local models only", 0)
+        lines.append(f"kept local: the prompt holds sensitive data ({kinds}); {count} cloud models left out "
+                     "(sensitive_policy=local; --redact or --allow-cloud let cloud models answer)")
+    elif kinds and c.redact_sensitive:
+        lines.append(f"the prompt holds sensitive data ({kinds}): cloud models get each value replaced by a placeholder, put back in the answer")
+    elif kinds:
+        lines.append(f"the prompt holds sensitive data ({kinds}) and may go to cloud models as it is (sensitive_policy=allow)")
+    if c.mode == "privacy":
+        count = excluded.get("privacy: provider may train on or keep data", 0)
+        lines.append(f"privacy mode: only local models and providers that neither train on nor keep API data; {count} models left out")
+    if not lines:
+        lines.append("no privacy rule applied: no sensitive data found and the mode is not privacy")
+    return lines
+
+
+def privacy_allows(local: bool, provider: Provider | None, score: dict[str, Any], c: Constraints) -> bool:
+    """The privacy filters alone, for candidates that did not come from rank (--model, a ranking
+    edited in the pipe): a sensitive prompt never reaches a cloud model the policy keeps it from."""
+    if provider is None:
+        return False
+    if c.mode == "privacy" and not provider.private:
+        return False
+    return not (score.get("sensitive") and not local and not c.allow_cloud_sensitive)
