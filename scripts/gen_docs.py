@@ -30,6 +30,8 @@ DOC_DATE = "2026-11-22"  # pinned: bump with a release, not with every run
 WIDTH = 100
 COMPLETIONS = {"bash": "r42.bash", "zsh": "_r42", "fish": "r42.fish", "powershell": "r42.ps1"}
 README_START, README_END = "<!-- commands:start -->", "<!-- commands:end -->"
+SETTINGS_START, SETTINGS_END = "<!-- settings:start -->", "<!-- settings:end -->"
+SETTING_LINE = re.compile(r'^\s+"(\w+)": (.+?),\s+# (.+)$|^\s+"(\w+)": (.+?),$')
 EXIT_MEANINGS = {
     ExitCode.OK: "success",
     ExitCode.ERROR: "an unexpected error",
@@ -55,7 +57,9 @@ FILES = {
 
 def commands():
     """(path, command, context) for `r42` and every subcommand, depth first, in name order."""
-    root = click.Context(cli, info_name="r42", max_content_width=WIDTH, terminal_width=WIDTH)
+    # The root's context_settings (-h as well as --help) as the real CLI applies them: click caches
+    # each command's help option the first time a context asks for it.
+    root = click.Context(cli, info_name="r42", max_content_width=WIDTH, terminal_width=WIDTH, **cli.context_settings)
     yield from _group(cli, ("r42",), root, root)
 
 
@@ -147,10 +151,28 @@ def readme_reference() -> str:
     return "\n".join(blocks)
 
 
+def settings_table() -> str:
+    """Every setting of r42/config.py's DEFAULTS with its variable, default and comment."""
+    rows = ["| setting | environment | default | meaning |", "| --- | --- | --- | --- |"]
+    source = (ROOT / "r42" / "config.py").read_text(encoding="utf-8")
+    block = source[source.index("DEFAULTS: dict"): source.index("\n}\n", source.index("DEFAULTS: dict"))]
+    for line in block.splitlines():
+        match = SETTING_LINE.match(line)
+        if match:
+            name, default, meaning = (match.group(1), match.group(2), match.group(3)) if match.group(1) else (match.group(4), match.group(5), "")
+            rows.append(f"| `{name}` | `R42_{name.upper()}` | `{default}` | {meaning.replace('|', '/')} |")
+    return "\n".join(rows)
+
+
+def _replace_block(text: str, start_marker: str, end_marker: str, body: str) -> str:
+    start, end = text.index(start_marker) + len(start_marker), text.index(end_marker)
+    return text[:start] + "\n\n" + body + "\n" + text[end:]
+
+
 def readme_with_reference() -> str:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    start, end = readme.index(README_START) + len(README_START), readme.index(README_END)
-    return readme[:start] + "\n\n" + readme_reference() + "\n" + readme[end:]
+    readme = _replace_block(readme, SETTINGS_START, SETTINGS_END, settings_table() + "\n")
+    return _replace_block(readme, README_START, README_END, readme_reference())
 
 
 def generated() -> dict[Path, str]:

@@ -15,8 +15,14 @@ gen = runpy.run_path(str(ROOT / "scripts" / "gen_docs.py"), run_name="gen_docs")
 
 
 def test_generated_files_are_up_to_date():
-    stale = [str(path.relative_to(ROOT)) for path, text in gen["generated"]().items() if not path.exists() or path.read_text(encoding="utf-8") != text]
-    assert stale == [], f"run `python scripts/gen_docs.py`: {stale}"
+    import difflib
+
+    stale = {path: text for path, text in gen["generated"]().items() if not path.exists() or path.read_text(encoding="utf-8") != text}
+    if stale:
+        path, text = next(iter(stale.items()))
+        current = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        diff = "\n".join(list(difflib.unified_diff(current, text.splitlines(), lineterm=""))[:20])
+        raise AssertionError(f"run `python scripts/gen_docs.py`: {[str(p.relative_to(ROOT)) for p in stale]}\n{diff}")
 
 
 def test_every_command_has_help_and_an_example():
