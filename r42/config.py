@@ -28,6 +28,8 @@ DEFAULTS: dict[str, Any] = {
     "complex_from": 0.6,  # complexity >= this: complex
     "max_output_tokens": 1024,  # assumed output size when a request sets no max_tokens
     "sensitive_policy": "local",  # a prompt with sensitive data: local (local models only) | redact | allow
+    "privacy_judge": False,  # r42 ask: a local model decides whether a prompt with privacy cues is private
+    "privacy_judge_prompt": None,  # the judge's prompt template ({prompt} is replaced); default in r42/privacy_judge.py
     "quality_floor": 0.25,  # minimum quality for the simplest prompt
     "quality_slope": 0.45,  # extra quality needed per unit of complexity
     "max_cost": None,  # USD per request, None = no cap

@@ -96,3 +96,53 @@ def test_allow_cloud_sends_the_prompt_as_it_is(cloud):
     result = run(["ask", "--cloud", "--allow-cloud"], input=PROMPT)
     assert result.exit_code == 0, result.stderr
     assert SECRET in bodies(cloud)
+
+
+# --- the privacy judge: a local model decides the unsure cases -----------------------------------
+
+HEALTH = "My doctor says my diagnosis is type 2 diabetes. What should I eat this week?"
+
+
+@pytest.fixture
+def judged(monkeypatch, cloud):
+    """A local LM Studio server (a loopback fake) as the judge, the cloud fake as the alternative."""
+    def with_verdict(verdict: str):
+        local = OpenAIFake(reply=verdict)
+        local.__enter__()
+        monkeypatch.setenv("R42_LMSTUDIO_BASE_URL", local.base_url)
+        monkeypatch.setenv("R42_PRIVACY_JUDGE", "1")
+        return local
+    made = []
+    yield lambda verdict: made.append(with_verdict(verdict)) or made[-1]
+    for server in made:
+        server.__exit__(None, None, None)
+
+
+def test_the_judge_keeps_a_private_prompt_local(cloud, judged):
+    local = judged("YES")
+    result = run(["ask", "--explain"], input=HEALTH)
+    assert cloud.requests == []
+    assert result.exit_code == 0, result.stderr
+    doc = orjson.loads(result.stdout)
+    assert "judged_private" in doc["score"]["sensitive"]
+    assert doc["score"]["signals"]["privacy_judge"]["verdict"] is True
+    assert "Private (YES or NO)?" in orjson.dumps(local.requests[0].body).decode()  # the judge ran locally
+    assert "privacy judge" in result.stderr and ": private" in result.stderr
+
+
+def test_the_judge_lets_a_harmless_prompt_go_to_the_cloud(cloud, judged):
+    judged("NO")
+    result = run(["ask", "--cloud"], input=HEALTH)
+    assert result.exit_code == 0, result.stderr
+    doc = orjson.loads(result.stdout)
+    assert doc["score"]["sensitive"] == [] and doc["score"]["signals"]["privacy_judge"]["verdict"] is False
+    assert len(cloud.requests) == 1
+
+
+def test_a_custom_judge_prompt_from_config(cloud, judged, isolated_env):
+    isolated_env.mkdir(parents=True, exist_ok=True)
+    (isolated_env / "config.toml").write_text('privacy_judge_prompt = "Is this private? {prompt} Say YES or NO."\n')
+    local = judged("yes")
+    run(["ask"], input=HEALTH)
+    assert orjson.dumps(local.requests[0].body).decode().count("Is this private?") == 1
+    assert cloud.requests == []

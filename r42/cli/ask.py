@@ -56,11 +56,29 @@ class Asker:
         """(document with score and ranking, upstream request, candidates best first)."""
         messages = messages_of(doc)
         constraints = self.constraints()
+        if self.settings.privacy_judge:
+            doc = self.judged(doc)
         doc, candidates = plan(self.router, doc, constraints, self.model)
         if self.explain:
             for line in privacy_explanation(doc["score"], constraints, (doc.get("ranking") or {}).get("excluded") or {}):
                 self.term.note(f"r42: {line}")
         return doc, request_body(doc, messages), candidates
+
+    def judged(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The document with its score after the privacy judge (a local model) looked at it."""
+        from r42.privacy_judge import judge
+
+        score = self.router.score(doc)
+        record = judge(self.router, self.executor, doc, score, self.settings.privacy_judge_prompt)
+        if record is None:
+            return doc
+        score = {**score, "signals": {**score["signals"], "privacy_judge": record}}
+        if record["verdict"]:
+            score["sensitive"] = sorted({*score["sensitive"], "judged_private"})
+        if self.explain:
+            verdict = {True: "private", False: "not private", None: "undecided"}[record["verdict"]]
+            self.term.note(f"r42: privacy judge ({record.get('model') or record.get('note')}): {verdict}, cues {', '.join(record['cues'])}")
+        return {**doc, "score": score}
 
     def answer(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The document with `response` and `route` (non-streaming)."""

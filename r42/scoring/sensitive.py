@@ -158,3 +158,22 @@ def find_sensitive_spans(text: str) -> list[tuple[str, int, int]]:
         if not kept or span[1] >= kept[-1][2]:
             kept.append(span)
     return kept
+
+
+# Words that often come with private matters but are no proof of them: the privacy judge (a local
+# model, when the user turns it on) decides these cases; alone they never change routing.
+PRIVACY_CUES: dict[str, frozenset[str]] = {
+    "health": frozenset({"diagnosis", "diagnosed", "prescription", "prescribed", "symptoms", "patient", "therapy", "therapist",
+                         "medication", "hiv", "pregnant", "pregnancy", "depression", "medical"}),
+    "finance": frozenset({"salary", "payslip", "mortgage", "debt", "bankruptcy", "tax", "taxes", "loan", "credit"}),
+    "legal": frozenset({"lawsuit", "divorce", "custody", "arrested", "convicted", "lawyer", "attorney", "settlement"}),
+    "confidential": frozenset({"confidential", "nda", "proprietary", "internal-only", "unreleased", "secret"}),
+    "personal": frozenset({"passport", "birthday", "address", "born", "home"}),
+}
+_CUE_WORD = re.compile(r"[a-z][a-z-]+")
+
+
+def find_privacy_cues(text: str) -> list[str]:
+    """Sorted kinds of possibly private matter (health, finance, legal, confidential, personal)."""
+    words = set(_CUE_WORD.findall(text[:20_000].lower()))
+    return sorted(kind for kind, cues in PRIVACY_CUES.items() if words & cues)
