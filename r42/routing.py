@@ -22,6 +22,7 @@ class Router:
     settings: Settings
     catalog: Catalog
     availability: AvailabilityChecker
+    user: str | None = None  # whose feedback rank learns from (None: the CLI's own); the gateway sets it per request
     _learned: dict[str | None, tuple[float, Any]] = field(default_factory=dict)
 
     @classmethod
@@ -56,11 +57,11 @@ class Router:
             return doc["score"]
         return score_document(doc, self.settings, scorer)
 
-    def rank(self, score: dict[str, Any], constraints: Constraints, user: str | None = None) -> Ranking:
+    def rank(self, score: dict[str, Any], constraints: Constraints) -> Ranking:
         """Rank with what was learned from this user's feedback and outcomes in the prompt's domain
         (when the `learning` setting is on and a store exists)."""
         if self.settings.learning and not constraints.learned:
-            constraints = replace(constraints, learned=self.learned(user, score["domain"]))
+            constraints = replace(constraints, learned=self.learned(self.user, score["domain"]))
         return rank(self.catalog, score, constraints, self.availability.check)
 
     def learned(self, user: str | None, domain: str) -> dict[str, Any]:

@@ -105,7 +105,7 @@ def test_direct_model_answers_with_route_headers(oai):
     completion = raw.parse()
     assert completion.choices[0].message.content == REPLY
     assert completion.model == DIRECT == raw.headers["x-r42-model"]
-    assert raw.headers["x-r42-request-id"].startswith("req_")
+    assert raw.headers["x-r42-request-id"].startswith("req_") and "," not in raw.headers["x-r42-request-id"]  # sent once
     assert 0.0 <= float(raw.headers["x-r42-complexity"]) <= 1.0
     assert completion.usage.completion_tokens == len(REPLY.split())
 
@@ -362,3 +362,25 @@ def test_health_status_and_metrics(oai, gateway, key):
     assert 'r42_requests_total{endpoint="/v1/chat/completions",status="200"} 1' in text
     assert f'r42_tokens_total{{model="{DIRECT}",direction="output"}}' in text
     assert 'r42_request_duration_seconds_bucket{endpoint="/v1/chat/completions",le="+Inf"} 1' in text
+
+
+# --- feedback -------------------------------------------------------------------------------------
+
+
+def test_feedback_rates_your_own_answers_and_teaches_your_ranking(oai, gateway, key):
+    from r42.store import create_key
+
+    raw = oai.chat.completions.with_raw_response.create(model=DIRECT, messages=[{"role": "user", "content": "Solve 3x + 7 = 22 for x."}])
+    request_id = raw.headers["x-r42-request-id"]
+    log_rows(gateway)  # the row must be written before it can be rated
+    url = gateway.url + "/v1/feedback"
+    bob = create_key("bob").key
+    assert httpx.post(url, json={"request_id": request_id, "verdict": "bad"}, headers={"Authorization": f"Bearer {bob}"}).status_code == 404
+    assert httpx.post(url, json={"request_id": request_id, "verdict": "meh"}, headers={"Authorization": f"Bearer {key}"}).status_code == 400
+    assert httpx.post(url, json={"request_id": request_id, "verdict": "bad"}).status_code == 401
+    for _ in range(8):
+        answer = httpx.post(url, json={"request_id": request_id, "verdict": "bad", "reason": "wrong"}, headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 200 and answer.json()["model"] == DIRECT, (answer.text, [(r["request_id"], r["user"], r["model"]) for r in log_rows(gateway)])
+    learned = gateway.gateway.router_for("alice").learned("alice", answer.json()["domain"])
+    assert learned[DIRECT].value < -0.2
+    assert gateway.gateway.router_for("bob").learned("bob", answer.json()["domain"]) == {}

@@ -82,6 +82,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/messages/count_tokens"): Route("count_tokens", flavour="anthropic"),
     ("POST", "/v1/classify"): Route("classify"),
     ("POST", "/api/recommend"): Route("recommend"),
+    ("POST", "/v1/feedback"): Route("feedback"),
 }
 
 
@@ -165,8 +166,11 @@ class Gateway:
             response = self._handler(route.handler)(self, call)
             if response is not None:
                 status = response.status
-                response.headers.append(("X-R42-Request-Id", request.id))
-                response.headers.extend(call.caller.rate_headers)
+                present = {name.lower() for name, _ in response.headers}  # handlers may have set them already
+                if "x-r42-request-id" not in present:
+                    response.headers.append(("X-R42-Request-Id", request.id))
+                if not any(name.startswith("x-ratelimit-") for name in present):
+                    response.headers.extend(call.caller.rate_headers)
             return response
         except GatewayError as exc:
             status, error_kind = exc.status, exc.code or f"http {exc.status}"
@@ -267,7 +271,7 @@ class Gateway:
             if cached is not None and now - cached[0] < AVAILABILITY_TTL:
                 return cached[1]
         checker = AvailabilityChecker(self.settings.local_probe_timeout, user=user)
-        router = replace(self.router, availability=checker)
+        router = replace(self.router, availability=checker, user=user)
         with self._routers_lock:
             self._routers[user] = (now, router)
         return router

@@ -114,3 +114,20 @@ def status_page(gw: Gateway, call: Call) -> Response:
     page = PAGE.format(version=VERSION, uptime=f"{uptime // 3600}h {uptime % 3600 // 60}m {uptime % 60}s", requests=gw.metrics.total_requests,
                        inflight=gw.metrics.inflight, rows="\n".join(rows) or '<tr><td colspan="9">none yet</td></tr>')
     return Response(200, page.encode(), [("Content-Type", "text/html; charset=utf-8")])
+
+
+def feedback(gw: Gateway, call: Call) -> Response:
+    """`r42 feedback` over HTTP: {"request_id": X-R42-Request-Id of an answer, "verdict": "good" |
+    "bad", "reason": "..."}. A key's user rates only their own answers (404 for anyone else's)."""
+    from r42.store import NotFoundError
+    from r42.store.feedback import add_feedback
+
+    doc = read_json(call)
+    request_id, verdict, reason = doc.get("request_id"), doc.get("verdict"), doc.get("reason")
+    if not isinstance(request_id, str) or verdict not in ("good", "bad"):
+        raise GatewayError(400, 'send {"request_id": "...", "verdict": "good" or "bad"}', "invalid_feedback")
+    try:
+        entry = add_feedback(request_id, verdict, reason if isinstance(reason, str) else None, user=call.caller.user)
+    except NotFoundError as exc:
+        raise GatewayError(404, exc.message, "not_found") from None
+    return json_response(entry)
