@@ -103,3 +103,15 @@ def test_feedback_on_a_real_ask(monkeypatch):
     assert rated.exit_code == 0, rated.stderr
     entry = orjson.loads(rated.stdout)
     assert entry["model"] == route["model"] and entry["domain"] == "knowledge" and entry["verdict"] == "good"
+
+
+def test_slow_answers_count_against_a_model():
+    for i in range(5):
+        write_route(endpoint="ask", model="ollama/llama3.1:8b", domain="chat", request_id=f"s{i}", latency_ms=45_000,
+                    attempts=[{"model": "ollama/llama3.1:8b", "ok": True}])
+        write_route(endpoint="ask", model="openai/gpt-4o-mini", domain="chat", request_id=f"q{i}", latency_ms=800,
+                    attempts=[{"model": "openai/gpt-4o-mini", "ok": True}])
+    learned = learned_adjustments(None, 14.0)
+    slow = learned[("ollama/llama3.1:8b", "chat")]
+    assert slow.value < -0.05 and slow.slow == 5 and "5 slow" in slow.reason("chat")
+    assert ("openai/gpt-4o-mini", "chat") not in learned

@@ -84,3 +84,15 @@ def read_failed_attempts(user: str | None, since: float) -> list[tuple[float, st
             if not attempt.get("ok") and attempt.get("model"):
                 out.append((ts, attempt["model"], domain))
     return out
+
+
+def read_slow_answers(user: str | None, since: float, slow_ms: float) -> list[tuple[float, str, str | None]]:
+    """(time, model, domain) of answers in one user's routing log that took longer than slow_ms."""
+    conn = reading()
+    if conn is None:
+        return []
+    with readable_errors():
+        return conn.execute(
+            "SELECT ts, model, domain FROM routes WHERE user IS ? AND ts >= ? AND status = 'ok' AND model IS NOT NULL AND latency_ms > ?",
+            (user, since, slow_ms),
+        ).fetchall()
