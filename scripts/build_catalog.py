@@ -104,6 +104,9 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: python scripts/build_catalog.py
+from r42.catalog.names import canonical, param_billions  # noqa: E402 - shared with sync and discovery
+
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -327,36 +330,8 @@ def norm_key(name: str) -> str:
     s = s.split(" #")[0].strip()
     s = s.split("/")[-1]
     s = re.sub(r":.*$", "", s)  # openrouter :free, ollama tags are handled by callers
-    s = s.replace("_", "-").replace(" ", "-")
-    s = re.sub(r"v(\d+)p(\d+)", r"\1.\2", s)  # fireworks llama-v3p1 -> llama-3.1
-    s = re.sub(r"(\d)p(\d)(?=$|-)", r"\1.\2", s)  # fireworks glm-4p5 -> glm-4.5
-    s = re.sub(r"-(20\d\d-\d\d-\d\d|20\d{6})(?=$|-)", "", s)
-    s = re.sub(r"-latest$", "", s)
-    s = re.sub(r"^meta-llama-", "llama-", s)
-    s = re.sub(r"^meta-", "", s)
-    s = re.sub(r"^llama(\d)", r"llama-\1", s)
-    s = re.sub(r"^qwen-(\d)", r"qwen\1", s)
-    s = re.sub(r"^gemma(\d)", r"gemma-\1", s)
-    s = re.sub(r"^phi(\d)", r"phi-\1", s)
-    s = re.sub(r"-instruct(-turbo)?(?=$|-)", "", s)
-    s = re.sub(r"-(it|hf|fp8|bf16)(?=$|-)", "", s)
-    s = re.sub(r"-v(\d)", r"-\1", s)  # mistral-7b-v0.3 -> mistral-7b-0.3, deepseek-v3 -> deepseek-3 (both sides)
-    s = re.sub(r"(?<![\d.])(\d)-(\d)(?=$|-[a-z])", r"\1.\2", s)  # claude-3-5-sonnet -> claude-3.5-sonnet
-    s = re.sub(r"^claude-(\d[\d.]*)-(opus|sonnet|haiku)", r"claude-\2-\1", s)
-    return s
+    return canonical(s)
 
-
-SIZE_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)b(?![a-z0-9])")
-
-
-def param_billions(name: str):
-    s = name.lower().replace("_", "-")
-    s = re.sub(r"-a\d+(\.\d+)?b", "", s)  # MoE active params
-    s = re.sub(r"(\d)x(\d+(?:\.\d+)?)b", lambda m: f"{int(m.group(1)) * float(m.group(2)):g}b", s)
-    m = SIZE_RE.findall(s.replace("-", " ").replace(":", " ").replace("/", " "))
-    if not m:
-        return None
-    return float(m[-1])
 
 
 def pretty_name(model: str) -> str:

@@ -24,44 +24,20 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from r42.catalog import Model
+from r42.catalog.names import canonical, param_billions
 from r42.config import DOMAINS
 
-SIZE_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)b(?![a-z0-9])")
 QUANT_RE = re.compile(r"-(q\d[\w.-]*|iq\d[\w.-]*|fp16|f16|bf16|fp8|int[48]|gguf|mlx|\d+bit)$")
 
 
 def norm_key(name: str) -> str:
-    """A name reduced to what identifies the model (a simplified scripts/build_catalog.py norm_key)."""
+    """A name reduced to what identifies the model, local tags and quantisations included."""
     s = name.strip().lower()
     s = s.split("/")[-1]
     s = re.sub(r":latest$", "", s)
-    s = s.replace(":", "-").replace("_", "-").replace(" ", "-")
-    s = QUANT_RE.sub("", s)
-    s = re.sub(r"v(\d+)p(\d+)", r"\1.\2", s)
-    s = re.sub(r"(\d)p(\d)(?=$|-)", r"\1.\2", s)
-    s = re.sub(r"-(20\d\d-\d\d-\d\d|20\d{6})(?=$|-)", "", s)
-    s = re.sub(r"-latest$", "", s)
-    s = re.sub(r"^meta-llama-", "llama-", s)
-    s = re.sub(r"^meta-", "", s)
-    s = re.sub(r"^llama(\d)", r"llama-\1", s)
-    s = re.sub(r"^qwen-(\d)", r"qwen\1", s)
-    s = re.sub(r"^gemma(\d)", r"gemma-\1", s)
-    s = re.sub(r"^phi(\d)", r"phi-\1", s)
-    s = re.sub(r"-instruct(-turbo)?(?=$|-)", "", s)
-    s = re.sub(r"-(it|hf|fp8|bf16|chat)(?=$|-)", "", s)
-    s = re.sub(r"-v(\d)", r"-\1", s)
-    s = re.sub(r"(?<![\d.])(\d)-(\d)(?=$|-[a-z])", r"\1.\2", s)
-    s = re.sub(r"^claude-(\d[\d.]*)-(opus|sonnet|haiku)", r"claude-\2-\1", s)
-    return s
-
-
-def param_billions(name: str) -> float | None:
-    """Parameters in billions from a name (`qwen2.5:7b` -> 7, `mixtral-8x7b` -> 56), else None."""
-    s = name.lower().replace("_", "-")
-    s = re.sub(r"-a\d+(\.\d+)?b", "", s)  # MoE active parameters
-    s = re.sub(r"(\d)x(\d+(?:\.\d+)?)b", lambda m: f"{int(m.group(1)) * float(m.group(2)):g}b", s)
-    found = SIZE_RE.findall(s.replace("-", " ").replace(":", " ").replace("/", " "))
-    return float(found[-1]) if found else None
+    s = s.replace(":", "-")
+    s = QUANT_RE.sub("", s.replace("_", "-").replace(" ", "-"))
+    return canonical(s, drop_chat_suffix=True)
 
 
 def parse_size(text: Any) -> float | None:
