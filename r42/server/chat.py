@@ -136,17 +136,10 @@ def chat_completions(gw: Gateway, call: Call) -> Response | None:
 
 def _stream_openai(gw: Gateway, call: Call, plan_: Plan, executor: Any, body: dict[str, Any]) -> None:
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    run = executor.stream(plan_.request, plan_.candidates)
-    chunks = iter(run)
-    try:
-        first = _first(chunks)
-    except R42Error as exc:
-        gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
-        raise
+    run, chunks = _start_stream(gw, call, plan_, executor)
     channel = call.channel
-    channel.start(200, SSE_HEADERS + route_headers(gw, call, plan_, run.model))
     try:
-        for chunk in chain(first, chunks):
+        for chunk in chunks:
             if chunk.get("usage") and not include_usage:
                 if not chunk.get("choices"):
                     continue  # the usage-only chunk the client did not ask for
@@ -167,6 +160,20 @@ def _stream_openai(gw: Gateway, call: Call, plan_: Plan, executor: Any, body: di
     route = run.result.route if run.result else {"model": run.model}
     gw.record(call, status="ok", route=route, score=plan_.score, mode=plan_.mode)
     return None
+
+
+def _start_stream(gw: Gateway, call: Call, plan_: Plan, executor: Any) -> tuple[Any, Iterator[dict[str, Any]]]:
+    """Run the stream until its first chunk (fallback is still possible until then: a failure is an
+    ordinary error response), then send the status line and headers; (the run, all its chunks)."""
+    run = executor.stream(plan_.request, plan_.candidates)
+    chunks = iter(run)
+    try:
+        first = _first(chunks)
+    except R42Error as exc:
+        gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
+        raise
+    call.channel.start(200, SSE_HEADERS + route_headers(gw, call, plan_, run.model))
+    return run, chain(first, chunks)
 
 
 def _first(chunks: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -264,18 +271,11 @@ def sse_event(name: str, data: dict[str, Any]) -> bytes:
 
 
 def _stream_anthropic(gw: Gateway, call: Call, plan_: Plan, executor: Any) -> None:
-    run = executor.stream(plan_.request, plan_.candidates)
-    chunks = iter(run)
-    try:
-        first = _first(chunks)
-    except R42Error as exc:
-        gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
-        raise
+    run, chunks = _start_stream(gw, call, plan_, executor)
     channel = call.channel
-    channel.start(200, SSE_HEADERS + route_headers(gw, call, plan_, run.model))
     events = ChunksToEvents(model=run.model or "")
     try:
-        for chunk in chain(first, chunks):
+        for chunk in chunks:
             data = b"".join(sse_event(name, event) for name, event in events.feed(chunk))
             if data:
                 channel.write(data)
