@@ -105,8 +105,7 @@ def _monotone_data(seed: int, n: int):
 @pytest.mark.parametrize("seed", range(6))
 def test_equals_the_reference_implementation(seed: int) -> None:
     scores, strong, weak = _monotone_data(seed, 50 + 37 * seed)
-    if len(set(weak)) == 1:
-        pytest.skip("degenerate draw")
+    assert len(set(weak)) > 1  # the seeds are fixed: no draw is degenerate
     curve = ev.routing_curve(scores, strong, weak)
     ref_apgr, ref_cpt, ref_points = _reference(scores, strong, weak)
     flat = [v for p in curve for v in (p.strong_share, p.quality)]
