@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import orjson
 
@@ -136,9 +136,8 @@ def chat_completions(gw: Gateway, call: Call) -> Response | None:
 
 def _stream_openai(gw: Gateway, call: Call, plan_: Plan, executor: Any, body: dict[str, Any]) -> None:
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    run, chunks = _start_stream(gw, call, plan_, executor)
-    channel = call.channel
-    try:
+
+    def write_body(run: Any, chunks: Iterator[dict[str, Any]], channel: Any) -> None:
         for chunk in chunks:
             if chunk.get("usage") and not include_usage:
                 if not chunk.get("choices"):
@@ -147,11 +146,21 @@ def _stream_openai(gw: Gateway, call: Call, plan_: Plan, executor: Any, body: di
             chunk["model"] = run.model or chunk.get("model", "")
             channel.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
         channel.write(DONE)
+
+    _relay_stream(gw, call, plan_, executor, write_body, sse_error_openai)
+
+
+def _relay_stream(gw: Gateway, call: Call, plan_: Plan, executor: Any, write_body: Callable[..., None], sse_error: Callable[..., bytes]) -> None:
+    """Stream an answer in one wire format (`write_body`) and record how it ended: whole, broken
+    upstream after it had started (an SSE error event), or abandoned by the client."""
+    run, chunks = _start_stream(gw, call, plan_, executor)
+    try:
+        write_body(run, chunks, call.channel)
     except StreamBrokenError as exc:
         error = GatewayError(502, exc.one_line(), "upstream_stream_broken")
-        _write_quietly(channel, sse_error_openai(error, call.id))
+        _write_quietly(call.channel, sse_error(error, call.id))
         gw.record(call, status="error", route=exc.route, score=plan_.score, mode=plan_.mode, error="StreamBrokenError")
-        return None
+        return
     except ClientGone:
         gw.record(call, status="client_closed", route={"model": run.model}, score=plan_.score, mode=plan_.mode, error="client closed the connection")
         raise
@@ -159,7 +168,6 @@ def _stream_openai(gw: Gateway, call: Call, plan_: Plan, executor: Any, body: di
         chunks.close()  # releases the upstream connection when the client went away
     route = run.result.route if run.result else {"model": run.model}
     gw.record(call, status="ok", route=route, score=plan_.score, mode=plan_.mode)
-    return None
 
 
 def _start_stream(gw: Gateway, call: Call, plan_: Plan, executor: Any) -> tuple[Any, Iterator[dict[str, Any]]]:
@@ -271,10 +279,8 @@ def sse_event(name: str, data: dict[str, Any]) -> bytes:
 
 
 def _stream_anthropic(gw: Gateway, call: Call, plan_: Plan, executor: Any) -> None:
-    run, chunks = _start_stream(gw, call, plan_, executor)
-    channel = call.channel
-    events = ChunksToEvents(model=run.model or "")
-    try:
+    def write_body(run: Any, chunks: Iterator[dict[str, Any]], channel: Any) -> None:
+        events = ChunksToEvents(model=run.model or "")
         for chunk in chunks:
             data = b"".join(sse_event(name, event) for name, event in events.feed(chunk))
             if data:
@@ -283,19 +289,8 @@ def _stream_anthropic(gw: Gateway, call: Call, plan_: Plan, executor: Any) -> No
             for name, event in events.feed({"choices": []}):
                 channel.write(sse_event(name, event))
         channel.write(b"".join(sse_event(name, event) for name, event in events.end()))
-    except StreamBrokenError as exc:
-        error = GatewayError(502, exc.one_line(), "upstream_stream_broken")
-        _write_quietly(channel, sse_error_anthropic(error, call.id))
-        gw.record(call, status="error", route=exc.route, score=plan_.score, mode=plan_.mode, error="StreamBrokenError")
-        return None
-    except ClientGone:
-        gw.record(call, status="client_closed", route={"model": run.model}, score=plan_.score, mode=plan_.mode, error="client closed the connection")
-        raise
-    finally:
-        chunks.close()
-    route = run.result.route if run.result else {"model": run.model}
-    gw.record(call, status="ok", route=route, score=plan_.score, mode=plan_.mode)
-    return None
+
+    _relay_stream(gw, call, plan_, executor, write_body, sse_error_anthropic)
 
 
 # --- POST /v1/messages/count_tokens ----------------------------------------------------------------
