@@ -21,3 +21,16 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")
     monkeypatch.setenv("R42_LMSTUDIO_BASE_URL", "http://127.0.0.1:9/v1")
     yield home
+
+
+@pytest.fixture(scope="session")
+def catalog_cache(tmp_path_factory):
+    """The merged catalog's JSON cache, built once for the session: a test copies it into its own
+    R42_HOME/cache instead of parsing the catalog's YAML again."""
+    from r42.catalog import load_catalog
+
+    home = tmp_path_factory.mktemp("catalog-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("R42_HOME", str(home))
+        load_catalog()
+    return home / "cache"

@@ -13,23 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from r42 import store
-from r42.catalog import load_catalog
 from r42.cli import cli
 from r42.errors import ExitCode
 from r42.terminal import Terminal
 from tests.helpers import run
 
 SECRET = "sk-test-DO-NOT-PRINT-0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def catalog_cache(tmp_path_factory):
-    """Parse the catalog's YAML once for the module instead of once per test's R42_HOME."""
-    home = tmp_path_factory.mktemp("catalog-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("R42_HOME", str(home))
-        load_catalog()
-    return home / "cache"
 
 
 @pytest.fixture(autouse=True)

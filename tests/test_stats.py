@@ -28,16 +28,6 @@ DAY = 86_400.0
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc).timestamp()
 
 
-@pytest.fixture(scope="module")
-def catalog_cache(tmp_path_factory):
-    """Parse the catalog's YAML once for the module instead of once per test's R42_HOME."""
-    home = tmp_path_factory.mktemp("catalog-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("R42_HOME", str(home))
-        load_catalog()
-    return home / "cache"
-
-
 @pytest.fixture(autouse=True)
 def fresh_connections(isolated_env, catalog_cache, monkeypatch):
     monkeypatch.setenv("R42_LOG_RETENTION_DAYS", "0")  # rows at fixed past times must survive the writers' pruning
