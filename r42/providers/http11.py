@@ -1,0 +1,432 @@
+"""A small HTTP/1.1 client for the upstream calls on r42's hot path, with kept-alive connections.
+
+Why not httpx here: behind `r42 serve`, httpx's client layer (URL merging, cookies, request and
+response models) and its pool lock were most of the gateway's CPU per request, and 64 worker
+threads queued on that one lock. This client does what an upstream call needs and nothing more:
+one `sendall` per request on a TCP_NODELAY socket (no Nagle and delayed-ACK stall), a response
+read with a plain buffer, Content-Length and chunked bodies, and idle connections kept per origin
+(scheme, host, port) for any thread to take. It does not follow redirects, decompress (it asks for
+identity) or speak HTTP/2; a URL that an environment proxy applies to goes through httpx instead
+(see `transport_for`).
+
+Errors are TransportError with a `kind` (connect, connect_timeout, read_timeout, broken) and never
+contain request headers, so a credential cannot leak through them.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import threading
+import urllib.request
+from collections import deque
+from contextlib import contextmanager
+from typing import Iterator
+from urllib.parse import urlsplit
+
+MAX_HEAD = 64 * 1024  # bytes of status line + headers we accept from an upstream
+MAX_IDLE = 64  # idle connections kept per origin
+READ_SIZE = 64 * 1024
+
+
+class TransportError(Exception):
+    """The request did not get a whole response: `kind` is connect, connect_timeout,
+    read_timeout or broken."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class Reply:
+    """A response head, and its body once read (`read`) or as it arrives (`iter_bytes`)."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str], body: "_Body") -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # lower-case names
+        self._body = body
+        self.content = b""
+
+    def read(self) -> bytes:
+        self.content = b"".join(self._body)
+        return self.content
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+
+class _Connection:
+    __slots__ = ("sock", "buffer", "reused")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+        self.reused = False
+
+    def fill(self) -> None:
+        data = self.sock.recv(READ_SIZE)
+        if not data:
+            raise EOFError
+        self.buffer += data
+
+    def read_until(self, marker: bytes, limit: int) -> bytes:
+        start = 0
+        while True:
+            end = self.buffer.find(marker, start)
+            if end >= 0:
+                end += len(marker)
+                data = bytes(self.buffer[:end])
+                del self.buffer[:end]
+                return data
+            if len(self.buffer) > limit:
+                raise TransportError("broken", "the upstream sent an oversized response head")
+            start = max(0, len(self.buffer) - len(marker) + 1)
+            self.fill()
+
+    def read_some(self, most: int) -> bytes:
+        if not self.buffer:
+            self.fill()
+        data = bytes(self.buffer[:most])
+        del self.buffer[:most]
+        return data
+
+    def alive(self) -> bool:
+        """An idle kept-alive connection the server has not closed (nor sent anything on)."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        if not readable:
+            return True
+        self.sock.setblocking(False)
+        try:
+            self.sock.recv(1)
+            return False  # EOF, or bytes nobody asked for: unusable
+        except ssl.SSLWantReadError:
+            return True  # TLS records without data (a TLS 1.3 session ticket)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        finally:
+            try:
+                self.sock.setblocking(True)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class _Body:
+    """Iterates over a response body once; gives its connection back to the pool when the body was
+    read to its end on a connection that may be kept, closes it otherwise."""
+
+    def __init__(self, origin: "Origin", conn: _Connection, length: int | None, chunked: bool, keep: bool) -> None:
+        self.origin = origin
+        self.conn: _Connection | None = conn
+        self.length = length
+        self.chunked = chunked
+        self.keep = keep and (chunked or length is not None)
+
+    def __iter__(self) -> Iterator[bytes]:
+        conn = self.conn
+        if conn is None:
+            return
+        try:
+            yield from (self._chunks(conn) if self.chunked else self._sized(conn))
+        except (EOFError, ConnectionError) as exc:
+            self.release(False)
+            raise TransportError("broken", f"connection broken: {_describe(exc)}") from None
+        except TimeoutError:
+            self.release(False)
+            raise TransportError("read_timeout", "read timeout") from None
+        except OSError as exc:
+            self.release(False)
+            raise TransportError("broken", f"connection broken: {_describe(exc)}") from None
+        self.release(self.keep)
+
+    def _sized(self, conn: _Connection) -> Iterator[bytes]:
+        if self.length is None:  # until the server closes
+            while True:
+                try:
+                    data = conn.read_some(READ_SIZE)
+                except EOFError:
+                    return
+                yield data
+        left = self.length
+        while left > 0:
+            data = conn.read_some(left)
+            left -= len(data)
+            yield data
+
+    def _chunks(self, conn: _Connection) -> Iterator[bytes]:
+        while True:
+            line = conn.read_until(b"\r\n", 1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise TransportError("broken", "connection broken: malformed chunk size") from None
+            if size == 0:
+                while conn.read_until(b"\r\n", MAX_HEAD) != b"\r\n":  # trailers, ignored
+                    pass
+                return
+            left = size
+            while left > 0:
+                data = conn.read_some(left)
+                left -= len(data)
+                yield data
+            if conn.read_until(b"\r\n", 2) != b"\r\n":
+                raise TransportError("broken", "connection broken: malformed chunk")
+
+    def release(self, keep: bool) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        if keep:
+            self.origin.put(conn)
+        else:
+            conn.close()
+
+
+class Origin:
+    """Kept-alive connections to one scheme://host:port, shared by every thread."""
+
+    def __init__(self, scheme: str, host: str, port: int) -> None:
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        default = 443 if scheme == "https" else 80
+        self.host_header = (f"[{host}]" if ":" in host else host) + ("" if port == default else f":{port}")
+        self.idle: deque[_Connection] = deque()
+
+    def get(self, connect_timeout: float) -> _Connection:
+        while True:
+            try:
+                conn = self.idle.pop()
+            except IndexError:
+                return self._connect(connect_timeout)
+            if conn.alive():
+                conn.reused = True
+                return conn
+            conn.close()
+
+    def put(self, conn: _Connection) -> None:
+        if len(self.idle) < MAX_IDLE:
+            self.idle.append(conn)
+        else:
+            conn.close()
+
+    def _connect(self, timeout: float) -> _Connection:
+        where = f"{self.scheme}://{self.host_header}"
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        except TimeoutError:
+            raise TransportError("connect_timeout", f"connect timeout after {timeout:g}s") from None
+        except OSError as exc:
+            raise TransportError("connect", f"cannot connect to {where} ({_describe(exc)})") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.scheme == "https":
+            try:
+                sock = tls_context().wrap_socket(sock, server_hostname=self.host)
+            except (OSError, ssl.SSLError) as exc:
+                sock.close()
+                raise TransportError("connect", f"TLS with {where} failed ({_describe(exc)})") from None
+        return _Connection(sock)
+
+    def close(self) -> None:
+        while self.idle:
+            self.idle.pop().close()
+
+
+_origins: dict[tuple[str, str, int], Origin] = {}
+_origins_lock = threading.Lock()
+
+
+def origin_of(url: str) -> Origin:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise TransportError("connect", f"not an http(s) URL: {url[:80]!r}")
+    key = (scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80))
+    origin = _origins.get(key)
+    if origin is None:
+        with _origins_lock:
+            origin = _origins.setdefault(key, Origin(*key))
+    return origin
+
+
+def close_all() -> None:
+    with _origins_lock:
+        origins = list(_origins.values())
+    for origin in origins:
+        origin.close()
+
+
+class Client:
+    """Requests to one base URL. Cheap to create: connections live in the shared Origin."""
+
+    def __init__(self, base_url: str, headers: dict[str, str], connect_timeout: float, read_timeout: float) -> None:
+        parts = urlsplit(base_url)
+        self.origin = origin_of(base_url)
+        self.prefix = parts.path.rstrip("/") + "/"
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        fixed = {"host": self.origin.host_header, "accept-encoding": "identity", **{k.lower(): v for k, v in headers.items()}}
+        self.head_tail = "".join(f"{name}: {value}\r\n" for name, value in fixed.items()).encode("latin-1")
+
+    def post(self, path: str, body: bytes) -> Reply:
+        """The whole response, body read."""
+        reply = self._send(path, body)
+        reply.read()
+        return reply
+
+    @contextmanager
+    def stream(self, path: str, body: bytes) -> Iterator[Reply]:
+        """The response with its body unread; leaving the block early closes the connection."""
+        reply = self._send(path, body)
+        try:
+            yield reply
+        finally:
+            reply._body.release(False)  # a no-op when the body was read to its end
+
+    def close(self) -> None:
+        pass  # connections belong to the shared Origin
+
+    def _send(self, path: str, body: bytes) -> Reply:
+        request = b"POST %s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n%s" % ((self.prefix + path).encode("latin-1"), self.head_tail, len(body), body)
+        for _ in range(2):
+            conn = self.origin.get(self.connect_timeout)
+            try:
+                conn.sock.settimeout(self.read_timeout)
+                conn.sock.sendall(request)
+                head = conn.read_until(b"\r\n\r\n", MAX_HEAD)
+            except (EOFError, ConnectionError) as exc:
+                conn.close()
+                if conn.reused and not conn.buffer:
+                    continue  # the server closed the idle connection as we sent: once more, fresh
+                raise TransportError("broken", f"connection broken: {_describe(exc)}") from None
+            except TimeoutError:
+                conn.close()
+                raise TransportError("read_timeout", f"no data for {self.read_timeout:g}s (read timeout)") from None
+            except OSError as exc:
+                conn.close()
+                raise TransportError("broken", f"connection broken: {_describe(exc)}") from None
+            return self._reply(conn, head)
+        raise TransportError("broken", "connection broken: closed by the server")
+
+    def _reply(self, conn: _Connection, head: bytes) -> Reply:
+        lines = head[:-4].decode("latin-1").split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/1.") or not code.isdigit():
+            conn.close()
+            raise TransportError("broken", "connection broken: not an HTTP/1.1 response")
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
+        status = int(code)
+        if 100 <= status < 200:  # 100 Continue and friends: the real response follows
+            return self._reply(conn, conn.read_until(b"\r\n\r\n", MAX_HEAD))
+        keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        length_text = headers.get("content-length")
+        length = int(length_text) if length_text and length_text.isdigit() and not chunked else None
+        if status in (204, 304):
+            length = 0
+        return Reply(status, reason, headers, _Body(self.origin, conn, length, chunked, keep))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "the server closed the connection"
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+# --- choosing the transport ---------------------------------------------------------------------
+
+
+def client_for(base_url: str, headers: dict[str, str], connect_timeout: float, read_timeout: float) -> "Client | HttpxClient":
+    """This client, or httpx's when an environment proxy applies to the URL."""
+    cls = HttpxClient if proxied(base_url) else Client
+    return cls(base_url, headers, connect_timeout, read_timeout)
+
+
+class HttpxClient:
+    """The same interface over httpx, for URLs behind an environment proxy."""
+
+    def __init__(self, base_url: str, headers: dict[str, str], connect_timeout: float, read_timeout: float) -> None:
+        import httpx
+
+        self._httpx = httpx
+        timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout)
+        verify = tls_context() if base_url.startswith("https:") else False
+        self.client = httpx.Client(base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout, verify=verify)
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.base_url = base_url
+
+    def post(self, path: str, body: bytes) -> Reply:
+        with self.stream(path, body) as reply:
+            reply.read()
+        return reply
+
+    @contextmanager
+    def stream(self, path: str, body: bytes) -> Iterator[Reply]:
+        with self._errors():
+            with self.client.stream("POST", path, content=body) as response:
+                yield Reply(response.status_code, response.reason_phrase, dict(response.headers), self._chunks(response))
+
+    def _chunks(self, response) -> Iterator[bytes]:  # noqa: ANN001
+        with self._errors():
+            yield from response.iter_bytes()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        httpx = self._httpx
+        try:
+            yield
+        except httpx.ConnectTimeout:
+            raise TransportError("connect_timeout", f"connect timeout after {self.connect_timeout:g}s") from None
+        except httpx.ReadTimeout:
+            raise TransportError("read_timeout", f"no data for {self.read_timeout:g}s (read timeout)") from None
+        except httpx.TimeoutException:
+            raise TransportError("read_timeout", "timeout") from None
+        except httpx.ConnectError:
+            raise TransportError("connect", f"cannot connect to {self.base_url}") from None
+        except httpx.HTTPError as exc:
+            raise TransportError("broken", f"connection broken: {type(exc).__name__}") from None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+
+def proxied(url: str) -> bool:
+    """Does an environment proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY) apply to this URL?"""
+    proxies = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass_environment(parts.hostname or "", proxies)
+
+
+_tls: ssl.SSLContext | None = None
+
+
+def tls_context() -> ssl.SSLContext:
+    """One verified TLS context per process (loading the CA bundle costs tens of milliseconds)."""
+    global _tls
+    if _tls is None:
+        import certifi
+
+        _tls = ssl.create_default_context(cafile=certifi.where())
+    return _tls
