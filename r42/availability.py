@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import urlsplit
@@ -52,6 +53,25 @@ def find_credential(provider: Provider, env: Mapping[str, str] | None = None, us
     if name:
         return Credential(env[name], f"env {name}")
     return stored
+
+
+class CredentialCache:
+    """find_credential() remembered per (provider, user) for `ttl` seconds: a long-running
+    gateway would otherwise query (and decrypt from) the store on every request. A credential
+    stored, changed or removed while it runs is seen within `ttl` seconds."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._found: dict[tuple[str, str | None], tuple[float, Credential | None]] = {}
+
+    def __call__(self, provider: Provider, env: Mapping[str, str] | None = None, user: str | None = None) -> Credential | None:
+        now = time.monotonic()
+        cached = self._found.get((provider.id, user))
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        credential = find_credential(provider, env, user)
+        self._found[(provider.id, user)] = (now, credential)  # one dict store: safe across threads
+        return credential
 
 
 def base_url_of(provider: Provider, env: Mapping[str, str] | None = None) -> str | None:

@@ -114,6 +114,7 @@ class Executor:
     clock: Callable[[], float] = time.monotonic
     opener: Callable[[Endpoint], Adapter] = open_adapter  # the gateway passes one that reuses connections
     redact_cloud: bool = False  # sensitive values become placeholders for cloud providers (sensitive_policy=redact)
+    credential_of: Callable[..., Any] = find_credential  # the gateway passes a cached one (CredentialCache)
 
     def body_for(self, target: Target, request: dict[str, Any]) -> tuple[dict[str, Any], Redaction | None]:
         """The request as this target gets it: its own model name, and redacted for a cloud
@@ -153,7 +154,7 @@ class Executor:
             raise ProviderError(None, f"no base URL for {provider.id} (set {provider.base_url_env})", retryable=True)
         key = None
         if provider.key_env:
-            credential = find_credential(provider, env, self.user)
+            credential = self.credential_of(provider, env, self.user)
             if credential is None and not (provider.base_url_env and env.get(provider.base_url_env)):
                 raise ProviderError(None, f"no credential (set {' or '.join(provider.key_env)})", retryable=True)
             key = credential.secret if credential else None

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import orjson
 
 from r42 import __version__
-from r42.availability import AvailabilityChecker
+from r42.availability import AvailabilityChecker, CredentialCache
 from r42.config import Settings
 from r42.errors import R42Error
 from r42.executor import Executor, Limits
@@ -30,6 +30,7 @@ from r42.server.http import Channel, ClientGone, Request, Response, ServerLimits
 from r42.server.metrics import Metrics
 
 AVAILABILITY_TTL = 60.0  # seconds a user's provider availability is reused
+CREDENTIAL_TTL = 5.0  # seconds a provider credential found for a user is reused
 MAX_JSON_DEPTH = 64
 JSON = "application/json"
 
@@ -88,33 +89,69 @@ ROUTES: dict[tuple[str, str], Route] = {
 
 class LogWriter:
     """Writes routing-log rows and key usage on one background thread, so that no request waits
-    for SQLite; `flush()` waits until everything queued so far is written."""
+    for SQLite; `flush()` waits until everything queued so far is written.
+
+    Jobs that queue up while a commit runs are written together in one transaction (at most
+    MAX_BATCH): under load that is one commit for many requests instead of one each. Should a
+    batch fail, its jobs are run again one by one, so one bad row costs only itself."""
+
+    MAX_BATCH = 256
 
     def __init__(self) -> None:
-        self.queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.queue: queue.Queue[tuple[Callable[[], None], Callable[[], None] | None] | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="r42-log", daemon=True)
         self.warned = False
         self.thread.start()
 
-    def put(self, job: Callable[[], None]) -> None:
-        self.queue.put(job)
+    def put(self, job: Callable[[], None], after: Callable[[], None] | None = None) -> None:
+        """Queue `job` (SQLite writes); `after` runs once the job's rows are committed or have
+        failed for good."""
+        self.queue.put((job, after))
 
     def _run(self) -> None:
         from r42.store import close_thread_connection
 
         while True:
-            job = self.queue.get()
+            jobs = [self.queue.get()]
+            while len(jobs) < self.MAX_BATCH and jobs[-1] is not None:
+                try:
+                    jobs.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = jobs[-1] is None
+            work = [job for job in jobs if job is not None]
             try:
-                if job is None:
-                    close_thread_connection()
-                    return
-                job()
-            except Exception as exc:  # noqa: BLE001 - the log must never take the gateway down
-                if not self.warned:
-                    self.warned = True
-                    print(f"r42: warning: could not write the routing log: {exc}", file=sys.stderr)
+                self._write(work)
             finally:
-                self.queue.task_done()
+                for _ in jobs:
+                    self.queue.task_done()
+            if stop:
+                close_thread_connection()
+                return
+
+    def _write(self, jobs: list[tuple[Callable[[], None], Callable[[], None] | None]]) -> None:
+        from r42.store.db import batch
+
+        try:
+            if len(jobs) > 1:
+                try:
+                    with batch():
+                        for job, _ in jobs:
+                            job()
+                    return
+                except Exception:  # noqa: BLE001 - rolled back: write them one by one below
+                    pass
+            for job, _ in jobs:
+                try:
+                    job()
+                except Exception as exc:  # noqa: BLE001 - the log must never take the gateway down
+                    if not self.warned:
+                        self.warned = True
+                        print(f"r42: warning: could not write the routing log: {exc}", file=sys.stderr)
+        finally:
+            for _, after in jobs:
+                if after is not None:
+                    after()
 
     def flush(self) -> None:
         self.queue.join()
@@ -137,6 +174,7 @@ class Gateway:
         self.metrics = Metrics()
         self.recent: deque[dict[str, Any]] = deque(maxlen=50)
         self.log = LogWriter()
+        self.credentials = CredentialCache(CREDENTIAL_TTL)
         self.started = time.time()
         self._routers: dict[str | None, tuple[float, Router]] = {}
         self._routers_lock = threading.Lock()
@@ -281,7 +319,7 @@ class Gateway:
 
         return Executor(
             self.router.catalog, self.executor_limits, user=user, opener=pooled_open,
-            redact_cloud=self.router.settings.sensitive_policy == "redact",
+            redact_cloud=self.router.settings.sensitive_policy == "redact", credential_of=self.credentials,
         )
 
     # --- after each request ---------------------------------------------------------------------
@@ -313,12 +351,10 @@ class Gateway:
                 write_route(**row)
             finally:
                 if key is not None:
-                    try:
-                        record_usage(key.id, cost)
-                    finally:
-                        self._count(key.id, -1)
+                    record_usage(key.id, cost)
 
-        self.log.put(write)
+        # The request stops counting as pending only once its usage is committed (or lost).
+        self.log.put(write, (lambda: self._count(key.id, -1)) if key is not None else None)
 
     def close(self) -> None:
         self.log.close()

@@ -246,12 +246,33 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 @contextmanager
 def writing(create: bool = True) -> Iterator[sqlite3.Connection]:
-    """This thread's connection inside a write transaction, with SQLite errors made readable."""
+    """This thread's connection inside a write transaction, with SQLite errors made readable.
+    Inside `batch()`, the batch's transaction is used instead of a new one."""
+    batch_conn = getattr(_local, "batch", None)
+    if batch_conn is not None:
+        yield batch_conn
+        return
     conn = connect(create=create)
     assert conn is not None
     with readable_errors():
         with transaction(conn):
             yield conn
+
+
+@contextmanager
+def batch() -> Iterator[sqlite3.Connection]:
+    """One write transaction for every `writing()` block inside it on this thread: the gateway's
+    log writer commits many rows at once instead of one commit per request. An error rolls back
+    the whole batch (the caller can then write the rows one by one)."""
+    conn = connect(create=True)
+    assert conn is not None
+    with readable_errors():
+        with transaction(conn):
+            _local.batch = conn
+            try:
+                yield conn
+            finally:
+                _local.batch = None
 
 
 @contextmanager
