@@ -10,6 +10,8 @@ modification times.
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -78,15 +80,21 @@ class Catalog:
     files: tuple[str, ...]
 
     def find(self, name: str) -> Model | None:
-        """A model by id or alias (exact, then case-insensitive)."""
+        """A model by id or alias (exact, then case-insensitive; the first model in catalog order
+        wins): two dict lookups, as the gateway resolves a model on every request."""
+        exact, lowered = self._names
+        found = exact.get(name)
+        return found if found is not None else lowered.get(name.lower())
+
+    @functools.cached_property
+    def _names(self) -> tuple[dict[str, Model], dict[str, Model]]:
+        exact: dict[str, Model] = {}
+        lowered: dict[str, Model] = {}
         for model in self.models:
-            if model.id == name or name in model.aliases:
-                return model
-        lowered = name.lower()
-        for model in self.models:
-            if model.id.lower() == lowered or lowered in (a.lower() for a in model.aliases):
-                return model
-        return None
+            for name in (model.id, *model.aliases):
+                exact.setdefault(name, model)
+                lowered.setdefault(name.lower(), model)
+        return exact, lowered
 
 
 def shipped_catalog_path() -> Path:

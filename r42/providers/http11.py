@@ -19,6 +19,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 import urllib.request
 from collections import deque
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from urllib.parse import urlsplit
 MAX_HEAD = 64 * 1024  # bytes of status line + headers we accept from an upstream
 MAX_IDLE = 64  # idle connections kept per origin
 READ_SIZE = 64 * 1024
+FRESH_S = 1.0  # an idle connection younger than this is reused without checking it first
 
 
 class TransportError(Exception):
@@ -59,12 +61,13 @@ class Reply:
 
 
 class _Connection:
-    __slots__ = ("sock", "buffer", "reused")
+    __slots__ = ("sock", "buffer", "reused", "idle_since")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = bytearray()
         self.reused = False
+        self.idle_since = 0.0
 
     def fill(self) -> None:
         data = self.sock.recv(READ_SIZE)
@@ -212,13 +215,16 @@ class Origin:
                 conn = self.idle.pop()
             except IndexError:
                 return self._connect(connect_timeout)
-            if conn.alive():
+            # A connection idle for less than FRESH_S is taken without a poll (servers keep idle
+            # connections for seconds); should the server have closed it anyway, _send retries.
+            if time.monotonic() - conn.idle_since < FRESH_S or conn.alive():
                 conn.reused = True
                 return conn
             conn.close()
 
     def put(self, conn: _Connection) -> None:
         if len(self.idle) < MAX_IDLE:
+            conn.idle_since = time.monotonic()
             self.idle.append(conn)
         else:
             conn.close()

@@ -86,9 +86,9 @@ def routing_of(gw: Gateway, model: str | None, mode_header: str | None, fallback
             raise GatewayError(400, f"unknown routing mode {rest[:40]!r} in model {model[:60]!r}; use r42/<mode> with one of {', '.join(MODES)}", "invalid_mode", param="model")
         return mode_header or rest, None
     catalog = gw.router.catalog
-    found = gw.model_index.get(model) or gw.model_index.get(model.lower())
+    found = catalog.find(model)
     if found is not None:
-        return None, found
+        return None, found.id
     if prefix in catalog.providers and rest:
         return None, model
     if fallback and fallback.split("/", 1)[0] in catalog.providers:
