@@ -77,16 +77,47 @@ DOMAIN_DIFFICULTY = {"code": 0.7, "math": 1.2, "reasoning": 0.6, "creative": -0.
 SHAPE_CUES = ((CODE_SHAPES, "code", 2.0), (MATH_SHAPES, "math", 1.6), (CHOICES, "knowledge", 1.2))
 
 
-def count_hits(cue: Cue, words: list[str]) -> int:
-    hits = 0
-    for index, word in enumerate(words):
-        if word in cue.words or (cue.prefixes and word.startswith(cue.prefixes)):
-            hits += 1
-        elif cue.phrases and index + 1 < len(words):
-            pair = (word, words[index + 1])
-            if pair in cue.phrases or (index + 2 < len(words) and (*pair, words[index + 2]) in cue.phrases):
-                hits += 1
-    return hits
+class CueTable:
+    """Counts the hits of several cues in one pass over the words. A word hits a cue when it is
+    one of its words or starts with one of its prefixes; otherwise a phrase of two or three words
+    starting at it may hit. Most words hit nothing and cost two dict lookups."""
+
+    def __init__(self, cues: tuple[Cue, ...]) -> None:
+        self.cues = cues
+        words: dict[str, set[int]] = {}
+        phrases: dict[str, list[tuple[int, frozenset[tuple[str, ...]]]]] = {}
+        for index, cue in enumerate(cues):
+            for word in cue.words:
+                words.setdefault(word, set()).add(index)
+            starts: dict[str, set[tuple[str, ...]]] = {}
+            for phrase in cue.phrases:
+                starts.setdefault(phrase[0], set()).add(phrase)
+            for first, group in starts.items():
+                phrases.setdefault(first, []).append((index, frozenset(group)))
+        self.words = {word: tuple(sorted(indexes)) for word, indexes in words.items()}
+        self.phrases = phrases
+        self.prefixed = tuple((index, cue.prefixes) for index, cue in enumerate(cues) if cue.prefixes)
+        self.any_prefix = tuple(p for _, prefixes in self.prefixed for p in prefixes)
+
+    def hits(self, words: list[str]) -> list[int]:
+        counts = [0] * len(self.cues)
+        table, starts, any_prefix = self.words, self.phrases, self.any_prefix
+        last = len(words) - 1
+        for position, word in enumerate(words):
+            matched: tuple[int, ...] = table.get(word, ())
+            if any_prefix and word.startswith(any_prefix):
+                matched = matched + tuple(i for i, prefixes in self.prefixed if i not in matched and word.startswith(prefixes))
+            for index in matched:
+                counts[index] += 1
+            candidates = starts.get(word)
+            if candidates is None or position == last:
+                continue
+            pair = (word, words[position + 1])
+            triple = (*pair, words[position + 2]) if position + 1 < last else None
+            for index, phrases in candidates:
+                if index not in matched and (pair in phrases or (triple is not None and triple in phrases)):
+                    counts[index] += 1
+        return counts
 
 
 def _damped(hits: int) -> float:
@@ -94,10 +125,17 @@ def _damped(hits: int) -> float:
     return min(hits, 4) ** 0.7 if hits else 0.0
 
 
-def cue_scores(text: str, words: list[str]) -> dict[str, float]:
+TERM_CUES = (HARD, CONSTRAINTS, EASY)
+LAST_TURN = CueTable(DOMAIN_CUES + TERM_CUES)  # the last user turn: domains and complexity terms
+CONTEXT = CueTable(DOMAIN_CUES)  # earlier turns: domains only
+
+
+def cue_scores(text: str, hits: list[int]) -> dict[str, float]:
+    """Domain evidence from the hits of DOMAIN_CUES (the first len(DOMAIN_CUES) counts) and the
+    text's structure."""
     scores = dict(PRIOR)
-    for cue in DOMAIN_CUES:
-        scores[cue.name] += cue.weight * _damped(count_hits(cue, words))
+    for cue, count in zip(DOMAIN_CUES, hits):
+        scores[cue.name] += cue.weight * _damped(count)
     for pattern, domain, weight in SHAPE_CUES:
         scores[domain] += weight * _damped(len(pattern.findall(text, 0, 20_000)))
     return scores
@@ -121,20 +159,22 @@ class HeuristicScorer:
     def estimate(self, prompt: Prompt) -> Estimate:
         text = prompt.last_user
         words = words_of(text)
-        cue = cue_scores(text, words)
+        hits = LAST_TURN.hits(words)
+        hard, constraints, easy = hits[len(DOMAIN_CUES):]
+        cue = cue_scores(text, hits)
         if prompt.context:
             # Earlier turns say what the conversation is about, at a third of the weight.
-            for domain, value in cue_scores(prompt.context, words_of(prompt.context)).items():
+            for domain, value in cue_scores(prompt.context, CONTEXT.hits(words_of(prompt.context))).items():
                 cue[domain] += (value - PRIOR[domain]) / 3.0
         domains = softmax(cue)
         terms = {
             "domain": sum(domains[d] * DOMAIN_DIFFICULTY[d] for d in DOMAINS),
             "length": 0.55 * math.log1p(len(words) / 12.0),
-            "hard_words": HARD.weight * min(count_hits(HARD, words), 5),
-            "constraints": CONSTRAINTS.weight * min(count_hits(CONSTRAINTS, words), 6),
+            "hard_words": HARD.weight * min(hard, 5),
+            "constraints": CONSTRAINTS.weight * min(constraints, 6),
             "steps": 0.15 * min(len(LIST_ITEM.findall(text, 0, 20_000)), 8),
             "questions": 0.12 * min(text.count("?"), 5),
-            "easy_words": EASY.weight * min(count_hits(EASY, words), 3),
+            "easy_words": EASY.weight * min(easy, 3),
             "conversation": 0.12 * min(prompt.turns - 1, 5) + (0.2 if len(prompt.context) > 2000 else 0.0),
         }
         logit = -2.3 + sum(terms.values())
