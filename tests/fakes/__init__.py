@@ -106,6 +106,7 @@ class FakeServer:
         self.stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.connections: set[socket.socket] = set()  # accepted, for stop() to close
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -122,11 +123,19 @@ class FakeServer:
         return self
 
     def stop(self) -> None:
+        """Like a server process ending: no more connections, and the kept-alive ones closed
+        (otherwise their handler threads would answer a client's pooled connection after a new
+        fake took this port)."""
         self.stopping.set()  # wakes handlers sleeping in a slow-first-byte fault
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        for conn in list(self.connections):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> "FakeServer":
         return self.start()
@@ -172,6 +181,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_fake: FakeServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server_fake.connections.add(self.connection)
+
+    def finish(self) -> None:
+        self.server_fake.connections.discard(self.connection)
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # keep test output clean
