@@ -12,10 +12,11 @@ StreamBrokenError. Every attempt is recorded for the `route` key of the pipe doc
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 from r42.availability import BUILTIN_LOCAL, base_url_of, find_credential
 from r42.catalog import Catalog, Model, Provider
@@ -111,6 +112,7 @@ class Executor:
     user: str | None = None
     on_failure: Notify | None = None
     sleep: Callable[[float], None] = time.sleep
+    async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # the same wait in complete_async / stream_async
     clock: Callable[[], float] = time.monotonic
     opener: Callable[[Endpoint], Adapter] = open_adapter  # the gateway passes one that reuses connections
     redact_cloud: bool = False  # sensitive values become placeholders for cloud providers (sensitive_policy=redact)
@@ -174,14 +176,53 @@ class Executor:
                 except ProviderError as exc:
                     run.failed(target, exc)
                     continue
-            run.succeeded(target)
-            if redaction is not None:
-                restore_response(response, redaction)
-            return Result(response, run.route(target, response.get("usage"), ttft_ms=None, redacted=redaction))
+            return run.answered(target, response, redaction)
         raise run.all_failed()
 
     def stream(self, request: dict[str, Any], candidates: list[str]) -> "StreamRun":
         return StreamRun(self, request, candidates)
+
+    # --- on an event loop (r42 serve): the same walk, awaiting the upstream --------------------
+
+    def runs_async(self, candidates: list[str]) -> bool:
+        """Can complete_async / stream_async serve these candidates? Only OpenAI-protocol
+        providers qualify (the SDK adapters block), not the built-in model (starting it blocks),
+        and not an endpoint behind an environment proxy (that one goes through httpx)."""
+        from r42.providers.http11 import proxied
+
+        env = os.environ if self.env is None else self.env
+        for name in candidates[: self.limits.max_attempts]:
+            try:
+                provider = self.target(name).provider
+            except R42Error:
+                continue
+            if provider.protocol != "openai" or provider.id == BUILTIN_LOCAL:
+                return False
+            url = base_url_of(provider, env)
+            if url is not None and proxied(url):
+                return False
+        return True
+
+    async def complete_async(self, request: dict[str, Any], candidates: list[str]) -> Result:
+        """complete() on the running event loop; see runs_async() for which candidates qualify."""
+        run = _Run(self, candidates)
+        for target, wait in run.steps():
+            if wait:
+                await self.async_sleep(wait)
+            adapter = run.open(target, _async_adapter)
+            if adapter is None:
+                continue
+            body, redaction = self.body_for(target, request)
+            try:
+                response = await adapter.complete(body)
+            except ProviderError as exc:
+                run.failed(target, exc)
+                continue
+            return run.answered(target, response, redaction)
+        raise run.all_failed()
+
+    def stream_async(self, request: dict[str, Any], candidates: list[str]) -> "AsyncStreamRun":
+        return AsyncStreamRun(self, request, candidates)
 
     def note_failure(self, attempt: Attempt, following: Target | None) -> None:
         if self.on_failure is not None:
@@ -207,46 +248,102 @@ class StreamRun:
         run = _Run(self.executor, self.candidates)
         for target, adapter in run.tries():
             with _closing(adapter):
-                acc = Accumulator()
+                gate = self._gate(run, target)
                 try:
-                    yield from self._relay(run, target, adapter, acc)
+                    for chunk in adapter.stream(gate.body):
+                        yield from gate.feed(chunk)
+                    yield from gate.end()
                 except ProviderError as exc:
                     if self.model is not None:
-                        raise self._broken(run, target, exc, acc) from None
+                        raise self._broken(run, target, exc, gate.acc) from None
                     run.failed(target, exc)
                     continue
-            run.succeeded(target)
-            self.result = Result(acc.result(), run.route(target, acc.usage, run.ttft_ms, redacted=self.redaction))
+            self._finished(run, target, gate.acc)
             return
         raise run.all_failed()
 
-    def _relay(self, run: "_Run", target: Target, adapter: Adapter, acc: Accumulator) -> Iterator[dict[str, Any]]:
-        held: list[dict[str, Any]] = []
+    def _gate(self, run: "_Run", target: Target) -> "_FirstToken":
         body, self.redaction = self.executor.body_for(target, self.request)
-        restorer = StreamRestorer(self.redaction) if self.redaction is not None else None
-        for chunk in adapter.stream(body):
-            if restorer is not None:
-                restore_chunk(chunk, restorer)
-            acc.add(chunk)
-            if self.model is None:
-                held.append(chunk)
-                if not chunk_has_token(chunk):
-                    continue
-                self.model = target.id
-                run.first_token()
-                yield from held
-                held = []
-            else:
-                yield chunk
-        if self.model is None:  # a complete answer without any token (empty text): still an answer
-            self.model = target.id
-            run.first_token()
-            yield from held
+        return _FirstToken(self, run, target, body)
+
+    def _finished(self, run: "_Run", target: Target, acc: Accumulator) -> None:
+        run.succeeded(target)
+        self.result = Result(acc.result(), run.route(target, acc.usage, run.ttft_ms, redacted=self.redaction))
 
     def _broken(self, run: "_Run", target: Target, exc: ProviderError, acc: Accumulator) -> StreamBrokenError:
         run.failed(target, exc, notify=False)
         route = run.route(target, acc.usage, run.ttft_ms)
         return StreamBrokenError(f"{target.id} failed after the answer had started: {exc}", route)
+
+
+class AsyncStreamRun(StreamRun):
+    """StreamRun on the running event loop: `async for chunk in run`."""
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        run = _Run(self.executor, self.candidates)
+        for target, wait in run.steps():
+            if wait:
+                await self.executor.async_sleep(wait)
+            adapter = run.open(target, _async_adapter)
+            if adapter is None:
+                continue
+            gate = self._gate(run, target)
+            chunks = adapter.stream(gate.body)
+            try:
+                async for chunk in chunks:
+                    for held in gate.feed(chunk):
+                        yield held
+                for held in gate.end():
+                    yield held
+            except ProviderError as exc:
+                if self.model is not None:
+                    raise self._broken(run, target, exc, gate.acc) from None
+                run.failed(target, exc)
+                continue
+            finally:
+                await chunks.aclose()  # releases the upstream connection when the consumer left early
+            self._finished(run, target, gate.acc)
+            return
+        raise run.all_failed()
+
+
+class _FirstToken:
+    """One candidate's chunks, held back until its first token: a failure before then moves on
+    to the next candidate without the consumer seeing anything of this one."""
+
+    def __init__(self, stream: StreamRun, run: "_Run", target: Target, body: dict[str, Any]) -> None:
+        self.stream = stream
+        self.run = run
+        self.target = target
+        self.body = body
+        self.acc = Accumulator()
+        self.held: list[dict[str, Any]] = []
+        self.restorer = StreamRestorer(stream.redaction) if stream.redaction is not None else None
+
+    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.restorer is not None:
+            restore_chunk(chunk, self.restorer)
+        self.acc.add(chunk)
+        if self.stream.model is not None:
+            return [chunk]
+        self.held.append(chunk)
+        return self._release() if chunk_has_token(chunk) else []
+
+    def end(self) -> list[dict[str, Any]]:
+        """A complete answer without any token (empty text) is still an answer."""
+        return self._release() if self.stream.model is None else []
+
+    def _release(self) -> list[dict[str, Any]]:
+        self.stream.model = self.target.id
+        self.run.first_token()
+        held, self.held = self.held, []
+        return held
+
+
+def _async_adapter(endpoint: Endpoint) -> Any:
+    from r42.providers.openai_compat import AsyncOpenAICompatAdapter
+
+    return AsyncOpenAICompatAdapter(endpoint)
 
 
 class _Run:
@@ -263,12 +360,23 @@ class _Run:
         self.attempt_start = self.start
         self.ttft_ms: int | None = None
         self.upcoming: list[Target] = []
+        self.opened = False  # did the last open() give an adapter?
 
     def remaining(self) -> float:
         return self.limits.deadline - (self.x.clock() - self.start)
 
     def tries(self) -> Iterator[tuple[Target, Adapter]]:
         """(target, adapter) for each attempt to make, in order, within the limits."""
+        for target, wait in self.steps():
+            if wait:
+                self.x.sleep(wait)  # a short Retry-After: wait it out, then try again
+            adapter = self.open(target, self.x.opener)
+            if adapter is not None:
+                yield target, adapter
+
+    def steps(self) -> Iterator[tuple[Target, float]]:
+        """(target, seconds to wait before trying it) for each attempt, in order. The consumer
+        waits, then calls open(), which checks the attempt count and the deadline."""
         if not self.candidates:
             raise NoCandidateError("no candidate to run the prompt on", "see the ranking's excluded reasons")
         for index, name in enumerate(self.candidates):
@@ -278,20 +386,23 @@ class _Run:
                 self.attempts.append(Attempt(name, False, None, exc.message, 0))
                 continue
             self.upcoming = [t for t in (self._peek(n) for n in self.candidates[index + 1 :]) if t][:1]
-            waited = False
+            wait, waited = 0.0, False
             while self.stopped is None:
-                if not self._may_start():
-                    return
-                adapter = self._open(target)
-                if adapter is None:
+                self.opened = False
+                yield target, wait
+                if not self.opened or self.retry_wait is None or waited:
                     break
-                yield target, adapter
-                if self.retry_wait is None or waited:
-                    break
-                self.x.sleep(self.retry_wait)  # a short Retry-After: wait it out, then try again
-                waited = True
+                wait, waited = self.retry_wait, True
             if self.stopped is not None:
                 return
+
+    def open(self, target: Target, opener: Callable[[Endpoint], Any]) -> Any:
+        """The adapter for this attempt, or None (stopped by the limits, or no endpoint)."""
+        if not self._may_start():
+            return None
+        adapter = self._open(target, opener)
+        self.opened = adapter is not None
+        return adapter
 
     def _peek(self, name: str) -> Target | None:
         try:
@@ -308,12 +419,12 @@ class _Run:
             return False
         return True
 
-    def _open(self, target: Target) -> Adapter | None:
+    def _open(self, target: Target, opener: Callable[[Endpoint], Any]) -> Any:
         self.retry_wait = None
         self.attempt_start = self.x.clock()
         try:
             read_timeout = min(self.limits.first_byte_timeout, max(self.remaining(), 0.001))
-            return self.x.opener(self.x.endpoint(target, read_timeout))
+            return opener(self.x.endpoint(target, read_timeout))
         except ProviderError as exc:
             self.failed(target, exc)
         except R42Error as exc:  # e.g. the built-in model is not installed
@@ -339,6 +450,13 @@ class _Run:
 
     def succeeded(self, target: Target) -> None:
         self.attempts.append(Attempt(target.id, True, 200, None, self._ms()))
+
+    def answered(self, target: Target, response: dict[str, Any], redaction: Redaction | None) -> Result:
+        """The Result of a whole answer (sensitive values put back when they were redacted)."""
+        self.succeeded(target)
+        if redaction is not None:
+            restore_response(response, redaction)
+        return Result(response, self.route(target, response.get("usage"), ttft_ms=None, redacted=redaction))
 
     def route(self, target: Target, usage: dict[str, Any] | None, ttft_ms: int | None, redacted: Redaction | None = None) -> dict[str, Any]:
         input_tokens, output_tokens = _tokens(usage)

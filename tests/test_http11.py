@@ -205,13 +205,17 @@ def test_secrets_never_appear_in_transport_errors(client_of):
 def test_environment_proxies_choose_httpx(monkeypatch):
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
+    http11.environment_proxies.cache_clear()
     assert not proxied("https://api.openai.com/v1")
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    http11.environment_proxies.cache_clear()  # read once per process, so again after the change
     assert proxied("https://api.openai.com/v1")
     assert not proxied("http://127.0.0.1:1234/v1")
     assert isinstance(client_for("https://api.openai.com/v1", {}, 1, 1), HttpxClient)
     assert isinstance(client_for("http://127.0.0.1:1234/v1", {}, 1, 1), Client)
+    monkeypatch.undo()
+    http11.environment_proxies.cache_clear()
 
 
 def test_origins_are_shared_between_clients():

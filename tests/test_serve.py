@@ -235,6 +235,23 @@ def test_every_request_is_logged_without_the_prompt(oai, gateway):
     assert "zebras" not in httpx.get(gateway.url + "/").text
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_chat_completions_for_an_sdk_protocol_model_run_on_a_worker(oai, upstreams, stream):
+    """OpenAI-protocol upstreams are awaited on the event loop; an Anthropic model goes through
+    its SDK adapter on a worker thread, with the same answer shape."""
+    model = "anthropic/claude-haiku-4-5"
+    if stream:
+        chunks = list(oai.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], stream=True))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert {c.model for c in chunks} == {model}
+    else:
+        answer = oai.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+        text = answer.choices[0].message.content
+        assert answer.model == model
+    assert text == CLAUDE_REPLY
+    assert upstreams[1].requests and not upstreams[0].requests
+
+
 # --- Anthropic ------------------------------------------------------------------------------------
 
 

@@ -35,52 +35,78 @@ def encode(data: object, event: str | None = None) -> bytes:
 DONE = b"data: [DONE]\n\n"  # the OpenAI stream terminator
 
 
-def decode_lines(lines: Iterable[str]) -> Iterator[Event]:
-    """Events from text lines (without their line endings, as httpx's iter_lines gives them)."""
-    data: list[str] = []
-    event = event_id = None
-    retry = None
-    for line in lines:
-        if line == "":
-            if data:
-                yield Event("\n".join(data), event, event_id, retry)
-            data, event, retry = [], None, None
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
-        elif name == "id":
-            event_id = value
-        elif name == "retry" and value.isdigit():
-            retry = int(value)
-    if data:  # a stream cut without its final blank line still delivers what it had
-        yield Event("\n".join(data), event, event_id, retry)
+class Decoder:
+    """Incremental: `feed` bytes as they arrive (split anywhere, any line ending: \\r\\n, \\n or
+    \\r) and get the events they complete; `end()` when the stream ends."""
 
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.data: list[str] = []
+        self.event: str | None = None
+        self.id: str | None = None
+        self.retry: int | None = None
 
-def decode_bytes(chunks: Iterable[bytes]) -> Iterator[Event]:
-    """Events from raw byte chunks, split at any line ending (\\r\\n, \\n or \\r)."""
-    yield from decode_lines(_lines(chunks))
-
-
-def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
+    def feed(self, chunk: bytes) -> list[Event]:
+        events: list[Event] = []
+        buffer = self.buffer + chunk
         while True:
             cut = _line_end(buffer)
             if cut is None:
                 break
             end, width = cut
-            yield buffer[:end].decode("utf-8", errors="replace")
-            buffer = buffer[end + width :]
-    if buffer:
-        yield buffer.rstrip(b"\r").decode("utf-8", errors="replace")
+            self._line(buffer[:end].decode("utf-8", errors="replace"), events)
+            buffer = buffer[end + width:]
+        self.buffer = buffer
+        return events
+
+    def end(self) -> list[Event]:
+        """What a stream cut without its final blank line still delivers."""
+        events: list[Event] = []
+        if self.buffer:
+            self._line(self.buffer.rstrip(b"\r").decode("utf-8", errors="replace"), events)
+            self.buffer = b""
+        if self.data:
+            events.append(Event("\n".join(self.data), self.event, self.id, self.retry))
+            self.data = []
+        return events
+
+    def _line(self, line: str, events: list[Event]) -> None:
+        if line == "":
+            if self.data:
+                events.append(Event("\n".join(self.data), self.event, self.id, self.retry))
+            self.data, self.event, self.retry = [], None, None
+            return
+        if line.startswith(":"):
+            return
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self.data.append(value)
+        elif name == "event":
+            self.event = value
+        elif name == "id":
+            self.id = value
+        elif name == "retry" and value.isdigit():
+            self.retry = int(value)
+
+
+def decode_lines(lines: Iterable[str]) -> Iterator[Event]:
+    """Events from text lines (without their line endings, as httpx's iter_lines gives them)."""
+    decoder = Decoder()
+    for line in lines:
+        events: list[Event] = []
+        decoder._line(line, events)
+        yield from events
+    yield from decoder.end()
+
+
+def decode_bytes(chunks: Iterable[bytes]) -> Iterator[Event]:
+    """Events from raw byte chunks, split at any line ending (\\r\\n, \\n or \\r)."""
+    decoder = Decoder()
+    for chunk in chunks:
+        yield from decoder.feed(chunk)
+    yield from decoder.end()
 
 
 def _line_end(buffer: bytes) -> tuple[int, int] | None:

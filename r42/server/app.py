@@ -9,13 +9,13 @@ themselves live in r42.server.chat (completions and messages) and r42.server.inf
 from __future__ import annotations
 
 import queue
+import random
 import sys
 import threading
 import time
-import random
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import orjson
 
@@ -54,6 +54,8 @@ class Call:
     endpoint: str
     flavour: str  # "openai" | "anthropic": the error and response shape
     recorded: bool = False  # has the routing-log row been queued?
+    status: int = 200  # the HTTP status answered (499: the client went away)
+    error_kind: str | None = None
 
     @property
     def id(self) -> str:
@@ -65,9 +67,10 @@ Endpoint = Callable[["Gateway", Call], Response | None]
 
 @dataclass(frozen=True)
 class Route:
-    handler: str  # the name of a function in chat or info
+    handler: str  # the name of a function in chat or info (run on a worker thread)
     auth: bool = True
     flavour: str = "openai"
+    on_loop: str | None = None  # the name of its coroutine form, run on the event loop
 
 
 ROUTES: dict[tuple[str, str], Route] = {
@@ -76,9 +79,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/metrics"): Route("metrics"),
     ("GET", "/v1/models"): Route("models", auth=False),
     ("GET", "/api/models"): Route("models", auth=False),
-    ("POST", "/v1/chat/completions"): Route("chat_completions"),
-    ("POST", "/api/chat/completions"): Route("chat_completions"),
-    ("POST", "/chat/completions"): Route("chat_completions"),
+    ("POST", "/v1/chat/completions"): Route("chat_completions", on_loop="chat_completions_on_loop"),
+    ("POST", "/api/chat/completions"): Route("chat_completions", on_loop="chat_completions_on_loop"),
+    ("POST", "/chat/completions"): Route("chat_completions", on_loop="chat_completions_on_loop"),
     ("POST", "/v1/messages"): Route("messages", flavour="anthropic"),
     ("POST", "/v1/messages/count_tokens"): Route("count_tokens", flavour="anthropic"),
     ("POST", "/v1/classify"): Route("classify"),
@@ -91,11 +94,13 @@ class LogWriter:
     """Writes routing-log rows and key usage on one background thread, so that no request waits
     for SQLite; `flush()` waits until everything queued so far is written.
 
-    Jobs that queue up while a commit runs are written together in one transaction (at most
-    MAX_BATCH): under load that is one commit for many requests instead of one each. Should a
-    batch fail, its jobs are run again one by one, so one bad row costs only itself."""
+    The jobs of a DELAY window are written together in one transaction (at most MAX_BATCH): one
+    commit for many requests instead of one each, and the gateway's loop is interrupted once per
+    window rather than once per request. A crash loses at most that window. Should a batch fail,
+    its jobs are run again one by one, so one bad row costs only itself."""
 
     MAX_BATCH = 256
+    DELAY = 0.05  # seconds a batch may wait for more rows: one commit per window, not per request
 
     def __init__(self) -> None:
         self.queue: queue.Queue[tuple[Callable[[], None], Callable[[], None] | None] | None] = queue.Queue()
@@ -113,9 +118,11 @@ class LogWriter:
 
         while True:
             jobs = [self.queue.get()]
+            until = time.monotonic() + self.DELAY
             while len(jobs) < self.MAX_BATCH and jobs[-1] is not None:
+                left = until - time.monotonic()
                 try:
-                    jobs.append(self.queue.get_nowait())
+                    jobs.append(self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait())
                 except queue.Empty:
                     break
             stop = jobs[-1] is None
@@ -186,45 +193,75 @@ class Gateway:
     # --- the handler the HTTP layer calls -----------------------------------------------------
 
     def __call__(self, request: Request, channel: Channel) -> Response | None:
+        """On a worker thread."""
+        call, route = self._begin(request, channel)
+        try:
+            self._allow(call, route)
+            return self._done(call, self._handler(route.handler)(self, call))  # type: ignore[union-attr]
+        except (GatewayError, R42Error, ClientGone) as exc:
+            return self._failed(call, exc)
+        finally:
+            self._end(call, route)
+
+    def on_loop(self, request: Request, channel: Channel) -> Awaitable[Response | None] | None:
+        """The HTTP layer asks first: endpoints with an `on_loop` form run on the event loop
+        (chat completions: the upstream call is awaited, no thread hop); the rest go to a worker."""
+        route = ROUTES.get((request.method, request.path))
+        if route is None or route.on_loop is None:
+            return None
+        return self._serve_on_loop(request, channel, route.on_loop)
+
+    async def _serve_on_loop(self, request: Request, channel: Channel, name: str) -> Response | None:
+        call, route = self._begin(request, channel)
+        try:
+            self._allow(call, route)
+            return self._done(call, await self._handler(name)(self, call))  # type: ignore[misc]
+        except (GatewayError, R42Error, ClientGone) as exc:
+            return self._failed(call, exc)
+        finally:
+            self._end(call, route)
+
+    def _begin(self, request: Request, channel: Channel) -> tuple[Call, Route | None]:
         request.id = new_request_id()
         route = ROUTES.get((request.method, request.path))
-        endpoint = request.path
         flavour = route.flavour if route else ("anthropic" if request.path.startswith("/v1/messages") else "openai")
-        call = Call(request, channel, Caller(), endpoint, flavour)
-        status, error_kind = 200, None
         with self.metrics.lock:
             self.metrics.inflight += 1
-        try:
-            if route is None:
-                raise self._not_found(request)
-            if route.auth:
-                call.caller = self.authenticate(request)
-                self.admit(call)
-            response = self._handler(route.handler)(self, call)
-            if response is not None:
-                status = response.status
-                present = {name.lower() for name, _ in response.headers}  # handlers may have set them already
-                if "x-r42-request-id" not in present:
-                    response.headers.append(("X-R42-Request-Id", request.id))
-                if not any(name.startswith("x-ratelimit-") for name in present):
-                    response.headers.extend(call.caller.rate_headers)
-            return response
-        except GatewayError as exc:
-            status, error_kind = exc.status, exc.code or f"http {exc.status}"
-            return self.error_response(call, exc)
-        except R42Error as exc:
-            error = from_core(exc)
-            status, error_kind = error.status, error.code
-            return self.error_response(call, error)
-        except ClientGone:
-            status, error_kind = 499, "client_closed"
-            raise
-        finally:
-            if route is not None and route.auth and not call.recorded and (call.caller.key is not None or self.no_auth):
-                self.record(call, status="ok" if status < 400 else "error", error=error_kind)
-            with self.metrics.lock:
-                self.metrics.inflight -= 1
-            self.metrics.request(endpoint if route else "unknown", status, time.perf_counter() - request.started, error_kind)
+        return Call(request, channel, Caller(), request.path, flavour), route
+
+    def _allow(self, call: Call, route: Route | None) -> None:
+        """404/405 for an unknown endpoint; the key and its limits where the endpoint needs them."""
+        if route is None:
+            raise self._not_found(call.request)
+        if route.auth:
+            call.caller = self.authenticate(call.request)
+            self.admit(call)
+
+    def _done(self, call: Call, response: Response | None) -> Response | None:
+        if response is not None:
+            call.status = response.status
+            present = {name.lower() for name, _ in response.headers}  # handlers may have set them already
+            if "x-r42-request-id" not in present:
+                response.headers.append(("X-R42-Request-Id", call.id))
+            if not any(name.startswith("x-ratelimit-") for name in present):
+                response.headers.extend(call.caller.rate_headers)
+        return response
+
+    def _failed(self, call: Call, exc: Exception) -> Response:
+        """The endpoint's error response (ClientGone is re-raised: there is no one to answer)."""
+        if isinstance(exc, ClientGone):
+            call.status, call.error_kind = 499, "client_closed"
+            raise exc
+        error = exc if isinstance(exc, GatewayError) else from_core(exc)  # type: ignore[arg-type]
+        call.status, call.error_kind = error.status, error.code or f"http {error.status}"
+        return self.error_response(call, error)
+
+    def _end(self, call: Call, route: Route | None) -> None:
+        if route is not None and route.auth and not call.recorded and (call.caller.key is not None or self.no_auth):
+            self.record(call, status="ok" if call.status < 400 else "error", error=call.error_kind)
+        with self.metrics.lock:
+            self.metrics.inflight -= 1
+        self.metrics.request(call.endpoint if route else "unknown", call.status, time.perf_counter() - call.request.started, call.error_kind)
 
     def _handler(self, name: str) -> Endpoint:
         for module in self._modules:
@@ -312,6 +349,12 @@ class Gateway:
         with self._routers_lock:
             self._routers[user] = (now, router)
         return router
+
+    def router_warm(self, user: str | None) -> bool:
+        """Is this user's router fresh? A cold one probes local servers and reads the store while
+        ranking, which must not stall the event loop."""
+        cached = self._routers.get(user)
+        return cached is not None and time.monotonic() - cached[0] < AVAILABILITY_TTL - 1.0
 
     def executor_for(self, user: str | None) -> Executor:
         from r42.server.upstream import pooled_open

@@ -119,8 +119,32 @@ def failure_route(exc: R42Error) -> dict[str, Any]:
 
 def chat_completions(gw: Gateway, call: Call) -> Response | None:
     body = read_json(call)
-    plan_ = plan_request(gw, call, body)
+    return _answer_chat(gw, call, plan_request(gw, call, body), gw.executor_for(call.caller.user), body)
+
+
+async def chat_completions_on_loop(gw: Gateway, call: Call) -> Response | None:
+    """chat_completions on the event loop: scoring and ranking inline, the upstream awaited.
+    Candidates the async adapter cannot serve (SDK protocols, the built-in model, a proxy) are
+    answered on a worker thread as before."""
+    body = read_json(call)
+    if gw.router_warm(call.caller.user):
+        plan_ = plan_request(gw, call, body)
+    else:  # the first request in a while checks which providers are reachable: not on the loop
+        plan_ = await call.channel.in_worker(plan_request, gw, call, body)
     executor = gw.executor_for(call.caller.user)
+    if not executor.runs_async(plan_.candidates):
+        return await call.channel.in_worker(_answer_chat, gw, call, plan_, executor, body)
+    if body.get("stream"):
+        return await _stream_openai_on_loop(gw, call, plan_, executor, body)
+    try:
+        result = await executor.complete_async(plan_.request, plan_.candidates)
+    except R42Error as exc:
+        gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
+        raise
+    return _completion_response(gw, call, plan_, result)
+
+
+def _answer_chat(gw: Gateway, call: Call, plan_: Plan, executor: Any, body: dict[str, Any]) -> Response | None:
     if body.get("stream"):
         return _stream_openai(gw, call, plan_, executor, body)
     try:
@@ -128,26 +152,85 @@ def chat_completions(gw: Gateway, call: Call) -> Response | None:
     except R42Error as exc:
         gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
         raise
+    return _completion_response(gw, call, plan_, result)
+
+
+def _completion_response(gw: Gateway, call: Call, plan_: Plan, result: Any) -> Response:
     response = result.response
     response["model"] = result.route["model"]
     gw.record(call, status="ok", route=result.route, score=plan_.score, mode=plan_.mode)
     return json_response(response, headers=route_headers(gw, call, plan_, result.route["model"]))
 
 
+class OpenAIEvents:
+    """The client's SSE bytes for each chunk: the answering model's name, and usage only when
+    the client asked for it (stream_options.include_usage)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    def encode(self, chunk: dict[str, Any], model: str | None) -> bytes | None:
+        if chunk.get("usage") and not self.include_usage:
+            if not chunk.get("choices"):
+                return None  # the usage-only chunk the client did not ask for
+            chunk.pop("usage")
+        chunk["model"] = model or chunk.get("model", "")
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
 def _stream_openai(gw: Gateway, call: Call, plan_: Plan, executor: Any, body: dict[str, Any]) -> None:
-    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    events = OpenAIEvents(body)
 
     def write_body(run: Any, chunks: Iterator[dict[str, Any]], channel: Any) -> None:
         for chunk in chunks:
-            if chunk.get("usage") and not include_usage:
-                if not chunk.get("choices"):
-                    continue  # the usage-only chunk the client did not ask for
-                chunk.pop("usage")
-            chunk["model"] = run.model or chunk.get("model", "")
-            channel.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            data = events.encode(chunk, run.model)
+            if data is not None:
+                channel.write(data)
         channel.write(DONE)
 
     _relay_stream(gw, call, plan_, executor, write_body, sse_error_openai)
+
+
+async def _stream_openai_on_loop(gw: Gateway, call: Call, plan_: Plan, executor: Any, body: dict[str, Any]) -> None:
+    """_stream_openai and _relay_stream on the event loop: the head goes out with the first
+    chunk (fallback is possible until then), and every ending is recorded."""
+    events = OpenAIEvents(body)
+    run = executor.stream_async(plan_.request, plan_.candidates)
+    chunks = run.__aiter__()
+    channel = call.channel
+    try:
+        try:
+            first = await anext(chunks, None)
+        except R42Error as exc:
+            gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
+            raise
+        channel.start(200, SSE_HEADERS + route_headers(gw, call, plan_, run.model))
+        try:
+            chunk = first
+            while chunk is not None:
+                data = events.encode(chunk, run.model)
+                if data is not None:
+                    channel.send(data)
+                    await channel.drain()
+                chunk = await anext(chunks, None)
+            channel.send(DONE)
+        except StreamBrokenError as exc:
+            _stream_broken(gw, call, plan_, exc, sse_error_openai)
+            return
+        except ClientGone:
+            gw.record(call, status="client_closed", route={"model": run.model}, score=plan_.score, mode=plan_.mode, error="client closed the connection")
+            raise
+    finally:
+        await chunks.aclose()  # releases the upstream connection when the client went away
+    route = run.result.route if run.result else {"model": run.model}
+    gw.record(call, status="ok", route=route, score=plan_.score, mode=plan_.mode)
+
+
+def _stream_broken(gw: Gateway, call: Call, plan_: Plan, exc: StreamBrokenError, sse_error: Callable[..., bytes]) -> None:
+    """The upstream failed after the answer had started: an SSE error event ends the stream."""
+    error = GatewayError(502, exc.one_line(), "upstream_stream_broken")
+    _write_quietly(call.channel, sse_error(error, call.id))
+    gw.record(call, status="error", route=exc.route, score=plan_.score, mode=plan_.mode, error="StreamBrokenError")
 
 
 def _relay_stream(gw: Gateway, call: Call, plan_: Plan, executor: Any, write_body: Callable[..., None], sse_error: Callable[..., bytes]) -> None:
@@ -157,9 +240,7 @@ def _relay_stream(gw: Gateway, call: Call, plan_: Plan, executor: Any, write_bod
     try:
         write_body(run, chunks, call.channel)
     except StreamBrokenError as exc:
-        error = GatewayError(502, exc.one_line(), "upstream_stream_broken")
-        _write_quietly(call.channel, sse_error(error, call.id))
-        gw.record(call, status="error", route=exc.route, score=plan_.score, mode=plan_.mode, error="StreamBrokenError")
+        _stream_broken(gw, call, plan_, exc, sse_error)
         return
     except ClientGone:
         gw.record(call, status="client_closed", route={"model": run.model}, score=plan_.score, mode=plan_.mode, error="client closed the connection")
@@ -194,7 +275,7 @@ def _first(chunks: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _write_quietly(channel: Any, data: bytes) -> None:
     try:
-        channel.write(data)
+        channel.send(data)  # never waits for the client: safe on the loop and on a worker
     except ClientGone:
         pass
 

@@ -27,7 +27,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 from urllib.parse import parse_qs
 
 REASONS = {
@@ -95,6 +95,10 @@ class ClientGone(Exception):
 
 
 class Handler(Protocol):
+    """Called on a worker thread for each request. A handler may also have
+    `on_loop(request, channel) -> Awaitable[Response | None] | None`: an awaitable serves the
+    request on the event loop instead (no thread hop), None sends it to a worker as usual."""
+
     def __call__(self, request: Request, channel: "Channel") -> Response | None:
         """A whole Response, or None after streaming through the channel."""
 
@@ -116,18 +120,22 @@ def encode_response(response: Response, keep_alive: bool) -> bytes:
 
 
 class Channel:
-    """A worker thread's way to stream a response on the event loop's connection.
+    """A handler's way to stream a response on the event loop's connection: `write` from a worker
+    thread (it waits when the client reads slowly), `send` then `await drain()` on the loop.
 
-    `start` sends nothing by itself: the head goes out with the first `write`, in one segment.
+    `start` sends nothing by itself: the head goes out with the first write, in one segment.
     Every write checks that the client is still there and raises ClientGone otherwise.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep_alive: bool, write_timeout: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep_alive: bool,
+                 write_timeout: float, pool: ThreadPoolExecutor | None = None) -> None:
         self.loop = loop
+        self.loop_thread = threading.get_ident()  # channels are made on the loop
         self.reader = reader
         self.writer = writer
         self.keep_alive = keep_alive
         self.write_timeout = write_timeout
+        self.pool = pool
         self.head: bytes | None = None
         self.started = False
         self.finished = False
@@ -140,16 +148,31 @@ class Channel:
         self.started = True
 
     def write(self, data: bytes) -> None:
+        """From a worker thread."""
+        self.send(data)
+        if self.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+            self._wait_for_client()
+
+    def send(self, data: bytes) -> None:
+        """One chunk of the body (with the head before the first); on the loop, follow with drain()."""
         if self.gone():
             raise ClientGone()
         piece = b"%x\r\n%s\r\n" % (len(data), data) if data else b""
         if self.head is not None:
             piece, self.head = self.head + piece, None
-        if not piece:
+        if piece:
+            self._put(piece)
+
+    async def drain(self) -> None:
+        """On the loop: wait while the client is more than WRITE_HIGH_WATER behind."""
+        if self.writer.transport.get_write_buffer_size() <= WRITE_HIGH_WATER:
             return
-        self.loop.call_soon_threadsafe(self.writer.write, piece)
-        if self.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
-            self._wait_for_client()
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                await self.writer.drain()
+        except (TimeoutError, ConnectionError):
+            self.writer.transport.abort()
+            raise ClientGone() from None
 
     def finish(self) -> None:
         if self.finished:
@@ -158,7 +181,17 @@ class Channel:
         tail = (self.head or b"") + b"0\r\n\r\n"
         self.head = None
         if not self.writer.transport.is_closing():
-            self.loop.call_soon_threadsafe(self.writer.write, tail)
+            self._put(tail)
+
+    async def in_worker(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking part of a handler that runs on the loop on a worker thread."""
+        return await self.loop.run_in_executor(self.pool, function, *args)
+
+    def _put(self, piece: bytes) -> None:
+        if threading.get_ident() == self.loop_thread:
+            self.writer.write(piece)
+        else:
+            self.loop.call_soon_threadsafe(self.writer.write, piece)
 
     def _wait_for_client(self) -> None:
         future = asyncio.run_coroutine_threadsafe(self.writer.drain(), self.loop)
@@ -400,9 +433,14 @@ class HTTPServer:
             await self._send(writer, response, keep_alive)
             return keep_alive
         self.inflight += 1
-        channel = Channel(asyncio.get_running_loop(), reader, writer, keep_alive, self.limits.write_timeout)
+        loop = asyncio.get_running_loop()
+        channel = Channel(loop, reader, writer, keep_alive, self.limits.write_timeout, self.pool)
         try:
-            response = await asyncio.get_running_loop().run_in_executor(self.pool, self._work, request, channel)
+            on_loop = self.handler.on_loop(request, channel) if hasattr(self.handler, "on_loop") else None
+            if on_loop is not None:
+                response = await self._work_on_loop(on_loop, request, channel)
+            else:
+                response = await loop.run_in_executor(self.pool, self._work, request, channel)
         finally:
             self.inflight -= 1
         if response is not None:
@@ -418,17 +456,32 @@ class HTTPServer:
         except ClientGone:
             return None
         except Exception as exc:  # noqa: BLE001 - the one place a handler bug becomes a 500
-            if os.environ.get("R42_DEBUG"):
-                import traceback
-
-                traceback.print_exc()
-            if channel.started:
-                channel.finish()
-                return None
-            return self.on_error(request, 500, f"internal error ({type(exc).__name__})")
+            return self._crashed(request, channel, exc)
         if response is None:
             channel.finish()
         return response
+
+    async def _work_on_loop(self, handling: Awaitable[Response | None], request: Request, channel: Channel) -> Response | None:
+        """_work for a handler that runs on the loop."""
+        try:
+            response = await handling
+        except ClientGone:
+            return None
+        except Exception as exc:  # noqa: BLE001 - a handler bug becomes a 500
+            return self._crashed(request, channel, exc)
+        if response is None:
+            channel.finish()
+        return response
+
+    def _crashed(self, request: Request, channel: Channel, exc: Exception) -> Response | None:
+        if os.environ.get("R42_DEBUG"):
+            import traceback
+
+            traceback.print_exception(exc)
+        if channel.started:
+            channel.finish()
+            return None
+        return self.on_error(request, 500, f"internal error ({type(exc).__name__})")
 
     async def _send(self, writer: asyncio.StreamWriter, response: Response, keep_alive: bool) -> None:
         writer.write(encode_response(response, keep_alive))
