@@ -300,6 +300,16 @@ _origins_lock = threading.Lock()
 
 
 def origin_of(url: str) -> Origin:
+    origin = _origins_by_url.get(url)
+    if origin is None:
+        origin = _origins_by_url[url] = _origin_of(url)
+    return origin
+
+
+_origins_by_url: dict[str, Origin] = {}  # a URL parsed once, not on every request
+
+
+def _origin_of(url: str) -> Origin:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not parts.hostname:
@@ -475,7 +485,7 @@ class AsyncReply:
     """A response head; its body with `read()` or `async for piece in reply.iter_bytes()`."""
 
     def __init__(self, origin: AsyncOrigin, conn: _AsyncConnection, status: int, reason: str, headers: dict[str, str],
-                 decoder: BodyDecoder, keep: bool, read_timeout: float) -> None:
+                 decoder: BodyDecoder, keep: bool, read_timeout: float | None) -> None:
         self.origin = origin
         self.conn: _AsyncConnection | None = conn
         self.status = status
@@ -496,7 +506,7 @@ class AsyncReply:
             return
         try:
             while not decoder.done:
-                async with asyncio.timeout(self.read_timeout):  # no data for read_timeout: give up
+                async with asyncio.timeout(self.read_timeout):  # no data for read_timeout: give up (None: timed by the caller)
                     data = await conn.reader.read(READ_SIZE)
                 if not data:
                     decoder.eof()
@@ -514,6 +524,9 @@ class AsyncReply:
         except OSError as exc:
             self.release(False)
             raise TransportError("broken", f"connection broken: {_describe(exc)}") from None
+        except BaseException:  # cancelled (the caller's timeout, a client gone): the body is unread
+            self.release(False)
+            raise
         self.release(self.keep and not decoder.rest)
 
     def release(self, keep: bool) -> None:
@@ -527,16 +540,20 @@ class AsyncReply:
 
 
 # Per event loop: a connection belongs to the loop that opened it (and goes when the loop goes).
-_async_origins: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str, int], AsyncOrigin]]" = weakref.WeakKeyDictionary()
+_async_origins: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncOrigin]]" = weakref.WeakKeyDictionary()  # by URL
 
 
 def async_origin_of(url: str) -> AsyncOrigin:
-    sync = origin_of(url)  # validates the URL
-    origins = _async_origins.setdefault(asyncio.get_running_loop(), {})
-    key = (sync.scheme, sync.host, sync.port)
-    origin = origins.get(key)
+    loop = asyncio.get_running_loop()
+    origins = _async_origins.get(loop)
+    if origins is None:
+        origins = _async_origins[loop] = {}
+    origin = origins.get(url)
     if origin is None:
-        origin = origins[key] = AsyncOrigin(sync.scheme, sync.host, sync.port, sync.host_header)
+        sync = origin_of(url)  # validates the URL
+        key = (sync.scheme, sync.host, sync.port)
+        same = next((o for o in origins.values() if (o.scheme, o.host, o.port) == key), None)
+        origin = origins[url] = same or AsyncOrigin(sync.scheme, sync.host, sync.port, sync.host_header)
     return origin
 
 
@@ -550,18 +567,25 @@ class AsyncClient:
         self.read_timeout = read_timeout
 
     async def post(self, path: str, body: bytes) -> AsyncReply:
-        reply = await self.send(path, body)
-        await reply.read()
+        """The whole response within read_timeout (one timer for the head and the body)."""
+        try:
+            async with asyncio.timeout(self.read_timeout):
+                reply = await self.send(path, body, timed=False)
+                reply.read_timeout = None
+                await reply.read()
+        except TimeoutError:
+            raise TransportError("read_timeout", f"no data for {self.read_timeout:g}s (read timeout)") from None
         return reply
 
-    async def send(self, path: str, body: bytes) -> AsyncReply:
-        """The response with its body unread: read it, or `release(False)` it."""
+    async def send(self, path: str, body: bytes, timed: bool = True) -> AsyncReply:
+        """The response with its body unread: read it, or `release(False)` it. `timed=False`:
+        the caller times the wait itself."""
         request = self.head.post(path, body)
         for _ in range(2):
             conn = await self.origin.get(self.connect_timeout)
             try:
                 conn.writer.write(request)
-                async with asyncio.timeout(self.read_timeout):
+                async with asyncio.timeout(self.read_timeout if timed else None):
                     head = await conn.reader.readuntil(b"\r\n\r\n")
                     status, reason, headers, keep, decoder = parse_reply_head(head)
                     while status < 200:
@@ -585,6 +609,9 @@ class AsyncClient:
                 if conn.reused and isinstance(exc, ConnectionError):
                     continue
                 raise TransportError("broken", f"connection broken: {_describe(exc)}") from None
+            except BaseException:  # cancelled mid-response: this connection cannot be reused
+                conn.close()
+                raise
             return AsyncReply(self.origin, conn, status, reason, headers, decoder, keep, self.read_timeout)
         raise TransportError("broken", "connection broken: closed by the server")
 

@@ -8,7 +8,7 @@ themselves live in r42.server.chat (completions and messages) and r42.server.inf
 
 from __future__ import annotations
 
-import queue
+import itertools
 import random
 import sys
 import threading
@@ -90,53 +90,62 @@ ROUTES: dict[tuple[str, str], Route] = {
 }
 
 
+Job = tuple[Callable[[], None], Callable[[], None] | None]
+
+
 class LogWriter:
     """Writes routing-log rows and key usage on one background thread, so that no request waits
     for SQLite; `flush()` waits until everything queued so far is written.
 
-    The jobs of a DELAY window are written together in one transaction (at most MAX_BATCH): one
-    commit for many requests instead of one each, and the gateway's loop is interrupted once per
-    window rather than once per request. A crash loses at most that window. Should a batch fail,
-    its jobs are run again one by one, so one bad row costs only itself."""
+    The jobs of a DELAY window are written together in one transaction (at most MAX_BATCH per
+    commit): one commit for many requests instead of one each. Queuing is a deque append, with no
+    lock or wake-up per request (only the first job of a window sets the event). A crash loses at
+    most one window. Should a batch fail, its jobs are run again one by one, so one bad row costs
+    only itself."""
 
     MAX_BATCH = 256
-    DELAY = 0.05  # seconds a batch may wait for more rows: one commit per window, not per request
+    DELAY = 0.05  # seconds a window collects rows before they are committed
 
     def __init__(self) -> None:
-        self.queue: queue.Queue[tuple[Callable[[], None], Callable[[], None] | None] | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._run, name="r42-log", daemon=True)
+        self.jobs: deque[Job] = deque()
+        self.wake = threading.Event()
+        self.queued = itertools.count(1)  # next() is atomic: the number of jobs queued so far
+        self.written = 0
+        self.progress = threading.Condition()
+        self.stopping = False
         self.warned = False
+        self.thread = threading.Thread(target=self._run, name="r42-log", daemon=True)
         self.thread.start()
 
     def put(self, job: Callable[[], None], after: Callable[[], None] | None = None) -> None:
         """Queue `job` (SQLite writes); `after` runs once the job's rows are committed or have
         failed for good."""
-        self.queue.put((job, after))
+        self.jobs.append((job, after))
+        self.last = next(self.queued)
+        if not self.wake.is_set():
+            self.wake.set()
 
     def _run(self) -> None:
         from r42.store import close_thread_connection
 
         while True:
-            jobs = [self.queue.get()]
-            until = time.monotonic() + self.DELAY
-            while len(jobs) < self.MAX_BATCH and jobs[-1] is not None:
-                left = until - time.monotonic()
-                try:
-                    jobs.append(self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = jobs[-1] is None
-            work = [job for job in jobs if job is not None]
-            try:
-                self._write(work)
-            finally:
-                for _ in jobs:
-                    self.queue.task_done()
-            if stop:
+            self.wake.wait()
+            if not self.stopping:
+                time.sleep(self.DELAY)
+            self.wake.clear()
+            while self.jobs:
+                batch: list[Job] = []
+                while self.jobs and len(batch) < self.MAX_BATCH:
+                    batch.append(self.jobs.popleft())
+                self._write(batch)
+                with self.progress:
+                    self.written += len(batch)
+                    self.progress.notify_all()
+            if self.stopping:
                 close_thread_connection()
                 return
 
-    def _write(self, jobs: list[tuple[Callable[[], None], Callable[[], None] | None]]) -> None:
+    def _write(self, jobs: list[Job]) -> None:
         from r42.store.db import batch
 
         try:
@@ -160,11 +169,15 @@ class LogWriter:
                 if after is not None:
                     after()
 
-    def flush(self) -> None:
-        self.queue.join()
+    def flush(self, timeout: float = 30.0) -> None:
+        target = getattr(self, "last", 0)
+        self.wake.set()
+        with self.progress:
+            self.progress.wait_for(lambda: self.written >= target, timeout)
 
     def close(self) -> None:
-        self.queue.put(None)
+        self.stopping = True
+        self.wake.set()
         self.thread.join(timeout=10)
 
 
