@@ -26,7 +26,7 @@ import urllib.request
 import weakref
 from collections import deque
 from contextlib import contextmanager
-from typing import AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
 MAX_HEAD = 64 * 1024  # bytes of status line + headers we accept from an upstream
@@ -192,7 +192,24 @@ class BodyDecoder:
             raise TransportError("broken", "connection broken: the server closed the connection mid-body")
 
 
-class _Body:
+class _Releases:
+    """A response that owns its connection until its body is read: then the connection goes back
+    to its origin's pool when it may be kept, and is closed otherwise."""
+
+    origin: Any
+    conn: Any
+
+    def release(self, keep: bool) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        if keep:
+            self.origin.put(conn)
+        else:
+            conn.close()
+
+
+class _Body(_Releases):
     """Iterates over a response body once; gives its connection back to the pool when the body was
     read to its end on a connection that may be kept, closes it otherwise."""
 
@@ -232,14 +249,6 @@ class _Body:
             raise TransportError("broken", f"connection broken: {_describe(exc)}") from None
         self.release(self.keep and not decoder.rest)
 
-    def release(self, keep: bool) -> None:
-        conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        if keep:
-            self.origin.put(conn)
-        else:
-            conn.close()
 
 
 class Origin:
@@ -481,7 +490,7 @@ class AsyncOrigin:
             conn.close()
 
 
-class AsyncReply:
+class AsyncReply(_Releases):
     """A response head; its body with `read()` or `async for piece in reply.iter_bytes()`."""
 
     def __init__(self, origin: AsyncOrigin, conn: _AsyncConnection, status: int, reason: str, headers: dict[str, str],
@@ -529,14 +538,6 @@ class AsyncReply:
             raise
         self.release(self.keep and not decoder.rest)
 
-    def release(self, keep: bool) -> None:
-        conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        if keep:
-            self.origin.put(conn)
-        else:
-            conn.close()
 
 
 # Per event loop: a connection belongs to the loop that opened it (and goes when the loop goes).

@@ -1,6 +1,7 @@
 """The gateway: the routing table, authentication, per-key limits, request ids, the routing log.
 
-`Gateway` is the handler the HTTP layer calls on a worker thread for every request. It finds the
+`Gateway` is the handler the HTTP layer calls for every request: on a worker thread, or on the
+event loop for endpoints with an `on_loop` form (chat completions). Either way it finds the
 endpoint, checks the key (every endpoint but /health, / and the model lists needs one), applies the
 key's limits, runs the endpoint and turns failures into the endpoint's error shape. The endpoints
 themselves live in r42.server.chat (completions and messages) and r42.server.info (the rest).

@@ -218,10 +218,18 @@ async def _stream_openai_on_loop(gw: Gateway, call: Call, plan_: Plan, executor:
             _stream_broken(gw, call, plan_, exc, sse_error_openai)
             return
         except ClientGone:
-            gw.record(call, status="client_closed", route={"model": run.model}, score=plan_.score, mode=plan_.mode, error="client closed the connection")
+            _record_gone(gw, call, plan_, run)
             raise
     finally:
         await chunks.aclose()  # releases the upstream connection when the client went away
+    _record_streamed(gw, call, plan_, run)
+
+
+def _record_gone(gw: Gateway, call: Call, plan_: Plan, run: Any) -> None:
+    gw.record(call, status="client_closed", route={"model": run.model}, score=plan_.score, mode=plan_.mode, error="client closed the connection")
+
+
+def _record_streamed(gw: Gateway, call: Call, plan_: Plan, run: Any) -> None:
     route = run.result.route if run.result else {"model": run.model}
     gw.record(call, status="ok", route=route, score=plan_.score, mode=plan_.mode)
 
@@ -243,12 +251,11 @@ def _relay_stream(gw: Gateway, call: Call, plan_: Plan, executor: Any, write_bod
         _stream_broken(gw, call, plan_, exc, sse_error)
         return
     except ClientGone:
-        gw.record(call, status="client_closed", route={"model": run.model}, score=plan_.score, mode=plan_.mode, error="client closed the connection")
+        _record_gone(gw, call, plan_, run)
         raise
     finally:
         chunks.close()  # releases the upstream connection when the client went away
-    route = run.result.route if run.result else {"model": run.model}
-    gw.record(call, status="ok", route=route, score=plan_.score, mode=plan_.mode)
+    _record_streamed(gw, call, plan_, run)
 
 
 def _start_stream(gw: Gateway, call: Call, plan_: Plan, executor: Any) -> tuple[Any, Iterator[dict[str, Any]]]:

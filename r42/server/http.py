@@ -1,20 +1,23 @@
-"""HTTP/1.1 on asyncio streams, with the request handlers on a pool of worker threads.
+"""HTTP/1.1 on asyncio streams; handlers run on the event loop when they can, else on worker threads.
 
-Why this shape (benchmarks/bench_server_choice.py measures it): r42's executor and providers are
-synchronous, so a handler blocks on its upstream. Connections, parsing, keep-alive and slow clients
-live on one event loop, where an idle or slow connection costs no thread; each request then runs on
-a bounded pool of workers. At 64 concurrent clients this forwarded 1.7x the requests per second of
-http.server's ThreadingHTTPServer, whose per-request header parsing (email.parser) and thread per
-connection cost more than the hop to a worker thread.
+Why this shape (benchmarks/bench_server_choice.py measures it): connections, parsing, keep-alive and
+slow clients live on one event loop, where an idle or slow connection costs no thread. A handler
+that can await its upstream (chat completions to OpenAI-protocol providers: `on_loop`) runs on the
+loop itself: the same small forwarder did ~30,000 req/s that way against ~4,400 with the upstream
+call on a worker thread, whose hop and GIL hand-overs cost ~0.15 ms per request. Everything else
+(the SDK adapters, the Anthropic passthrough, the store-heavy endpoints) runs on a bounded pool of
+workers, which still beat http.server's ThreadingHTTPServer (per-request email.parser headers and a
+thread per connection).
 
 Latency habits: every response leaves in as few writes as possible (head and body together, a
 stream's head together with its first event), on sockets with TCP_NODELAY, so that no small
 segment waits for a delayed ACK (the Nagle trap that adds ~40 ms per request).
 
 Limits enforced here: request head size and header count (431), body size (413), time to receive
-the head and the body (slow clients get 408 or are dropped), keep-alive idle time, concurrent
-requests (503 with Retry-After). Shutdown stops accepting, closes idle connections, lets requests
-in flight finish within a grace period, then closes the rest.
+the head and the body (slow clients get 408 or are dropped: one deadline per connection, checked
+by a sweeper), keep-alive idle time, concurrent requests (503 with Retry-After). Shutdown stops
+accepting, closes idle connections, lets requests in flight finish within a grace period, then
+closes the rest.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""How the gateway's executors reach upstreams.
+"""How the gateway's executors reach upstreams on worker threads.
 
-The executor opens an adapter (and with it an HTTP client and a new connection) per attempt, which
-costs ~1.3 ms and a TCP handshake on every request. The gateway gives its executors an `opener`
-that keeps one adapter per endpoint alive, so connections are reused across requests.
+The executor opens an adapter per attempt. The SDK adapters (Anthropic, Gemini, Ollama) build an
+HTTP client with it, which costs ~1 ms and a TCP handshake on every request, so the gateway gives
+its executors an `opener` that keeps one adapter per endpoint alive and its connections reused.
+(OpenAI-compatible adapters are cheap either way: their connections live in r42.providers.http11.)
 """
 
 from __future__ import annotations
