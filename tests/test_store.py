@@ -221,6 +221,26 @@ def test_revoke_by_key_or_prefix(isolated_env):
     assert store.list_keys() == [] and len(store.list_keys(include_revoked=True)) == 2
 
 
+def test_remembered_authentication_forgets_at_once_when_the_store_changes(isolated_env):
+    import threading
+
+    first, second = store.create_key("alice", rpm=10), store.create_key("bob")
+    assert store.authenticate_cached(first.key).user == "alice"
+    assert store.authenticate_cached(first.key).user == "alice"  # remembered
+    assert store.authenticate_cached(second.key[:-1] + "x") is None
+    store.revoke(first.key)  # on this thread's own connection
+    assert store.authenticate_cached(first.key) is None
+    assert store.authenticate_cached(second.key).user == "bob"
+    elsewhere = threading.Thread(target=store.revoke, args=(second.key,))  # another connection
+    elsewhere.start()
+    elsewhere.join()
+    assert store.authenticate_cached(second.key) is None
+    third = store.create_key("carol")
+    assert store.authenticate_cached(third.key).user == "carol"
+    subprocess.run([sys.executable, "-c", f"from r42.store import revoke; revoke({third.key!r})"], check=True, env=os.environ)  # another process
+    assert store.authenticate_cached(third.key) is None
+
+
 def test_an_ambiguous_prefix_is_refused(isolated_env):
     store.create_key("alice")
     conn = db.connect()

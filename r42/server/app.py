@@ -311,9 +311,9 @@ class Gateway:
         key = presented_key(request)
         if not key:
             raise GatewayError(401, "missing gateway key: send it as `Authorization: Bearer r42_...` or `x-api-key: r42_...`", "missing_api_key", [("WWW-Authenticate", 'Bearer realm="r42"')])
-        from r42.store import authenticate
+        from r42.store import authenticate_cached
 
-        record = authenticate(key)
+        record = authenticate_cached(key)
         if record is None:
             raise GatewayError(401, "invalid or revoked gateway key", "invalid_api_key", [("WWW-Authenticate", 'Bearer realm="r42"')])
         return Caller(record.user, record)

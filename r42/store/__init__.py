@@ -30,6 +30,7 @@ from r42.store.keys import (
     NotFoundError,
     Usage,
     authenticate,
+    authenticate_cached,
     check_limits,
     create_key,
     limit_exceeded,
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MASTER_KEY_ENV", "STORE_FILE", "KeyRecord", "LimitHit", "MasterKeyError", "NewKey", "NotFoundError", "StoreError",
-    "StoredCredential", "Usage", "authenticate", "check_limits", "close_thread_connection", "create_key", "custom_models",
+    "StoredCredential", "Usage", "authenticate", "authenticate_cached", "check_limits", "close_thread_connection", "create_key", "custom_models",
     "custom_providers", "get_secret", "iter_routes", "limit_exceeded", "list_credentials", "list_keys", "list_users", "lookup_credential",
     "master_key_path", "prune", "read_routes", "record_usage", "remove_credential", "revoke", "rotate", "set_credential",
     "store_exists", "store_path", "usage", "write_route", "write_route_from_document",

@@ -248,6 +248,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def writing(create: bool = True) -> Iterator[sqlite3.Connection]:
     """This thread's connection inside a write transaction, with SQLite errors made readable.
     Inside `batch()`, the batch's transaction is used instead of a new one."""
+    _local.writes = thread_writes() + 1
     batch_conn = getattr(_local, "batch", None)
     if batch_conn is not None:
         yield batch_conn
@@ -257,6 +258,11 @@ def writing(create: bool = True) -> Iterator[sqlite3.Connection]:
     with readable_errors():
         with transaction(conn):
             yield conn
+
+
+def thread_writes() -> int:
+    """How many write transactions this thread has begun (data_version does not count them)."""
+    return getattr(_local, "writes", 0)
 
 
 @contextmanager

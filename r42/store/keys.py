@@ -12,11 +12,12 @@ import hashlib
 import hmac
 import secrets
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 
 from r42.errors import R42Error, UsageError
-from r42.store.db import connect, reading, readable_errors, writing
+from r42.store.db import connect, reading, readable_errors, thread_writes, writing
 
 KEY_PREFIX = "r42_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 8
@@ -220,6 +221,32 @@ def authenticate(key: str) -> KeyRecord | None:
     if hmac.compare_digest(stored, key_hash(key)) and row is not None:
         return KeyRecord(*row[:-1])
     return None
+
+
+_memo = threading.local()
+_MISSING = object()
+MEMO_MAX = 1024  # presented keys remembered per thread (wrong ones included)
+
+
+def authenticate_cached(key: str) -> KeyRecord | None:
+    """authenticate(), remembered on this thread while the store is unchanged: SQLite's
+    data_version moves with every commit by another connection (a revoke or a rotation from the
+    CLI, another thread, the gateway's own log writer), and this thread's own writes count too.
+    Saves the query on most requests under load, and a revoked key is refused at once."""
+    conn = connect(create=False)
+    if conn is None:
+        return None
+    with readable_errors():
+        version = (conn.execute("PRAGMA data_version").fetchone()[0], thread_writes(), id(conn))
+    memo = getattr(_memo, "state", None)
+    if memo is None or memo[0] != version:
+        memo = _memo.state = (version, {})
+    found = memo[1].get(key, _MISSING)
+    if found is _MISSING:
+        if len(memo[1]) >= MEMO_MAX:
+            memo[1].clear()
+        found = memo[1][key] = authenticate(key)
+    return found  # type: ignore[return-value]
 
 
 def record_usage(key_id: int, cost_usd: float = 0.0, at: float | None = None) -> None:
