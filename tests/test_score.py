@@ -150,3 +150,14 @@ def test_score_is_deterministic_and_in_range(text):
     assert abs(sum(first["domains"].values()) - 1.0) < 1e-6
     assert all(p >= 0 for p in first["domains"].values())
     assert first["tokens"] >= 0
+
+
+def test_every_message_is_scanned_for_sensitive_data_and_privacy_cues():
+    long_system = "You are a careful assistant. " * 1000  # 29,000 characters before the question
+    doc = {"messages": [{"role": "system", "content": long_system},
+                        {"role": "user", "content": "My diagnosis came back; email it to bob@example.com"}]}
+    score = score_document(doc, load_settings())
+    assert score["sensitive"] == ["email"]
+    assert score["signals"]["privacy_cues"] == ["health"]
+    again = score_document(doc, load_settings())  # remembered texts give the same answer
+    assert again["sensitive"] == ["email"] and again["signals"]["privacy_cues"] == ["health"]

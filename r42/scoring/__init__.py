@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from r42.config import DOMAINS, Settings
 from r42.document import has_image, message_text, messages_of
 from r42.errors import UsageError
-from r42.scoring.sensitive import find_privacy_cues, find_sensitive
+from r42.scoring.sensitive import scan_messages
 
 LAST_TURN_CHARS = 20_000  # a scorer reads at most this much of the last user turn ...
 CONTEXT_CHARS = 8_000  # ... and of the earlier conversation: enough to judge, bounded cost
@@ -144,9 +144,8 @@ def score_document(doc: dict[str, Any], settings: Settings, scorer_name: str | N
     tokens = estimate_tokens(messages)
     domains = normalise_domains(estimate.domains)
     complexity = round(min(1.0, max(0.0, estimate.complexity)), 4)
-    all_text = "\n".join(message_text(m) for m in messages)
+    sensitive, cues = scan_messages(message_text(m) for m in messages)
     signals = {**estimate.signals, "tokens": "chars/4, non-ASCII weighted"}
-    cues = find_privacy_cues(all_text)
     if cues:
         signals["privacy_cues"] = cues  # unsure evidence: only the privacy judge acts on it
     return {
@@ -156,7 +155,7 @@ def score_document(doc: dict[str, Any], settings: Settings, scorer_name: str | N
         "domains": domains,
         "tokens": tokens,
         "needs": needs_of(doc, messages, tokens, settings.max_output_tokens),
-        "sensitive": find_sensitive(all_text),
+        "sensitive": sensitive,
         "signals": signals,
         "scorer": f"{scorer.name}@{scorer.version}",
     }

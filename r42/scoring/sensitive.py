@@ -7,8 +7,9 @@ a plausible digit count.
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Callable
+from typing import Callable, Iterable
 
 
 class LazyPattern:
@@ -177,3 +178,23 @@ def find_privacy_cues(text: str) -> list[str]:
     """Sorted kinds of possibly private matter (health, finance, legal, confidential, personal)."""
     words = set(_CUE_WORD.findall(text[:20_000].lower()))
     return sorted(kind for kind, cues in PRIVACY_CUES.items() if words & cues)
+
+
+def scan_messages(texts: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(sorted kinds of sensitive data, sorted kinds of privacy cues) found in any of the texts,
+    each scanned on its own, so no match spans two messages, and every message is read (a long
+    system prompt no longer hides the cues of the question after it). Recent texts are not
+    scanned again: an agent resends its whole conversation with every turn."""
+    kinds: set[str] = set()
+    cues: set[str] = set()
+    for text in texts:
+        if text:
+            found, cued = _scan(text)
+            kinds.update(found)
+            cues.update(cued)
+    return sorted(kinds), sorted(cues)
+
+
+@functools.lru_cache(maxsize=256)
+def _scan(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(find_sensitive(text)), tuple(find_privacy_cues(text))
