@@ -27,6 +27,18 @@ PROMPTS = [
 ]
 
 
+def agent_request(turn: int) -> dict:
+    """What a coding agent sends: a long system prompt, 40 earlier turns, 15 tools and a new
+    question (`turn` varies the question, as each turn of a session does); ~44 KB of JSON."""
+    messages = [{"role": "system", "content": "You are an interactive CLI tool that helps users with software engineering tasks. Use the tools available. " * 300}]
+    for i in range(20):
+        messages.append({"role": "user", "content": f"Please fix the bug in src/module_{i}.py where parse_config() raises KeyError when the key is missing. def parse_config(d): return d['x'] + 1"})
+        messages.append({"role": "assistant", "content": "I'll fix it. ```python\ndef parse_config(d):\n    return d.get('x', 0) + 1\n```"})
+    messages.append({"role": "user", "content": f"Now write unit tests for it with pytest, covering edge case {turn}."})
+    tools = [{"type": "function", "function": {"name": f"tool{i}", "description": "d" * 200, "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}} for i in range(15)]
+    return {"messages": messages, "tools": tools}
+
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -68,6 +80,8 @@ def main() -> None:
     docs = [{"messages": [{"role": "user", "content": p}]} for p in PROMPTS]
     score_document(docs[0], settings)  # warm the scorer
     score_ms = timed(lambda i: score_document(docs[i % len(docs)], settings), args.runs)
+    agents = [agent_request(i) for i in range(max(50, args.runs // 10))]
+    agent_ms = timed(lambda i: score_document(agents[i], settings), len(agents))
 
     router = Router.from_settings(settings)
     scores = [score_document(d, settings) for d in docs]
@@ -83,6 +97,7 @@ def main() -> None:
 
     rows = [
         ("score, in-process (6 prompts)", score_ms),
+        ("score, a 44 KB agent request, new last turn", agent_ms),
         (f"rank {n_models} models, in-process", rank_ms),
         ("python -c pass", python_ms),
         ("echo hi | r42 score", score_cold),

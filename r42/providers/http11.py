@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import select
 import socket
 import ssl
@@ -697,14 +698,16 @@ def environment_proxies() -> dict[str, str]:
     return urllib.request.getproxies_environment()
 
 
-_tls: ssl.SSLContext | None = None
-
-
+@functools.cache
 def tls_context() -> ssl.SSLContext:
-    """One verified TLS context per process (loading the CA bundle costs tens of milliseconds)."""
-    global _tls
-    if _tls is None:
-        import certifi
+    """One verified TLS context per process (loading a CA bundle costs tens of milliseconds):
+    SSL_CERT_FILE / SSL_CERT_DIR when set (a company's own CA, as httpx honours them), else
+    certifi's bundle."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    cafile = cafile if cafile and os.path.isfile(cafile) else None
+    capath = capath if capath and os.path.isdir(capath) else None
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    import certifi
 
-        _tls = ssl.create_default_context(cafile=certifi.where())
-    return _tls
+    return ssl.create_default_context(cafile=certifi.where())
