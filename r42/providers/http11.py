@@ -347,8 +347,12 @@ class _RequestHead:
         fixed = {"host": host_header, "accept-encoding": "identity", **{k.lower(): v for k, v in headers.items()}}
         self.tail = "".join(f"{name}: {value}\r\n" for name, value in fixed.items()).encode("latin-1")
 
-    def post(self, path: str, body: bytes) -> bytes:
-        return b"POST %s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n%s" % ((self.prefix + path).encode("latin-1"), self.tail, len(body), body)
+    def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+        """The request's bytes; `headers` adds this request's own (after the shared ones)."""
+        tail = self.tail
+        if headers:
+            tail += "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1")
+        return b"POST %s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n%s" % ((self.prefix + path).encode("latin-1"), tail, len(body), body)
 
 
 class Client:
@@ -367,9 +371,9 @@ class Client:
         return reply
 
     @contextmanager
-    def stream(self, path: str, body: bytes) -> Iterator[Reply]:
+    def stream(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> Iterator[Reply]:
         """The response with its body unread; leaving the block early closes the connection."""
-        reply = self._send(path, body)
+        reply = self._send(path, body, headers)
         try:
             yield reply
         finally:
@@ -378,8 +382,8 @@ class Client:
     def close(self) -> None:
         pass  # connections belong to the shared Origin
 
-    def _send(self, path: str, body: bytes) -> Reply:
-        request = self.head.post(path, body)
+    def _send(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> Reply:
+        request = self.head.post(path, body, headers)
         for _ in range(2):
             conn = self.origin.get(self.connect_timeout)
             try:
@@ -653,9 +657,9 @@ class HttpxClient:
         return reply
 
     @contextmanager
-    def stream(self, path: str, body: bytes) -> Iterator[Reply]:
+    def stream(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> Iterator[Reply]:
         with self._errors():
-            with self.client.stream("POST", path, content=body) as response:
+            with self.client.stream("POST", path, content=body, headers=headers) as response:
                 yield Reply(response.status_code, response.reason_phrase, dict(response.headers), self._chunks(response))
 
     def _chunks(self, response) -> Iterator[bytes]:  # noqa: ANN001

@@ -14,7 +14,7 @@ import orjson
 
 from r42.formats import sse
 from r42.providers import Endpoint, ProviderError, error_message, provider_error, retry_after_of
-from r42.providers.http11 import AsyncClient, TransportError, client_for, tls_context
+from r42.providers.http11 import AsyncClient, TransportError, client_for
 
 
 def _headers(endpoint: Endpoint) -> dict[str, str]:
@@ -179,11 +179,6 @@ def check(response: Any, endpoint: Endpoint) -> None:
         body = response.content[:200].decode("utf-8", errors="replace")
     message = error_message(body, response.reason or f"HTTP {response.status}")
     raise provider_error(response.status, message, retry_after_of(response.headers), endpoint.api_key)
-
-
-def tls_for(url: str):  # noqa: ANN201 - an SSLContext, or False for plain http
-    """No TLS set-up for plain http (a local server); one shared context for https."""
-    return tls_context() if url.startswith("https:") else False
 
 
 def _json_of(response: Any) -> dict[str, Any]:

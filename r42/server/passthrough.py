@@ -5,32 +5,27 @@ answer event, thinking blocks and their signatures included. Only message_start 
 
 Anthropic candidates at the head of the ranking are tried here in order; a retryable failure
 before the first byte moves on, and when they all fail the remaining candidates go through the
-executor (r42.server.chat). The upstream connections are kept alive in one httpx client per base
-URL (httpx clients are thread-safe).
+executor (r42.server.chat). Runs on a worker thread, over r42.providers.http11 (connections kept
+alive per origin; httpx when an environment proxy applies).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
-import httpx
 import orjson
 
 from r42.executor import Attempt, cost_of
 from r42.formats import sse
 from r42.providers import ProviderError, error_message, provider_error, retry_after_of
-from r42.providers.openai_compat import tls_for
+from r42.providers.http11 import Reply, TransportError, client_for
 from r42.server.app import Call, Gateway, json_response
 from r42.server.errors import GatewayError, sse_error_anthropic
 from r42.server.http import ClientGone, Response
 
 NEXT = object()  # relay() result: every native candidate failed, go on with the others
 DEFAULT_VERSION = "2023-06-01"
-
-_clients: dict[tuple[str, float, float], httpx.Client] = {}
-_clients_lock = threading.Lock()
 
 
 def split_candidates(gw: Gateway, candidates: list[str]) -> tuple[list[str], list[str]]:
@@ -45,18 +40,6 @@ def split_candidates(gw: Gateway, candidates: list[str]) -> tuple[list[str], lis
     return list(candidates), []
 
 
-def client_for(base_url: str, connect: float, read: float) -> httpx.Client:
-    key = (base_url, connect, read)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-            client = httpx.Client(base_url=base_url.rstrip("/") + "/", timeout=timeout, limits=limits, verify=tls_for(base_url))
-            _clients[key] = client
-        return client
-
-
 def relay(gw: Gateway, call: Call, plan_: Any, body: dict[str, Any], native: list[str], have_more: bool) -> Response | None | object:
     executor = gw.executor_for(call.caller.user)
     attempts: list[Attempt] = []
@@ -67,27 +50,30 @@ def relay(gw: Gateway, call: Call, plan_: Any, body: dict[str, Any], native: lis
         try:
             target = executor.target(name)
             endpoint = executor.endpoint(target)
-            response = _send(call, endpoint, {**body, "model": target.upstream})
+            client = client_for(endpoint.base_url, {"content-type": "application/json"}, endpoint.connect_timeout, endpoint.read_timeout)
+            with client.stream("v1/messages", orjson.dumps({**body, "model": target.upstream}), _headers(call, endpoint)) as response:
+                if response.status >= 400:
+                    raw = response.read()
+                    exc = _classify(response, raw, endpoint.api_key)
+                    attempts.append(Attempt(name, False, exc.status, exc.message, _ms(t0)))
+                    if exc.retryable:
+                        last = exc
+                        continue
+                    gw.record(call, status="error", route={"attempts": [a.as_dict() for a in attempts]}, score=plan_.score, mode=plan_.mode, error=f"upstream {exc.status}")
+                    return Response(response.status, _with_request_id(raw, call.id), [("Content-Type", "application/json"), ("X-R42-Request-Id", call.id)])
+                from r42.server.chat import route_headers
+
+                headers = route_headers(gw, call, plan_, target.id)
+                if body.get("stream"):
+                    return _stream(gw, call, plan_, target, response, attempts, t0, started, headers)
+                return _whole(gw, call, plan_, target, response, attempts, t0, started, headers)
+        except TransportError as exc:  # no answer at all from this candidate: the next one
+            error = provider_error(None, exc.message, secret=endpoint.api_key)
+            attempts.append(Attempt(name, False, None, error.message, _ms(t0)))
+            last = error
         except ProviderError as exc:
             attempts.append(Attempt(name, False, exc.status, exc.message, _ms(t0)))
             last = exc
-            continue
-        if response.status_code >= 400:
-            raw = response.read()
-            response.close()
-            exc = _classify(response, raw, endpoint.api_key)
-            attempts.append(Attempt(name, False, exc.status, exc.message, _ms(t0)))
-            if exc.retryable:
-                last = exc
-                continue
-            gw.record(call, status="error", route={"attempts": [a.as_dict() for a in attempts]}, score=plan_.score, mode=plan_.mode, error=f"upstream {exc.status}")
-            return Response(response.status_code, _with_request_id(raw, call.id), [("Content-Type", "application/json"), ("X-R42-Request-Id", call.id)])
-        from r42.server.chat import route_headers
-
-        headers = route_headers(gw, call, plan_, target.id)
-        if body.get("stream"):
-            return _stream(gw, call, plan_, target, response, attempts, t0, started, headers)
-        return _whole(gw, call, plan_, target, response, attempts, t0, started, headers)
     if have_more:
         return NEXT
     gw.record(call, status="error", route={"attempts": [a.as_dict() for a in attempts]}, score=plan_.score, mode=plan_.mode, error="AllFailedError")
@@ -95,29 +81,24 @@ def relay(gw: Gateway, call: Call, plan_: Any, body: dict[str, Any], native: lis
     raise GatewayError(status if status in (429, 529, 502, 503, 504) else 502, f"every candidate failed ({len(attempts)} attempts); last: {last}", "all_candidates_failed")
 
 
-def _send(call: Call, endpoint: Any, payload: dict[str, Any]) -> httpx.Response:
+def _headers(call: Call, endpoint: Any) -> dict[str, str]:
+    """anthropic-version and anthropic-beta as the client sent them, and the provider's key."""
     headers = {
-        "content-type": "application/json",
         "anthropic-version": call.request.headers.get("anthropic-version") or DEFAULT_VERSION,
         "x-api-key": endpoint.api_key or "",
     }
     beta = call.request.headers.get("anthropic-beta")
     if beta:
         headers["anthropic-beta"] = beta
-    client = client_for(endpoint.base_url, endpoint.connect_timeout, endpoint.read_timeout)
-    try:
-        request = client.build_request("POST", "v1/messages", content=orjson.dumps(payload), headers=headers)
-        return client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        raise provider_error(None, f"{type(exc).__name__}: {exc}", secret=endpoint.api_key) from None
+    return headers
 
 
-def _classify(response: httpx.Response, raw: bytes, secret: str | None) -> ProviderError:
+def _classify(response: Reply, raw: bytes, secret: str | None) -> ProviderError:
     try:
         parsed: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
         parsed = raw[:200].decode("utf-8", "replace")
-    return provider_error(response.status_code, error_message(parsed, f"HTTP {response.status_code}"), retry_after_of(response.headers), secret)
+    return provider_error(response.status, error_message(parsed, f"HTTP {response.status}"), retry_after_of(response.headers), secret)
 
 
 def _with_request_id(raw: bytes, request_id: str) -> bytes:
@@ -144,16 +125,14 @@ def _route(target: Any, attempts: list[Attempt], usage: dict[str, Any], started:
     }
 
 
-def _whole(gw: Gateway, call: Call, plan_: Any, target: Any, response: httpx.Response, attempts: list[Attempt], t0: float, started: float, headers: list) -> Response:
+def _whole(gw: Gateway, call: Call, plan_: Any, target: Any, response: Reply, attempts: list[Attempt], t0: float, started: float, headers: list) -> Response:
     try:
         raw = response.read()
         message = orjson.loads(raw)
-    except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+    except (TransportError, orjson.JSONDecodeError) as exc:
         attempts.append(Attempt(target.id, False, None, f"malformed or broken response: {exc}", _ms(t0)))
         gw.record(call, status="error", route={"attempts": [a.as_dict() for a in attempts]}, score=plan_.score, mode=plan_.mode, error="upstream broken")
         raise GatewayError(502, f"{target.id} sent a broken response", "upstream_broken") from None
-    finally:
-        response.close()
     attempts.append(Attempt(target.id, True, 200, None, _ms(t0)))
     message["model"] = target.id
     route = _route(target, attempts, message.get("usage") or {}, started, None)
@@ -161,7 +140,7 @@ def _whole(gw: Gateway, call: Call, plan_: Any, target: Any, response: httpx.Res
     return json_response(message, headers=headers)
 
 
-def _stream(gw: Gateway, call: Call, plan_: Any, target: Any, response: httpx.Response, attempts: list[Attempt], t0: float, started: float, headers: list) -> None:
+def _stream(gw: Gateway, call: Call, plan_: Any, target: Any, response: Reply, attempts: list[Attempt], t0: float, started: float, headers: list) -> None:
     from r42.server.chat import SSE_HEADERS
 
     channel = call.channel
@@ -170,7 +149,7 @@ def _stream(gw: Gateway, call: Call, plan_: Any, target: Any, response: httpx.Re
     ttft_ms = None
     done = False
     try:
-        for event in sse.decode_lines(response.iter_lines()):
+        for event in sse.decode_bytes(response.iter_bytes()):
             name = event.event or "message"
             data = event.data.encode()
             if name == "message_start":
@@ -189,7 +168,7 @@ def _stream(gw: Gateway, call: Call, plan_: Any, target: Any, response: httpx.Re
                 break
         if not done:
             raise ProviderError(None, "the stream ended before message_stop", retryable=True)
-    except (httpx.HTTPError, ProviderError, orjson.JSONDecodeError) as exc:
+    except (TransportError, ProviderError, orjson.JSONDecodeError) as exc:
         attempts.append(Attempt(target.id, False, None, f"stream broken: {exc}", _ms(t0)))
         error = GatewayError(502, f"{target.id} failed after the answer had started: {exc}", "upstream_stream_broken")
         try:
@@ -201,8 +180,6 @@ def _stream(gw: Gateway, call: Call, plan_: Any, target: Any, response: httpx.Re
     except ClientGone:
         gw.record(call, status="client_closed", route=_route(target, attempts, usage, started, ttft_ms), score=plan_.score, mode=plan_.mode, error="client closed the connection")
         raise
-    finally:
-        response.close()
     attempts.append(Attempt(target.id, True, 200, None, _ms(t0)))
     gw.record(call, status="ok", route=_route(target, attempts, usage, started, ttft_ms), score=plan_.score, mode=plan_.mode)
     return None
