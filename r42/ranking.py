@@ -167,44 +167,52 @@ def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: 
             memo[provider_id] = availability(catalog.providers[provider_id])
         return memo[provider_id]
 
-    gates = {pid: _provider_gate(catalog.providers.get(pid), c, sensitive, available) for pid in {m.provider for m in catalog.models}}
+    groups = catalog.rank_groups
+    gates = {pid: _provider_gate(catalog.providers.get(pid), c, sensitive, available) for pid in {g[0] for g in groups}}
     excluded: dict[str, int] = {}
     passing: list[Ranked] = []
     below: list[Ranked] = []
     learned, max_cost = c.learned, c.max_cost
-    for model in catalog.models:
-        every, cloud_only, local_only = gates[model.provider]
-        reason = (
-            "no longer offered" if not model.available
-            else every or (local_only if model.local else cloud_only)
-            or ("context too small" if model.context is not None and model.context < context_needed else None)
-            or ("no tool support" if needs_tools and not model.tools else None)
-            or ("no vision support" if needs_vision and not model.vision else None)
-            or ("no JSON mode" if needs_json and not model.json else None)
-        )
-        if reason is None:
-            quality = overall_weight * model.quality["overall"] + sum(map(mul, per_domain, model.quality_vector))
-            if model.price_input is None or model.price_output is None:
-                cost, cost_score = None, 0.3  # unknown prices score as moderately expensive: neither win nor vanish
-            else:
-                cost = (input_tokens * model.price_input + output_tokens * model.price_output) / 1e6
-                cost_score = 1.0 / (1.0 + math.sqrt(cost / COST_SCALE))  # 1 when free, 0.5 at COST_SCALE
-            latency = estimated_latency(model, output_tokens)
-            total = w.quality * quality + w.cost * cost_score + w.speed / (1.0 + latency / 5.0) + (w.local if model.local else 0.0)
-            ranked = Ranked(model, total, quality, cost, latency)  # rounded only for display
-            if learned and model.id in learned:
-                ranked.learned = learned[model.id]
-                ranked.score += ranked.learned.value
-            if max_cost is not None and (cost is None or cost > max_cost):
-                reason = "over max cost" if cost is not None else "price unknown (max cost set)"
-            elif quality < need:
-                ranked.below_quality = True
-                below.append(ranked)
-                reason = "quality below required"
-            else:
-                passing.append(ranked)
-        if reason is not None:
-            excluded[reason] = excluded.get(reason, 0) + 1
+    for provider_id, local, models, gone in groups:
+        every, cloud_only, local_only = gates[provider_id]
+        gate = every or (local_only if local else cloud_only)
+        if gate:  # the whole group is out: count it (withdrawn models keep their own reason)
+            if gone:
+                excluded["no longer offered"] = excluded.get("no longer offered", 0) + gone
+            if len(models) > gone:
+                excluded[gate] = excluded.get(gate, 0) + len(models) - gone
+            continue
+        for model in models:
+            reason = (
+                "no longer offered" if not model.available
+                else ("context too small" if model.context is not None and model.context < context_needed else None)
+                or ("no tool support" if needs_tools and not model.tools else None)
+                or ("no vision support" if needs_vision and not model.vision else None)
+                or ("no JSON mode" if needs_json and not model.json else None)
+            )
+            if reason is None:
+                quality = overall_weight * model.quality["overall"] + sum(map(mul, per_domain, model.quality_vector))
+                if model.price_input is None or model.price_output is None:
+                    cost, cost_score = None, 0.3  # unknown prices score as moderately expensive: neither win nor vanish
+                else:
+                    cost = (input_tokens * model.price_input + output_tokens * model.price_output) / 1e6
+                    cost_score = 1.0 / (1.0 + math.sqrt(cost / COST_SCALE))  # 1 when free, 0.5 at COST_SCALE
+                latency = estimated_latency(model, output_tokens)
+                total = w.quality * quality + w.cost * cost_score + w.speed / (1.0 + latency / 5.0) + (w.local if model.local else 0.0)
+                ranked = Ranked(model, total, quality, cost, latency)  # rounded only for display
+                if learned and model.id in learned:
+                    ranked.learned = learned[model.id]
+                    ranked.score += ranked.learned.value
+                if max_cost is not None and (cost is None or cost > max_cost):
+                    reason = "over max cost" if cost is not None else "price unknown (max cost set)"
+                elif quality < need:
+                    ranked.below_quality = True
+                    below.append(ranked)
+                    reason = "quality below required"
+                else:
+                    passing.append(ranked)
+            if reason is not None:
+                excluded[reason] = excluded.get(reason, 0) + 1
     relaxed = not passing and bool(below) and c.min_quality is None
     candidates = passing or (below if relaxed else [])
     candidates.sort(key=lambda r: (-r.score, r.model.id))

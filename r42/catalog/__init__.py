@@ -87,6 +87,15 @@ class Catalog:
         return found if found is not None else lowered.get(name.lower())
 
     @functools.cached_property
+    def rank_groups(self) -> tuple[tuple[str, bool, tuple[Model, ...], int], ...]:
+        """(provider id, local, its models, how many are no longer offered), for rank: a provider
+        that is filtered out as a whole is counted, not looped over."""
+        groups: dict[tuple[str, bool], list[Model]] = {}
+        for model in self.models:
+            groups.setdefault((model.provider, model.local), []).append(model)
+        return tuple((pid, local, tuple(ms), sum(not m.available for m in ms)) for (pid, local), ms in groups.items())
+
+    @functools.cached_property
     def _names(self) -> tuple[dict[str, Model], dict[str, Model]]:
         exact: dict[str, Model] = {}
         lowered: dict[str, Model] = {}
