@@ -66,7 +66,8 @@ def plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: 
     router = gw.router_for(call.caller.user)
     constraints = router.constraints(mode=mode or gw.settings.mode, force=force)
     if direct is None:
-        doc, candidates = plan(router, doc, constraints)
+        # No more candidates than attempts the executor may make: each costs at least one.
+        doc, candidates = plan(router, doc, constraints, top=gw.executor_limits.max_attempts)
         score = doc["score"]
     else:
         score = router.score(doc)
