@@ -66,15 +66,16 @@ class Router:
 
     def learned(self, user: str | None, domain: str) -> dict[str, Any]:
         """Adjustments by model id, recomputed at most every LEARNED_TTL_S per user (serve is long-lived)."""
-        from r42.store.db import store_exists
-
-        if not store_exists():
-            return {}
         cached = self._learned.get(user)
         if cached is None or time.monotonic() - cached[0] > LEARNED_TTL_S:
-            from r42.learning import learned_adjustments
+            from r42.store.db import store_exists
 
-            cached = (time.monotonic(), learned_adjustments(user, self.settings.feedback_half_life_days))
+            adjustments: dict[Any, Any] = {}
+            if store_exists():  # checked here, not per prompt: a stat call on every request adds up
+                from r42.learning import learned_adjustments
+
+                adjustments = learned_adjustments(user, self.settings.feedback_half_life_days)
+            cached = (time.monotonic(), adjustments)
             self._learned[user] = cached
         from r42.learning import for_domain
 
