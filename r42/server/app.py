@@ -393,8 +393,9 @@ class Gateway:
             "cost_usd": route.get("cost_usd"), "latency_ms": route.get("latency_ms") or int((time.perf_counter() - call.request.started) * 1000),
             "ttft_ms": route.get("ttft_ms"), "request_id": call.id, "key_id": call.caller.key.id if call.caller.key else None,
             "error": error, "retention_days": self.settings.log_retention_days,
+            "at": time.time(),  # when the request ended, not when its batch is written
         }
-        self.recent.append({k: row[k] for k in ("endpoint", "status", "model", "mode", "complexity", "domain", "latency_ms", "ttft_ms", "error")} | {"time": time.time()})
+        self.recent.append({k: row[k] for k in ("endpoint", "status", "model", "mode", "complexity", "domain", "latency_ms", "ttft_ms", "error")} | {"time": row["at"]})
         if route.get("model") and status == "ok":
             self.metrics.answered(call.endpoint, route["model"], route)
         key = call.caller.key
@@ -407,7 +408,7 @@ class Gateway:
                 write_route(**row)
             finally:
                 if key is not None:
-                    record_usage(key.id, cost)
+                    record_usage(key.id, cost, at=row["at"])
 
         # The request stops counting as pending only once its usage is committed (or lost).
         self.log.put(write, (lambda: self._count(key.id, -1)) if key is not None else None)
