@@ -300,11 +300,6 @@ class Origin:
                 raise TransportError("connect", f"TLS with {where} failed ({_describe(exc)})") from None
         return _Connection(sock)
 
-    def close(self) -> None:
-        while self.idle:
-            self.idle.pop().close()
-
-
 _origins: dict[tuple[str, str, int], Origin] = {}
 _origins_lock = threading.Lock()
 
@@ -330,13 +325,6 @@ def _origin_of(url: str) -> Origin:
         with _origins_lock:
             origin = _origins.setdefault(key, Origin(*key))
     return origin
-
-
-def close_all() -> None:
-    with _origins_lock:
-        origins = list(_origins.values())
-    for origin in origins:
-        origin.close()
 
 
 class _RequestHead:

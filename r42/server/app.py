@@ -111,6 +111,7 @@ class LogWriter:
         self.jobs: deque[Job] = deque()
         self.wake = threading.Event()
         self.queued = itertools.count(1)  # next() is atomic: the number of jobs queued so far
+        self.last = 0  # the number of the latest job queued, which flush() waits for
         self.written = 0
         self.progress = threading.Condition()
         self.stopping = False
@@ -171,7 +172,7 @@ class LogWriter:
                     after()
 
     def flush(self, timeout: float = 30.0) -> None:
-        target = getattr(self, "last", 0)
+        target = self.last
         self.wake.set()
         with self.progress:
             self.progress.wait_for(lambda: self.written >= target, timeout)
