@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 from r42.availability import BUILTIN_LOCAL, base_url_of, find_credential
-from r42.catalog import Catalog, Model, Provider
+from r42.catalog import Catalog, Target
 from r42.config import Settings
 from r42.errors import AllFailedError, NoCandidateError, R42Error
 from r42.formats.openai import Accumulator, chunk_has_token
@@ -60,20 +60,6 @@ class Attempt:
     def line(self) -> str:
         status = f" {self.status}" if self.status else ""
         return f"{self.model}:{status} {self.error or 'ok'} ({self.ms} ms)"
-
-
-@dataclass(frozen=True)
-class Target:
-    """A candidate resolved against the catalog: which provider, which name upstream, what price."""
-
-    id: str  # provider/model as r42 names it
-    provider: Provider
-    upstream: str  # the model name the provider knows
-    model: Model | None  # None for a model the catalog does not list (--model with a custom name)
-
-    @property
-    def prices(self) -> tuple[float | None, float | None]:
-        return (self.model.price_input, self.model.price_output) if self.model else (None, None)
 
 
 @dataclass
@@ -135,15 +121,11 @@ class Executor:
 
     def target(self, name: str) -> Target:
         """A candidate by id or alias; an unknown model of a known provider is allowed as is."""
-        model = self.catalog.find(name)
-        if model is not None:
-            return Target(model.id, self.catalog.providers[model.provider], model.id.split("/", 1)[1], model)
-        provider_id, _, upstream = name.partition("/")
-        provider = self.catalog.providers.get(provider_id)
-        if provider is None or not upstream:
+        target = self.catalog.resolve(name)
+        if target is None or not target.upstream:
             known = ", ".join(sorted(self.catalog.providers))
             raise NoCandidateError(f"unknown model {name!r}", f"use provider/model with a provider among: {known}")
-        return Target(name, provider, upstream, None)
+        return target
 
     def endpoint(self, target: Target, read_timeout: float | None = None) -> Endpoint:
         """Base URL and credential of the target's provider; ProviderError when it has none."""
@@ -509,84 +491,3 @@ class _closing:
 
     def __exit__(self, *exc: object) -> None:
         self.adapter.close()
-
-
-# --- planning: from a pipe document to the candidates to try ----------------------------------
-
-
-def plan(router: Any, doc: dict[str, Any], constraints: Any, model: str | None = None, top: int = 10) -> tuple[dict[str, Any], list[str]]:
-    """The document with its `score` and `ranking` (computed when missing, trusted when present)
-    and the model ids to try, best first. `model` (--model) skips ranking altogether."""
-    score = router.score(doc)
-    if model:
-        return {**doc, "score": score}, privacy_guard(router, score, constraints, [model])
-    ranking = doc.get("ranking")
-    if isinstance(ranking, dict):
-        candidates = [c["model"] for c in ranking.get("candidates") or [] if isinstance(c, dict) and c.get("model")]
-        if not candidates:
-            raise NoCandidateError("the document's ranking has no candidates", "remove `ranking` to rank again, or pass --model")
-        return {**doc, "score": score}, privacy_guard(router, score, constraints, candidates)
-    ranked = router.rank(score, constraints)
-    if not ranked.candidates:
-        raise no_candidate_error(router, score, constraints)
-    ranking = router.ranking_document(ranked, score, top)
-    return {**doc, "score": score, "ranking": ranking}, [c["model"] for c in ranking["candidates"]]
-
-
-def no_candidate_error(router: Any, score: dict[str, Any], constraints: Any) -> R42Error:
-    """Exit 4 when configuring a provider would help (say which), else exit 3."""
-    from dataclasses import replace
-
-    from r42.errors import NoCredentialsError
-
-    try:
-        from r42.localmodel import INSTALL_HINT
-    except ImportError:
-        INSTALL_HINT = "pip install 'r42[local]'"
-
-    everything = router.rank(score, replace(constraints, include_unavailable=True))
-    if not everything.candidates:
-        kinds = ", ".join(score.get("sensitive") or [])
-        if kinds and not constraints.allow_cloud_sensitive:
-            return NoCandidateError(
-                f"the prompt holds sensitive data ({kinds}) and no local model can answer it",
-                "start a local model (Ollama, LM Studio, r42[local]), or --redact / --allow-cloud",
-            )
-        return NoCandidateError(
-            "no model satisfies the prompt's needs and the constraints",
-            "see `r42 rank --include-unavailable`; relax --max-cost, --local/--cloud or the mode",
-        )
-    wanted: list[str] = []
-    for ranked in everything.candidates:
-        provider = router.catalog.providers[ranked.model.provider]
-        if provider.id == BUILTIN_LOCAL:
-            hint = f"install the built-in local model: {INSTALL_HINT}"
-        elif provider.key_env:
-            hint = "set " + " or ".join(provider.key_env)
-        elif provider.base_url_env:
-            hint = f"start {provider.name} or set {provider.base_url_env}"
-        else:
-            continue
-        if hint not in wanted:
-            wanted.append(hint)
-        if len(wanted) == 4:
-            break
-    return NoCredentialsError("no provider that could answer this prompt is configured", "; ".join(wanted))
-
-
-def privacy_guard(router: Any, score: dict[str, Any], constraints: Any, candidates: list[str]) -> list[str]:
-    """Drop candidates the privacy rules forbid for this prompt (they did not pass through rank)."""
-    from r42.ranking import privacy_allows
-
-    allowed = []
-    for name in candidates:
-        model = router.catalog.find(name)
-        provider = router.catalog.providers.get(model.provider if model else name.split("/", 1)[0])
-        local = model.local if model else bool(provider and provider.local)  # an unlisted model: its provider decides
-        if privacy_allows(local, provider, score, constraints):
-            allowed.append(name)
-    if not allowed:
-        kinds = ", ".join(score.get("sensitive") or []) or "privacy mode"
-        raise NoCandidateError(f"no allowed model for this prompt ({kinds}): the privacy rules keep it off {', '.join(candidates)}",
-                               "use a local model, or --redact / --allow-cloud to let cloud models answer")
-    return allowed

@@ -1,4 +1,10 @@
-"""score -> rank for one document: the part of the pipeline that rank, ask and serve share."""
+"""score -> rank -> plan for one document: the routing decisions that rank, ask and serve share.
+
+`Router.plan` turns a pipe document into the candidates to try (ranked, taken from the document's
+own ranking, or named with --model), `privacy_guard` keeps candidates that did not pass through
+rank within the privacy rules, and `no_candidate_error` says what to configure when nothing can
+answer. The executor (r42.executor) only runs the candidates it is given.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from r42.availability import AvailabilityChecker
-from r42.catalog import Catalog, load_catalog
+from r42.availability import BUILTIN_LOCAL, AvailabilityChecker
+from r42.catalog import Catalog, Provider, load_catalog
 from r42.config import Settings
-from r42.ranking import Constraints, Ranking, rank, ranking_document
+from r42.errors import NoCandidateError, NoCredentialsError, R42Error
+from r42.ranking import Constraints, Ranking, privacy_allows, rank, ranking_document
 from r42.scoring import score_document
 
 LEARNED_TTL_S = 30.0
@@ -83,3 +90,83 @@ class Router:
 
     def ranking_document(self, ranking: Ranking, score: dict[str, Any], top: int | None) -> dict[str, Any]:
         return ranking_document(ranking, score, top, self.availability.check, self.catalog)
+
+    # --- planning: from a pipe document to the candidates to try ---------------------------------
+
+    def plan(self, doc: dict[str, Any], constraints: Constraints, model: str | None = None,
+             top: int = 10) -> tuple[dict[str, Any], list[str]]:
+        """The document with its `score` and `ranking` (computed when missing, trusted when present)
+        and the model ids to try, best first. `model` (--model) skips ranking altogether."""
+        score = self.score(doc)
+        if model:
+            return {**doc, "score": score}, self.privacy_guard(score, constraints, [model])
+        ranking = doc.get("ranking")
+        if isinstance(ranking, dict):
+            listed = ranking.get("candidates") or []
+            candidates = [c["model"] for c in listed if isinstance(c, dict) and c.get("model")]
+            if not candidates:
+                raise NoCandidateError("the document's ranking has no candidates",
+                                       "remove `ranking` to rank again, or pass --model")
+            return {**doc, "score": score}, self.privacy_guard(score, constraints, candidates)
+        ranked = self.rank(score, constraints)
+        if not ranked.candidates:
+            raise self.no_candidate_error(score, constraints)
+        ranking = self.ranking_document(ranked, score, top)
+        return {**doc, "score": score, "ranking": ranking}, [c["model"] for c in ranking["candidates"]]
+
+    def privacy_guard(self, score: dict[str, Any], constraints: Constraints, candidates: list[str]) -> list[str]:
+        """Drop candidates the privacy rules forbid for this prompt (they did not pass through rank)."""
+        allowed = []
+        for name in candidates:
+            target = self.catalog.resolve(name)
+            if target is None:
+                allowed_here = privacy_allows(False, None, score, constraints)
+            else:
+                allowed_here = privacy_allows(target.local, target.provider, score, constraints)
+            if allowed_here:
+                allowed.append(name)
+        if not allowed:
+            kinds = ", ".join(score.get("sensitive") or []) or "privacy mode"
+            raise NoCandidateError(
+                f"no allowed model for this prompt ({kinds}): the privacy rules keep it off {', '.join(candidates)}",
+                "use a local model, or --redact / --allow-cloud to let cloud models answer",
+            )
+        return allowed
+
+    def no_candidate_error(self, score: dict[str, Any], constraints: Constraints) -> R42Error:
+        """Exit 4 when configuring a provider would help (say which), else exit 3."""
+        everything = self.rank(score, replace(constraints, include_unavailable=True))
+        if not everything.candidates:
+            kinds = ", ".join(score.get("sensitive") or [])
+            if kinds and not constraints.allow_cloud_sensitive:
+                return NoCandidateError(
+                    f"the prompt holds sensitive data ({kinds}) and no local model can answer it",
+                    "start a local model (Ollama, LM Studio, r42[local]), or --redact / --allow-cloud",
+                )
+            return NoCandidateError(
+                "no model satisfies the prompt's needs and the constraints",
+                "see `r42 rank --include-unavailable`; relax --max-cost, --local/--cloud or the mode",
+            )
+        wanted: list[str] = []
+        for ranked in everything.candidates:
+            hint = _setup_hint(self.catalog.providers[ranked.model.provider])
+            if hint is not None and hint not in wanted:
+                wanted.append(hint)
+            if len(wanted) == 4:
+                break
+        return NoCredentialsError("no provider that could answer this prompt is configured", "; ".join(wanted))
+
+
+def _setup_hint(provider: Provider) -> str | None:
+    """What would make this provider usable, in words; None when nothing the user sets would."""
+    if provider.id == BUILTIN_LOCAL:
+        try:
+            from r42.localmodel import INSTALL_HINT
+        except ImportError:
+            INSTALL_HINT = "pip install 'r42[local]'"
+        return f"install the built-in local model: {INSTALL_HINT}"
+    if provider.key_env:
+        return "set " + " or ".join(provider.key_env)
+    if provider.base_url_env:
+        return f"start {provider.name} or set {provider.base_url_env}"
+    return None

@@ -73,11 +73,41 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Target:
+    """A model name resolved against the catalog: which provider, which name upstream, what price."""
+
+    id: str  # provider/model as r42 names it
+    provider: Provider
+    upstream: str  # the model name the provider knows
+    model: Model | None  # None for a model the catalog does not list (--model with a custom name)
+
+    @property
+    def local(self) -> bool:
+        """An unlisted model runs where its provider does."""
+        return self.model.local if self.model else self.provider.local
+
+    @property
+    def prices(self) -> tuple[float | None, float | None]:
+        return (self.model.price_input, self.model.price_output) if self.model else (None, None)
+
+
+@dataclass(frozen=True)
 class Catalog:
     providers: dict[str, Provider]
     models: tuple[Model, ...]
     generated: str
     files: tuple[str, ...]
+
+    def resolve(self, name: str) -> "Target | None":
+        """A model by id or alias, else `provider/name` of a known provider taken as it is (the
+        upstream name may be empty: the caller decides); None when no provider is known by it.
+        The one place that turns a model name from a user, a request or a ranking into a target."""
+        model = self.find(name)
+        if model is not None:
+            return Target(model.id, self.providers[model.provider], model.id.split("/", 1)[1], model)
+        provider_id, _, upstream = name.partition("/")
+        provider = self.providers.get(provider_id)
+        return None if provider is None else Target(name, provider, upstream, None)
 
     def find(self, name: str) -> Model | None:
         """A model by id or alias (exact, then case-insensitive; the first model in catalog order

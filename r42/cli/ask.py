@@ -21,7 +21,8 @@ from r42.cli.pipe import input_options, run_stage, terminal_of
 from r42.config import Settings, load_settings
 from r42.document import dumps, error_document, messages_of, read_items
 from r42.errors import R42Error
-from r42.executor import Attempt, CandidatesFailed, Executor, Limits, Result, StreamBrokenError, StreamRun, Target, plan
+from r42.catalog import Target
+from r42.executor import Attempt, CandidatesFailed, Executor, Limits, Result, StreamBrokenError, StreamRun
 from r42.formats.openai import request_body
 from r42.ranking import privacy_explanation
 from r42.routing import Router
@@ -58,7 +59,7 @@ class Asker:
         constraints = self.constraints()
         if self.settings.privacy_judge:
             doc = self.judged(doc)
-        doc, candidates = plan(self.router, doc, constraints, self.model)
+        doc, candidates = self.router.plan(doc, constraints, self.model)
         if self.explain:
             for line in privacy_explanation(doc["score"], constraints, (doc.get("ranking") or {}).get("excluded") or {}):
                 self.term.note(f"r42: {line}")

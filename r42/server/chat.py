@@ -23,7 +23,7 @@ import orjson
 from r42.config import MODES
 from r42.document import messages_of
 from r42.errors import R42Error
-from r42.executor import CandidatesFailed, StreamBrokenError, plan
+from r42.executor import CandidatesFailed, StreamBrokenError
 from r42.formats import anthropic as fa
 from r42.formats.openai import request_body
 from r42.formats.sse import DONE
@@ -67,7 +67,7 @@ def plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: 
     constraints = router.constraints(mode=mode or gw.settings.mode, force=force)
     if direct is None:
         # No more candidates than attempts the executor may make: each costs at least one.
-        doc, candidates = plan(router, doc, constraints, top=gw.executor_limits.max_attempts)
+        doc, candidates = router.plan(doc, constraints, top=gw.executor_limits.max_attempts)
         score = doc["score"]
     else:
         score = router.score(doc)
@@ -87,11 +87,9 @@ def routing_of(gw: Gateway, model: str | None, mode_header: str | None, fallback
             raise GatewayError(400, f"unknown routing mode {rest[:40]!r} in model {model[:60]!r}; use r42/<mode> with one of {', '.join(MODES)}", "invalid_mode", param="model")
         return mode_header or rest, None
     catalog = gw.router.catalog
-    found = catalog.find(model)
-    if found is not None:
-        return None, found.id
-    if prefix in catalog.providers and rest:
-        return None, model
+    target = catalog.resolve(model)
+    if target is not None and (target.model is not None or target.upstream):
+        return None, target.id
     if fallback and fallback.split("/", 1)[0] in catalog.providers:
         return None, fallback
     raise GatewayError(404, f"unknown model {model[:80]!r}: use a catalog id (provider/model), or auto, r42/<mode>", "model_not_found", param="model")

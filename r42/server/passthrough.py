@@ -32,10 +32,8 @@ def split_candidates(gw: Gateway, candidates: list[str]) -> tuple[list[str], lis
     """(the leading candidates whose provider speaks Anthropic's protocol, the rest)."""
     catalog = gw.router.catalog
     for index, name in enumerate(candidates):
-        model = catalog.find(name)
-        provider_id = model.provider if model else name.split("/", 1)[0]
-        provider = catalog.providers.get(provider_id)
-        if provider is None or provider.protocol != "anthropic":
+        target = catalog.resolve(name)
+        if target is None or target.provider.protocol != "anthropic":
             return candidates[:index], candidates[index:]
     return list(candidates), []
 
