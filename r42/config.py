@@ -1,58 +1,68 @@
 """R42_HOME and settings.
 
 Precedence, highest first: command-line flags > R42_* environment variables > the config file
-(R42_HOME/config.toml) > the defaults below. The config file is TOML (tomllib is in the standard
+(R42_HOME/config.toml) > the defaults of the `Settings` dataclass below, which is frozen: a
+different value is a new Settings (dataclasses.replace). The config file is TOML (tomllib is in the standard
 library); tomllib is imported only when the file exists, to keep `r42 score` starting fast.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 from r42.errors import ConfigError
+from r42.modes import MODES
 
-MODES = ("auto", "balanced", "quality", "speed", "cost", "local", "privacy", "coding")
 # What happens to a prompt in which `score` found sensitive data: it stays on local models, or it
 # may go to cloud models with each sensitive value replaced by a placeholder (put back in the
 # answer), or it may go to cloud models as it is.
 SENSITIVE_POLICIES = ("local", "redact", "allow")
 DOMAINS = ("code", "math", "reasoning", "creative", "extraction", "knowledge", "chat")
 
-# name -> (default, parser). Every setting can come from R42_<NAME> and from config.toml.
-DEFAULTS: dict[str, Any] = {
-    "mode": "auto",  # the routing preference: auto, balanced, quality, speed, cost, local, privacy, coding
-    "scorer": "default",  # which scorer estimates complexity and domain (default: heuristic)
-    "simple_below": 0.35,  # complexity < this: simple
-    "complex_from": 0.6,  # complexity >= this: complex
-    "max_output_tokens": 1024,  # assumed output size when a request sets no max_tokens
-    "sensitive_policy": "local",  # a prompt with sensitive data: local (local models only) | redact | allow
-    "privacy_judge": False,  # r42 ask: a local model decides whether a prompt with privacy cues is private
-    "privacy_judge_prompt": None,  # the judge's prompt template ({prompt} is replaced); default in r42/privacy_judge.py
-    "quality_floor": 0.25,  # minimum quality for the simplest prompt
-    "quality_slope": 0.45,  # extra quality needed per unit of complexity
-    "max_cost": None,  # USD per request, None = no cap
-    "local_probe_timeout": 0.05,  # seconds to wait for a local server's port
-    "catalog": None,  # extra catalog file merged over the shipped one
-    "learning": True,  # rank adjusts models by this user's feedback and errors, per domain
-    "feedback_half_life_days": 14.0,  # evidence counts half as much after this many days
-    "local_discovery": True,  # ask a reachable Ollama / LM Studio server which models it has, at rank time
-    "discovery_ttl": 60.0,  # seconds a local server's model list is reused (R42_HOME/cache); 0 = ask every time
-    "sync_timeout": 20.0,  # seconds per request to a provider's model-listing API (r42 catalog sync)
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings, built by load_settings. Every field can come from R42_<NAME> and from
+    config.toml; its default's type is the type a value from either is converted to. `origin[name]`
+    says where each value came from ("flag" | "env" | "file" | "default")."""
+
+    mode: str = "auto"  # the routing preference: auto, balanced, quality, speed, cost, local, privacy, coding
+    scorer: str = "default"  # which scorer estimates complexity and domain (default: heuristic)
+    simple_below: float = 0.35  # complexity < this: simple
+    complex_from: float = 0.6  # complexity >= this: complex
+    max_output_tokens: int = 1024  # assumed output size when a request sets no max_tokens
+    sensitive_policy: str = "local"  # a prompt with sensitive data: local (local models only) | redact | allow
+    privacy_judge: bool = False  # r42 ask: a local model decides whether a prompt with privacy cues is private
+    privacy_judge_prompt: str | None = None  # the judge's prompt template ({prompt} is replaced); default in r42/privacy_judge.py
+    quality_floor: float = 0.25  # minimum quality for the simplest prompt
+    quality_slope: float = 0.45  # extra quality needed per unit of complexity
+    max_cost: float | None = None  # USD per request, None = no cap
+    local_probe_timeout: float = 0.05  # seconds to wait for a local server's port
+    catalog: str | None = None  # extra catalog file merged over the shipped one
+    learning: bool = True  # rank adjusts models by this user's feedback and errors, per domain
+    feedback_half_life_days: float = 14.0  # evidence counts half as much after this many days
+    local_discovery: bool = True  # ask a reachable Ollama / LM Studio server which models it has, at rank time
+    discovery_ttl: float = 60.0  # seconds a local server's model list is reused (R42_HOME/cache); 0 = ask every time
+    sync_timeout: float = 20.0  # seconds per request to a provider's model-listing API (r42 catalog sync)
     # r42 ask / the executor
-    "max_attempts": 4,  # candidates (and retries) tried per request at most
-    "connect_timeout": 5.0,  # seconds to open a connection to a provider
-    "first_byte_timeout": 120.0,  # seconds to wait for a provider's first byte (and between chunks)
-    "deadline": 300.0,  # seconds for a whole request, every attempt included
-    "retry_after_max": 5.0,  # a Retry-After up to this many seconds is waited out; longer: move on
-    "log_retention_days": 90,  # routing log rows older than this are pruned; 0 keeps them all
-    "stats_reference_model": None,  # savings in `r42 stats` compare with this model (default: the strongest you could use)
+    max_attempts: int = 4  # candidates (and retries) tried per request at most
+    connect_timeout: float = 5.0  # seconds to open a connection to a provider
+    first_byte_timeout: float = 120.0  # seconds to wait for a provider's first byte (and between chunks)
+    deadline: float = 300.0  # seconds for a whole request, every attempt included
+    retry_after_max: float = 5.0  # a Retry-After up to this many seconds is waited out; longer: move on
+    log_retention_days: int = 90  # routing log rows older than this are pruned; 0 keeps them all
+    stats_reference_model: str | None = None  # savings in `r42 stats` compare with this model (default: the strongest you could use)
     # r42 serve
-    "serve_max_body": 32 * 1024 * 1024,  # bytes in a request body (413 above)
-    "serve_max_concurrency": 256,  # requests handled at once (503 with Retry-After above)
-    "serve_grace": 10.0,  # seconds requests in flight get to finish on SIGINT/SIGTERM
-}
+    serve_max_body: int = 32 * 1024 * 1024  # bytes in a request body (413 above)
+    serve_max_concurrency: int = 256  # requests handled at once (503 with Retry-After above)
+    serve_grace: float = 10.0  # seconds requests in flight get to finish on SIGINT/SIGTERM
+    origin: Mapping[str, str] = field(default_factory=dict, compare=False)  # not a setting: where each came from
+
+
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings) if f.name != "origin"}
 
 
 def _parse_bool(text: str) -> bool:
@@ -114,25 +124,12 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-class Settings:
-    """Resolved settings: `settings.mode`, ...; `origin[name]` says where each value came from."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-        self.origin: dict[str, str] = {}  # name -> "flag" | "env" | "file" | "default"
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__dict__["values"][name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
 def load_settings(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Resolve every setting: flags (non-None values) > R42_* env > config.toml > defaults."""
     env = os.environ if env is None else env
     file_values = _read_config_file(home_dir() / "config.toml")
-    settings = Settings()
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     for name, default in DEFAULTS.items():
         env_name = "R42_" + name.upper()
         if flags and flags.get(name) is not None:
@@ -143,13 +140,13 @@ def load_settings(flags: Mapping[str, Any] | None = None, env: Mapping[str, str]
             value, origin = file_values[name], "file"
         else:
             value, origin = default, "default"
-        settings.values[name] = _coerce(name, value) if origin != "default" else value
-        settings.origin[name] = origin
-    if settings.values["sensitive_policy"] not in SENSITIVE_POLICIES:
-        raise ConfigError(f"unknown sensitive_policy {settings.values['sensitive_policy']!r}", "one of: " + ", ".join(SENSITIVE_POLICIES))
-    if settings.values["mode"] not in MODES:
-        raise ConfigError(f"unknown mode {settings.values['mode']!r}", "modes: " + ", ".join(MODES))
-    return settings
+        values[name] = _coerce(name, value) if origin != "default" else value
+        origins[name] = origin
+    if values["sensitive_policy"] not in SENSITIVE_POLICIES:
+        raise ConfigError(f"unknown sensitive_policy {values['sensitive_policy']!r}", "one of: " + ", ".join(SENSITIVE_POLICIES))
+    if values["mode"] not in MODES:
+        raise ConfigError(f"unknown mode {values['mode']!r}", "modes: " + ", ".join(MODES))
+    return Settings(**values, origin=origins)
 
 
 def write_config_values(values: Mapping[str, float | int | str | bool]) -> Path:

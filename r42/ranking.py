@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from r42.catalog import Catalog, Model, Provider
 from r42.config import DOMAINS
+from r42.modes import mode_weights
 
 EXPECTED_OUTPUT_TOKENS = 400  # typical answer length for cost and latency estimates; the
 # context filter uses the full requested output (needs.context_tokens) instead
@@ -34,34 +35,6 @@ def calibrated_complexity(complexity: float, simple_below: float, complex_from: 
         if complexity <= x1:
             return y0 if x1 <= x0 else y0 + (complexity - x0) * (y1 - y0) / (x1 - x0)
     return 1.0
-
-
-@dataclass(frozen=True)
-class Weights:
-    quality: float
-    cost: float
-    speed: float
-    local: float = 0.0  # bonus for running on this machine (privacy, no rate limits, no bill)
-
-
-MODE_WEIGHTS = {
-    "quality": Weights(1.0, 0.02, 0.02),
-    "balanced": Weights(0.5, 0.3, 0.2),
-    "cost": Weights(0.25, 0.7, 0.05, 0.05),
-    "speed": Weights(0.25, 0.1, 0.65),
-    "local": Weights(0.7, 0.0, 0.3),
-    "privacy": Weights(0.6, 0.25, 0.15, 0.1),
-    "coding": Weights(0.7, 0.2, 0.1),
-}
-
-
-def mode_weights(mode: str, complexity: float) -> Weights:
-    """auto: a simple prompt weighs cost and locality most (a local or cheap model wins), a
-    complex one quality (the strongest affordable model wins)."""
-    if mode == "auto":
-        simple = 1.0 - complexity
-        return Weights(0.15 + 0.8 * complexity, 0.75 - 0.7 * complexity, 0.1, 0.35 * simple * simple)
-    return MODE_WEIGHTS[mode]
 
 
 @dataclass

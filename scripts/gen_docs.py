@@ -31,7 +31,7 @@ WIDTH = 100
 COMPLETIONS = {"bash": "r42.bash", "zsh": "_r42", "fish": "r42.fish", "powershell": "r42.ps1"}
 README_START, README_END = "<!-- commands:start -->", "<!-- commands:end -->"
 SETTINGS_START, SETTINGS_END = "<!-- settings:start -->", "<!-- settings:end -->"
-SETTING_LINE = re.compile(r'^\s+"(\w+)": (.+?),\s+# (.+)$|^\s+"(\w+)": (.+?),$')
+SETTING_LINE = re.compile(r"^    (\w+): [^=]+ = (.+?)\s+# (.+)$|^    (\w+): [^=]+ = (.+?)$")
 EXIT_MEANINGS = {
     ExitCode.OK: "success",
     ExitCode.ERROR: "an unexpected error",
@@ -152,10 +152,10 @@ def readme_reference() -> str:
 
 
 def settings_table() -> str:
-    """Every setting of r42/config.py's DEFAULTS with its variable, default and comment."""
+    """Every field of r42/config.py's Settings with its variable, default and comment."""
     rows = ["| setting | environment | default | meaning |", "| --- | --- | --- | --- |"]
     source = (ROOT / "r42" / "config.py").read_text(encoding="utf-8")
-    block = source[source.index("DEFAULTS: dict"): source.index("\n}\n", source.index("DEFAULTS: dict"))]
+    block = source[source.index("class Settings:"): source.index("\n    origin: ", source.index("class Settings:"))]
     for line in block.splitlines():
         match = SETTING_LINE.match(line)
         if match:

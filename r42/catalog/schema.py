@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from r42.errors import ConfigError
+from r42.protocols import PROTOCOLS
 
-PROTOCOLS = ("openai", "anthropic", "gemini", "ollama")
 QUALITY_KEYS = ("overall", "code", "math", "reasoning", "creative", "extraction", "knowledge", "chat")
 Field = tuple[Any, ...]  # a path into the document, e.g. ("models", 3, "price", "input")
 

@@ -6,6 +6,7 @@ Answers go to stdout as they arrive; the prompt, notes and command output go to 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 from r42.availability import BUILTIN_LOCAL
@@ -122,7 +123,7 @@ class Chat:
         elif argument not in MODES:
             self.term.note(f"unknown mode {argument!r}; modes: {', '.join(MODES)}")
         else:
-            self.asker.settings.values["mode"] = argument
+            self.asker.settings = replace(self.asker.settings, mode=argument)
             self.term.note(f"mode {argument}")
         return True
 

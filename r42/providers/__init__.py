@@ -12,12 +12,13 @@ never pay for them; their own retries are off, because r42's fallback decides.
 from __future__ import annotations
 
 import email.utils
+import importlib
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol
 
-PROTOCOLS = ("openai", "anthropic", "gemini", "ollama")
+from r42.protocols import ADAPTERS
 
 
 @dataclass(frozen=True)
@@ -64,16 +65,11 @@ class ProviderError(Exception):
 
 def open_adapter(endpoint: Endpoint) -> Adapter:
     """The adapter for the endpoint's protocol (its SDK imported now, not before)."""
-    if endpoint.protocol == "openai":
-        from r42.providers.openai_compat import OpenAICompatAdapter as cls
-    elif endpoint.protocol == "anthropic":
-        from r42.providers.anthropic import AnthropicAdapter as cls
-    elif endpoint.protocol == "gemini":
-        from r42.providers.gemini import GeminiAdapter as cls
-    elif endpoint.protocol == "ollama":
-        from r42.providers.ollama import OllamaAdapter as cls
-    else:
+    where = ADAPTERS.get(endpoint.protocol)
+    if where is None:
         raise ProviderError(None, f"unknown protocol {endpoint.protocol!r}", retryable=True)
+    module, _, name = where.partition(":")
+    cls = getattr(importlib.import_module(module), name)
     return cls(endpoint)
 
 
