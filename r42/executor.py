@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 from r42.availability import BUILTIN_LOCAL, base_url_of, find_credential
@@ -68,7 +68,7 @@ class Result:
     route: dict[str, Any]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Limits:
     max_attempts: int = 4
     connect_timeout: float = 5.0
@@ -149,7 +149,7 @@ class Executor:
 
     def complete(self, request: dict[str, Any], candidates: list[str]) -> Result:
         """The first successful answer, trying candidates best first."""
-        run = _Run(self, candidates)
+        run = Fallback(self, candidates)
         for target, adapter in run.tries():
             with _closing(adapter):
                 body, redaction = self.body_for(target, request)
@@ -187,7 +187,7 @@ class Executor:
 
     async def complete_async(self, request: dict[str, Any], candidates: list[str]) -> Result:
         """complete() on the running event loop; see runs_async() for which candidates qualify."""
-        run = _Run(self, candidates)
+        run = Fallback(self, candidates)
         for target, wait in run.steps():
             if wait:
                 await self.async_sleep(wait)
@@ -227,7 +227,7 @@ class StreamRun:
         self.redaction: Redaction | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        run = _Run(self.executor, self.candidates)
+        run = Fallback(self.executor, self.candidates)
         for target, adapter in run.tries():
             with _closing(adapter):
                 gate = self._gate(run, target)
@@ -244,15 +244,15 @@ class StreamRun:
             return
         raise run.all_failed()
 
-    def _gate(self, run: "_Run", target: Target) -> "_FirstToken":
+    def _gate(self, run: "Fallback", target: Target) -> "_FirstToken":
         body, self.redaction = self.executor.body_for(target, self.request)
         return _FirstToken(self, run, target, body)
 
-    def _finished(self, run: "_Run", target: Target, acc: Accumulator) -> None:
+    def _finished(self, run: "Fallback", target: Target, acc: Accumulator) -> None:
         run.succeeded(target)
         self.result = Result(acc.result(), run.route(target, acc.usage, run.ttft_ms, redacted=self.redaction))
 
-    def _broken(self, run: "_Run", target: Target, exc: ProviderError, acc: Accumulator) -> StreamBrokenError:
+    def _broken(self, run: "Fallback", target: Target, exc: ProviderError, acc: Accumulator) -> StreamBrokenError:
         run.failed(target, exc, notify=False)
         route = run.route(target, acc.usage, run.ttft_ms)
         return StreamBrokenError(f"{target.id} failed after the answer had started: {exc}", route)
@@ -262,7 +262,7 @@ class AsyncStreamRun(StreamRun):
     """StreamRun on the running event loop: `async for chunk in run`."""
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        run = _Run(self.executor, self.candidates)
+        run = Fallback(self.executor, self.candidates)
         for target, wait in run.steps():
             if wait:
                 await self.executor.async_sleep(wait)
@@ -293,7 +293,7 @@ class _FirstToken:
     """One candidate's chunks, held back until its first token: a failure before then moves on
     to the next candidate without the consumer seeing anything of this one."""
 
-    def __init__(self, stream: StreamRun, run: "_Run", target: Target, body: dict[str, Any]) -> None:
+    def __init__(self, stream: StreamRun, run: "Fallback", target: Target, body: dict[str, Any]) -> None:
         self.stream = stream
         self.run = run
         self.target = target
@@ -328,8 +328,11 @@ def _async_adapter(endpoint: Endpoint) -> Any:
     return AsyncOpenAICompatAdapter(endpoint)
 
 
-class _Run:
-    """The bookkeeping of one request: attempts, deadline, Retry-After, timings."""
+class Fallback:
+    """The one retry and fallback policy, used for every upstream call (the executor's walks and
+    the gateway's Anthropic pass-through): candidates best first, at most `max_attempts`
+    attempts, an overall deadline, a short Retry-After waited out once (a long one moves on), a
+    non-retryable failure stops the walk. It also keeps the attempts and timings of the route."""
 
     def __init__(self, executor: Executor, candidates: list[str]) -> None:
         self.x = executor
@@ -347,12 +350,18 @@ class _Run:
     def remaining(self) -> float:
         return self.limits.deadline - (self.x.clock() - self.start)
 
-    def tries(self) -> Iterator[tuple[Target, Adapter]]:
-        """(target, adapter) for each attempt to make, in order, within the limits."""
+    def leftover(self) -> Limits:
+        """The limits that remain for the candidates after these (attempts and time used count)."""
+        return replace(self.limits, max_attempts=max(1, self.limits.max_attempts - len(self.attempts)),
+                       deadline=max(self.remaining(), 0.001))
+
+    def tries(self, opener: Callable[[Endpoint], Any] | None = None) -> Iterator[tuple[Target, Any]]:
+        """(target, what `opener` made of its endpoint: the executor's adapter by default) for each
+        attempt to make, in order, within the limits."""
         for target, wait in self.steps():
             if wait:
                 self.x.sleep(wait)  # a short Retry-After: wait it out, then try again
-            adapter = self.open(target, self.x.opener)
+            adapter = self.open(target, opener or self.x.opener)
             if adapter is not None:
                 yield target, adapter
 

@@ -341,6 +341,17 @@ def test_anthropic_fallback_to_next_candidate_when_claude_is_overloaded(gateway,
     assert message.content[0].text in (REPLY, CLAUDE_REPLY)
 
 
+def test_anthropic_pass_through_follows_the_executors_retry_after_policy(claude, gateway, upstreams):
+    """One fallback policy: a short Retry-After from Anthropic is waited out and the same model
+    tried again, as the executor does, and both attempts are in the routing log."""
+    _, an = upstreams
+    an.fail(faults.rate_limited(retry_after=0))
+    raw = claude.messages.with_raw_response.create(model=CLAUDE, max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    assert raw.parse().content[0].text == CLAUDE_REPLY
+    [row] = [r for r in log_rows(gateway) if r["request_id"] == raw.headers["x-r42-request-id"]]
+    assert [(a["ok"], a["status"]) for a in row["attempts"]] == [(False, 429), (True, 200)]
+
+
 def test_count_tokens(claude):
     counted = claude.messages.count_tokens(model=CLAUDE, messages=[{"role": "user", "content": "hello there my friend"}])
     assert counted.input_tokens > 0

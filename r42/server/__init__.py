@@ -1,12 +1,18 @@
 """`r42 serve`: an OpenAI- and Anthropic-compatible HTTP gateway on the standard library.
 
     r42.server.http         HTTP/1.1 on asyncio streams, handlers on worker threads, limits, shutdown
-    r42.server.app          the routing table, auth, per-key limits, request ids, the routing log
+    r42.server.app          the route table (ROUTES: path -> handler function), auth, per-key limits,
+                            request ids, the routing log (one row per request, by call.finish())
+    r42.server.call         Call (one request, recorded once when it ends), read_json, json_response
     r42.server.chat         /v1/chat/completions and /v1/messages (routing, streaming, translation)
-    r42.server.passthrough  /v1/messages straight to Anthropic upstreams
-    r42.server.info         /health, /, /metrics, /v1/models, /v1/classify, /api/recommend
+    r42.server.passthrough  /v1/messages straight to Anthropic upstreams (the executor's Fallback policy)
+    r42.server.info         /health, /, /metrics, /v1/models, /v1/classify, /api/recommend, /v1/feedback
     r42.server.metrics      Prometheus text format
     r42.server.errors       OpenAI- and Anthropic-shaped errors
+
+Imports go one way: app imports the endpoint modules (chat, info; chat imports passthrough), and
+they import only call, errors and http (the Gateway type only for type checking). A new endpoint is
+a function `(gw, call) -> Response | None` in an endpoint module and one line in app.ROUTES.
 
 The core (routing, executor, store) is shared with the CLI; this package only speaks HTTP.
 """

@@ -15,79 +15,53 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable
 
-import orjson
-
-from r42 import __version__
 from r42.availability import AvailabilityChecker, CredentialCache
 from r42.config import Settings
 from r42.errors import R42Error
 from r42.executor import Executor, Limits
 from r42.routing import Router
+from r42.server import chat, info
+from r42.server.call import JSON, Call, Caller, presented_key
 from r42.server.errors import GatewayError, anthropic_body, from_core, openai_body
 from r42.server.http import Channel, ClientGone, Request, Response, ServerLimits
 from r42.server.metrics import Metrics
 
 AVAILABILITY_TTL = 60.0  # seconds a user's provider availability is reused
 CREDENTIAL_TTL = 5.0  # seconds a provider credential found for a user is reused
-MAX_JSON_DEPTH = 64
-JSON = "application/json"
-
-
-@dataclass
-class Caller:
-    """Who is calling: the user and key record (None for both under --no-auth)."""
-
-    user: str | None = None
-    key: Any = None  # r42.store.KeyRecord
-    rate_headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-@dataclass
-class Call:
-    """One request as the endpoints see it."""
-
-    request: Request
-    channel: Channel
-    caller: Caller
-    endpoint: str
-    flavour: str  # "openai" | "anthropic": the error and response shape
-    recorded: bool = False  # has the routing-log row been queued?
-    status: int = 200  # the HTTP status answered (499: the client went away)
-    error_kind: str | None = None
-
-    @property
-    def id(self) -> str:
-        return self.request.id
 
 
 Endpoint = Callable[["Gateway", Call], Response | None]
+LoopEndpoint = Callable[["Gateway", Call], Awaitable[Response | None]]
 
 
 @dataclass(frozen=True)
 class Route:
-    handler: str  # the name of a function in chat or info (run on a worker thread)
+    handler: Endpoint  # run on a worker thread
     auth: bool = True
     flavour: str = "openai"
-    on_loop: str | None = None  # the name of its coroutine form, run on the event loop
+    on_loop: LoopEndpoint | None = None  # its coroutine form, run on the event loop
 
 
+_CHAT = Route(chat.chat_completions, on_loop=chat.chat_completions_on_loop)
+
+# The route table: a new endpoint is a function in an endpoint module and one line here.
 ROUTES: dict[tuple[str, str], Route] = {
-    ("GET", "/health"): Route("health", auth=False),
-    ("GET", "/"): Route("status_page", auth=False),
-    ("GET", "/metrics"): Route("metrics"),
-    ("GET", "/v1/models"): Route("models", auth=False),
-    ("GET", "/api/models"): Route("models", auth=False),
-    ("POST", "/v1/chat/completions"): Route("chat_completions", on_loop="chat_completions_on_loop"),
-    ("POST", "/api/chat/completions"): Route("chat_completions", on_loop="chat_completions_on_loop"),
-    ("POST", "/chat/completions"): Route("chat_completions", on_loop="chat_completions_on_loop"),
-    ("POST", "/v1/messages"): Route("messages", flavour="anthropic"),
-    ("POST", "/v1/messages/count_tokens"): Route("count_tokens", flavour="anthropic"),
-    ("POST", "/v1/classify"): Route("classify"),
-    ("POST", "/api/recommend"): Route("recommend"),
-    ("POST", "/v1/feedback"): Route("feedback"),
+    ("GET", "/health"): Route(info.health, auth=False),
+    ("GET", "/"): Route(info.status_page, auth=False),
+    ("GET", "/metrics"): Route(info.metrics),
+    ("GET", "/v1/models"): Route(info.models, auth=False),
+    ("GET", "/api/models"): Route(info.models, auth=False),
+    ("POST", "/v1/chat/completions"): _CHAT,
+    ("POST", "/api/chat/completions"): _CHAT,
+    ("POST", "/chat/completions"): _CHAT,
+    ("POST", "/v1/messages"): Route(chat.messages, flavour="anthropic"),
+    ("POST", "/v1/messages/count_tokens"): Route(chat.count_tokens, flavour="anthropic"),
+    ("POST", "/v1/classify"): Route(info.classify),
+    ("POST", "/api/recommend"): Route(info.recommend),
+    ("POST", "/v1/feedback"): Route(info.feedback),
 }
 
 
@@ -201,9 +175,6 @@ class Gateway:
         self._routers_lock = threading.Lock()
         self._pending: dict[int, int] = {}  # key id -> requests admitted but not yet counted in the store
         self._pending_lock = threading.Lock()
-        from r42.server import chat, info  # the endpoint modules
-
-        self._modules = (chat, info)
 
     # --- the handler the HTTP layer calls -----------------------------------------------------
 
@@ -212,7 +183,8 @@ class Gateway:
         call, route = self._begin(request, channel)
         try:
             self._allow(call, route)
-            return self._done(call, self._handler(route.handler)(self, call))  # type: ignore[union-attr]
+            assert route is not None  # _allow answered 404/405 otherwise
+            return self._done(call, route.handler(self, call))
         except (GatewayError, R42Error, ClientGone) as exc:
             return self._failed(call, exc)
         finally:
@@ -226,11 +198,11 @@ class Gateway:
             return None
         return self._serve_on_loop(request, channel, route.on_loop)
 
-    async def _serve_on_loop(self, request: Request, channel: Channel, name: str) -> Response | None:
+    async def _serve_on_loop(self, request: Request, channel: Channel, handler: LoopEndpoint) -> Response | None:
         call, route = self._begin(request, channel)
         try:
             self._allow(call, route)
-            return self._done(call, await self._handler(name)(self, call))  # type: ignore[misc]
+            return self._done(call, await handler(self, call))
         except (GatewayError, R42Error, ClientGone) as exc:
             return self._failed(call, exc)
         finally:
@@ -242,7 +214,10 @@ class Gateway:
         flavour = route.flavour if route else ("anthropic" if request.path.startswith("/v1/messages") else "openai")
         with self.metrics.lock:
             self.metrics.inflight += 1
-        return Call(request, channel, Caller(), request.path, flavour), route
+        call = Call(request, channel, Caller(), request.path, flavour)
+        if route is not None and route.auth:
+            call.record = self._record
+        return call, route
 
     def _allow(self, call: Call, route: Route | None) -> None:
         """404/405 for an unknown endpoint; the key and its limits where the endpoint needs them."""
@@ -267,22 +242,17 @@ class Gateway:
         if isinstance(exc, ClientGone):
             call.status, call.error_kind = 499, "client_closed"
             raise exc
+        call.failed_upstream(exc)
         error = exc if isinstance(exc, GatewayError) else from_core(exc)  # type: ignore[arg-type]
         call.status, call.error_kind = error.status, error.code or f"http {error.status}"
         return self.error_response(call, error)
 
     def _end(self, call: Call, route: Route | None) -> None:
-        if route is not None and route.auth and not call.recorded and (call.caller.key is not None or self.no_auth):
-            self.record(call, status="ok" if call.status < 400 else "error", error=call.error_kind)
+        if call.caller.key is not None or self.no_auth:  # not for a request that failed authentication
+            call.finish()
         with self.metrics.lock:
             self.metrics.inflight -= 1
         self.metrics.request(call.endpoint if route else "unknown", call.status, time.perf_counter() - call.request.started, call.error_kind)
-
-    def _handler(self, name: str) -> Endpoint:
-        for module in self._modules:
-            if hasattr(module, name):
-                return getattr(module, name)
-        raise LookupError(name)
 
     def _not_found(self, request: Request) -> GatewayError:
         if any(path == request.path for _, path in ROUTES):
@@ -371,29 +341,30 @@ class Gateway:
         cached = self._routers.get(user)
         return cached is not None and time.monotonic() - cached[0] < AVAILABILITY_TTL - 1.0
 
-    def executor_for(self, user: str | None) -> Executor:
+    def executor_for(self, user: str | None, limits: Limits | None = None) -> Executor:
         from r42.server.upstream import pooled_open
 
         return Executor(
-            self.router.catalog, self.executor_limits, user=user, opener=pooled_open,
+            self.router.catalog, limits or self.executor_limits, user=user, opener=pooled_open,
             redact_cloud=self.router.settings.sensitive_policy == "redact", credential_of=self.credentials,
         )
 
     # --- after each request ---------------------------------------------------------------------
 
-    def record(self, call: Call, *, status: str, route: dict[str, Any] | None = None, score: dict[str, Any] | None = None,
-               mode: str | None = None, error: str | None = None) -> None:
-        """Queue the request's routing-log row and key usage (never the prompt or the answer)."""
-        call.recorded = True
-        route = route or {}
+    def _record(self, call: Call) -> None:
+        """Queue the request's routing-log row and key usage (never the prompt or the answer);
+        called once per request, by call.finish()."""
+        route = call.route or {}
+        status, score = call.outcome, call.score or {}
         usage = route.get("usage") or {}
+        latency_ms = route.get("latency_ms") or int((time.perf_counter() - call.request.started) * 1000)
         row = {
             "endpoint": call.endpoint, "status": status, "model": route.get("model"), "user": call.caller.user,
-            "mode": mode, "complexity": (score or {}).get("complexity"), "domain": (score or {}).get("domain"),
-            "attempts": route.get("attempts"), "input_tokens": usage.get("input_tokens"), "output_tokens": usage.get("output_tokens"),
-            "cost_usd": route.get("cost_usd"), "latency_ms": route.get("latency_ms") or int((time.perf_counter() - call.request.started) * 1000),
+            "mode": call.mode, "complexity": score.get("complexity"), "domain": score.get("domain"),
+            "attempts": route.get("attempts"), "input_tokens": usage.get("input_tokens"),
+            "output_tokens": usage.get("output_tokens"), "cost_usd": route.get("cost_usd"), "latency_ms": latency_ms,
             "ttft_ms": route.get("ttft_ms"), "request_id": call.id, "key_id": call.caller.key.id if call.caller.key else None,
-            "error": error, "retention_days": self.settings.log_retention_days,
+            "error": call.error, "retention_days": self.settings.log_retention_days,
             "at": time.time(),  # when the request ended, not when its batch is written
         }
         self.recent.append({k: row[k] for k in ("endpoint", "status", "model", "mode", "complexity", "domain", "latency_ms", "ttft_ms", "error")} | {"time": row["at"]})
@@ -426,17 +397,6 @@ def new_request_id() -> str:
     return f"req_{_ids.getrandbits(96):024x}"
 
 
-def presented_key(request: Request) -> str | None:
-    """The gateway key from `Authorization: Bearer` or `x-api-key` (never from the query string)."""
-    authorization = request.headers.get("authorization")
-    if authorization:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    key = request.headers.get("x-api-key")
-    return key.strip() if key else None
-
-
 def rate_headers(record: Any, used: Any, hit: Any) -> list[tuple[str, str]]:
     """X-RateLimit-* for the tightest request limit of the key."""
     now = time.time()
@@ -448,43 +408,3 @@ def rate_headers(record: Any, used: Any, hit: Any) -> list[tuple[str, str]]:
         reset = max(1, int((oldest or now) + window - now) + 1)
         return [("X-RateLimit-Limit", str(value)), ("X-RateLimit-Remaining", str(remaining)), ("X-RateLimit-Reset", str(reset))]
     return []
-
-
-# --- shared by the endpoint modules ---------------------------------------------------------------
-
-
-def json_response(data: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
-    return Response(status, orjson.dumps(data), [("Content-Type", JSON), *(headers or [])])
-
-
-def read_json(call: Call) -> dict[str, Any]:
-    """The request body as a JSON object, with a depth limit (400 otherwise)."""
-    body = call.request.body
-    if not body:
-        raise GatewayError(400, "the request has no body; send a JSON object", "invalid_json")
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise GatewayError(400, f"invalid JSON: {exc}", "invalid_json") from None
-    if not isinstance(data, dict):
-        raise GatewayError(400, f"expected a JSON object, got {type(data).__name__}", "invalid_json")
-    # Depth needs at least as many brackets as levels: most bodies are cleared by two counts.
-    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and too_deep(data, MAX_JSON_DEPTH):
-        raise GatewayError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "invalid_json")
-    return data
-
-
-def too_deep(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
-    return False
-
-
-VERSION = __version__

@@ -16,25 +16,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import orjson
 
 from r42.config import MODES
 from r42.document import messages_of
 from r42.errors import R42Error
-from r42.executor import CandidatesFailed, StreamBrokenError
+from r42.executor import Limits, StreamBrokenError
 from r42.formats import anthropic as fa
 from r42.formats.openai import request_body
 from r42.formats.sse import DONE
 from r42.scoring import estimate_tokens
-from r42.server.app import Call, Gateway, json_response, read_json
+from r42.server import passthrough
+from r42.server.call import SSE_HEADERS, Call, json_response, read_json
 from r42.server.errors import GatewayError, sse_error_anthropic, sse_error_openai
 from r42.server.http import ClientGone, Response
 
+if TYPE_CHECKING:  # the gateway imports this module for its route table
+    from r42.server.app import Gateway
+
 ROUTING_ALIASES = ("auto", "r42", "route42")
 PIPE_KEYS = ("score", "ranking", "response", "route")  # pipe-document keys a chat client never sends
-SSE_HEADERS = [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"), ("X-Accel-Buffering", "no")]
 
 
 @dataclass
@@ -44,6 +47,7 @@ class Plan:
     candidates: list[str]  # best first
     mode: str | None  # None for a direct request
     score: dict[str, Any]
+    limits: Limits | None = None  # what is left of the fallback policy's limits after the pass-through
 
 
 def plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None = None) -> Plan:
@@ -74,6 +78,7 @@ def plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: 
         candidates = [direct]
     request = request_body(doc, messages)
     request.pop("stream_options", None)  # the adapters ask upstreams for usage themselves
+    call.planned(score, mode)
     return Plan(doc, request, candidates, mode, score)
 
 
@@ -93,24 +98,6 @@ def routing_of(gw: Gateway, model: str | None, mode_header: str | None, fallback
     if fallback and fallback.split("/", 1)[0] in catalog.providers:
         return None, fallback
     raise GatewayError(404, f"unknown model {model[:80]!r}: use a catalog id (provider/model), or auto, r42/<mode>", "model_not_found", param="model")
-
-
-def route_headers(gw: Gateway, call: Call, plan_: Plan, model: str | None) -> list[tuple[str, str]]:
-    headers = [("X-R42-Request-Id", call.id)]
-    if model:
-        headers.append(("X-R42-Model", model))
-    if plan_.score.get("complexity") is not None:
-        headers.append(("X-R42-Complexity", f"{plan_.score['complexity']:g}"))
-    headers.append(("X-R42-Mode", plan_.mode or "direct"))
-    return headers + call.caller.rate_headers
-
-
-def failure_route(exc: R42Error) -> dict[str, Any]:
-    if isinstance(exc, CandidatesFailed):
-        return {"attempts": [a.as_dict() for a in exc.attempts]}
-    if isinstance(exc, StreamBrokenError):
-        return exc.route
-    return {}
 
 
 # --- POST /v1/chat/completions ------------------------------------------------------------------
@@ -135,30 +122,22 @@ async def chat_completions_on_loop(gw: Gateway, call: Call) -> Response | None:
         return await call.channel.in_worker(_answer_chat, gw, call, plan_, executor, body)
     if body.get("stream"):
         return await _stream_openai_on_loop(gw, call, plan_, executor, body)
-    try:
-        result = await executor.complete_async(plan_.request, plan_.candidates)
-    except R42Error as exc:
-        gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
-        raise
+    result = await executor.complete_async(plan_.request, plan_.candidates)
     return _completion_response(gw, call, plan_, result)
 
 
 def _answer_chat(gw: Gateway, call: Call, plan_: Plan, executor: Any, body: dict[str, Any]) -> Response | None:
     if body.get("stream"):
         return _stream_openai(gw, call, plan_, executor, body)
-    try:
-        result = executor.complete(plan_.request, plan_.candidates)
-    except R42Error as exc:
-        gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
-        raise
+    result = executor.complete(plan_.request, plan_.candidates)
     return _completion_response(gw, call, plan_, result)
 
 
 def _completion_response(gw: Gateway, call: Call, plan_: Plan, result: Any) -> Response:
     response = result.response
     response["model"] = result.route["model"]
-    gw.record(call, status="ok", route=result.route, score=plan_.score, mode=plan_.mode)
-    return json_response(response, headers=route_headers(gw, call, plan_, result.route["model"]))
+    call.ended("ok", result.route)
+    return json_response(response, headers=call.route_headers(result.route["model"]))
 
 
 class OpenAIEvents:
@@ -198,12 +177,8 @@ async def _stream_openai_on_loop(gw: Gateway, call: Call, plan_: Plan, executor:
     chunks = run.__aiter__()
     channel = call.channel
     try:
-        try:
-            first = await anext(chunks, None)
-        except R42Error as exc:
-            gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
-            raise
-        channel.start(200, SSE_HEADERS + route_headers(gw, call, plan_, run.model))
+        first = await anext(chunks, None)  # a failure before it is an ordinary error response
+        channel.start(200, SSE_HEADERS + call.route_headers(run.model))
         try:
             chunk = first
             while chunk is not None:
@@ -225,19 +200,19 @@ async def _stream_openai_on_loop(gw: Gateway, call: Call, plan_: Plan, executor:
 
 
 def _record_gone(gw: Gateway, call: Call, plan_: Plan, run: Any) -> None:
-    gw.record(call, status="client_closed", route={"model": run.model}, score=plan_.score, mode=plan_.mode, error="client closed the connection")
+    call.ended("client_closed", {"model": run.model}, "client closed the connection")
 
 
 def _record_streamed(gw: Gateway, call: Call, plan_: Plan, run: Any) -> None:
     route = run.result.route if run.result else {"model": run.model}
-    gw.record(call, status="ok", route=route, score=plan_.score, mode=plan_.mode)
+    call.ended("ok", route)
 
 
 def _stream_broken(gw: Gateway, call: Call, plan_: Plan, exc: StreamBrokenError, sse_error: Callable[..., bytes]) -> None:
     """The upstream failed after the answer had started: an SSE error event ends the stream."""
     error = GatewayError(502, exc.one_line(), "upstream_stream_broken")
     _write_quietly(call.channel, sse_error(error, call.id))
-    gw.record(call, status="error", route=exc.route, score=plan_.score, mode=plan_.mode, error="StreamBrokenError")
+    call.ended("error", exc.route, "StreamBrokenError")
 
 
 def _relay_stream(gw: Gateway, call: Call, plan_: Plan, executor: Any, write_body: Callable[..., None], sse_error: Callable[..., bytes]) -> None:
@@ -262,12 +237,8 @@ def _start_stream(gw: Gateway, call: Call, plan_: Plan, executor: Any) -> tuple[
     ordinary error response), then send the status line and headers; (the run, all its chunks)."""
     run = executor.stream(plan_.request, plan_.candidates)
     chunks = iter(run)
-    try:
-        first = _first(chunks)
-    except R42Error as exc:
-        gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
-        raise
-    call.channel.start(200, SSE_HEADERS + route_headers(gw, call, plan_, run.model))
+    first = _first(chunks)
+    call.channel.start(200, SSE_HEADERS + call.route_headers(run.model))
     return run, chain(first, chunks)
 
 
@@ -301,26 +272,20 @@ def messages(gw: Gateway, call: Call) -> Response | None:
         if key in body:
             openai_request[key] = body[key]
     plan_ = plan_request(gw, call, openai_request, model_fallback=fallback)
-    from r42.server import passthrough
-
     native, rest = passthrough.split_candidates(gw, plan_.candidates)
     if native:
         outcome = passthrough.relay(gw, call, plan_, body, native, have_more=bool(rest))
         if outcome is not passthrough.NEXT:
             return outcome  # type: ignore[return-value]
         plan_.candidates = rest
-    executor = gw.executor_for(call.caller.user)
+    executor = gw.executor_for(call.caller.user, plan_.limits)
     if body.get("stream"):
         return _stream_anthropic(gw, call, plan_, executor)
-    try:
-        result = executor.complete(plan_.request, plan_.candidates)
-    except R42Error as exc:
-        gw.record(call, status="error", route=failure_route(exc), score=plan_.score, mode=plan_.mode, error=type(exc).__name__)
-        raise
+    result = executor.complete(plan_.request, plan_.candidates)
     message = completion_to_message(result.response)
     message["model"] = result.route["model"]
-    gw.record(call, status="ok", route=result.route, score=plan_.score, mode=plan_.mode)
-    return json_response(message, headers=route_headers(gw, call, plan_, result.route["model"]))
+    call.ended("ok", result.route)
+    return json_response(message, headers=call.route_headers(result.route["model"]))
 
 
 def completion_to_message(response: dict[str, Any]) -> dict[str, Any]:

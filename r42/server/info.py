@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from r42.config import MODES
+from r42 import __version__ as VERSION
 from r42.document import text_document
-from r42.server.app import VERSION, Call, Gateway, json_response, read_json
+from r42.modes import MODES
+from r42.server.call import Call, json_response, presented_key, read_json
 from r42.server.errors import GatewayError
 from r42.server.http import Response
+
+if TYPE_CHECKING:  # the gateway imports this module for its route table
+    from r42.server.app import Gateway
 
 ALIAS_IDS = ("auto", "r42", "route42", *(f"r42/{mode}" for mode in MODES))
 
@@ -44,8 +48,6 @@ def models(gw: Gateway, call: Call) -> Response:
 
 def _optional_user(gw: Gateway, call: Call) -> str | None:
     """The caller's user when a valid key came with this public request, else None."""
-    from r42.server.app import presented_key
-
     if gw.no_auth or not presented_key(call.request):
         return None
     try:
