@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from r42.catalog import Provider
 from r42.config import home_dir
+from r42.credential import Credential
 
 BUILTIN_LOCAL = "local"  # the provider id of r42's own llama.cpp server
 
@@ -27,15 +28,6 @@ class Availability:
 
 
 STORE_FILE = "r42.db"  # the SQLite store in R42_HOME (see r42.store)
-
-
-@dataclass(frozen=True)
-class Credential:
-    secret: str
-    source: str  # "env OPENAI_API_KEY", "store", "store (user alice)": never the secret itself
-
-    def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
-        return f"Credential(source={self.source!r})"
 
 
 def find_credential(provider: Provider, env: Mapping[str, str] | None = None, user: str | None = None) -> Credential | None:

@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from r42.cli.options import SettingOption
+
 from r42.cli.complete import complete_users
 from tabulate import tabulate
 
@@ -49,7 +51,7 @@ def render_stats(result: dict[str, Any]) -> str:
 @click.command()
 @click.option("--since", default=None, help="Only requests since then: 7d, 24h, 30m, 2w, or a date (2026-01-31).")
 @click.option("--user", default=None, shell_complete=complete_users, help="Only this gateway user's requests.")
-@click.option("--reference", default=None, envvar="R42_STATS_REFERENCE_MODEL", show_envvar=True, help="Compute savings against this model (default: the strongest model you have a credential for).")
+@click.option("--reference", default=None, cls=SettingOption, envvar="R42_STATS_REFERENCE_MODEL", show_envvar=True, help="Compute savings against this model (default: the strongest model you have a credential for).")
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
 @click.pass_context
 def stats(ctx: click.Context, since: str | None, user: str | None, reference: str | None, force_json: bool) -> None:
@@ -65,7 +67,12 @@ def stats(ctx: click.Context, since: str | None, user: str | None, reference: st
     """
     term = terminal_of(ctx)
     since_ts = parse_since(since) if since else None
-    result = compute_stats(iter_routes(since=since_ts, user=user), reference_for(reference, user))
+    from r42.availability import find_credential
+
+    def has_credential(provider: Any) -> bool:  # the user's own keys count, then env, then the store's
+        return find_credential(provider, user=user) is not None
+
+    result = compute_stats(iter_routes(since=since_ts, user=user), reference_for(reference, has_credential))
     result = {"since": None if since_ts is None else iso(since_ts), "user": user, **result}
     if force_json or not term.stdout_isatty:
         term.write(dumps(result) + b"\n")

@@ -8,7 +8,7 @@ results (or None) when no store exists yet and never create one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from r42.credential import Credential
 
 from r42.store.credentials import (
     MASTER_KEY_ENV,
@@ -43,8 +43,6 @@ from r42.store.keys import (
 )
 from r42.store.log import iter_routes, prune, read_routes, write_route, write_route_from_document
 
-if TYPE_CHECKING:
-    from r42.availability import Credential
 
 __all__ = [
     "MASTER_KEY_ENV", "STORE_FILE", "KeyRecord", "LimitHit", "MasterKeyError", "NewKey", "NotFoundError", "StoreError",
@@ -60,7 +58,5 @@ def lookup_credential(provider_id: str, user: str | None = None) -> Credential |
 
     Raises MasterKeyError when a credential exists but the master key is missing or wrong.
     """
-    from r42.availability import Credential
-
     found = get_secret(provider_id, user)
     return None if found is None else Credential(found.secret, found.source)

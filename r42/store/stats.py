@@ -68,10 +68,10 @@ def choose_reference(catalog: Any, name: str | None, has_credential: Callable[[A
     return Reference(best.id, best.price_input, best.price_output, why)
 
 
-def reference_for(name: str | None = None, user: str | None = None) -> Reference | None:
+def reference_for(name: str | None, has_credential: Callable[[Any], bool]) -> Reference | None:
     """The reference for savings: `name`, else the `stats_reference_model` setting, else the
-    strongest priced cloud model `user` has a credential for (environment or store)."""
-    from r42.availability import find_credential
+    strongest priced cloud model a provider of which `has_credential` (r42.availability's
+    find_credential, passed in: the store does not import availability, which imports the store)."""
     from r42.catalog import load_catalog
     from r42.config import load_settings
 
@@ -79,12 +79,12 @@ def reference_for(name: str | None = None, user: str | None = None) -> Reference
     catalog = load_catalog(settings.catalog)
     checked: dict[str, bool] = {}
 
-    def has_credential(provider: Any) -> bool:
+    def remembered(provider: Any) -> bool:
         if provider.id not in checked:
-            checked[provider.id] = find_credential(provider, user=user) is not None
+            checked[provider.id] = has_credential(provider)
         return checked[provider.id]
 
-    return choose_reference(catalog, settings.stats_reference_model, has_credential)
+    return choose_reference(catalog, settings.stats_reference_model, remembered)
 
 
 def percentile(values: list[float], p: float) -> float | None:
