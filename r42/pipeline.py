@@ -37,6 +37,24 @@ def run_pipe(term: Terminal, stage: Stage, render: Render, raw: bytes, form: str
     return int(first.exit_code)
 
 
+def for_each_item(items: list[Item], handle: Callable[[Item], object], failed: Callable[[Item, R42Error], None]) -> int:
+    """run_pipe's walk for stages that write their own output (`r42 ask` on a terminal and with
+    --stream): `handle` each line; a failing line goes to `failed` and the batch goes on, one
+    document's error is raised after `failed`. The exit code of the first failure, 0 when none."""
+    first: R42Error | None = None
+    for item in items:
+        try:
+            if item.error is not None:
+                raise item.error
+            handle(item)
+        except R42Error as exc:
+            failed(item, exc)
+            if len(items) == 1:
+                raise
+            first = first or exc
+    return 0 if first is None else int(first.exit_code)
+
+
 def is_error_line(doc: dict[str, Any]) -> bool:
     return "error" in doc and "messages" not in doc and "prompt" not in doc
 

@@ -10,14 +10,15 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from r42.availability import BUILTIN_LOCAL
-from r42.config import MODES
+from r42.cli.answers import Asker, answer_to_terminal, summary_line
+from r42.modes import MODES
 from r42.errors import R42Error
 
 HELP = "/info  configuration and available models · /route  why the last answer came from where it did\n/mode [MODE]  show or set the routing mode · /model [PROVIDER/MODEL|auto]  pin a model or route again\n/clear  forget the conversation · /exit  leave (or Ctrl-D)"
 
 
 class Chat:
-    def __init__(self, asker: Any) -> None:
+    def __init__(self, asker: Asker) -> None:
         self.asker = asker
         self.term = asker.term
         self.history: list[dict[str, Any]] = []
@@ -61,8 +62,6 @@ class Chat:
         return raw.decode("utf-8", "replace").rstrip("\r\n")
 
     def turn(self, text: str) -> None:
-        from r42.cli.ask import answer_to_terminal
-
         self.history.append({"role": "user", "content": text})
         try:
             self.last = answer_to_terminal(self.asker, {"messages": list(self.history)})
@@ -98,8 +97,6 @@ class Chat:
         if self.last is None:
             self.term.note("no answer yet")
             return True
-        from r42.cli.ask import summary_line
-
         doc = self.last
         lines = [summary_line(doc)]
         score = doc.get("score")
@@ -158,5 +155,5 @@ class Chat:
         return False
 
 
-def chat(asker: Any) -> None:
+def chat(asker: Asker) -> None:
     Chat(asker).run()
