@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from r42.cli.options import SettingOption
+
 from r42.cli.complete import complete_models, complete_providers
 
 from r42.cli.pipe import terminal_of
@@ -181,7 +183,7 @@ def validate(ctx: click.Context, file: Path, force_json: bool) -> None:
 @catalog.command()
 @click.argument("providers", nargs=-1, shell_complete=complete_providers)
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=None, envvar="R42_SYNC_TIMEOUT", show_envvar=True, help="Seconds per request to a provider (default 20).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=None, cls=SettingOption, envvar="R42_SYNC_TIMEOUT", show_envvar=True, help="Seconds per request to a provider (default 20).")
 @click.option("--progress/--no-progress", default=None, help="Progress lines on stderr (default: when stderr is a terminal).")
 @click.pass_context
 def sync(ctx: click.Context, providers: tuple[str, ...], dry_run: bool, timeout: float | None, progress: bool | None) -> None:

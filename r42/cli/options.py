@@ -6,13 +6,23 @@ from typing import Callable
 
 import click
 
-from r42.config import MODES
+from r42.modes import MODES
 from r42.scoring import SCORERS
+
+
+class SettingOption(click.Option):
+    """An option for a setting that load_settings also reads from R42_<NAME>: --help shows the
+    variable (envvar, show_envvar), but click does not read it, so the environment has one reader
+    and one precedence (flags > R42_* > config.toml > defaults, in r42.config)."""
+
+    def value_from_envvar(self, ctx: click.Context) -> None:
+        return None
 
 
 def scorer_option(func: Callable) -> Callable:
     return click.option(
         "--scorer",
+        cls=SettingOption,
         type=click.Choice(["default", *SCORERS]),
         default=None,
         envvar="R42_SCORER",
@@ -25,6 +35,7 @@ def mode_option(func: Callable) -> Callable:
     return click.option(
         "--mode",
         "-m",
+        cls=SettingOption,
         type=click.Choice(MODES),
         default=None,
         envvar="R42_MODE",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from r42.cli.options import mode_option
+from r42.cli.options import SettingOption, mode_option
 
 
 @click.command()
@@ -12,8 +12,8 @@ from r42.cli.options import mode_option
 @click.option("--port", type=click.IntRange(0, 65535), default=4242, show_default=True, envvar="R42_SERVE_PORT", show_envvar=True, help="Port to listen on.")
 @click.option("--no-auth", is_flag=True, help="Accept requests without a gateway key (loopback addresses only).")
 @mode_option
-@click.option("--max-body", type=click.IntRange(min=1024), default=None, envvar="R42_SERVE_MAX_BODY", show_envvar=True, help="Largest request body in bytes (413 above) [default: 32 MiB].")
-@click.option("--max-concurrency", type=click.IntRange(min=1), default=None, envvar="R42_SERVE_MAX_CONCURRENCY", show_envvar=True, help="Requests handled at once (503 above) [default: 256].")
+@click.option("--max-body", type=click.IntRange(min=1024), default=None, cls=SettingOption, envvar="R42_SERVE_MAX_BODY", show_envvar=True, help="Largest request body in bytes (413 above) [default: 32 MiB].")
+@click.option("--max-concurrency", type=click.IntRange(min=1), default=None, cls=SettingOption, envvar="R42_SERVE_MAX_CONCURRENCY", show_envvar=True, help="Requests handled at once (503 above) [default: 256].")
 def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int | None, max_concurrency: int | None) -> None:
     """Serve the OpenAI and Anthropic APIs with r42's routing.
 
