@@ -1,4 +1,7 @@
-"""Every test runs with its own R42_HOME and cache, and without any provider credential."""
+"""Every test runs with its own R42_HOME and cache, and without any provider credential.
+
+R42_HOME starts with the shipped catalog's cache in it (see isolated_env); a test marked
+`cold_home` gets an R42_HOME that does not exist yet."""
 
 from __future__ import annotations
 
@@ -6,11 +9,13 @@ import os
 
 import pytest
 
+from tests.fakes.listing import seed_catalog_cache
+
 PROVIDER_ENV_MARKERS = ("_API_KEY", "_BASE_URL", "_TOKEN", "OLLAMA_HOST", "R42_")
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch):
+def isolated_env(tmp_path, monkeypatch, request):
     for name in list(os.environ):
         if any(marker in name for marker in PROVIDER_ENV_MARKERS):
             monkeypatch.delenv(name, raising=False)
@@ -20,17 +25,9 @@ def isolated_env(tmp_path, monkeypatch):
     # Local servers on their default ports must not leak into tests: point them at a closed port.
     monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")
     monkeypatch.setenv("R42_LMSTUDIO_BASE_URL", "http://127.0.0.1:9/v1")
+    if request.node.get_closest_marker("cold_home") is None:
+        # The shipped catalog's merge, parsed once per session: a cold load parses 2-3 MB of YAML
+        # (~3 s here) and most tests load the catalog. `cold_home` tests start from nothing.
+        home.mkdir(mode=0o700)
+        seed_catalog_cache(home)
     yield home
-
-
-@pytest.fixture(scope="session")
-def catalog_cache(tmp_path_factory):
-    """The merged catalog's JSON cache, built once for the session: a test copies it into its own
-    R42_HOME/cache instead of parsing the catalog's YAML again."""
-    from r42.catalog import load_catalog
-
-    home = tmp_path_factory.mktemp("catalog-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("R42_HOME", str(home))
-        load_catalog()
-    return home / "cache"

@@ -10,13 +10,7 @@ from click.testing import CliRunner
 
 from r42.cli import cli
 from r42.terminal import Terminal
-from tests.fakes.listing import seed_catalog_cache
 from tests.helpers import json_lines, run
-
-
-@pytest.fixture(autouse=True)
-def warm_cache(isolated_env):
-    seed_catalog_cache(isolated_env)
 
 
 def models(*args: str) -> list[dict]:

@@ -10,13 +10,8 @@ from r42.catalog.estimate import Estimator, norm_key, param_billions, parse_size
 from r42.config import load_settings
 from r42.routing import Router
 from tests.fakes import faults
-from tests.fakes.listing import ListingFake, lmstudio_model, ollama_show, ollama_tag, seed_catalog_cache
+from tests.fakes.listing import ListingFake, lmstudio_model, ollama_show, ollama_tag
 from tests.helpers import json_lines, run
-
-
-@pytest.fixture(autouse=True)
-def warm_cache(isolated_env):
-    seed_catalog_cache(isolated_env)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -22,8 +21,7 @@ SECRET = "sk-test-DO-NOT-PRINT-0123456789abcdef"
 
 
 @pytest.fixture(autouse=True)
-def fresh_connections(isolated_env, catalog_cache):
-    shutil.copytree(catalog_cache, isolated_env / "cache")
+def fresh_connections(isolated_env):
     store.close_thread_connection()
     yield
     store.close_thread_connection()

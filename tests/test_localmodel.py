@@ -96,8 +96,27 @@ def test_missing_server_package_is_a_credentials_error(monkeypatch):
 
 
 def test_stop_without_server_is_harmless():
+    assert localmodel._running is None
     localmodel.stop_server()
     localmodel.stop_server()
+    assert localmodel._running is None
+
+
+def test_stop_leaves_alone_a_server_another_process_started(monkeypatch, tmp_path):
+    """After a fork the child inherits the record of its parent's server: stop_server() in the
+    child forgets it but must not stop the parent's process."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdin=subprocess.PIPE)
+    try:
+        with open(tmp_path / "server.log", "wb") as log:
+            record = localmodel._Running(proc, "http://127.0.0.1:9", log, owner_pid=os.getpid() + 1)
+            monkeypatch.setattr(localmodel, "_running", record)
+            localmodel.stop_server()
+            localmodel.stop_server()
+        assert localmodel._running is None
+        assert proc.poll() is None  # still running: not this process's to stop
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 # --- with the real model -------------------------------------------------------------------------

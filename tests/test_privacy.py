@@ -42,7 +42,7 @@ def test_stream_restore_across_any_chunking(size):
 import orjson  # noqa: E402
 import pytest  # noqa: E402
 
-from tests.fakes import OpenAIFake  # noqa: E402
+from tests.fakes import OllamaFake, OpenAIFake  # noqa: E402
 from tests.helpers import run  # noqa: E402
 
 PROMPT = f"Why does my deploy fail? I export OPENAI_API_KEY={SECRET} and mail ops@example.com"
@@ -61,15 +61,34 @@ def bodies(server) -> str:
     return "".join(orjson.dumps(r.body).decode() for r in server.requests)
 
 
-@pytest.mark.parametrize("args", [["--mode", "privacy"], [], ["--cloud"], ["--model", "openai/gpt-4o-mini"], ["--mode", "privacy", "--model", "openai/gpt-4o-mini"]])
-def test_a_prompt_with_a_key_never_reaches_the_cloud(cloud, args):
+@pytest.fixture
+def no_builtin_model(monkeypatch):
+    """This machine without r42[local]: what answers no longer depends on what is installed."""
+    from r42 import availability
+
+    monkeypatch.setattr(availability, "builtin_model_installed", lambda: False)
+
+
+@pytest.mark.parametrize(("args", "code"), [
+    (["--mode", "privacy"], 4), ([], 4), (["--cloud"], 3),
+    (["--model", "openai/gpt-4o-mini"], 3), (["--mode", "privacy", "--model", "openai/gpt-4o-mini"], 3),
+])
+def test_a_prompt_with_a_key_never_reaches_the_cloud(cloud, no_builtin_model, args, code):
     result = run(["ask", *args, "--explain"], input=PROMPT)
     assert cloud.requests == []  # not one byte of the prompt reached the cloud provider
-    if result.exit_code == 0:  # answered by a local model (the built-in one, when installed)
-        assert orjson.loads(result.stdout)["route"]["model"].startswith(("local/", "ollama/", "lmstudio/"))
-        assert "kept local" in result.stderr or "privacy mode" in result.stderr
-    else:
-        assert result.exit_code == 3 and ("privacy" in result.stderr or "sensitive" in result.stderr), result.stderr
+    assert result.exit_code == code, result.stderr
+    assert ("privacy" in result.stderr or "sensitive" in result.stderr or "Ollama" in result.stderr), result.stderr
+
+
+@pytest.mark.parametrize("args", [["--mode", "privacy"], []])
+def test_a_prompt_with_a_key_is_answered_by_a_local_model(cloud, no_builtin_model, monkeypatch, args):
+    with OllamaFake(reply="Rotate it now.") as local:
+        monkeypatch.setenv("OLLAMA_HOST", local.base_url)
+        result = run(["ask", *args, "--explain"], input=PROMPT)
+    assert result.exit_code == 0, result.stderr
+    assert cloud.requests == [] and local.requests
+    assert orjson.loads(result.stdout)["route"]["model"].startswith("ollama/")
+    assert "kept local" in result.stderr or "privacy mode" in result.stderr
 
 
 def test_redact_sends_placeholders_and_restores_the_answer(cloud):

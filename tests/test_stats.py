@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -29,9 +28,8 @@ T0 = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc).timestamp()
 
 
 @pytest.fixture(autouse=True)
-def fresh_connections(isolated_env, catalog_cache, monkeypatch):
+def fresh_connections(isolated_env, monkeypatch):
     monkeypatch.setenv("R42_LOG_RETENTION_DAYS", "0")  # rows at fixed past times must survive the writers' pruning
-    shutil.copytree(catalog_cache, isolated_env / "cache")
     store.close_thread_connection()
     yield
     store.close_thread_connection()

@@ -21,6 +21,9 @@ from r42.store import db
 from r42.store.keys import KEY_LENGTH, KEY_PREFIX, PREFIX_LENGTH, limit_exceeded, month_start, usage
 
 
+pytestmark = pytest.mark.cold_home  # the store starts from an R42_HOME that does not exist
+
+
 @pytest.fixture(autouse=True)
 def fresh_connections():
     """Each test's R42_HOME is new: drop connections to earlier tests' files."""

@@ -23,13 +23,7 @@ from tests.fakes.listing import (
     ollama_tag,
     openai_model,
     openrouter_model,
-    seed_catalog_cache,
 )
-
-
-@pytest.fixture(autouse=True)
-def warm_cache(isolated_env):
-    seed_catalog_cache(isolated_env)
 
 
 def sync(*args: str, stderr_tty: bool = False):
@@ -326,3 +320,13 @@ def test_loose_key_matches_snapshots_and_latest():
     assert loose_key("models/gemini-2.5-pro", "gemini") == "gemini-2.5-pro"
     assert loose_key("llama3.2:latest", "ollama") == "llama3.2"
     assert loose_key("gpt-4o", "openai") != loose_key("gpt-4o-mini", "openai")
+
+
+@pytest.mark.cold_home
+def test_a_cold_load_writes_the_cache_that_the_next_load_reads(isolated_env):
+    """Every other test starts with the shipped catalog's cache seeded: this one starts cold."""
+    assert not isolated_env.exists()
+    first = load_catalog()
+    [cached] = (isolated_env / "cache").glob("catalog-*.json")
+    assert load_catalog().models == first.models and len(first.models) > 100
+    assert [p.name for p in (isolated_env / "cache").glob("catalog-*.json")] == [cached.name]
