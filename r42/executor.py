@@ -16,7 +16,7 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 
 from r42.availability import BUILTIN_LOCAL, base_url_of, find_credential
 from r42.catalog import Catalog, Target
@@ -226,7 +226,7 @@ class StreamRun:
         self.model: str | None = None  # the model that is answering, once its first token came
         self.redaction: Redaction | None = None
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Generator[dict[str, Any], None, None]:
         run = Fallback(self.executor, self.candidates)
         for target, adapter in run.tries():
             with _closing(adapter):
@@ -451,7 +451,7 @@ class Fallback:
 
     def route(self, target: Target, usage: dict[str, Any] | None, ttft_ms: int | None, redacted: Redaction | None = None) -> dict[str, Any]:
         input_tokens, output_tokens = _tokens(usage)
-        route = {
+        route: dict[str, Any] = {
             "model": target.id,
             "attempts": [a.as_dict() for a in self.attempts],
             "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from r42.catalog import Catalog, Model, Provider
 from r42.config import DOMAINS
-from r42.modes import mode_weights
+from r42.modes import Weights, mode_weights
 
 EXPECTED_OUTPUT_TOKENS = 400  # typical answer length for cost and latency estimates; the
 # context filter uses the full requested output (needs.context_tokens) instead
@@ -121,18 +121,61 @@ def _provider_gate(provider: Provider | None, c: Constraints, sensitive: bool, a
     return None, cloud_reason, local_reason
 
 
-def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: AvailabilityFn) -> Ranking:
-    """Filter, score and sort the catalog for one prompt. One loop with its arithmetic inline:
-    ranking 1,000+ models per prompt is on the hot path of ask and serve."""
+@dataclass(frozen=True, slots=True)
+class _Prompt:
+    """What rank needs of one scored prompt, worked out once before the loop over the models."""
+
+    per_domain: tuple[float, ...]
+    overall_weight: float
+    input_tokens: int
+    output_tokens: int
+    context_needed: int
+    needs_tools: bool
+    needs_vision: bool
+    needs_json: bool
+    weights: Weights
+    need: float  # the quality required
+    sensitive: bool
+
+
+def _prompt(score: dict[str, Any], c: Constraints) -> _Prompt:
     complexity = calibrated_complexity(float(score["complexity"]), c.simple_below, c.complex_from)
     per_domain, overall_weight = domain_weights({d: float(score["domains"].get(d, 0.0)) for d in DOMAINS}, c.mode)
     input_tokens = int(score["tokens"])
     needs = score["needs"]
-    context_needed, needs_tools, needs_vision, needs_json = needs["context_tokens"], needs["tools"], needs["vision"], needs["json"]
+    context_needed = needs["context_tokens"]
     output_tokens = max(1, min(EXPECTED_OUTPUT_TOKENS, int(context_needed) - input_tokens))
-    w = mode_weights(c.mode, complexity)
-    need = required_quality(complexity, c)
-    sensitive = bool(score.get("sensitive"))
+    return _Prompt(per_domain, overall_weight, input_tokens, output_tokens, context_needed, needs["tools"],
+                   needs["vision"], needs["json"], mode_weights(c.mode, complexity), required_quality(complexity, c),
+                   bool(score.get("sensitive")))
+
+
+def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: AvailabilityFn) -> Ranking:
+    """Filter, score and sort the catalog for one prompt. Provider-level filters run once per
+    provider (a group that is out is counted, not looped over); ranking 1,000+ models per prompt
+    is on the hot path of ask and serve."""
+    prompt = _prompt(score, c)
+    gates = _gates(catalog, c, prompt.sensitive, availability)
+    excluded: dict[str, int] = {}
+    passing: list[Ranked] = []
+    below: list[Ranked] = []
+    for provider_id, local, models, gone in catalog.rank_groups:
+        every, cloud_only, local_only = gates[provider_id]
+        gate = every or (local_only if local else cloud_only)
+        if gate:  # the whole group is out: count it (withdrawn models keep their own reason)
+            _count(excluded, "no longer offered", gone)
+            _count(excluded, gate, len(models) - gone)
+            continue
+        _rank_group(models, prompt, c, excluded, passing, below)
+    relaxed = not passing and bool(below) and c.min_quality is None
+    candidates = passing or (below if relaxed else [])
+    candidates.sort(key=lambda r: (-r.score, r.model.id))
+    return Ranking(c.mode, candidates, dict(sorted(excluded.items(), key=lambda kv: (-kv[1], kv[0]))), prompt.need, relaxed)
+
+
+def _gates(catalog: Catalog, c: Constraints, sensitive: bool,
+           availability: AvailabilityFn) -> dict[str, tuple[str | None, str | None, str | None]]:
+    """_provider_gate for each provider that has models, asking `availability` once per provider."""
     memo: dict[str, Any] = {}
 
     def available(provider_id: str) -> Any:
@@ -140,56 +183,60 @@ def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: 
             memo[provider_id] = availability(catalog.providers[provider_id])
         return memo[provider_id]
 
-    groups = catalog.rank_groups
-    gates = {pid: _provider_gate(catalog.providers.get(pid), c, sensitive, available) for pid in {g[0] for g in groups}}
-    excluded: dict[str, int] = {}
-    passing: list[Ranked] = []
-    below: list[Ranked] = []
-    learned, max_cost = c.learned, c.max_cost
-    for provider_id, local, models, gone in groups:
-        every, cloud_only, local_only = gates[provider_id]
-        gate = every or (local_only if local else cloud_only)
-        if gate:  # the whole group is out: count it (withdrawn models keep their own reason)
-            if gone:
-                excluded["no longer offered"] = excluded.get("no longer offered", 0) + gone
-            if len(models) > gone:
-                excluded[gate] = excluded.get(gate, 0) + len(models) - gone
-            continue
-        for model in models:
-            reason = (
-                "no longer offered" if not model.available
-                else ("context too small" if model.context is not None and model.context < context_needed else None)
-                or ("no tool support" if needs_tools and not model.tools else None)
-                or ("no vision support" if needs_vision and not model.vision else None)
-                or ("no JSON mode" if needs_json and not model.json else None)
-            )
-            if reason is None:
-                quality = overall_weight * model.quality["overall"] + sum(map(mul, per_domain, model.quality_vector))
-                if model.price_input is None or model.price_output is None:
-                    cost, cost_score = None, 0.3  # unknown prices score as moderately expensive: neither win nor vanish
-                else:
-                    cost = (input_tokens * model.price_input + output_tokens * model.price_output) / 1e6
-                    cost_score = 1.0 / (1.0 + math.sqrt(cost / COST_SCALE))  # 1 when free, 0.5 at COST_SCALE
-                latency = estimated_latency(model, output_tokens)
-                total = w.quality * quality + w.cost * cost_score + w.speed / (1.0 + latency / 5.0) + (w.local if model.local else 0.0)
-                ranked = Ranked(model, total, quality, cost, latency)  # rounded only for display
-                if learned and model.id in learned:
-                    ranked.learned = learned[model.id]
-                    ranked.score += ranked.learned.value
-                if max_cost is not None and (cost is None or cost > max_cost):
-                    reason = "over max cost" if cost is not None else "price unknown (max cost set)"
-                elif quality < need:
-                    ranked.below_quality = True
-                    below.append(ranked)
-                    reason = "quality below required"
-                else:
-                    passing.append(ranked)
-            if reason is not None:
-                excluded[reason] = excluded.get(reason, 0) + 1
-    relaxed = not passing and bool(below) and c.min_quality is None
-    candidates = passing or (below if relaxed else [])
-    candidates.sort(key=lambda r: (-r.score, r.model.id))
-    return Ranking(c.mode, candidates, dict(sorted(excluded.items(), key=lambda kv: (-kv[1], kv[0]))), need, relaxed)
+    ids = {group[0] for group in catalog.rank_groups}
+    return {pid: _provider_gate(catalog.providers.get(pid), c, sensitive, available) for pid in ids}
+
+
+def _count(excluded: dict[str, int], reason: str, n: int) -> None:
+    if n > 0:
+        excluded[reason] = excluded.get(reason, 0) + n
+
+
+def _rank_group(models: tuple[Model, ...], p: _Prompt, c: Constraints, excluded: dict[str, int],
+                passing: list[Ranked], below: list[Ranked]) -> None:
+    """Filter and score one provider's models: each lands in `passing`, `below` (the quality
+    required) or `excluded` (counted by reason). The arithmetic stays inline, on locals: this
+    loop runs for every model of every prompt."""
+    per_domain, overall_weight, w, need = p.per_domain, p.overall_weight, p.weights, p.need
+    input_tokens, output_tokens, learned, max_cost = p.input_tokens, p.output_tokens, c.learned, c.max_cost
+    context_needed, needs_tools, needs_vision, needs_json = p.context_needed, p.needs_tools, p.needs_vision, p.needs_json
+    for model in models:
+        reason = (
+            "no longer offered" if not model.available
+            else ("context too small" if model.context is not None and model.context < context_needed else None)
+            or ("no tool support" if needs_tools and not model.tools else None)
+            or ("no vision support" if needs_vision and not model.vision else None)
+            or ("no JSON mode" if needs_json and not model.json else None)
+        )
+        if reason is None:
+            quality = overall_weight * model.quality["overall"] + sum(map(mul, per_domain, model.quality_vector))
+            if model.price_input is None or model.price_output is None:
+                cost, cost_score = None, 0.3  # unknown prices score as moderately expensive: neither win nor vanish
+            else:
+                cost = (input_tokens * model.price_input + output_tokens * model.price_output) / 1e6
+                cost_score = 1.0 / (1.0 + math.sqrt(cost / COST_SCALE))  # 1 when free, 0.5 at COST_SCALE
+            latency = estimated_latency(model, output_tokens)
+            speed = w.speed / (1.0 + latency / 5.0)
+            total = w.quality * quality + w.cost * cost_score + speed + (w.local if model.local else 0.0)
+            ranked = Ranked(model, total, quality, cost, latency)  # rounded only for display
+            if learned and model.id in learned:
+                ranked.learned = learned[model.id]
+                ranked.score += ranked.learned.value
+            reason = _place(ranked, need, max_cost, passing, below)
+        if reason is not None:
+            excluded[reason] = excluded.get(reason, 0) + 1
+
+
+def _place(ranked: Ranked, need: float, max_cost: float | None, passing: list[Ranked], below: list[Ranked]) -> str | None:
+    """Add a scored model to the passing or the below-quality list; else the reason it is out."""
+    if max_cost is not None and (ranked.cost_usd is None or ranked.cost_usd > max_cost):
+        return "over max cost" if ranked.cost_usd is not None else "price unknown (max cost set)"
+    if ranked.quality < need:
+        ranked.below_quality = True
+        below.append(ranked)
+        return "quality below required"
+    passing.append(ranked)
+    return None
 
 
 def reasons(r: Ranked, need: float, domain: str, availability_source: str | None) -> list[str]:

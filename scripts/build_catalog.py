@@ -777,7 +777,7 @@ class Quality:
         self.metrics = metrics
         self.sources = sources
         self.calib = {}
-        for d, ms in DOMAIN_METRICS.items():
+        for _domain, ms in DOMAIN_METRICS.items():
             ref = ms[0]
             for m in ms[1:]:
                 pairs = [(v[m], v[ref]) for k, v in sorted(metrics.items()) if m in v and ref in v]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import orjson
+import pytest
 from hypothesis import given, strategies as st
 
 from r42.privacy import StreamRestorer, redact_messages
 from r42.scoring.sensitive import find_sensitive
+from tests.fakes import OllamaFake, OpenAIFake
+from tests.helpers import run
 
 SECRET = "sk-proj-abcdefghijklmnopqrstuvwxyz123456"
 
@@ -39,11 +43,6 @@ def test_stream_restore_across_any_chunking(size):
 
 # --- the privacy rules end to end, checked at a loopback provider --------------------------------
 
-import orjson  # noqa: E402
-import pytest  # noqa: E402
-
-from tests.fakes import OllamaFake, OpenAIFake  # noqa: E402
-from tests.helpers import run  # noqa: E402
 
 PROMPT = f"Why does my deploy fail? I export OPENAI_API_KEY={SECRET} and mail ops@example.com"
 

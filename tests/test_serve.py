@@ -314,11 +314,14 @@ def test_messages_translated_for_an_openai_model_with_tools(claude, stream):
     assert answer.content[0].text == "The tool said: sunny"
 
 
-def test_messages_stream_translated_text(claude):
+def test_messages_stream_translated_text(claude, gateway):
     with claude.messages.stream(model=DIRECT, max_tokens=100, messages=[{"role": "user", "content": "hi"}]) as events:
         text = "".join(events.text_stream)
         final = events.get_final_message()
+        request_id = events.response.headers["x-r42-request-id"]
     assert text == REPLY and final.usage.output_tokens == len(REPLY.split())
+    [row] = [r for r in log_rows(gateway) if r["request_id"] == request_id]  # a stream on a worker is logged whole
+    assert row["status"] == "ok" and row["model"] == DIRECT and row["output_tokens"] == len(REPLY.split())
 
 
 def test_anthropic_errors_are_anthropic_shaped(claude, gateway, upstreams):

@@ -226,7 +226,7 @@ def _anthropic(f: _Fetch) -> list[dict[str, Any]]:
                 continue
             caps = item.get("capabilities") or {}
 
-            def supported(name: str) -> bool | None:
+            def supported(name: str, caps: dict = caps) -> bool | None:  # this item's capabilities
                 value = caps.get(name)
                 return value.get("supported") if isinstance(value, dict) else None
 
@@ -619,7 +619,7 @@ def run_sync(catalog: Catalog, names: tuple[str, ...] = (), dry_run: bool = Fals
     old_models = {m["id"]: m for m in old.get("models") or [] if isinstance(m, dict) and isinstance(m.get("id"), str)}
     before = merge_models(shipped["models"], old_models)
     estimator = Estimator(_build({"providers": shipped["providers"], "models": before}, ()).models)
-    ok = {pid: l for pid, l in listings.items() if l.error is None}
+    ok = {pid: listing for pid, listing in listings.items() if listing.error is None}
     new_models = {mid: m for mid, m in old_models.items() if mid.split("/", 1)[0] not in ok}
     for listing in ok.values():
         new_models.update(plan_provider(listing, shipped["models"], old_models, before, estimator, date))
@@ -627,12 +627,12 @@ def run_sync(catalog: Catalog, names: tuple[str, ...] = (), dry_run: bool = Fals
     edits = user_edits(extra)
     touched = [(c["id"], set(c["fields"])) for c in summary["changed"]] + [(mid, {"available"}) for mid in summary["unavailable"]]
     kept = [{"id": mid, "fields": sorted(fields & edits[mid])} for mid, fields in touched if fields & edits.get(mid, set())]
-    failed.update({pid: l.error for pid, l in listings.items() if l.error is not None})
+    failed.update({pid: listing.error for pid, listing in listings.items() if listing.error is not None})
     if not dry_run and ok:
-        write_layer(path, old, new_models, catalog, shipped["providers"], {pid: {"date": date, "source": l.source, "models": len(l.entries)} for pid, l in ok.items()})
+        write_layer(path, old, new_models, catalog, shipped["providers"], {pid: {"date": date, "source": listing.source, "models": len(listing.entries)} for pid, listing in ok.items()})
     return {
         "dry_run": dry_run, "file": str(path), "date": date,
-        "providers": {pid: {"ok": True, "listed": len(l.entries), "source": l.source} for pid, l in sorted(ok.items())},
+        "providers": {pid: {"ok": True, "listed": len(listing.entries), "source": listing.source} for pid, listing in sorted(ok.items())},
         **summary,
         "kept_user_edits": kept,
         "failed": [{"provider": pid, "error": reason} for pid, reason in sorted(failed.items())],

@@ -74,6 +74,7 @@ class Running:
 
     @property
     def url(self) -> str:
+        assert self.server.bound is not None, "start the gateway first"
         host, port = self.server.bound
         return f"http://{host}:{port}"
 

@@ -358,7 +358,7 @@ class Gateway:
         status, score = call.outcome, call.score or {}
         usage = route.get("usage") or {}
         latency_ms = route.get("latency_ms") or int((time.perf_counter() - call.request.started) * 1000)
-        row = {
+        row: dict[str, Any] = {
             "endpoint": call.endpoint, "status": status, "model": route.get("model"), "user": call.caller.user,
             "mode": call.mode, "complexity": score.get("complexity"), "domain": score.get("domain"),
             "attempts": route.get("attempts"), "input_tokens": usage.get("input_tokens"),

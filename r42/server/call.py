@@ -21,8 +21,11 @@ from r42.server.http import Channel, Request, Response
 
 MAX_JSON_DEPTH = 64
 JSON = "application/json"
-SSE_HEADERS = [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
-               ("X-Accel-Buffering", "no")]
+SSE_HEADERS = [
+    ("Content-Type", "text/event-stream; charset=utf-8"),
+    ("Cache-Control", "no-cache"),
+    ("X-Accel-Buffering", "no"),
+]
 
 
 @dataclass

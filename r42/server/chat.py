@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
 
 import orjson
 
@@ -36,6 +36,7 @@ from r42.server.http import ClientGone, Response
 if TYPE_CHECKING:  # the gateway imports this module for its route table
     from r42.server.app import Gateway
 
+Chunks = Generator[dict[str, Any], None, None]
 ROUTING_ALIASES = ("auto", "r42", "route42")
 PIPE_KEYS = ("score", "ranking", "response", "route")  # pipe-document keys a chat client never sends
 
@@ -121,14 +122,16 @@ async def chat_completions_on_loop(gw: Gateway, call: Call) -> Response | None:
     if not executor.runs_async(plan_.candidates):
         return await call.channel.in_worker(_answer_chat, gw, call, plan_, executor, body)
     if body.get("stream"):
-        return await _stream_openai_on_loop(gw, call, plan_, executor, body)
+        await _stream_openai_on_loop(gw, call, plan_, executor, body)
+        return None
     result = await executor.complete_async(plan_.request, plan_.candidates)
     return _completion_response(gw, call, plan_, result)
 
 
 def _answer_chat(gw: Gateway, call: Call, plan_: Plan, executor: Any, body: dict[str, Any]) -> Response | None:
     if body.get("stream"):
-        return _stream_openai(gw, call, plan_, executor, body)
+        _stream_openai(gw, call, plan_, executor, body)
+        return None
     result = executor.complete(plan_.request, plan_.candidates)
     return _completion_response(gw, call, plan_, result)
 
@@ -218,9 +221,9 @@ def _stream_broken(gw: Gateway, call: Call, plan_: Plan, exc: StreamBrokenError,
 def _relay_stream(gw: Gateway, call: Call, plan_: Plan, executor: Any, write_body: Callable[..., None], sse_error: Callable[..., bytes]) -> None:
     """Stream an answer in one wire format (`write_body`) and record how it ended: whole, broken
     upstream after it had started (an SSE error event), or abandoned by the client."""
-    run, chunks = _start_stream(gw, call, plan_, executor)
+    run, first, chunks = _start_stream(gw, call, plan_, executor)
     try:
-        write_body(run, chunks, call.channel)
+        write_body(run, chain(first, chunks), call.channel)
     except StreamBrokenError as exc:
         _stream_broken(gw, call, plan_, exc, sse_error)
         return
@@ -232,14 +235,15 @@ def _relay_stream(gw: Gateway, call: Call, plan_: Plan, executor: Any, write_bod
     _record_streamed(gw, call, plan_, run)
 
 
-def _start_stream(gw: Gateway, call: Call, plan_: Plan, executor: Any) -> tuple[Any, Iterator[dict[str, Any]]]:
+def _start_stream(gw: Gateway, call: Call, plan_: Plan, executor: Any) -> tuple[Any, list[dict[str, Any]], Chunks]:
     """Run the stream until its first chunk (fallback is still possible until then: a failure is an
-    ordinary error response), then send the status line and headers; (the run, all its chunks)."""
+    ordinary error response), then send the status line and headers; (the run, the first chunk,
+    the rest: a generator, closed by the caller to release the upstream connection)."""
     run = executor.stream(plan_.request, plan_.candidates)
     chunks = iter(run)
     first = _first(chunks)
     call.channel.start(200, SSE_HEADERS + call.route_headers(run.model))
-    return run, chain(first, chunks)
+    return run, first, chunks
 
 
 def _first(chunks: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -280,7 +284,8 @@ def messages(gw: Gateway, call: Call) -> Response | None:
         plan_.candidates = rest
     executor = gw.executor_for(call.caller.user, plan_.limits)
     if body.get("stream"):
-        return _stream_anthropic(gw, call, plan_, executor)
+        _stream_anthropic(gw, call, plan_, executor)
+        return None
     result = executor.complete(plan_.request, plan_.candidates)
     message = completion_to_message(result.response)
     message["model"] = result.route["model"]

@@ -38,7 +38,7 @@ def models(gw: Gateway, call: Call) -> Response:
     router = gw.router_for(user)
     reachable = [m for m in gw.router.catalog.models if router.availability.check(gw.router.catalog.providers[m.provider]).ok]
     if call.request.headers.get("anthropic-version"):
-        data = [{"type": "model", "id": alias, "display_name": f"r42 routing ({alias})", "created_at": "1970-01-01T00:00:00Z"} for alias in ALIAS_IDS]
+        data: list[dict[str, Any]] = [{"type": "model", "id": alias, "display_name": f"r42 routing ({alias})", "created_at": "1970-01-01T00:00:00Z"} for alias in ALIAS_IDS]
         data += [{"type": "model", "id": m.id, "display_name": m.name, "created_at": "1970-01-01T00:00:00Z"} for m in reachable]
         return json_response({"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
     data = [{"id": alias, "object": "model", "created": 0, "owned_by": "r42"} for alias in ALIAS_IDS]

@@ -65,7 +65,8 @@ def relay(gw: Gateway, call: Call, plan_: Any, body: dict[str, Any], native: lis
                     return Response(response.status, _with_request_id(raw, call.id), headers)
                 headers = call.route_headers(target.id)
                 if body.get("stream"):
-                    return _stream(call, target, response, run, headers)
+                    _stream(call, target, response, run, headers)
+                    return None
                 return _whole(call, target, response, run, headers)
         except TransportError as exc:  # no answer at all from this candidate: the next one
             last = provider_error(None, exc.message, secret=endpoint.api_key)

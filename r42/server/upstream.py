@@ -42,7 +42,7 @@ def pooled_open(endpoint: Endpoint) -> Adapter:
             if len(_adapters) >= MAX_POOLED:
                 return open_adapter(endpoint)  # closed after its attempt, as without a pool
             adapter = _adapters[endpoint] = open_adapter(endpoint)
-    return _Kept(adapter)  # type: ignore[return-value]
+    return _Kept(adapter)
 
 
 def close_all() -> None:
