@@ -23,7 +23,8 @@ def built(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cat(built):
-    return yaml.safe_load(built.read_text(encoding="utf-8"))
+    # libyaml's parser when PyYAML has it: the same document, ~10x faster than the pure-Python one
+    return yaml.load(built.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def cloud_models(cat):

@@ -5,7 +5,8 @@ sync` writes (R42_HOME/catalog.sync.yaml) and then the user's own files (R42_HOM
 then the `catalog` setting): providers by key, models by id, field by field, so a user can change
 one price without copying an entry, and a user's edit always wins over a sync. Parsing 2-3 MB of YAML costs a
 few hundred milliseconds, so the merged result is cached as JSON, keyed by the files' sizes and
-modification times.
+modification times. `Catalog.resolve(name)` is the one place a model name (an id, an alias or
+provider/name) becomes a `Target`: the router, the executor and the gateway all go through it.
 """
 
 from __future__ import annotations

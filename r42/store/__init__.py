@@ -1,7 +1,8 @@
 """The store: one SQLite file in R42_HOME (r42.db) with gateway users and keys, encrypted
 provider credentials and custom endpoints, and the routing log.
 
-This package never imports click; `cryptography` loads only when a secret is sealed or opened.
+This package never imports click nor r42.availability (which imports it to look credentials up);
+`cryptography` loads only when a secret is sealed or opened.
 Every function opens this thread's connection on first use; the read functions return empty
 results (or None) when no store exists yet and never create one.
 """
