@@ -199,7 +199,10 @@ def test_interactive_chat_keeps_history_and_answers_commands(openai_fake):
 def test_ctrl_c_exits_130(openai_fake, tmp_path):
     openai_fake.fail(faults.slow_first_byte(60))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "r42", "ask", "--model", A], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    # A run started in the background by a non-interactive shell inherits SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler: give the child the default, as a terminal would.
+    proc = subprocess.Popen([sys.executable, "-m", "r42", "ask", "--model", A], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     proc.stdin.write(b"hi")
     proc.stdin.close()
     while not openai_fake.requests:  # wait until the request is in flight
