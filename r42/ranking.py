@@ -170,7 +170,8 @@ def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: 
     relaxed = not passing and bool(below) and c.min_quality is None
     candidates = passing or (below if relaxed else [])
     candidates.sort(key=lambda r: (-r.score, r.model.id))
-    return Ranking(c.mode, candidates, dict(sorted(excluded.items(), key=lambda kv: (-kv[1], kv[0]))), prompt.need, relaxed)
+    by_count = dict(sorted(excluded.items(), key=lambda kv: (-kv[1], kv[0])))
+    return Ranking(c.mode, candidates, by_count, prompt.need, relaxed)
 
 
 def _gates(catalog: Catalog, c: Constraints, sensitive: bool,
@@ -199,7 +200,8 @@ def _rank_group(models: tuple[Model, ...], p: _Prompt, c: Constraints, excluded:
     loop runs for every model of every prompt."""
     per_domain, overall_weight, w, need = p.per_domain, p.overall_weight, p.weights, p.need
     input_tokens, output_tokens, learned, max_cost = p.input_tokens, p.output_tokens, c.learned, c.max_cost
-    context_needed, needs_tools, needs_vision, needs_json = p.context_needed, p.needs_tools, p.needs_vision, p.needs_json
+    context_needed, needs_tools = p.context_needed, p.needs_tools
+    needs_vision, needs_json = p.needs_vision, p.needs_json
     for model in models:
         reason = (
             "no longer offered" if not model.available
@@ -227,7 +229,8 @@ def _rank_group(models: tuple[Model, ...], p: _Prompt, c: Constraints, excluded:
             excluded[reason] = excluded.get(reason, 0) + 1
 
 
-def _place(ranked: Ranked, need: float, max_cost: float | None, passing: list[Ranked], below: list[Ranked]) -> str | None:
+def _place(ranked: Ranked, need: float, max_cost: float | None, passing: list[Ranked],
+           below: list[Ranked]) -> str | None:
     """Add a scored model to the passing or the below-quality list; else the reason it is out."""
     if max_cost is not None and (ranked.cost_usd is None or ranked.cost_usd > max_cost):
         return "over max cost" if ranked.cost_usd is not None else "price unknown (max cost set)"

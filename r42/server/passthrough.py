@@ -80,8 +80,8 @@ def relay(gw: Gateway, call: Call, plan_: Any, body: dict[str, Any], native: lis
     call.ended("error", {"attempts": _attempts(run)}, "AllFailedError")
     status = 502 if last is None or last.status is None or last.status < 400 or last.status == 409 else last.status
     reason = f"; {run.stopped}" if run.stopped else ""
-    raise GatewayError(status if status in (429, 529, 502, 503, 504) else 502,
-                       f"every candidate failed ({len(run.attempts)} attempts{reason}); last: {last}", "all_candidates_failed")
+    message = f"every candidate failed ({len(run.attempts)} attempts{reason}); last: {last}"
+    raise GatewayError(status if status in (429, 529, 502, 503, 504) else 502, message, "all_candidates_failed")
 
 
 def _client(endpoint: Endpoint) -> tuple[Endpoint, Any]:
