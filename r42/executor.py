@@ -136,6 +136,10 @@ class Executor:
         """The request as this target gets it: its own model name, and redacted for a cloud
         provider when redaction is on (the Redaction puts the values back into the answer)."""
         body = {**request, "model": target.upstream}
+        if target.provider.id == BUILTIN_LOCAL:
+            from r42.localmodel import with_defaults  # temperature 0, max_tokens 256 unless the request sets them
+
+            body = with_defaults(body)
         if target.provider.local and "max_tokens" not in body and "max_completion_tokens" not in body:
             # A local server generates until its context is full when no limit is given (8,192
             # tokens, minutes on a laptop, longer when a small model loops): give it a bound.
