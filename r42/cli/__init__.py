@@ -85,7 +85,8 @@ def usage_error(exc: click.UsageError) -> CliError:
     """`r42: error: no such option: --bogus (try r42 score --help)`, exit 2."""
     text = " ".join(exc.format_message().split()).rstrip(".")
     text = text[:1].lower() + text[1:]
-    command = exc.ctx.command_path if exc.ctx is not None else "r42"
+    path = exc.ctx.command_path.split()[1:] if exc.ctx is not None else []  # the root is r42 whatever its prog_name
+    command = " ".join(["r42", *path])
     return CliError(f"{text} (try {command} --help)", int(ExitCode.USAGE))
 
 
