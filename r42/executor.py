@@ -171,7 +171,8 @@ class Executor:
         if base_url is None and provider.id == BUILTIN_LOCAL:
             base_url = _builtin_server()
         if base_url is None:
-            raise NotConfigured(f"no base URL for {provider.id} (set {provider.base_url_env})", f"set {provider.base_url_env}")
+            setting = provider.base_url_env
+            raise NotConfigured(f"no base URL for {provider.id} (set {setting})", f"set {setting}")
         key = None
         if provider.key_env:
             credential = self.credential_of(provider, env, self.user)
@@ -503,7 +504,8 @@ class _Run:
             return CandidatesFailed(f"no attempt could be made{reason}", self.attempts)
         if len(self.missing) == tried:
             models = ", ".join(a.model for a in self.attempts)
-            return ProvidersMissing(f"no provider configured for {models}", self.attempts, "; ".join(dict.fromkeys(self.missing)))
+            hint = "; ".join(dict.fromkeys(self.missing))
+            return ProvidersMissing(f"no provider configured for {models}", self.attempts, hint)
         return CandidatesFailed(f"every candidate failed ({tried} attempt{'s' if tried != 1 else ''}{reason})", self.attempts, "see the attempts above; r42 rank shows the candidates")
 
 

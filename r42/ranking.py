@@ -316,7 +316,8 @@ def weak_answer_note(doc: dict[str, Any]) -> str | None:
     if not isinstance(route, dict) or not isinstance(ranking, dict):
         return None
     need = ranking.get("required_quality")
-    entry = next((c for c in ranking.get("candidates") or [] if isinstance(c, dict) and c.get("model") == route.get("model")), None)
+    candidates = [c for c in ranking.get("candidates") or [] if isinstance(c, dict)]
+    entry = next((c for c in candidates if c.get("model") == route.get("model")), None)
     if entry is None or not isinstance(need, (int, float)) or not isinstance(entry.get("quality"), (int, float)):
         return None
     if entry["quality"] >= need:

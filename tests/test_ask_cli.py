@@ -266,7 +266,8 @@ def test_a_good_enough_model_gives_no_note(openai_fake):
 def test_the_weak_answer_note_compares_the_answering_models_quality_with_the_need():
     from r42.ranking import weak_answer_note
 
-    ranking = {"required_quality": 0.31, "candidates": [{"model": "x/weak", "quality": 0.05}, {"model": "y/strong", "quality": 0.8}]}
+    candidates = [{"model": "x/weak", "quality": 0.05}, {"model": "y/strong", "quality": 0.8}]
+    ranking = {"required_quality": 0.31, "candidates": candidates}
     doc = {"score": {"domain": "math"}, "ranking": ranking}
     note = weak_answer_note({**doc, "route": {"model": "x/weak"}})
     assert note is not None and "0.05" in note and "0.31" in note and "math" in note
@@ -303,11 +304,13 @@ BATCH = [
 @pytest.fixture(scope="module")
 def builtin_batch(tmp_path_factory):
     """One `r42 ask` process over BATCH with no keys: the built-in model answers every line."""
-    env = {k: v for k, v in os.environ.items() if not any(m in k for m in ("_API_KEY", "_BASE_URL", "_TOKEN", "OLLAMA_HOST", "R42_"))}
+    markers = ("_API_KEY", "_BASE_URL", "_TOKEN", "OLLAMA_HOST", "R42_")
+    env = {k: v for k, v in os.environ.items() if not any(m in k for m in markers)}
     env.update(R42_HOME=str(tmp_path_factory.mktemp("r42home")), XDG_CACHE_HOME=str(tmp_path_factory.mktemp("cache")),
                OLLAMA_HOST="127.0.0.1:9", R42_LMSTUDIO_BASE_URL="http://127.0.0.1:9/v1")
     stdin = b"".join(orjson.dumps(line) + b"\n" for line in BATCH)
-    proc = subprocess.run([sys.executable, "-m", "r42", "ask"], input=stdin, capture_output=True, env=env, timeout=600, check=False)
+    command = [sys.executable, "-m", "r42", "ask"]
+    proc = subprocess.run(command, input=stdin, capture_output=True, env=env, timeout=600, check=False)
     return proc, json_lines(proc.stdout.decode())
 
 
@@ -318,7 +321,8 @@ def test_a_weak_answer_is_said_once_per_batch_and_in_route_note(builtin_batch):
     assert [d["route"]["model"] for d in docs] == ["local/smollm2-135m-instruct"] * len(BATCH)
     notes = [line for line in proc.stderr.decode().splitlines() if line.startswith("r42: note: ")]
     assert len(notes) == 1, proc.stderr
-    assert "local/smollm2-135m-instruct answered" in notes[0] and "ANTHROPIC_API_KEY" in notes[0] and "Ollama or LM Studio" in notes[0]
+    assert "local/smollm2-135m-instruct answered" in notes[0]
+    assert "ANTHROPIC_API_KEY" in notes[0] and "Ollama or LM Studio" in notes[0]
     assert all(d["ranking"].get("relaxed") and d["route"]["note"] for d in docs)
 
 

@@ -20,7 +20,8 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def r42(args: list[str], stdin: bytes = b"") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "r42", *args], input=stdin, capture_output=True, env=os.environ.copy(), check=False)
+    command = [sys.executable, "-m", "r42", *args]
+    return subprocess.run(command, input=stdin, capture_output=True, env=os.environ.copy(), check=False)
 
 
 def shape(value: Any) -> Any:
@@ -41,14 +42,16 @@ def number(text: str) -> int:
 
 def test_the_readme_test_command_is_the_ci_command():
     quick_start = re.search(r"```sh\n(.*?)```", README, re.S).group(1).splitlines()
-    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    ci = [line for line in ci_lines if line and not line.startswith(("#", "set ", "cd "))]
     assert quick_start[1] == ci[-1] == "bash scripts/setup.sh --test && .venv/bin/python -m pytest -q"
 
 
 def test_pytest_dash_q_with_the_projects_config_prints_how_many_passed(tmp_path):
     (tmp_path / "test_one.py").write_text("def test_one():\n    assert True\n")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path),
-                           "-p", "no:cacheprovider", str(tmp_path / "test_one.py")], capture_output=True, check=False)
+    command = [sys.executable, "-m", "pytest", "-q", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path),
+               "-p", "no:cacheprovider", str(tmp_path / "test_one.py")]
+    proc = subprocess.run(command, capture_output=True, check=False)
     assert proc.returncode == 0, proc.stdout
     assert re.search(rb"^1 passed in [\d.]+s", proc.stdout, re.M), proc.stdout
 
@@ -68,8 +71,8 @@ def catalog():
 
 
 def test_the_catalog_counts_are_the_catalogs(catalog):
-    total, cloud, providers, local = re.search(r"It holds\s+([\d,]+) models: ([\d,]+) cloud chat models from (\d+) providers.*?and (\d+) local",
-                                               README, re.S).groups()
+    pattern = r"It holds\s+([\d,]+) models: ([\d,]+) cloud chat models from (\d+) providers.*?and (\d+) local"
+    total, cloud, providers, local = re.search(pattern, README, re.S).groups()
     models = catalog.models
     assert number(total) == len(models)
     assert number(cloud) == sum(1 for m in models if not m.local)
@@ -114,7 +117,9 @@ def test_the_rank_example_has_the_shape_and_counts_of_a_real_run(catalog):
     real = orjson.loads(ranked.stdout)
     shown = printed["ranking"]["candidates"]
     assert shape(real["score"]) == shape(printed["score"])
-    assert {k: v for k, v in shape(real["ranking"]).items() if k != "candidates"} == {k: v for k, v in shape(printed["ranking"]).items() if k != "candidates"}
+    real_shape, printed_shape = shape(real["ranking"]), shape(printed["ranking"])
+    real_shape.pop("candidates"), printed_shape.pop("candidates")
+    assert real_shape == printed_shape
     assert shape(real["ranking"]["candidates"][0]) == shape(shown[0])
     assert len(real["ranking"]["candidates"]) == 3
     assert real["ranking"]["excluded"] == printed["ranking"]["excluded"]
@@ -123,7 +128,8 @@ def test_the_rank_example_has_the_shape_and_counts_of_a_real_run(catalog):
     # the counts add up to the catalog, and the README's sentence says the same numbers
     excluded = sum(printed["ranking"]["excluded"].values())
     assert excluded + 3 + printed["ranking"]["more"] == len(catalog.models)
-    assert f"{excluded:,} models excluded + 3 shown + {printed['ranking']['more']:,} more = {len(catalog.models):,}" in README
+    more = printed["ranking"]["more"]
+    assert f"{excluded:,} models excluded + 3 shown + {more:,} more = {len(catalog.models):,}" in README
 
 
 # --- asking with no keys: the built-in model ----------------------------------------------------
@@ -145,5 +151,6 @@ def test_the_quick_start_question_is_answered_by_the_builtin_model_with_its_note
     assert "Paris" in doc["response"]["choices"][0]["message"]["content"]
     notes = [line for line in proc.stderr.decode().splitlines() if line.startswith("r42: note: ")]
     assert len(notes) == 1 and notes[0] == f"r42: note: {doc['route']['note']}"
-    written = re.search(r"`(r42: note: local/smollm2-135m-instruct answered, but .*?)…`", README.replace("\n", " "), re.S).group(1)
+    pattern = r"`(r42: note: local/smollm2-135m-instruct answered, but .*?)…`"
+    written = re.search(pattern, README.replace("\n", " "), re.S).group(1)
     assert re.sub(r"[\d.]+", "N", notes[0]).startswith(re.sub(r"[\d.]+", "N", written))

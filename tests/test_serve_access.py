@@ -33,8 +33,10 @@ def test_api_routes_answer_as_their_v1_twins():
         api = httpx.post(running.url + "/api/classify", json=body).json()
         assert api["id"] == 7 and api["score"] == v1["score"]
         feedback = {"request_id": "req_unknown", "verdict": "good"}
-        assert httpx.post(running.url + "/api/feedback", json=feedback).status_code == httpx.post(running.url + "/v1/feedback", json=feedback).status_code
-        counted = httpx.post(running.url + "/api/messages/count_tokens", json={"model": "x", "messages": [{"role": "user", "content": "hi"}]})
+        api_status = httpx.post(running.url + "/api/feedback", json=feedback).status_code
+        assert api_status == httpx.post(running.url + "/v1/feedback", json=feedback).status_code
+        question = {"model": "x", "messages": [{"role": "user", "content": "hi"}]}
+        counted = httpx.post(running.url + "/api/messages/count_tokens", json=question)
         assert counted.status_code == 200 and counted.json()["input_tokens"] > 0
         assert httpx.post(running.url + "/api/nope", json={}).status_code == 404
 

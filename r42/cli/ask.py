@@ -98,7 +98,10 @@ class Asker:
         return doc, self.executor.stream(request, candidates)
 
     def finish(self, doc: dict[str, Any], result: Result | None, error: R42Error | None = None) -> dict[str, Any]:
-        out = doc if result is None else self._with_note({**doc, "response": result.response, "route": with_request_id(result.route)})
+        if result is None:
+            out = doc
+        else:
+            out = self._with_note({**doc, "response": result.response, "route": with_request_id(result.route)})
         if isinstance(error, StreamBrokenError):
             out = {**out, "route": with_request_id(error.route)}
         self._log(out, error)

@@ -18,8 +18,11 @@ from r42.cli.options import mode_option
 @mode_option
 @click.option("--max-body", type=click.IntRange(min=1024), default=None, envvar="R42_SERVE_MAX_BODY", show_envvar=True, help="Largest request body in bytes (413 above) [default: 32 MiB].")
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=None, envvar="R42_SERVE_MAX_CONCURRENCY", show_envvar=True, help="Requests handled at once (503 above) [default: 256].")
-@click.option("--access-log", "access_log", metavar="FILE", default=None, help="Append one line per request (time, status, method, path, model, ms, request id) to FILE; - for stderr [default: stderr on a terminal, else none].")
-def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int | None, max_concurrency: int | None, access_log: str | None) -> None:
+@click.option("--access-log", "access_log", metavar="FILE", default=None,
+              help="Append one line per request (time, status, method, path, model, ms, request id) to FILE; "
+                   "- for stderr [default: stderr on a terminal, else none].")
+def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int | None, max_concurrency: int | None,
+          access_log: str | None) -> None:
     """Serve the OpenAI and Anthropic APIs with r42's routing.
 
     \b

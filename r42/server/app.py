@@ -91,7 +91,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/feedback"): Route("feedback"),
 }
 # Every /v1 route is served under /api too (/api/classify, /api/feedback, /api/messages, ...).
-ROUTES.update({(method, "/api" + path[3:]): route for (method, path), route in list(ROUTES.items()) if path.startswith("/v1/")})
+ROUTES.update({(method, "/api" + path[3:]): route for (method, path), route in list(ROUTES.items())
+               if path.startswith("/v1/")})
 
 
 Job = tuple[Callable[[], None], Callable[[], None] | None]
