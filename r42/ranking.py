@@ -325,3 +325,26 @@ def privacy_allows(local: bool, provider: Provider | None, score: dict[str, Any]
     if c.mode == "privacy" and not provider.private:
         return False
     return not (score.get("sensitive") and not local and not c.allow_cloud_sensitive)
+
+
+BETTER_MODEL_HINT = ("for a better one, give r42 a provider key (export ANTHROPIC_API_KEY=..., or r42 keys set "
+                     "anthropic) or start Ollama or LM Studio")
+
+
+def weak_answer_note(doc: dict[str, Any]) -> str | None:
+    """Why an answer may be weak, when the model that gave it is below the quality the prompt
+    needs (a relaxed ranking): what to do for a better one. None when the answer is up to it, or
+    when there is no ranking to judge by (--model)."""
+    route, ranking = doc.get("route"), doc.get("ranking")
+    if not isinstance(route, dict) or not isinstance(ranking, dict):
+        return None
+    need = ranking.get("required_quality")
+    candidates = [c for c in ranking.get("candidates") or [] if isinstance(c, dict)]
+    entry = next((c for c in candidates if c.get("model") == route.get("model")), None)
+    if entry is None or not isinstance(need, (int, float)) or not isinstance(entry.get("quality"), (int, float)):
+        return None
+    if entry["quality"] >= need:
+        return None
+    domain = (doc.get("score") or {}).get("domain") or "this prompt"
+    return (f"{route['model']} answered, but its quality {entry['quality']:.2f} is below the {need:.2f} this prompt "
+            f"needs ({domain}): the answer may be wrong; {BETTER_MODEL_HINT}")

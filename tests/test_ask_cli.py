@@ -231,3 +231,109 @@ def test_the_builtin_local_model_answers_and_is_stopped_afterwards():
     assert doc["response"]["choices"][0]["message"]["content"].strip()
     assert doc["route"]["cost_usd"] == 0
     assert localmodel.server_pid() is None
+
+
+# --- issue 20: what a newcomer with no keys sees -------------------------------------------------
+
+
+def test_a_model_whose_provider_has_no_key_exits_4_saying_what_to_set():
+    result = run(["ask", "--model", "claude-sonnet-4-5"], input="hi")
+    assert result.exit_code == ExitCode.NO_CREDENTIALS
+    assert result.stdout == ""
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("r42: error: no provider configured for anthropic/claude-sonnet-4-5")
+    assert "ANTHROPIC_API_KEY" in last and "r42 keys set anthropic" in last
+
+
+def test_a_failing_key_still_exits_5_not_4(openai_fake):
+    openai_fake.fail(faults.status(500))
+    result = run(["ask", "--model", A], input="hi")
+    assert result.exit_code == ExitCode.ALL_FAILED
+
+
+def test_lines_that_failed_in_score_make_ask_exit_with_their_code(openai_fake):
+    scored = run(["score"], input='{"id": 1, "prompt": "What is the capital of France?"}\n{not json\n')
+    result = run(["ask", "--cloud"], input=scored.stdout)
+    out = json_lines(result.stdout)
+    assert [("response" in d, "error" in d) for d in out] == [(True, False), (False, True)]
+    assert result.exit_code == ExitCode.USAGE
+    assert "1 of 2 lines failed; line 2: failed in an earlier stage" in result.stderr
+
+
+def test_a_good_enough_model_gives_no_note(openai_fake):
+    result = run(["ask", "--cloud"], input="What is the capital of France?")
+    doc = orjson.loads(result.stdout)
+    assert "note" not in doc["route"] and "note" not in result.stderr
+
+
+def test_the_weak_answer_note_compares_the_answering_models_quality_with_the_need():
+    from r42.ranking import weak_answer_note
+
+    candidates = [{"model": "x/weak", "quality": 0.05}, {"model": "y/strong", "quality": 0.8}]
+    ranking = {"required_quality": 0.31, "candidates": candidates}
+    doc = {"score": {"domain": "math"}, "ranking": ranking}
+    note = weak_answer_note({**doc, "route": {"model": "x/weak"}})
+    assert note is not None and "0.05" in note and "0.31" in note and "math" in note
+    assert "ANTHROPIC_API_KEY" in note and "Ollama or LM Studio" in note
+    assert weak_answer_note({**doc, "route": {"model": "y/strong"}}) is None  # fell back to a strong one
+    assert weak_answer_note({"route": {"model": "x/weak"}}) is None  # --model: no ranking to judge by
+
+
+def test_the_builtin_models_defaults_give_way_to_the_users_own():
+    from r42.catalog import load_catalog
+    from r42.executor import Executor
+
+    executor = Executor(load_catalog())
+    target = executor.target("local/smollm2-135m-instruct")
+    messages = [{"role": "user", "content": "hi"}]
+    body, _ = executor.body_for(target, {"messages": messages})
+    assert body["temperature"] == 0 and body["max_tokens"] == 256
+    body, _ = executor.body_for(target, {"messages": messages, "temperature": 0.7, "max_tokens": 40})
+    assert body["temperature"] == 0.7 and body["max_tokens"] == 40
+    body, _ = executor.body_for(target, {"messages": messages, "max_completion_tokens": 40})
+    assert "max_tokens" not in body
+    other, _ = executor.body_for(executor.target("ollama/qwen3:32b"), {"messages": messages})
+    assert "temperature" not in other  # only the built-in model gets these defaults
+
+
+BATCH = [
+    {"id": 1, "prompt": "What is 12 times 12?"},
+    {"id": 2, "prompt": "What is 12 times 12?"},
+    {"id": 3, "prompt": "Translate cat to French", "max_tokens": 5},
+    {"id": 4, "prompt": "Translate cat to French"},
+]
+
+
+@pytest.fixture(scope="module")
+def builtin_batch(tmp_path_factory):
+    """One `r42 ask` process over BATCH with no keys: the built-in model answers every line."""
+    markers = ("_API_KEY", "_BASE_URL", "_TOKEN", "OLLAMA_HOST", "R42_")
+    env = {k: v for k, v in os.environ.items() if not any(m in k for m in markers)}
+    env.update(R42_HOME=str(tmp_path_factory.mktemp("r42home")), XDG_CACHE_HOME=str(tmp_path_factory.mktemp("cache")),
+               OLLAMA_HOST="127.0.0.1:9", R42_LMSTUDIO_BASE_URL="http://127.0.0.1:9/v1")
+    stdin = b"".join(orjson.dumps(line) + b"\n" for line in BATCH)
+    command = [sys.executable, "-m", "r42", "ask"]
+    proc = subprocess.run(command, input=stdin, capture_output=True, env=env, timeout=600, check=False)
+    return proc, json_lines(proc.stdout.decode())
+
+
+@pytest.mark.skipif(not _local_model_installed(), reason="the built-in local model is not installed")
+def test_a_weak_answer_is_said_once_per_batch_and_in_route_note(builtin_batch):
+    proc, docs = builtin_batch
+    assert proc.returncode == 0, proc.stderr
+    assert [d["route"]["model"] for d in docs] == ["local/smollm2-135m-instruct"] * len(BATCH)
+    notes = [line for line in proc.stderr.decode().splitlines() if line.startswith("r42: note: ")]
+    assert len(notes) == 1, proc.stderr
+    assert "local/smollm2-135m-instruct answered" in notes[0]
+    assert "ANTHROPIC_API_KEY" in notes[0] and "Ollama or LM Studio" in notes[0]
+    assert all(d["ranking"].get("relaxed") and d["route"]["note"] for d in docs)
+
+
+@pytest.mark.skipif(not _local_model_installed(), reason="the built-in local model is not installed")
+def test_the_builtin_model_answers_the_same_way_twice_within_256_tokens_unless_told_otherwise(builtin_batch):
+    _, docs = builtin_batch
+    texts = [d["response"]["choices"][0]["message"]["content"] for d in docs]
+    tokens = [d["route"]["usage"]["output_tokens"] for d in docs]
+    assert texts[0] == texts[1]  # temperature 0
+    assert tokens[2] <= 5  # the user's own max_tokens
+    assert tokens[3] <= 256

@@ -57,3 +57,52 @@ def test_file_argument(tmp_path):
     assert proc.returncode == 0 and b'"domain":"creative"' in proc.stdout
     missing = subprocess.run([sys.executable, "-m", "r42", "score", str(tmp_path / "nope.txt")], capture_output=True, check=False)
     assert missing.returncode == 2 and missing.stderr.decode().startswith("r42: error: ")
+
+
+def _r42(args: list[str], stdin: bytes = b"") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "r42", *args], input=stdin, capture_output=True, check=False)
+
+
+@pytest.mark.parametrize(
+    "args, command",
+    [
+        (["score", "--bogus"], "r42 score"),  # the fast path hands it to click
+        (["rank", "--top", "x"], "r42 rank"),
+        (["ask", "--mode", "nope"], "r42 ask"),
+        (["--bogus"], "r42"),
+        (["nosuchcommand"], "r42"),
+        (["keys", "nosuch"], "r42 keys"),
+        (["score", "a", "b"], "r42 score"),
+    ],
+)
+def test_a_bad_flag_is_one_line_saying_where_help_is_and_exits_2(args, command):
+    proc = _r42(args, b"hi")
+    lines = proc.stderr.decode().splitlines()
+    assert proc.returncode == 2
+    assert proc.stdout == b""
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("r42: error: ") and lines[0].endswith(f"(try {command} --help)"), lines[0]
+    assert "Usage:" not in lines[0]
+
+
+def test_a_bare_group_still_shows_its_help():
+    proc = _r42(["feedback"])
+    assert b"Usage: r42 feedback" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("command", ["score", "rank", "ask"])
+def test_empty_input_suggests_a_pipe_into_the_command_that_was_run(command):
+    proc = _r42([command], b"")
+    assert proc.returncode == 2
+    assert proc.stderr.decode() == f'r42: error: empty input (pipe a prompt, e.g. echo "hello" | r42 {command})\n'
+
+
+def test_error_lines_from_an_earlier_stage_fail_the_batch(tmp_path):
+    bad = b'{"id": 1, "prompt": "hi"}\n{not json\n{"id": 3, "prompt": "Solve x^2 = 4"}\n'
+    scored = _r42(["score"], bad)
+    assert scored.returncode == 2
+    ranked = _r42(["rank", "--include-unavailable", "--top", "1"], scored.stdout)
+    out = [line for line in ranked.stdout.decode().splitlines() if line]
+    assert len(out) == 3 and '"error"' in out[1] and '"ranking"' in out[0] and '"ranking"' in out[2]
+    assert ranked.returncode == 2  # the first failing line's code (invalid JSON: usage)
+    assert "r42: error: 1 of 3 lines failed; line 2: failed in an earlier stage: invalid JSON" in ranked.stderr.decode()

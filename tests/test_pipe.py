@@ -70,7 +70,8 @@ def test_bad_input_gives_one_line_error_and_exit_code():
 def test_unknown_mode_is_a_usage_error():
     result = run(["rank", "--mode", "fastest"], input="hi")
     assert result.exit_code == ExitCode.USAGE
-    assert "Invalid value" in result.stderr
+    assert result.stderr.startswith("r42: error: invalid value for '--mode'")
+    assert result.stderr.endswith("(try r42 rank --help)\n")
 
 
 def test_text_flag_reads_json_looking_text_as_a_prompt():

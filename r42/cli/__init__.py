@@ -13,7 +13,7 @@ import sys
 import click
 
 from r42 import __version__
-from r42.errors import ExitCode, R42Error
+from r42.errors import EmptyInputError, ExitCode, R42Error
 
 # name -> "module:attribute". Add a command here and in its own module under r42/cli/.
 COMMANDS: dict[str, str] = {
@@ -52,12 +52,26 @@ class LazyGroup(click.Group):
         module_name, attribute = target.split(":")
         return getattr(importlib.import_module(module_name), attribute)
 
+    def make_context(self, info_name, args, parent=None, **extra):  # noqa: ANN001, ANN201 - click's signature
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:  # a bad flag of `r42` itself
+            raise usage_error(exc) from None
+
     def invoke(self, ctx: click.Context):  # noqa: ANN201
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # a group run bare (`r42 keys`): its help, as click shows it
+        except click.UsageError as exc:  # a bad flag, argument or command: one line, not click's usage block
+            raise usage_error(exc) from None
         except R42Error as exc:
             if os.environ.get("R42_DEBUG"):
                 raise
+            if isinstance(exc, EmptyInputError) and ctx.invoked_subcommand:
+                exc = exc.for_command(f"r42 {ctx.invoked_subcommand}")
             raise CliError(exc.one_line(), int(exc.exit_code)) from None
         except KeyboardInterrupt:
             raise CliError("interrupted", int(ExitCode.INTERRUPTED)) from None
@@ -65,6 +79,15 @@ class LazyGroup(click.Group):
             # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
             sys.stderr.close()
             raise click.exceptions.Exit(0) from None
+
+
+def usage_error(exc: click.UsageError) -> CliError:
+    """`r42: error: no such option: --bogus (try r42 score --help)`, exit 2."""
+    text = " ".join(exc.format_message().split()).rstrip(".")
+    text = text[:1].lower() + text[1:]
+    path = exc.ctx.command_path.split()[1:] if exc.ctx is not None else []  # the root is r42 whatever its prog_name
+    command = " ".join(["r42", *path])
+    return CliError(f"{text} (try {command} --help)", int(ExitCode.USAGE))
 
 
 def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:

@@ -16,7 +16,7 @@ from r42.document import messages_of
 from r42.errors import R42Error
 from r42.executor import Attempt, CandidatesFailed, Executor, Limits, Result, StreamBrokenError, StreamRun
 from r42.formats.openai import request_body
-from r42.ranking import Constraints, privacy_explanation
+from r42.ranking import Constraints, privacy_explanation, weak_answer_note
 from r42.routing import Router
 from r42.terminal import Terminal
 
@@ -30,6 +30,7 @@ class Asker:
         self.term = term
         self.model = model
         self.force = force
+        self.noted = False  # the weak-answer note goes to stderr once per run, not once per prompt
         self.router = Router.from_settings(settings)
         self.executor = Executor(
             self.router.catalog, Limits.from_settings(settings, max_attempts), on_failure=self._note_failure,
@@ -81,7 +82,7 @@ class Asker:
         except CandidatesFailed as exc:
             self._log(doc, exc)
             raise
-        out = {**doc, "response": result.response, "route": with_request_id(result.route)}
+        out = self._with_note({**doc, "response": result.response, "route": with_request_id(result.route)})
         self._log(out)
         return out
 
@@ -90,11 +91,24 @@ class Asker:
         return doc, self.executor.stream(request, candidates)
 
     def finish(self, doc: dict[str, Any], result: Result | None, error: R42Error | None = None) -> dict[str, Any]:
-        out = doc if result is None else {**doc, "response": result.response, "route": with_request_id(result.route)}
+        if result is None:
+            out = doc
+        else:
+            out = self._with_note({**doc, "response": result.response, "route": with_request_id(result.route)})
         if isinstance(error, StreamBrokenError):
             out = {**out, "route": with_request_id(error.route)}
         self._log(out, error)
         return out
+
+    def _with_note(self, out: dict[str, Any]) -> dict[str, Any]:
+        """`route.note` when the answering model is below the quality the prompt needs; said on stderr once."""
+        note = weak_answer_note(out)
+        if note is None:
+            return out
+        if not self.noted:
+            self.noted = True
+            self.term.note(f"r42: note: {note}")
+        return {**out, "route": {**out["route"], "note": note}}
 
     def _note_failure(self, attempt: Attempt, following: Target | None) -> None:
         then = f"; trying {following.id}" if following else ""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+from typing import Callable, TextIO
+
 import click
 
 from r42.cli.options import SettingOption, mode_option
@@ -14,7 +18,11 @@ from r42.cli.options import SettingOption, mode_option
 @mode_option
 @click.option("--max-body", type=click.IntRange(min=1024), default=None, cls=SettingOption, envvar="R42_SERVE_MAX_BODY", show_envvar=True, help="Largest request body in bytes (413 above) [default: 32 MiB].")
 @click.option("--max-concurrency", type=click.IntRange(min=1), default=None, cls=SettingOption, envvar="R42_SERVE_MAX_CONCURRENCY", show_envvar=True, help="Requests handled at once (503 above) [default: 256].")
-def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int | None, max_concurrency: int | None) -> None:
+@click.option("--access-log", "access_log", metavar="FILE", default=None,
+              help="Append one line per request (time, status, method, path, model, ms, request id) to FILE; "
+                   "- for stderr [default: stderr on a terminal, else none].")
+def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int | None, max_concurrency: int | None,
+          access_log: str | None) -> None:
     """Serve the OpenAI and Anthropic APIs with r42's routing.
 
     \b
@@ -34,6 +42,9 @@ def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int |
 
     settings = load_settings({"mode": mode, "serve_max_body": max_body, "serve_max_concurrency": max_concurrency})
     gateway, server = build(settings, host, port, no_auth)
+    log_file = _access_log_file(access_log)
+    if log_file is not None:
+        gateway.access_log = _line_writer(log_file)
     if no_auth:
         click.echo("r42: warning: --no-auth: anyone who can reach this address can use your provider keys", err=True)
     where = f"http://{host}:{port}"
@@ -42,4 +53,30 @@ def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int |
         server.run()
     finally:
         gateway.close()
+        if log_file is not None and log_file is not sys.stderr:
+            log_file.close()
         click.echo("r42 serve: stopped", err=True)
+
+
+def _access_log_file(path: str | None) -> TextIO | None:
+    """Where the access log goes: FILE (appended), stderr for "-" or when stderr is a terminal, else nowhere."""
+    if path is None:
+        return sys.stderr if sys.stderr.isatty() else None
+    if path == "-":
+        return sys.stderr
+    try:
+        return open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - open while serving
+    except OSError as exc:
+        raise click.UsageError(f"cannot open the access log {path}: {exc.strerror}") from None
+
+
+def _line_writer(file: TextIO) -> Callable[[str], None]:
+    """A thread-safe writer of whole lines (requests end on worker threads and on the event loop)."""
+    lock = threading.Lock()
+
+    def write(line: str) -> None:
+        with lock:
+            file.write(line + "\n")
+            file.flush()
+
+    return write

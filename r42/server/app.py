@@ -63,6 +63,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/api/recommend"): Route(info.recommend),
     ("POST", "/v1/feedback"): Route(info.feedback),
 }
+# Every /v1 route is served under /api too (/api/classify, /api/feedback, /api/messages, ...).
+ROUTES.update({(method, "/api" + path[3:]): route for (method, path), route in list(ROUTES.items())
+               if path.startswith("/v1/")})
 
 
 Job = tuple[Callable[[], None], Callable[[], None] | None]
@@ -172,6 +175,7 @@ class Gateway:
         self.credentials = CredentialCache(CREDENTIAL_TTL)
         self.started = time.time()
         self._routers: dict[str | None, tuple[float, Router]] = {}
+        self.access_log: Callable[[str], None] | None = None  # told one line per request (r42 serve's access log)
         self._routers_lock = threading.Lock()
         self._pending: dict[int, int] = {}  # key id -> requests admitted but not yet counted in the store
         self._pending_lock = threading.Lock()
@@ -253,6 +257,8 @@ class Gateway:
         with self.metrics.lock:
             self.metrics.inflight -= 1
         self.metrics.request(call.endpoint if route else "unknown", call.status, time.perf_counter() - call.request.started, call.error_kind)
+        if self.access_log is not None:
+            self.access_log(access_line(call))
 
     def _not_found(self, request: Request) -> GatewayError:
         if any(path == request.path for _, path in ROUTES):
@@ -387,6 +393,13 @@ class Gateway:
 
     def close(self) -> None:
         self.log.close()
+
+
+def access_line(call: Call) -> str:
+    """`2026-12-02T15:04:05Z 200 POST /v1/chat/completions local/smollm2-135m-instruct 812 ms req_...`"""
+    ms = int((time.perf_counter() - call.request.started) * 1000)
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return f"{at} {call.status} {call.request.method} {call.request.path} {(call.route or {}).get('model') or '-'} {ms} ms {call.id}"
 
 
 _ids = random.Random()  # seeded from os.urandom once; ids must be unique, not unguessable
