@@ -317,6 +317,10 @@ class Gateway:
         record = authenticate_cached(key)
         if record is None:
             raise GatewayError(401, "invalid or revoked gateway key", "invalid_api_key", [("WWW-Authenticate", 'Bearer realm="r42"')])
+        if record.expires is not None:
+            from r42.server.admin import refuse_expired
+
+            refuse_expired(record)
         return Caller(record.user, record)
 
     def admit(self, call: Call) -> None:
