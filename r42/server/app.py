@@ -202,8 +202,10 @@ class Gateway:
         self._pending: dict[int, int] = {}  # key id -> requests admitted but not yet counted in the store
         self._pending_lock = threading.Lock()
         from r42.server import chat, info  # the endpoint modules
+        from r42.webhooks import Dispatcher, Policy
 
         self._modules = (chat, info)
+        self.webhooks = Dispatcher(Policy.from_env()).start()  # events to operators' endpoints, off the request path
 
     # --- the handler the HTTP layer calls -----------------------------------------------------
 
@@ -408,18 +410,21 @@ class Gateway:
 
         def write() -> None:
             from r42.store import record_usage, write_route
+            from r42.webhooks import usage_recorded
 
             try:
                 write_route(**row)
             finally:
                 if key is not None:
                     record_usage(key.id, cost, at=row["at"])
+                    usage_recorded(key, row["at"])  # rate_limit.warning, budget.threshold
 
         # The request stops counting as pending only once its usage is committed (or lost).
         self.log.put(write, (lambda: self._count(key.id, -1)) if key is not None else None)
 
     def close(self) -> None:
         self.log.close()
+        self.webhooks.close()
 
 
 _ids = random.Random()  # seeded from os.urandom once; ids must be unique, not unguessable
