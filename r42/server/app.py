@@ -72,6 +72,7 @@ class Route:
     auth: bool = True
     flavour: str = "openai"
     on_loop: str | None = None  # the name of its coroutine form, run on the event loop
+    admin: bool = False  # only admin keys (r42 keys create NAME --admin); 403 for others
 
 
 ROUTES: dict[tuple[str, str], Route] = {
@@ -88,7 +89,23 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/classify"): Route("classify"),
     ("POST", "/api/recommend"): Route("recommend"),
     ("POST", "/v1/feedback"): Route("feedback"),
+    # r42.server.admin; "{prefix}" matches one path segment (find_route)
+    ("POST", "/v1/admin/keys"): Route("admin_create_key", admin=True),
+    ("GET", "/v1/admin/keys"): Route("admin_list_keys", admin=True),
+    ("DELETE", "/v1/admin/keys"): Route("admin_revoke_key", admin=True),
+    ("DELETE", "/v1/admin/keys/{prefix}"): Route("admin_revoke_key", admin=True),
+    ("PATCH", "/v1/admin/keys/{prefix}"): Route("admin_update_key", admin=True),
 }
+
+
+def route_path(path: str) -> str:
+    """The ROUTES path for a request path: /v1/admin/keys/r42_AbCd1234 -> /v1/admin/keys/{prefix}."""
+    head, _, tail = path.rpartition("/")
+    return f"{head}/{{prefix}}" if head == "/v1/admin/keys" and tail else path
+
+
+def find_route(method: str, path: str) -> Route | None:
+    return ROUTES.get((method, route_path(path)))
 
 
 Job = tuple[Callable[[], None], Callable[[], None] | None]
@@ -201,10 +218,10 @@ class Gateway:
         self._routers_lock = threading.Lock()
         self._pending: dict[int, int] = {}  # key id -> requests admitted but not yet counted in the store
         self._pending_lock = threading.Lock()
-        from r42.server import chat, info  # the endpoint modules
+        from r42.server import admin, chat, info  # the endpoint modules
         from r42.webhooks import Dispatcher, Policy
 
-        self._modules = (chat, info)
+        self._modules = (chat, info, admin)
         self.webhooks = Dispatcher(Policy.from_env()).start()  # events to operators' endpoints, off the request path
 
     # --- the handler the HTTP layer calls -----------------------------------------------------
@@ -223,7 +240,7 @@ class Gateway:
     def on_loop(self, request: Request, channel: Channel) -> Awaitable[Response | None] | None:
         """The HTTP layer asks first: endpoints with an `on_loop` form run on the event loop
         (chat completions: the upstream call is awaited, no thread hop); the rest go to a worker."""
-        route = ROUTES.get((request.method, request.path))
+        route = find_route(request.method, request.path)
         if route is None or route.on_loop is None:
             return None
         return self._serve_on_loop(request, channel, route.on_loop)
@@ -240,7 +257,7 @@ class Gateway:
 
     def _begin(self, request: Request, channel: Channel) -> tuple[Call, Route | None]:
         request.id = new_request_id()
-        route = ROUTES.get((request.method, request.path))
+        route = find_route(request.method, request.path)
         flavour = route.flavour if route else ("anthropic" if request.path.startswith("/v1/messages") else "openai")
         with self.metrics.lock:
             self.metrics.inflight += 1
@@ -252,6 +269,10 @@ class Gateway:
             raise self._not_found(call.request)
         if route.auth:
             call.caller = self.authenticate(call.request)
+            if route.admin:
+                from r42.server.admin import require_admin
+
+                require_admin(call.caller)
             self.admit(call)
 
     def _done(self, call: Call, response: Response | None) -> Response | None:
@@ -287,8 +308,9 @@ class Gateway:
         raise LookupError(name)
 
     def _not_found(self, request: Request) -> GatewayError:
-        if any(path == request.path for _, path in ROUTES):
-            allowed = ", ".join(sorted(m for m, p in ROUTES if p == request.path))
+        path = route_path(request.path)
+        if any(known == path for _, known in ROUTES):
+            allowed = ", ".join(sorted(m for m, p in ROUTES if p == path))
             return GatewayError(405, f"{request.method} is not allowed on {request.path}", "method_not_allowed", [("Allow", allowed)])
         return GatewayError(404, f"no endpoint {request.path}", "not_found")
 
