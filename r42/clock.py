@@ -1,9 +1,9 @@
 """The wall clock that key expiry and webhook windows read: `time.time` unless a test injects another.
 
-    from r42 import clock
-    clock.now()                  # unix seconds
-    with clock.using(lambda: t): # tests: a clock they move themselves
-        ...
+from r42 import clock
+clock.now()                  # unix seconds
+with clock.using(lambda: t): # tests: a clock they move themselves
+    ...
 """
 
 from __future__ import annotations

@@ -89,7 +89,9 @@ def private_address(url: str) -> str | None:
     if host == "localhost" or host.endswith(".localhost"):
         return host
     try:
-        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80), proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(
+            host, parts.port or (443 if parts.scheme == "https" else 80), proto=socket.IPPROTO_TCP
+        )
     except (OSError, UnicodeError):
         return None
     for info in infos:
@@ -103,8 +105,10 @@ def check_target(url: str, allow_private: bool) -> None:
     check_url(url)
     found = None if allow_private else private_address(url)
     if found is not None:
-        raise UsageError(f"{urlsplit(url).hostname} is a loopback or private address ({found})",
-                         "add --allow-private to send webhooks there on purpose")
+        raise UsageError(
+            f"{urlsplit(url).hostname} is a loopback or private address ({found})",
+            "add --allow-private to send webhooks there on purpose",
+        )
 
 
 # ---- emitting --------------------------------------------------------------------------------
@@ -114,8 +118,9 @@ def new_event_id() -> str:
     return "evt_" + secrets.token_hex(12)
 
 
-def emit(event_type: str, data: dict[str, Any], mark: str | None = None, hook_id: str | None = None,
-         now: float | None = None) -> str | None:
+def emit(
+    event_type: str, data: dict[str, Any], mark: str | None = None, hook_id: str | None = None, now: float | None = None
+) -> str | None:
     """Write an event to the outbox of every hook that wants it (or of `hook_id` only).
     Returns the event id, or None when no hook wants it or `mark` was used before."""
     if event_type not in EVENT_TYPES and event_type != TEST_EVENT:
@@ -192,15 +197,20 @@ def usage_recorded(key: Any, at: float) -> None:
 
 
 def _check_usage(key: Any, at: float) -> None:
+    if key is None or (key.rpm is None and key.rpd is None and key.budget_usd is None):
+        return
     watched = [e for e in ("rate_limit.warning", "budget.threshold") if subscribers(e)]
-    if key is None or not watched or (key.rpm is None and key.rpd is None and key.budget_usd is None):
+    if not watched:
         return
     from r42.store.keys import month_start, usage
 
     used = usage(key.id, at)
     who = {"user": key.user, "key_prefix": key.prefix}
     if "rate_limit.warning" in watched:
-        for limit, count, window, seconds in (("rpm", used.requests_minute, "minute", 60), ("rpd", used.requests_day, "day", 86_400)):
+        for limit, count, window, seconds in (
+            ("rpm", used.requests_minute, "minute", 60),
+            ("rpd", used.requests_day, "day", 86_400),
+        ):
             value = getattr(key, limit)
             if value and count >= WARN_AT * value:
                 data = {**who, "limit": limit, "value": value, "used": count, "window": window}
@@ -209,7 +219,13 @@ def _check_usage(key: Any, at: float) -> None:
         month = time.strftime("%Y-%m", time.gmtime(month_start(at)))
         for percent in BUDGET_STEPS:
             if used.cost_month_usd >= key.budget_usd * percent / 100:
-                data = {**who, "percent": percent, "budget_usd": key.budget_usd, "spent_usd": round(used.cost_month_usd, 6), "month": month}
+                data = {
+                    **who,
+                    "percent": percent,
+                    "budget_usd": key.budget_usd,
+                    "spent_usd": round(used.cost_month_usd, 6),
+                    "month": month,
+                }
                 publish("budget.threshold", data, f"budget.threshold:{key.id}:{month}:{percent}")
 
 
@@ -222,7 +238,12 @@ def sweep_expiry(now: float | None = None) -> None:
     now = clock.now() if now is None else now
     for key in expiring_within(EXPIRING_WITHIN, now):
         kind = "key.expired" if key.expired(now) else "key.expiring"
-        data = {"user": key.user, "key_prefix": key.prefix, "expires": iso(key.expires), "seconds_left": max(0, int((key.expires or now) - now))}
+        data = {
+            "user": key.user,
+            "key_prefix": key.prefix,
+            "expires": iso(key.expires),
+            "seconds_left": max(0, int((key.expires or now) - now)),
+        }
         emit(kind, data, f"{kind}:{key.id}:{key.expires}", now=now)
 
 
@@ -258,7 +279,9 @@ class Policy:
         return now + min(self.retry_max, self.retry_base * 2 ** (attempts - 1))
 
 
-def send(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_private: bool) -> tuple[int | None, str | None]:
+def send(
+    url: str, body: bytes, headers: dict[str, str], timeout: float, allow_private: bool
+) -> tuple[int | None, str | None]:
     """POST once: (HTTP status, None) or (None, what failed). Redirects are not followed."""
     found = None if allow_private else private_address(url)
     if found is not None:
@@ -282,8 +305,11 @@ def deliver(delivery: Delivery, hook: Hook, secret: str, policy: Policy) -> tupl
     """Send one outbox row, signed now, and record the attempt. Returns (status, error)."""
     t = int(time.time())
     headers = {
-        "Content-Type": "application/json", "User-Agent": f"r42-webhooks/{__version__}", SIGNATURE_HEADER: sign(secret, delivery.body, t),
-        "R42-Event-Id": delivery.event_id, "R42-Event-Type": delivery.type,
+        "Content-Type": "application/json",
+        "User-Agent": f"r42-webhooks/{__version__}",
+        SIGNATURE_HEADER: sign(secret, delivery.body, t),
+        "R42-Event-Id": delivery.event_id,
+        "R42-Event-Type": delivery.type,
     }
     status, error = send(hook.url, delivery.body, headers, policy.timeout, hook.allow_private)
     retry = None if delivery.type == TEST_EVENT else policy.retry_at(delivery.attempts + 1, time.time())

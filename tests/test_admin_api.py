@@ -59,8 +59,12 @@ def test_admin_flag_on_the_record(admin_key):
 
 def test_non_admin_keys_get_403_and_no_key_401(gateway):
     plain = store.create_key("alice").key
-    for method, path in (("GET", "/v1/admin/keys"), ("POST", "/v1/admin/keys"), ("DELETE", "/v1/admin/keys/r42_abcd"),
-                         ("PATCH", "/v1/admin/keys/r42_abcd")):
+    for method, path in (
+        ("GET", "/v1/admin/keys"),
+        ("POST", "/v1/admin/keys"),
+        ("DELETE", "/v1/admin/keys/r42_abcd"),
+        ("PATCH", "/v1/admin/keys/r42_abcd"),
+    ):
         status, body = call(gateway.url, method, path, plain, {"user": "x"} if method in ("POST", "PATCH") else None)
         assert status == 403 and body["error"]["code"] == "admin_required", (method, path)
         assert call(gateway.url, method, path)[0] == 401
@@ -72,8 +76,12 @@ def test_no_auth_gives_no_admin():
 
 
 def test_create_list_patch_revoke_over_http(gateway, admin_key):
-    status, created = call(gateway.url, "POST", "/v1/admin/keys", admin_key, {"user": "bob", "rpm": 10, "budget_usd": 5, "expires": "30d"})
-    assert status == 201 and created["key"].startswith(created["prefix"]) and created["rpm"] == 10 and created["expires"]
+    status, created = call(
+        gateway.url, "POST", "/v1/admin/keys", admin_key, {"user": "bob", "rpm": 10, "budget_usd": 5, "expires": "30d"}
+    )
+    assert (
+        status == 201 and created["key"].startswith(created["prefix"]) and created["rpm"] == 10 and created["expires"]
+    )
     bob = created["key"]
     assert call(gateway.url, "GET", "/metrics", bob)[0] == 200  # the new key works at once
     status, listed = call(gateway.url, "GET", "/v1/admin/keys", admin_key)
@@ -81,9 +89,19 @@ def test_create_list_patch_revoke_over_http(gateway, admin_key):
     assert bob not in orjson.dumps(listed).decode() and admin_key not in orjson.dumps(listed).decode()
     assert [k["user"] for k in call(gateway.url, "GET", "/v1/admin/keys?expiring=31d", admin_key)[1]["keys"]] == ["bob"]
     prefix = created["prefix"]
-    status, patched = call(gateway.url, "PATCH", f"/v1/admin/keys/{prefix}", admin_key, {"rpm": 2, "rpd": None, "expires": "2099-01-01"})
-    assert status == 200 and patched["key"]["rpm"] == 2 and patched["key"]["budget_usd"] == 5 and patched["key"]["expires"] == "2099-01-01T00:00:00Z"
-    assert call(gateway.url, "PATCH", f"/v1/admin/keys/{prefix}", admin_key, {"expires": None})[1]["key"]["expires"] is None
+    status, patched = call(
+        gateway.url, "PATCH", f"/v1/admin/keys/{prefix}", admin_key, {"rpm": 2, "rpd": None, "expires": "2099-01-01"}
+    )
+    assert (
+        status == 200
+        and patched["key"]["rpm"] == 2
+        and patched["key"]["budget_usd"] == 5
+        and patched["key"]["expires"] == "2099-01-01T00:00:00Z"
+    )
+    assert (
+        call(gateway.url, "PATCH", f"/v1/admin/keys/{prefix}", admin_key, {"expires": None})[1]["key"]["expires"]
+        is None
+    )
     status, revoked = call(gateway.url, "DELETE", f"/v1/admin/keys/{prefix}", admin_key)
     assert status == 200 and revoked["revoked"]["prefix"] == prefix
     assert call(gateway.url, "GET", "/metrics", bob)[0] == 401
@@ -92,8 +110,16 @@ def test_create_list_patch_revoke_over_http(gateway, admin_key):
 
 
 def test_bad_requests(gateway, admin_key):
-    for body in ({}, {"user": ""}, {"user": "x", "rpm": -1}, {"user": "x", "rpm": 1.5}, {"user": "x", "admin": "yes"},
-                 {"user": "x", "expires": "yesterday"}, {"user": "x", "expires": "2001-01-01"}, {"user": "x", "owner": "me"}):
+    for body in (
+        {},
+        {"user": ""},
+        {"user": "x", "rpm": -1},
+        {"user": "x", "rpm": 1.5},
+        {"user": "x", "admin": "yes"},
+        {"user": "x", "expires": "yesterday"},
+        {"user": "x", "expires": "2001-01-01"},
+        {"user": "x", "owner": "me"},
+    ):
         status, doc = call(gateway.url, "POST", "/v1/admin/keys", admin_key, body)
         assert status == 400, body
     assert call(gateway.url, "PATCH", "/v1/admin/keys/r42_zzzzzzzz", admin_key, {"rpm": 1})[0] == 404

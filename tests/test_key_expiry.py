@@ -68,7 +68,11 @@ def test_list_shows_expiry_and_filters_expiring(fake_clock):
     create("alice", "--expires", "3d")
     create("bob", "--expires", "30d")
     create("carol")
-    assert {k["user"]: k["expires"] for k in listed()} == {"alice": "2027-03-04T12:00:00Z", "bob": "2027-03-31T12:00:00Z", "carol": None}
+    assert {k["user"]: k["expires"] for k in listed()} == {
+        "alice": "2027-03-04T12:00:00Z",
+        "bob": "2027-03-31T12:00:00Z",
+        "carol": None,
+    }
     assert [k["user"] for k in listed("--expiring", "7d")] == ["alice"]
     fake_clock.advance(25 * DAY)  # alice has expired, bob expires in 5 days
     assert [k["user"] for k in listed("--expiring", "7d")] == ["alice", "bob"]
@@ -106,7 +110,12 @@ def test_rotation_keeps_the_expiry(fake_clock):
 def get(url: str, path: str, key: str, method: str = "GET") -> tuple[int, dict]:
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    conn.request(method, path, body=b"{}" if method == "POST" else None, headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    conn.request(
+        method,
+        path,
+        body=b"{}" if method == "POST" else None,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
     response = conn.getresponse()
     body = response.read()
     conn.close()

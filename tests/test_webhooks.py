@@ -42,7 +42,9 @@ def receiver():
 
 
 def add(url: str, *events: str, private: bool = True) -> str:
-    args = ["hooks", "add", url, *[a for e in events for a in ("--event", e)], "--secret-stdin"] + (["--allow-private"] if private else [])
+    args = ["hooks", "add", url, *[a for e in events for a in ("--event", e)], "--secret-stdin"] + (
+        ["--allow-private"] if private else []
+    )
     result = run(args, input=SECRET)
     assert result.exit_code == 0, result.stderr
     return result.stdout.strip()
@@ -60,7 +62,9 @@ def test_add_list_test_log_rm_and_the_secret_is_never_shown(receiver, isolated_e
     assert hook_id.startswith("hook_")
     listed = run(["hooks", "list"])
     [doc] = orjson.loads(listed.stdout)["hooks"]
-    assert doc["id"] == hook_id and doc["events"] == ["key.expiring", "budget.threshold"] and doc["allow_private"] is True
+    assert (
+        doc["id"] == hook_id and doc["events"] == ["key.expiring", "budget.threshold"] and doc["allow_private"] is True
+    )
     tested = run(["hooks", "test", hook_id])
     assert tested.exit_code == 0, tested.stderr
     [got] = receiver.received
@@ -81,20 +85,40 @@ def test_add_list_test_log_rm_and_the_secret_is_never_shown(receiver, isolated_e
 
 
 def test_private_targets_are_refused_unless_allowed():
-    for url in ("http://127.0.0.1:9/x", "http://localhost:8080/x", "http://10.1.2.3/x", "http://192.168.0.4/x",
-                "http://[::1]:9/x", "http://169.254.169.254/latest", "http://0.0.0.0/x"):
+    for url in (
+        "http://127.0.0.1:9/x",
+        "http://localhost:8080/x",
+        "http://10.1.2.3/x",
+        "http://192.168.0.4/x",
+        "http://[::1]:9/x",
+        "http://169.254.169.254/latest",
+        "http://0.0.0.0/x",
+    ):
         result = run(["hooks", "add", url, "--event", "key.expired", "--secret-stdin"], input=SECRET)
         assert result.exit_code == ExitCode.USAGE, url
         assert "--allow-private" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert run(["hooks", "add", "ftp://example.com/x", "--event", "key.expired", "--secret-stdin"], input=SECRET).exit_code == ExitCode.USAGE
+    assert (
+        run(["hooks", "add", "ftp://example.com/x", "--event", "key.expired", "--secret-stdin"], input=SECRET).exit_code
+        == ExitCode.USAGE
+    )
     assert orjson.loads(run(["hooks", "list"]).stdout)["hooks"] == []
 
 
 def test_bad_events_and_secrets_are_usage_errors(receiver, monkeypatch):
-    assert run(["hooks", "add", receiver.url, "--event", "key.exploded", "--secret-stdin", "--allow-private"], input=SECRET).exit_code == ExitCode.USAGE
-    both = run(["hooks", "add", receiver.url, "--event", "key.expired", "--secret", "x", "--secret-stdin", "--allow-private"], input=SECRET)
+    assert (
+        run(
+            ["hooks", "add", receiver.url, "--event", "key.exploded", "--secret-stdin", "--allow-private"], input=SECRET
+        ).exit_code
+        == ExitCode.USAGE
+    )
+    both = run(
+        ["hooks", "add", receiver.url, "--event", "key.expired", "--secret", "x", "--secret-stdin", "--allow-private"],
+        input=SECRET,
+    )
     assert both.exit_code == ExitCode.USAGE
-    assert run(["hooks", "add", receiver.url, "--event", "key.expired", "--allow-private"]).exit_code == ExitCode.USAGE  # no secret, no tty
+    assert (
+        run(["hooks", "add", receiver.url, "--event", "key.expired", "--allow-private"]).exit_code == ExitCode.USAGE
+    )  # no secret, no tty
     monkeypatch.setenv("R42_WEBHOOK_SECRET", SECRET)
     hook_id = run(["hooks", "add", receiver.url, "--event", "*", "--allow-private"]).stdout.strip()
     assert run(["hooks", "test", hook_id]).exit_code == 0 and receiver.received[0]["verified"]
@@ -181,7 +205,11 @@ def test_rate_limit_warning_once_per_window(upstreams, receiver):  # noqa: F811
         running.gateway.webhooks.settle()
         [event] = receiver.wait_for(1, "rate_limit.warning")
     assert event["data"]["user"] == "carol" and event["data"]["limit"] == "rpm" and event["data"]["value"] == 5
-    assert event["data"]["used"] == 4 and key.startswith(event["data"]["key_prefix"]) and key not in orjson.dumps(event).decode()
+    assert (
+        event["data"]["used"] == 4
+        and key.startswith(event["data"]["key_prefix"])
+        and key not in orjson.dumps(event).decode()
+    )
     assert len(receiver.events("rate_limit.warning")) == 1 and all(r["verified"] for r in receiver.received)
 
 
@@ -236,8 +264,9 @@ def test_a_dead_endpoint_never_holds_up_requests(upstreams):  # noqa: F811
     with Receiver(SECRET, hold=stuck) as dead:
         add(dead.url, "rate_limit.warning")
         key = store.create_key("frank", rpm=1000).key
-        store.db.connect().executemany("INSERT INTO key_usage (key_id, ts) VALUES (?, strftime('%s','now'))",
-                                       [(store.authenticate(key).id,)] * 850)
+        store.db.connect().executemany(
+            "INSERT INTO key_usage (key_id, ts) VALUES (?, strftime('%s','now'))", [(store.authenticate(key).id,)] * 850
+        )
         with serve_in_thread(load_settings()) as running:
             assert chat(running.url, key) == 200  # passes 80%: a warning goes to the endpoint, which hangs
             running.gateway.log.flush()

@@ -40,7 +40,9 @@ class Receiver:
                 ok = verify(receiver.secret, body, self.headers.get("R42-Signature", "t=0"))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 with receiver.arrived:
-                    receiver.received.append({"verified": ok, "event": json.loads(body), "headers": dict(self.headers), "status": status})
+                    receiver.received.append(
+                        {"verified": ok, "event": json.loads(body), "headers": dict(self.headers), "status": status}
+                    )
                     receiver.arrived.notify_all()
                 self.send_response(status if ok else 400)
                 self.send_header("Content-Length", "0")

@@ -13,7 +13,10 @@ from r42.errors import R42Error, UsageError
 from r42.terminal import Terminal
 
 SECRET_ENV = "R42_WEBHOOK_SECRET"
-EVENTS_HELP = "rate_limit.warning, budget.threshold, key.expiring, key.expired, provider.unhealthy, provider.recovered, or * for all"
+EVENTS_HELP = (
+    "rate_limit.warning, budget.threshold, key.expiring, key.expired, provider.unhealthy,"
+    " provider.recovered, or * for all"
+)
 
 
 @click.group()
@@ -21,7 +24,7 @@ def hooks() -> None:
     """Webhooks: signed events from `r42 serve` to your endpoints (rate limits, budgets, key expiry, provider health).
 
     \b
-      printf %s "$SECRET" | r42 hooks add https://ops.example.com/r42 --event key.expiring --event budget.threshold --secret-stdin
+      printf %s "$SECRET" | r42 hooks add https://ops.example.com/r42 --event key.expiring --secret-stdin
       r42 hooks list
       r42 hooks test hook_1a2b3c4d
       r42 hooks log
@@ -42,7 +45,10 @@ def _read_secret(term: Terminal, secret: str | None, secret_stdin: bool) -> str:
     elif term.stdin_isatty:
         text = click.prompt("webhook secret", hide_input=True, err=True)
     else:
-        raise UsageError("no webhook secret given", f"pipe it with --secret-stdin, set {SECRET_ENV}, or run on a terminal to be asked")
+        raise UsageError(
+            "no webhook secret given",
+            f"pipe it with --secret-stdin, set {SECRET_ENV}, or run on a terminal to be asked",
+        )
     text = text.strip()
     if not text:
         raise UsageError("the webhook secret is empty", "give a long random string, e.g. from `openssl rand -hex 32`")
@@ -52,13 +58,22 @@ def _read_secret(term: Terminal, secret: str | None, secret_stdin: bool) -> str:
 @hooks.command("add")
 @click.argument("url")
 @click.option("--event", "events", multiple=True, required=True, help=f"An event to send (repeatable): {EVENTS_HELP}.")
-@click.option("--secret", default=None, help=f"The signing secret. Visible in `ps`: prefer --secret-stdin or {SECRET_ENV}.")
+@click.option(
+    "--secret", default=None, help=f"The signing secret. Visible in `ps`: prefer --secret-stdin or {SECRET_ENV}."
+)
 @click.option("--secret-stdin", is_flag=True, help="Read the signing secret from stdin.")
 @click.option("--allow-private", is_flag=True, help="Allow a loopback or private address (refused by default).")
 @click.option("--json", "force_json", is_flag=True, help="Write the hook as JSON.")
 @click.pass_context
-def add_command(ctx: click.Context, url: str, events: tuple[str, ...], secret: str | None, secret_stdin: bool,
-                allow_private: bool, force_json: bool) -> None:
+def add_command(
+    ctx: click.Context,
+    url: str,
+    events: tuple[str, ...],
+    secret: str | None,
+    secret_stdin: bool,
+    allow_private: bool,
+    force_json: bool,
+) -> None:
     """Add a webhook endpoint for EVENTs and print its id. The secret is stored encrypted and never printed.
 
     The secret comes from --secret-stdin, R42_WEBHOOK_SECRET, a prompt that does not echo, or --secret
@@ -78,7 +93,12 @@ def add_command(ctx: click.Context, url: str, events: tuple[str, ...], secret: s
     check_target(url, allow_private)
     hook = add_hook(url, events, _read_secret(term, secret, secret_stdin), allow_private)
     forget_subscribers()
-    audit.record(audit.cli_actor(), "hook.add", hook.id, {"url": hook.url, "events": list(hook.events), "allow_private": allow_private})
+    audit.record(
+        audit.cli_actor(),
+        "hook.add",
+        hook.id,
+        {"url": hook.url, "events": list(hook.events), "allow_private": allow_private},
+    )
     term.write((dumps(hook.as_dict()) if force_json else hook.id.encode()) + b"\n")
     term.note(f"r42: webhook {hook.id} sends {', '.join(hook.events)} to {hook.url} (while `r42 serve` runs)")
 
@@ -98,13 +118,20 @@ def list_command(ctx: click.Context, force_json: bool) -> None:
     term = terminal_of(ctx)
     found = list_hooks()
     states = {h.id: [d.state for d in deliveries(h.id, limit=1000)] for h in found}
-    docs = [h.as_dict() | {"pending": states[h.id].count("pending"), "failed": states[h.id].count("failed")} for h in found]
+    docs = [
+        h.as_dict() | {"pending": states[h.id].count("pending"), "failed": states[h.id].count("failed")} for h in found
+    ]
     if force_json or not term.stdout_isatty:
         term.write(dumps({"hooks": docs}) + b"\n")
         return
-    rows = [[d["id"], d["url"], ", ".join(d["events"]), "yes" if d["allow_private"] else "no", d["pending"], d["failed"]] for d in docs]
+    rows = [
+        [d["id"], d["url"], ", ".join(d["events"]), "yes" if d["allow_private"] else "no", d["pending"], d["failed"]]
+        for d in docs
+    ]
     headers = ["id", "url", "events", "private ok", "pending", "failed"]
-    term.write((tabulate(rows, headers=headers) if rows else "no webhooks (r42 hooks add URL --event E)").encode() + b"\n")
+    term.write(
+        (tabulate(rows, headers=headers) if rows else "no webhooks (r42 hooks add URL --event E)").encode() + b"\n"
+    )
 
 
 @hooks.command("rm")
@@ -137,12 +164,13 @@ def test_command(ctx: click.Context, hook_id: str) -> None:
     Example:
       r42 hooks test hook_1a2b3c4d
     """
-    from r42.store.hooks import get_hook
+    from r42.store.hooks import deliveries, get_hook
     from r42.webhooks import Policy, deliver_due, emit
-    from r42.store.hooks import deliveries
 
     hook = get_hook(hook_id)
-    event_id = emit("hook.test", {"hook": hook.id, "url": hook.url, "message": "a test event from r42 hooks test"}, hook_id=hook.id)
+    event_id = emit(
+        "hook.test", {"hook": hook.id, "url": hook.url, "message": "a test event from r42 hooks test"}, hook_id=hook.id
+    )
     deliver_due(Policy.from_env(), hook_id=hook.id)
     sent = next((d for d in deliveries(hook.id, limit=50) if d.event_id == event_id), None)
     if sent is None or sent.state != "delivered":
@@ -153,7 +181,9 @@ def test_command(ctx: click.Context, hook_id: str) -> None:
 
 @hooks.command("log")
 @click.argument("hook_id", required=False)
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many of the latest deliveries.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many of the latest deliveries."
+)
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
 @click.pass_context
 def log_command(ctx: click.Context, hook_id: str | None, limit: int, force_json: bool) -> None:
@@ -172,7 +202,18 @@ def log_command(ctx: click.Context, hook_id: str | None, limit: int, force_json:
     if force_json or not term.stdout_isatty:
         term.write(b"".join(dumps(d) + b"\n" for d in found))
         return
-    rows = [[d["created"], d["hook"], d["type"], d["event_id"], d["state"], d["attempts"], d["last_status"] or "", d["last_error"] or ""]
-            for d in found]
+    rows = [
+        [
+            d["created"],
+            d["hook"],
+            d["type"],
+            d["event_id"],
+            d["state"],
+            d["attempts"],
+            d["last_status"] or "",
+            d["last_error"] or "",
+        ]
+        for d in found
+    ]
     headers = ["created", "hook", "event", "id", "state", "attempts", "status", "error"]
     term.write((tabulate(rows, headers=headers) if rows else "no webhook deliveries yet").encode() + b"\n")

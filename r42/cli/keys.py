@@ -66,7 +66,8 @@ def keys() -> None:
 @click.option("--rpd", type=click.IntRange(min=0), default=None, help="Requests per day (default: no limit).")
 @click.option("--budget", type=click.FloatRange(min=0), default=None, help="USD per calendar month (default: no limit).")
 @click.option("--expires", default=None, metavar="DURATION|DATE",
-              help="Expire after a duration (90s, 12h, 30d, 2w) or at an ISO 8601 date or time (UTC unless given; default: never).")
+              help="Expire after a duration (90s, 12h, 30d, 2w) or at an ISO 8601 date or time"
+                   " (UTC unless given; default: never).")
 @click.option("--admin", is_flag=True, help="An admin key: may manage gateway keys over HTTP (/v1/admin/keys).")
 @click.option("--json", "force_json", is_flag=True, help="Write the key and its record as JSON.")
 @click.pass_context
@@ -106,7 +107,8 @@ def extend(ctx: click.Context, key_or_prefix: str, when: str) -> None:
       r42 keys extend r42_AbCd1234 never
     """
     before, after = store.extend(key_or_prefix, when)
-    audit.record(audit.cli_actor(), "key.update", after.prefix, {"expires": [iso(before.expires), iso(after.expires)]})
+    change = {"expires": [iso(before.expires), iso(after.expires)]}
+    audit.record(audit.cli_actor(), "key.update", after.prefix, change)
     until = f"until {iso(after.expires)}" if after.expires else "with no expiry"
     terminal_of(ctx).note(f"r42: key {after.prefix}… of user {after.user} is valid {until}")
 
@@ -138,7 +140,8 @@ def rotate(ctx: click.Context, user_or_prefix: str, force_json: bool) -> None:
       r42 keys rotate alice > alice.key
     """
     new, old = store.rotate(user_or_prefix)
-    audit.record(audit.cli_actor(), "key.rotate", new.record.prefix, {"user": new.record.user, "revoked": [r.prefix for r in old]})
+    detail = {"user": new.record.user, "revoked": [r.prefix for r in old]}
+    audit.record(audit.cli_actor(), "key.rotate", new.record.prefix, detail)
     term = terminal_of(ctx)
     term.note("r42: revoked " + ", ".join(f"{r.prefix}…" for r in old))
     _print_new_key(term, new, force_json)
@@ -151,7 +154,8 @@ def rotate(ctx: click.Context, user_or_prefix: str, force_json: bool) -> None:
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
 @click.pass_context
 def list_command(ctx: click.Context, include_revoked: bool, expiring: str | None, force_json: bool) -> None:
-    """Gateway keys (user, prefix, created, last used, limits, expiry, admin) and where each provider's credential comes from.
+    """Gateway keys (user, prefix, created, last used, limits, expiry, admin) and where each provider's credential
+    comes from.
 
     Never prints a secret. A table on a terminal, JSON when piped.
 
@@ -216,7 +220,7 @@ def _state(record: store.KeyRecord) -> str:
 
 def render_list(records: list[store.KeyRecord], credentials: list[dict[str, Any]]) -> str:
     key_rows = [
-        [r.user, r.prefix + "…", r.as_dict()["created"], r.as_dict()["last_used"] or "never", _limit(r.rpm), _limit(r.rpd),
+        [r.user, r.prefix + "…", iso(r.created), iso(r.last_used) or "never", _limit(r.rpm), _limit(r.rpd),
          _money(r.budget_usd), iso(r.expires) or "never", _state(r)]
         for r in records
     ]
@@ -346,12 +350,15 @@ def rm_command(ctx: click.Context, provider: str, user: str | None) -> None:
 
 
 @keys.command("audit")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many of the latest entries.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="How many of the latest entries.")
 @click.option("--action", default=None, help="Only this action or family (key, key.create, hook, ...).")
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
 @click.pass_context
 def audit_command(ctx: click.Context, limit: int, action: str | None, force_json: bool) -> None:
-    """The audit log of gateway key and webhook changes: when, who (a CLI user or an admin key), what. Never a secret.
+    """The audit log of gateway key and webhook changes: when, who (a CLI user or an admin key), what.
+
+    Never a key or a secret.
 
     A table on a terminal, NDJSON when piped, oldest first.
 
@@ -365,4 +372,5 @@ def audit_command(ctx: click.Context, limit: int, action: str | None, force_json
         term.write(b"".join(dumps(e.as_dict()) + b"\n" for e in entries))
         return
     rows = [[e.as_dict()["time"], e.actor, e.action, e.target or "", dumps(e.detail).decode()] for e in entries]
-    term.write((tabulate(rows, headers=["time", "who", "action", "target", "detail"]) if rows else "no audit entries").encode() + b"\n")
+    table = tabulate(rows, headers=["time", "who", "action", "target", "detail"]) if rows else "no audit entries"
+    term.write(table.encode() + b"\n")

@@ -18,7 +18,16 @@ from r42.server.errors import GatewayError
 from r42.server.http import Response
 from r42.store import audit
 from r42.store.keys import (
-    KeyRecord, NotFoundError, create_key, expiring_within, iso, list_keys, parse_duration, parse_expiry, revoke, update_key,
+    KeyRecord,
+    NotFoundError,
+    create_key,
+    expiring_within,
+    iso,
+    list_keys,
+    parse_duration,
+    parse_expiry,
+    revoke,
+    update_key,
 )
 
 if TYPE_CHECKING:
@@ -32,8 +41,11 @@ def refuse_expired(record: KeyRecord) -> None:
     if record.expired():
         when = iso(record.expires)
         raise GatewayError(
-            401, f"this gateway key expired at {when}; ask an admin to extend it (r42 keys extend {record.prefix} 30d)",
-            "key_expired", [("WWW-Authenticate", 'Bearer realm="r42", error="invalid_token"')], kind="key_expired",
+            401,
+            f"this gateway key expired at {when}; ask an admin to extend it (r42 keys extend {record.prefix} 30d)",
+            "key_expired",
+            [("WWW-Authenticate", 'Bearer realm="r42", error="invalid_token"')],
+            kind="key_expired",
         )
 
 
@@ -55,10 +67,12 @@ def _actor(call: Call) -> str:
 
 def _path_prefix(call: Call) -> str:
     """The {prefix} of /v1/admin/keys/{prefix}, else ?prefix=."""
-    tail = call.request.path[len(ADMIN_KEYS):].strip("/")
+    tail = call.request.path[len(ADMIN_KEYS) :].strip("/")
     prefix = unquote(tail) if tail else (call.request.query.get("prefix") or [""])[0]
     if not prefix:
-        raise GatewayError(400, "name the key: /v1/admin/keys/{prefix} or ?prefix=r42_...", "missing_prefix", param="prefix")
+        raise GatewayError(
+            400, "name the key: /v1/admin/keys/{prefix} or ?prefix=r42_...", "missing_prefix", param="prefix"
+        )
     return prefix
 
 
@@ -76,14 +90,18 @@ def _expires(body: dict[str, Any]) -> float | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise GatewayError(400, "expires must be a duration (30d) or an ISO 8601 date, or null", "invalid_request", param="expires")
+        raise GatewayError(
+            400, "expires must be a duration (30d) or an ISO 8601 date, or null", "invalid_request", param="expires"
+        )
     return parse_expiry(value)
 
 
 def _known_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(body) - set(allowed))
     if unknown:
-        raise GatewayError(400, f"unknown field {unknown[0]!r}; allowed: {', '.join(allowed)}", "invalid_request", param=unknown[0])
+        raise GatewayError(
+            400, f"unknown field {unknown[0]!r}; allowed: {', '.join(allowed)}", "invalid_request", param=unknown[0]
+        )
 
 
 def _not_found(exc: NotFoundError) -> GatewayError:
@@ -124,7 +142,9 @@ def admin_list_keys(gateway: Gateway, call: Call) -> Response:
     if expiring is not None:
         seconds = parse_duration(expiring)
         if seconds is None:
-            raise GatewayError(400, f"expiring takes a duration such as 7d, not {expiring!r}", "invalid_request", param="expiring")
+            raise GatewayError(
+                400, f"expiring takes a duration such as 7d, not {expiring!r}", "invalid_request", param="expiring"
+            )
         records = expiring_within(seconds)
     else:
         records = list_keys(include_revoked=(query.get("all") or ["0"])[0] in ("1", "true", "yes"))

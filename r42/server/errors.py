@@ -25,8 +25,8 @@ ANTHROPIC_TYPES = {
 class GatewayError(Exception):
     """A request the gateway answers with an error status."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, headers: list[tuple[str, str]] | None = None, param: str | None = None,
-                 kind: str | None = None) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None, headers: list[tuple[str, str]] | None = None,
+                 param: str | None = None, kind: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind  # the body's error type, when not the status's usual one (e.g. key_expired)
         self.status = status
@@ -64,7 +64,8 @@ def _all_failed(exc: AllFailedError, message: str) -> GatewayError:
 
 
 def openai_body(error: GatewayError, request_id: str) -> bytes:
-    kind = error.kind or OPENAI_TYPES.get(error.status, "server_error" if error.status >= 500 else "invalid_request_error")
+    fallback = "server_error" if error.status >= 500 else "invalid_request_error"
+    kind = error.kind or OPENAI_TYPES.get(error.status, fallback)
     body: dict[str, Any] = {"message": error.message, "type": kind, "param": error.param, "code": error.code}
     return orjson.dumps({"error": body, "request_id": request_id})
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from r42.store.db import reading, readable_errors, writing
+from r42.store.db import readable_errors, reading, writing
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,13 @@ class AuditEntry:
     def as_dict(self) -> dict[str, Any]:
         from r42.store.keys import iso
 
-        return {"time": iso(self.ts), "actor": self.actor, "action": self.action, "target": self.target, "detail": self.detail}
+        return {
+            "time": iso(self.ts),
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "detail": self.detail,
+        }
 
 
 def cli_actor() -> str:
@@ -64,4 +70,7 @@ def read(limit: int = 100, action: str | None = None, since: float | None = None
             f"SELECT ts, actor, action, target, detail FROM audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
             (*params, limit),
         ).fetchall()
-    return [AuditEntry(ts, actor, act, target, orjson.loads(detail or "{}")) for ts, actor, act, target, detail in reversed(rows)]
+    return [
+        AuditEntry(ts, actor, act, target, orjson.loads(detail or "{}"))
+        for ts, actor, act, target, detail in reversed(rows)
+    ]

@@ -18,11 +18,16 @@ import orjson
 
 from r42.errors import UsageError
 from r42.store.credentials import MasterKeyError, _fernet, _open, _seal
-from r42.store.db import reading, readable_errors, writing
+from r42.store.db import readable_errors, reading, writing
 from r42.store.keys import NotFoundError, iso
 
 EVENT_TYPES: tuple[str, ...] = (
-    "rate_limit.warning", "budget.threshold", "key.expiring", "key.expired", "provider.unhealthy", "provider.recovered",
+    "rate_limit.warning",
+    "budget.threshold",
+    "key.expiring",
+    "key.expired",
+    "provider.unhealthy",
+    "provider.recovered",
 )
 TEST_EVENT = "hook.test"  # what `r42 hooks test` sends; every hook receives it
 ALL_EVENTS = "*"
@@ -41,8 +46,13 @@ class Hook:
         return event_type == TEST_EVENT or ALL_EVENTS in self.events or event_type in self.events
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "url": self.url, "events": list(self.events), "allow_private": self.allow_private,
-                "created": iso(self.created)}
+        return {
+            "id": self.id,
+            "url": self.url,
+            "events": list(self.events),
+            "allow_private": self.allow_private,
+            "created": iso(self.created),
+        }
 
 
 @dataclass(frozen=True)
@@ -66,9 +76,16 @@ class Delivery:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "hook": self.hook_id, "event_id": self.event_id, "type": self.type, "created": iso(self.created),
-            "state": self.state, "attempts": self.attempts, "last_status": self.last_status, "last_error": self.last_error,
-            "delivered": iso(self.delivered), "next_try": iso(self.next_try) if self.state == "pending" else None,
+            "hook": self.hook_id,
+            "event_id": self.event_id,
+            "type": self.type,
+            "created": iso(self.created),
+            "state": self.state,
+            "attempts": self.attempts,
+            "last_status": self.last_status,
+            "last_error": self.last_error,
+            "delivered": iso(self.delivered),
+            "next_try": iso(self.next_try) if self.state == "pending" else None,
         }
 
 
@@ -84,7 +101,9 @@ def check_events(events: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 def add_hook(url: str, events: list[str] | tuple[str, ...], secret: str, allow_private: bool = False) -> Hook:
     """Store a webhook endpoint with its secret sealed under the master key."""
     if not secret:
-        raise UsageError("the webhook secret is empty", "give one with --secret-stdin, R42_WEBHOOK_SECRET or the prompt")
+        raise UsageError(
+            "the webhook secret is empty", "give one with --secret-stdin, R42_WEBHOOK_SECRET or the prompt"
+        )
     hook = Hook("hook_" + secrets.token_hex(4), url, check_events(events), allow_private, time.time())
     token = _seal(_fernet(create=True), _SEAL_AS, hook.id, secret)
     with writing() as conn:
@@ -131,18 +150,23 @@ def hook_secret(hook_id: str) -> str:
     try:
         return _open(cipher, _SEAL_AS, hook_id, row[0])
     except MasterKeyError:
-        raise MasterKeyError(f"the secret of webhook {hook_id} cannot be decrypted (damaged, moved or another master key)",
-                             f"remove it with `r42 hooks rm {hook_id}` and add it again") from None
+        raise MasterKeyError(
+            f"the secret of webhook {hook_id} cannot be decrypted (damaged, moved or another master key)",
+            f"remove it with `r42 hooks rm {hook_id}` and add it again",
+        ) from None
 
 
-def persist_event(hook_ids: list[str], event_id: str, event_type: str, body: bytes, mark: str | None, now: float) -> bool:
+def persist_event(
+    hook_ids: list[str], event_id: str, event_type: str, body: bytes, mark: str | None, now: float
+) -> bool:
     """Write one event to the outbox for each hook, due at once. With `mark`, only if the mark is
     new (the same window's event was not sent before); the mark and the rows commit together."""
     with writing() as conn:
         if mark is not None and not _claim_mark(conn, mark, now):
             return False
         conn.executemany(
-            "INSERT OR IGNORE INTO hook_outbox (hook_id, event_id, type, body, created, next_try) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO hook_outbox (hook_id, event_id, type, body, created, next_try)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             [(hook_id, event_id, event_type, body, now, time.time()) for hook_id in hook_ids],
         )
     return True
@@ -152,18 +176,26 @@ def _claim_mark(conn: sqlite3.Connection, mark: str, now: float) -> bool:
     return conn.execute("INSERT OR IGNORE INTO hook_marks (name, created) VALUES (?, ?)", (mark, now)).rowcount > 0
 
 
-_DELIVERY_COLUMNS = "id, hook_id, event_id, type, body, created, attempts, next_try, delivered, failed, last_status, last_error"
+_DELIVERY_COLUMNS = (
+    "id, hook_id, event_id, type, body, created, attempts, next_try, delivered, failed, last_status, last_error"
+)
 
 
 def claim_due(now: float, lease: float, limit: int = 20, hook_id: str | None = None) -> list[Delivery]:
     """Pending deliveries whose time has come, leased for `lease` seconds so that another worker
     does not send them at the same moment (it will, after the lease, if this one dies)."""
-    if reading() is None:
+    conn = reading()
+    if conn is None:
         return []
     where = "delivered IS NULL AND failed IS NULL AND next_try <= ?" + (" AND hook_id = ?" if hook_id else "")
     params: tuple[Any, ...] = (now, hook_id) if hook_id else (now,)
+    with readable_errors():  # a read first: most rounds find nothing and need no write lock
+        if conn.execute(f"SELECT 1 FROM hook_outbox WHERE {where} LIMIT 1", params).fetchone() is None:
+            return []
     with writing() as conn:
-        rows = conn.execute(f"SELECT {_DELIVERY_COLUMNS} FROM hook_outbox WHERE {where} ORDER BY next_try LIMIT ?", (*params, limit)).fetchall()
+        rows = conn.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM hook_outbox WHERE {where} ORDER BY next_try LIMIT ?", (*params, limit)
+        ).fetchall()
         conn.executemany("UPDATE hook_outbox SET next_try = ? WHERE id = ?", [(now + lease, row[0]) for row in rows])
     return [Delivery(*row) for row in rows]
 
@@ -186,7 +218,9 @@ def deliveries(hook_id: str | None = None, limit: int = 50) -> list[Delivery]:
         return []
     where, params = ("WHERE hook_id = ?", (hook_id,)) if hook_id else ("", ())
     with readable_errors():
-        rows = conn.execute(f"SELECT {_DELIVERY_COLUMNS} FROM hook_outbox {where} ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+        rows = conn.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM hook_outbox {where} ORDER BY id DESC LIMIT ?", (*params, limit)
+        ).fetchall()
     return [Delivery(*row) for row in reversed(rows)]
 
 

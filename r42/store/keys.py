@@ -97,7 +97,10 @@ def iso(ts: float | None) -> str | None:
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
-EXPIRY_HINT = "give a duration such as 90s, 12h, 30d or 2w, or an ISO 8601 date or time such as 2027-01-31 or 2027-01-31T18:00:00Z"
+EXPIRY_HINT = (
+    "give a duration such as 90s, 12h, 30d or 2w, or an ISO 8601 date or time"
+    " such as 2027-01-31 or 2027-01-31T18:00:00Z"
+)
 
 
 def parse_duration(text: str) -> float | None:
@@ -126,7 +129,7 @@ def parse_expiry(text: str, now: float | None = None, base: float | None = None)
     seconds = parse_duration(text)
     when = (base if base is not None else now) + seconds if seconds is not None else parse_when(text)
     if seconds == 0 or when <= now:
-        raise UsageError(f"the expiry {text!r} is not in the future (it is {iso(when)}, now is {iso(now)})", EXPIRY_HINT)
+        raise UsageError(f"the expiry {text!r} is not in the future ({iso(when)}; now is {iso(now)})", EXPIRY_HINT)
     return when
 
 
@@ -176,7 +179,9 @@ def create_key(user: str, rpm: int | None = None, rpd: int | None = None, budget
         return _insert_key(conn, user, rpm, rpd, budget_usd, expires, admin)
 
 
-_KEY_COLUMNS = "k.id, u.name, k.prefix, k.created, k.last_used, k.revoked, k.rpm, k.rpd, k.budget_usd, k.expires, k.admin"
+_KEY_COLUMNS = (
+    "k.id, u.name, k.prefix, k.created, k.last_used, k.revoked, k.rpm, k.rpd, k.budget_usd, k.expires, k.admin"
+)
 
 
 def _record(row: tuple) -> KeyRecord:
@@ -269,8 +274,8 @@ def update_key(key_or_prefix: str, *, rpm: object = _UNSET, rpd: object = _UNSET
                expires: object = _UNSET) -> tuple[KeyRecord, KeyRecord]:
     """Change an active key's limits or expiry (None clears one; a field left out stays).
     Returns the record before and after."""
-    changes = {name: value for name, value in (("rpm", rpm), ("rpd", rpd), ("budget_usd", budget_usd), ("expires", expires))
-               if value is not _UNSET}
+    given = (("rpm", rpm), ("rpd", rpd), ("budget_usd", budget_usd), ("expires", expires))
+    changes = {name: value for name, value in given if value is not _UNSET}
     _validate_limits(changes.get("rpm"), changes.get("rpd"), changes.get("budget_usd"))  # type: ignore[arg-type]
     with writing() as conn:
         before = _one_key(conn, key_or_prefix)
@@ -296,7 +301,8 @@ def extend(key_or_prefix: str, text: str, now: float | None = None) -> tuple[Key
 def expiring_within(seconds: float, now: float | None = None) -> list[KeyRecord]:
     """Active keys that expire before now + seconds (those already expired included), soonest first."""
     now = clock.now() if now is None else now
-    return sorted((r for r in list_keys() if r.expires is not None and r.expires <= now + seconds), key=lambda r: r.expires or 0)
+    soon = [r for r in list_keys() if r.expires is not None and r.expires <= now + seconds]
+    return sorted(soon, key=lambda r: r.expires or 0)
 
 
 def authenticate(key: str) -> KeyRecord | None:
