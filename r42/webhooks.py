@@ -237,6 +237,8 @@ def sweep_expiry(now: float | None = None) -> None:
 
     now = clock.now() if now is None else now
     for key in expiring_within(EXPIRING_WITHIN, now):
+        if (key.expires or now) < now - EXPIRING_WITHIN:
+            continue  # expired long before anyone listened: not news
         kind = "key.expired" if key.expired(now) else "key.expiring"
         data = {
             "user": key.user,

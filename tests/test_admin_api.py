@@ -154,3 +154,16 @@ def test_the_audit_log_says_who_did_what_and_never_a_secret(gateway, admin_key):
     assert admin_key not in result.stdout and created["key"] not in result.stdout
     assert [e["action"] for e in json_lines(run(["keys", "audit", "--action", "key.revoke"]).stdout)] == ["key.revoke"]
     assert len(json_lines(run(["keys", "audit", "--limit", "2"]).stdout)) == 2
+
+
+def test_credential_changes_are_audited_without_the_secret():
+    secret = "sk-audit-DO-NOT-PRINT-0123456789"
+    assert run(["keys", "set", "openai", "--user", "alice"], input=secret).exit_code == 0
+    assert run(["keys", "rm", "openai", "--user", "alice"]).exit_code == 0
+    result = run(["keys", "audit", "--action", "credential"])
+    entries = json_lines(result.stdout)
+    assert [(e["action"], e["target"], e["detail"]["user"]) for e in entries] == [
+        ("credential.set", "openai", "alice"),
+        ("credential.rm", "openai", "alice"),
+    ]
+    assert secret not in result.stdout

@@ -258,6 +258,7 @@ def set_command(ctx: click.Context, provider: str, user: str | None, base_url: s
     if base_url is not None and not models:
         models = tuple(_list_endpoint_models(term, base_url, secret))
     store.set_credential(provider, secret or None, user=user, base_url=base_url, models=list(models) or None)
+    audit.record(audit.cli_actor(), "credential.set", provider, {"user": user, "base_url": base_url})
     refresh_endpoints_layer()
     if not had_master_key and store.master_key_path().exists():
         term.note(f"r42: created the master key {store.master_key_path()}: back it up; without it the stored credentials cannot be read")
@@ -342,6 +343,8 @@ def rm_command(ctx: click.Context, provider: str, user: str | None) -> None:
       r42 keys rm openai --user alice
     """
     removed = store.remove_credential(provider, user)
+    if removed:
+        audit.record(audit.cli_actor(), "credential.rm", provider, {"user": user})
     refresh_endpoints_layer()
     if not removed:
         where = f" for user {user}" if user else ""
@@ -356,7 +359,8 @@ def rm_command(ctx: click.Context, provider: str, user: str | None) -> None:
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
 @click.pass_context
 def audit_command(ctx: click.Context, limit: int, action: str | None, force_json: bool) -> None:
-    """The audit log of gateway key and webhook changes: when, who (a CLI user or an admin key), what.
+    """The audit log of changes to gateway keys, provider credentials and webhooks: when, who (a CLI user or an
+    admin key), what.
 
     Never a key or a secret.
 

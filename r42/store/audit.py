@@ -1,4 +1,4 @@
-"""The audit log: who changed which gateway key or webhook, what they changed, and when.
+"""The audit log: who changed which gateway key, provider credential or webhook, what they changed, and when.
 
 Entries never carry a secret: a key is named by its prefix, a webhook by its id, and `detail`
 holds only limits, expiry dates, event names and URLs.
