@@ -139,3 +139,29 @@ def test_an_expired_key_gets_401_key_expired_from_a_real_gateway(fake_clock):
         assert get(running.url, "/metrics", other)[0] == 200  # a key without expiry is unaffected
         store.extend(key[:12], "1d")
         assert get(running.url, "/metrics", key)[0] == 200  # extended: valid again at once
+
+
+def test_a_store_from_before_migration_3_keeps_its_keys(isolated_env):
+    """Keys made by an r42 at schema 2 still work, with no expiry and no admin rights."""
+    import sqlite3
+
+    from r42.store import db
+
+    isolated_env.mkdir(parents=True, exist_ok=True)
+    raw = sqlite3.connect(isolated_env / "r42.db", isolation_level=None)
+    for script in db.MIGRATIONS[:2]:
+        for statement in db._statements(script):
+            raw.execute(statement)
+    raw.execute(f"PRAGMA application_id = {db.APPLICATION_ID}")
+    raw.execute("PRAGMA user_version = 2")
+    raw.execute("INSERT INTO users (name, created) VALUES ('old', 0)")
+    key = "r42_" + "A" * 43
+    raw.execute(
+        "INSERT INTO gateway_keys (user_id, prefix, hash, created, rpm) VALUES (1, ?, ?, 0, 7)",
+        (key[:12], store.keys.key_hash(key)),
+    )
+    raw.close()
+    record = store.authenticate(key)
+    assert record is not None and (record.user, record.rpm, record.expires, record.admin) == ("old", 7, None, False)
+    assert not record.expired()
+    assert store.db.connect().execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
