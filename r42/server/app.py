@@ -95,13 +95,20 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("DELETE", "/v1/admin/keys"): Route("admin_revoke_key", admin=True),
     ("DELETE", "/v1/admin/keys/{prefix}"): Route("admin_revoke_key", admin=True),
     ("PATCH", "/v1/admin/keys/{prefix}"): Route("admin_update_key", admin=True),
+    # r42.server.me: a user's own provider keys and usage
+    ("GET", "/v1/me/credentials"): Route("me_credentials"),
+    ("PUT", "/v1/me/credentials/{provider}"): Route("me_put_credential"),
+    ("DELETE", "/v1/me/credentials/{provider}"): Route("me_delete_credential"),
+    ("GET", "/v1/me/usage"): Route("me_usage"),
 }
+PATH_PARAMETERS = {"/v1/admin/keys": "{prefix}", "/v1/me/credentials": "{provider}"}  # one trailing segment
 
 
 def route_path(path: str) -> str:
     """The ROUTES path for a request path: /v1/admin/keys/r42_AbCd1234 -> /v1/admin/keys/{prefix}."""
     head, _, tail = path.rpartition("/")
-    return f"{head}/{{prefix}}" if head == "/v1/admin/keys" and tail else path
+    parameter = PATH_PARAMETERS.get(head)
+    return f"{head}/{parameter}" if parameter and tail else path
 
 
 def find_route(method: str, path: str) -> Route | None:
@@ -218,10 +225,10 @@ class Gateway:
         self._routers_lock = threading.Lock()
         self._pending: dict[int, int] = {}  # key id -> requests admitted but not yet counted in the store
         self._pending_lock = threading.Lock()
-        from r42.server import admin, chat, info  # the endpoint modules
+        from r42.server import admin, chat, info, me  # the endpoint modules
         from r42.webhooks import Dispatcher, Policy
 
-        self._modules = (chat, info, admin)
+        self._modules = (chat, info, admin, me)
         self.webhooks = Dispatcher(Policy.from_env()).start()  # events to operators' endpoints, off the request path
 
     # --- the handler the HTTP layer calls -----------------------------------------------------
