@@ -167,3 +167,15 @@ def test_credential_changes_are_audited_without_the_secret():
         ("credential.rm", "openai", "alice"),
     ]
     assert secret not in result.stdout
+
+
+def test_metrics_and_the_log_name_the_route_not_the_key_prefix(gateway, admin_key):
+    prefix = store.create_key("bob").record.prefix
+    assert call(gateway.url, "PATCH", f"/v1/admin/keys/{prefix}", admin_key, {"rpm": 3})[0] == 200
+    gateway.gateway.log.flush()
+    assert [r["endpoint"] for r in store.read_routes()] == ["/v1/admin/keys/{prefix}"]
+    host, port = gateway.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {admin_key}"})
+    text = conn.getresponse().read().decode()
+    assert "/v1/admin/keys/{prefix}" in text and prefix not in text

@@ -268,7 +268,7 @@ class Gateway:
         flavour = route.flavour if route else ("anthropic" if request.path.startswith("/v1/messages") else "openai")
         with self.metrics.lock:
             self.metrics.inflight += 1
-        return Call(request, channel, Caller(), request.path, flavour), route
+        return Call(request, channel, Caller(), route_path(request.path), flavour), route  # /v1/admin/keys/{prefix}
 
     def _allow(self, call: Call, route: Route | None) -> None:
         """404/405 for an unknown endpoint; the key and its limits where the endpoint needs them."""
