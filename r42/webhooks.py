@@ -389,16 +389,15 @@ class Dispatcher:
         while not self.stopping:
             self.wake.wait(self.poll)
             self.wake.clear()
-            if time.monotonic() - last_sweep >= self.sweep_every:
-                self.sweep_due = True
+            sweep = self.sweep_due or time.monotonic() - last_sweep >= self.sweep_every
+            if sweep:  # cleared before the round: a sweep_now() during it is kept for the next one
+                self.sweep_due, last_sweep = False, time.monotonic()
             try:
-                self._round(self.sweep_due)
+                self._round(sweep)
             except Exception as exc:  # noqa: BLE001 - webhooks must never take the gateway down
                 if not self.warned:
                     self.warned = True
                     print(f"r42: warning: webhook delivery failed: {exc}", file=sys.stderr)
-            if self.sweep_due:
-                self.sweep_due, last_sweep = False, time.monotonic()
             with self.idle:
                 self.rounds += 1
                 self.idle.notify_all()
