@@ -7,6 +7,7 @@ import os
 import click
 from tabulate import tabulate
 
+from r42.cli.complete import complete_hooks
 from r42.cli.pipe import terminal_of
 from r42.document import dumps
 from r42.errors import R42Error, UsageError
@@ -135,7 +136,7 @@ def list_command(ctx: click.Context, force_json: bool) -> None:
 
 
 @hooks.command("rm")
-@click.argument("hook_id")
+@click.argument("hook_id", shell_complete=complete_hooks)
 @click.pass_context
 def rm_command(ctx: click.Context, hook_id: str) -> None:
     """Remove a webhook endpoint and its pending deliveries.
@@ -155,7 +156,7 @@ def rm_command(ctx: click.Context, hook_id: str) -> None:
 
 
 @hooks.command("test")
-@click.argument("hook_id")
+@click.argument("hook_id", shell_complete=complete_hooks)
 @click.pass_context
 def test_command(ctx: click.Context, hook_id: str) -> None:
     """Send a signed `hook.test` event to a webhook now, once, and report the answer (exit 1 if not 2xx).
@@ -180,7 +181,7 @@ def test_command(ctx: click.Context, hook_id: str) -> None:
 
 
 @hooks.command("log")
-@click.argument("hook_id", required=False)
+@click.argument("hook_id", required=False, shell_complete=complete_hooks)
 @click.option(
     "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many of the latest deliveries."
 )
