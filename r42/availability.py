@@ -65,6 +65,10 @@ class CredentialCache:
         self._found[(provider.id, user)] = (now, credential)  # one dict store: safe across threads
         return credential
 
+    def forget(self, provider_id: str, user: str | None) -> None:
+        """Look the credential up again next time (it was just stored or removed)."""
+        self._found.pop((provider_id, user), None)
+
 
 def base_url_of(provider: Provider, env: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if env is None else env

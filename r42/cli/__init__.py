@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "rank": "r42.cli.rank:rank",
     "ask": "r42.cli.ask:ask",
     "keys": "r42.cli.keys:keys",
+    "hooks": "r42.cli.hooks:hooks",
     "stats": "r42.cli.stats:stats",
     "log": "r42.cli.log:log_command",
     "serve": "r42.cli.serve:serve",

@@ -37,3 +37,13 @@ def complete_users(ctx: click.Context, param: click.Parameter, incomplete: str) 
     except Exception:  # noqa: BLE001 - no store yet: nothing to complete
         return []
     return [CompletionItem(u) for u in users if u.startswith(incomplete)]
+
+
+def complete_hooks(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    try:
+        from r42.store.hooks import list_hooks
+
+        hooks = list_hooks()
+    except Exception:  # noqa: BLE001 - no store yet: nothing to complete
+        return []
+    return [CompletionItem(h.id, help=h.url) for h in hooks if h.id.startswith(incomplete)]

@@ -13,6 +13,8 @@ from tabulate import tabulate
 
 from r42 import store
 from r42.cli.pipe import terminal_of
+from r42.store import audit
+from r42.store.keys import iso
 from r42.document import dumps
 from r42.errors import NoCredentialsError, UsageError
 from r42.terminal import Terminal
@@ -43,10 +45,13 @@ def keys() -> None:
 
     \b
     Gateway keys (for `r42 serve`):
-      r42 keys create alice --rpm 60 --budget 20
-      r42 keys list
+      r42 keys create alice --rpm 60 --budget 20 --expires 30d
+      r42 keys create ops --admin          (may use the admin API, /v1/admin/keys)
+      r42 keys list --expiring 7d
+      r42 keys extend r42_AbCd1234 30d
       r42 keys rotate alice
       r42 keys revoke r42_AbCd1234
+      r42 keys audit
     \b
     Provider credentials (encrypted under R42_HOME/master.key or R42_MASTER_KEY):
       printf %s "$OPENAI_API_KEY" | r42 keys set openai
@@ -60,16 +65,52 @@ def keys() -> None:
 @click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute (default: no limit).")
 @click.option("--rpd", type=click.IntRange(min=0), default=None, help="Requests per day (default: no limit).")
 @click.option("--budget", type=click.FloatRange(min=0), default=None, help="USD per calendar month (default: no limit).")
+@click.option("--expires", default=None, metavar="DURATION|DATE",
+              help="Expire after a duration (90s, 12h, 30d, 2w) or at an ISO 8601 date or time"
+                   " (UTC unless given; default: never).")
+@click.option("--admin", is_flag=True, help="An admin key: may manage gateway keys over HTTP (/v1/admin/keys).")
 @click.option("--json", "force_json", is_flag=True, help="Write the key and its record as JSON.")
 @click.pass_context
-def create(ctx: click.Context, user: str, rpm: int | None, rpd: int | None, budget: float | None, force_json: bool) -> None:
+def create(ctx: click.Context, user: str, rpm: int | None, rpd: int | None, budget: float | None, expires: str | None,
+           admin: bool, force_json: bool) -> None:
     """Create a gateway key for USER and print it (once: only its hash is stored).
 
     \b
     Example:
-      r42 keys create alice --rpm 60 --rpd 2000 --budget 25 > alice.key
+      r42 keys create alice --rpm 60 --rpd 2000 --budget 25 --expires 30d > alice.key
+      r42 keys create ops --admin > ops.key
     """
-    _print_new_key(terminal_of(ctx), store.create_key(user, rpm=rpm, rpd=rpd, budget_usd=budget), force_json)
+    when = store.parse_expiry(expires) if expires is not None else None
+    new = store.create_key(user, rpm=rpm, rpd=rpd, budget_usd=budget, expires=when, admin=admin)
+    audit.record(audit.cli_actor(), "key.create", new.record.prefix, _limits_detail(new.record))
+    _print_new_key(terminal_of(ctx), new, force_json)
+
+
+def _limits_detail(record: store.KeyRecord) -> dict[str, Any]:
+    """What the audit log keeps of a key: its user, limits, expiry and role (never the key)."""
+    doc = record.as_dict()
+    return {name: doc[name] for name in ("user", "rpm", "rpd", "budget_usd", "expires", "admin")}
+
+
+@keys.command()
+@click.argument("key_or_prefix")
+@click.argument("when", metavar="DURATION|DATE|never")
+@click.pass_context
+def extend(ctx: click.Context, key_or_prefix: str, when: str) -> None:
+    """Extend a gateway key's expiry: by a duration (from its current expiry, or from now if that
+    is past or unset), to an ISO 8601 date or time, or `never`.
+
+    \b
+    Example:
+      r42 keys extend r42_AbCd1234 30d
+      r42 keys extend r42_AbCd1234 2027-06-30
+      r42 keys extend r42_AbCd1234 never
+    """
+    before, after = store.extend(key_or_prefix, when)
+    change = {"expires": [iso(before.expires), iso(after.expires)]}
+    audit.record(audit.cli_actor(), "key.update", after.prefix, change)
+    until = f"until {iso(after.expires)}" if after.expires else "with no expiry"
+    terminal_of(ctx).note(f"r42: key {after.prefix}… of user {after.user} is valid {until}")
 
 
 @keys.command()
@@ -83,6 +124,7 @@ def revoke(ctx: click.Context, key_or_prefix: str) -> None:
       r42 keys revoke r42_AbCd1234
     """
     record = store.revoke(key_or_prefix)
+    audit.record(audit.cli_actor(), "key.revoke", record.prefix, {"user": record.user})
     terminal_of(ctx).note(f"r42: revoked key {record.prefix}… of user {record.user}")
 
 
@@ -98,6 +140,8 @@ def rotate(ctx: click.Context, user_or_prefix: str, force_json: bool) -> None:
       r42 keys rotate alice > alice.key
     """
     new, old = store.rotate(user_or_prefix)
+    detail = {"user": new.record.user, "revoked": [r.prefix for r in old]}
+    audit.record(audit.cli_actor(), "key.rotate", new.record.prefix, detail)
     term = terminal_of(ctx)
     term.note("r42: revoked " + ", ".join(f"{r.prefix}…" for r in old))
     _print_new_key(term, new, force_json)
@@ -105,19 +149,29 @@ def rotate(ctx: click.Context, user_or_prefix: str, force_json: bool) -> None:
 
 @keys.command("list")
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@click.option("--expiring", default=None, metavar="DURATION",
+              help="Only keys that expire within DURATION (e.g. 7d), those already expired included.")
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
 @click.pass_context
-def list_command(ctx: click.Context, include_revoked: bool, force_json: bool) -> None:
-    """Gateway keys (user, prefix, created, last used, limits) and where each provider's credential comes from.
+def list_command(ctx: click.Context, include_revoked: bool, expiring: str | None, force_json: bool) -> None:
+    """Gateway keys (user, prefix, created, last used, limits, expiry, admin) and where each provider's credential
+    comes from.
 
     Never prints a secret. A table on a terminal, JSON when piped.
 
     \b
     Example:
       r42 keys list | jq '.credentials[] | select(.used) | .provider'
+      r42 keys list --expiring 7d
     """
     term = terminal_of(ctx)
-    records = store.list_keys(include_revoked=include_revoked)
+    if expiring is not None:
+        seconds = store.parse_duration(expiring)
+        if seconds is None:
+            raise UsageError(f"--expiring takes a duration, not {expiring!r}", "e.g. --expiring 7d, 12h or 90s")
+        records = store.expiring_within(seconds)
+    else:
+        records = store.list_keys(include_revoked=include_revoked)
     credentials = credential_sources()
     if force_json or not term.stdout_isatty:
         term.write(dumps({"keys": [r.as_dict() for r in records], "credentials": credentials}) + b"\n")
@@ -157,12 +211,21 @@ def _first_env(provider: Any, env: dict[str, str]) -> str | None:
     return next((name for name in provider.key_env if env.get(name)), None)
 
 
+def _state(record: store.KeyRecord) -> str:
+    if record.revoked:
+        return "revoked"
+    state = "expired" if record.expired() else "active"
+    return state + (", admin" if record.admin else "")
+
+
 def render_list(records: list[store.KeyRecord], credentials: list[dict[str, Any]]) -> str:
     key_rows = [
-        [r.user, r.prefix + "…", r.as_dict()["created"], r.as_dict()["last_used"] or "never", _limit(r.rpm), _limit(r.rpd), _money(r.budget_usd), "revoked" if r.revoked else "active"]
+        [r.user, r.prefix + "…", iso(r.created), iso(r.last_used) or "never", _limit(r.rpm), _limit(r.rpd),
+         _money(r.budget_usd), iso(r.expires) or "never", _state(r)]
         for r in records
     ]
-    keys_table = tabulate(key_rows, headers=["user", "key", "created", "last used", "rpm", "rpd", "budget/month", "state"]) if key_rows else "no gateway keys (r42 keys create USER)"
+    headers = ["user", "key", "created", "last used", "rpm", "rpd", "budget/month", "expires", "state"]
+    keys_table = tabulate(key_rows, headers=headers) if key_rows else "no gateway keys (r42 keys create USER)"
     cred_rows = [
         [c["provider"], c["user"] or "(all)", c["source"], c.get("base_url") or "", "yes" if c["used"] else "no (env wins)"]
         for c in credentials
@@ -195,6 +258,7 @@ def set_command(ctx: click.Context, provider: str, user: str | None, base_url: s
     if base_url is not None and not models:
         models = tuple(_list_endpoint_models(term, base_url, secret))
     store.set_credential(provider, secret or None, user=user, base_url=base_url, models=list(models) or None)
+    audit.record(audit.cli_actor(), "credential.set", provider, {"user": user, "base_url": base_url})
     refresh_endpoints_layer()
     if not had_master_key and store.master_key_path().exists():
         term.note(f"r42: created the master key {store.master_key_path()}: back it up; without it the stored credentials cannot be read")
@@ -279,8 +343,38 @@ def rm_command(ctx: click.Context, provider: str, user: str | None) -> None:
       r42 keys rm openai --user alice
     """
     removed = store.remove_credential(provider, user)
+    if removed:
+        audit.record(audit.cli_actor(), "credential.rm", provider, {"user": user})
     refresh_endpoints_layer()
     if not removed:
         where = f" for user {user}" if user else ""
         raise store.NotFoundError(f"no stored credential for {provider}{where}", "see `r42 keys list`")
     terminal_of(ctx).note(f"r42: removed the credential for {provider}" + (f" (user {user})" if user else ""))
+
+
+@keys.command("audit")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="How many of the latest entries.")
+@click.option("--action", default=None, help="Only this action or family (key, key.create, hook, ...).")
+@click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
+@click.pass_context
+def audit_command(ctx: click.Context, limit: int, action: str | None, force_json: bool) -> None:
+    """The audit log of changes to gateway keys, provider credentials and webhooks: when, who (a CLI user or an
+    admin key), what.
+
+    Never a key or a secret.
+
+    A table on a terminal, NDJSON when piped, oldest first.
+
+    \b
+    Example:
+      r42 keys audit --action key --limit 20
+    """
+    term = terminal_of(ctx)
+    entries = audit.read(limit=limit, action=action)
+    if force_json or not term.stdout_isatty:
+        term.write(b"".join(dumps(e.as_dict()) + b"\n" for e in entries))
+        return
+    rows = [[e.as_dict()["time"], e.actor, e.action, e.target or "", dumps(e.detail).decode()] for e in entries]
+    table = tabulate(rows, headers=["time", "who", "action", "target", "detail"]) if rows else "no audit entries"
+    term.write(table.encode() + b"\n")

@@ -23,7 +23,7 @@ from r42.config import Settings
 from r42.errors import R42Error
 from r42.executor import Executor, Limits
 from r42.routing import Router
-from r42.server import chat, info
+from r42.server import admin, chat, info, me
 from r42.server.call import JSON, Call, Caller, presented_key
 from r42.server.errors import GatewayError, anthropic_body, from_core, openai_body
 from r42.server.http import Channel, ClientGone, Request, Response, ServerLimits
@@ -43,6 +43,7 @@ class Route:
     auth: bool = True
     flavour: str = "openai"
     on_loop: LoopEndpoint | None = None  # its coroutine form, run on the event loop
+    admin: bool = False  # only admin keys (r42 keys create NAME --admin); 403 for others
 
 
 _CHAT = Route(chat.chat_completions, on_loop=chat.chat_completions_on_loop)
@@ -62,10 +63,34 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/classify"): Route(info.classify),
     ("POST", "/api/recommend"): Route(info.recommend),
     ("POST", "/v1/feedback"): Route(info.feedback),
+    # "{prefix}" and "{provider}" match one path segment (find_route)
+    ("POST", "/v1/admin/keys"): Route(admin.admin_create_key, admin=True),
+    ("GET", "/v1/admin/keys"): Route(admin.admin_list_keys, admin=True),
+    ("DELETE", "/v1/admin/keys"): Route(admin.admin_revoke_key, admin=True),
+    ("DELETE", "/v1/admin/keys/{prefix}"): Route(admin.admin_revoke_key, admin=True),
+    ("PATCH", "/v1/admin/keys/{prefix}"): Route(admin.admin_update_key, admin=True),
+    ("GET", "/v1/me/credentials"): Route(me.me_credentials),
+    ("PUT", "/v1/me/credentials/{provider}"): Route(me.me_put_credential),
+    ("DELETE", "/v1/me/credentials/{provider}"): Route(me.me_delete_credential),
+    ("GET", "/v1/me/usage"): Route(me.me_usage),
 }
 # Every /v1 route is served under /api too (/api/classify, /api/feedback, /api/messages, ...).
 ROUTES.update({(method, "/api" + path[3:]): route for (method, path), route in list(ROUTES.items())
                if path.startswith("/v1/")})
+# one trailing segment, under /v1 and its /api twin
+PATH_PARAMETERS = {f"/{root}/{path}": name for root in ("v1", "api")
+                   for path, name in (("admin/keys", "{prefix}"), ("me/credentials", "{provider}"))}
+
+
+def route_path(path: str) -> str:
+    """The ROUTES path for a request path: /v1/admin/keys/r42_AbCd1234 -> /v1/admin/keys/{prefix}."""
+    head, _, tail = path.rpartition("/")
+    parameter = PATH_PARAMETERS.get(head)
+    return f"{head}/{parameter}" if parameter and tail else path
+
+
+def find_route(method: str, path: str) -> Route | None:
+    return ROUTES.get((method, route_path(path)))
 
 
 Job = tuple[Callable[[], None], Callable[[], None] | None]
@@ -179,6 +204,9 @@ class Gateway:
         self._routers_lock = threading.Lock()
         self._pending: dict[int, int] = {}  # key id -> requests admitted but not yet counted in the store
         self._pending_lock = threading.Lock()
+        from r42.webhooks import Dispatcher, Policy
+
+        self.webhooks = Dispatcher(Policy.from_env()).start()  # events to operators' endpoints, off the request path
 
     # --- the handler the HTTP layer calls -----------------------------------------------------
 
@@ -197,7 +225,7 @@ class Gateway:
     def on_loop(self, request: Request, channel: Channel) -> Awaitable[Response | None] | None:
         """The HTTP layer asks first: endpoints with an `on_loop` form run on the event loop
         (chat completions: the upstream call is awaited, no thread hop); the rest go to a worker."""
-        route = ROUTES.get((request.method, request.path))
+        route = find_route(request.method, request.path)
         if route is None or route.on_loop is None:
             return None
         return self._serve_on_loop(request, channel, route.on_loop)
@@ -214,11 +242,11 @@ class Gateway:
 
     def _begin(self, request: Request, channel: Channel) -> tuple[Call, Route | None]:
         request.id = new_request_id()
-        route = ROUTES.get((request.method, request.path))
+        route = find_route(request.method, request.path)
         flavour = route.flavour if route else ("anthropic" if request.path.startswith("/v1/messages") else "openai")
         with self.metrics.lock:
             self.metrics.inflight += 1
-        call = Call(request, channel, Caller(), request.path, flavour)
+        call = Call(request, channel, Caller(), route_path(request.path), flavour)  # /v1/admin/keys/{prefix}
         if route is not None and route.auth:
             call.record = self._record
         return call, route
@@ -229,6 +257,8 @@ class Gateway:
             raise self._not_found(call.request)
         if route.auth:
             call.caller = self.authenticate(call.request)
+            if route.admin:
+                admin.require_admin(call.caller)
             self.admit(call)
 
     def _done(self, call: Call, response: Response | None) -> Response | None:
@@ -261,8 +291,9 @@ class Gateway:
             self.access_log(access_line(call))
 
     def _not_found(self, request: Request) -> GatewayError:
-        if any(path == request.path for _, path in ROUTES):
-            allowed = ", ".join(sorted(m for m, p in ROUTES if p == request.path))
+        path = route_path(request.path)
+        if any(known == path for _, known in ROUTES):
+            allowed = ", ".join(sorted(m for m, p in ROUTES if p == path))
             return GatewayError(405, f"{request.method} is not allowed on {request.path}", "method_not_allowed", [("Allow", allowed)])
         return GatewayError(404, f"no endpoint {request.path}", "not_found")
 
@@ -293,6 +324,8 @@ class Gateway:
         record = authenticate_cached(key)
         if record is None:
             raise GatewayError(401, "invalid or revoked gateway key", "invalid_api_key", [("WWW-Authenticate", 'Bearer realm="r42"')])
+        if record.expires is not None:
+            admin.refuse_expired(record)
         return Caller(record.user, record)
 
     def admit(self, call: Call) -> None:
@@ -381,18 +414,21 @@ class Gateway:
 
         def write() -> None:
             from r42.store import record_usage, write_route
+            from r42.webhooks import usage_recorded
 
             try:
                 write_route(**row)
             finally:
                 if key is not None:
                     record_usage(key.id, cost, at=row["at"])
+                    usage_recorded(key, row["at"])  # rate_limit.warning, budget.threshold
 
         # The request stops counting as pending only once its usage is committed (or lost).
         self.log.put(write, (lambda: self._count(key.id, -1)) if key is not None else None)
 
     def close(self) -> None:
         self.log.close()
+        self.webhooks.close()
 
 
 def access_line(call: Call) -> str:

@@ -25,8 +25,10 @@ ANTHROPIC_TYPES = {
 class GatewayError(Exception):
     """A request the gateway answers with an error status."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, headers: list[tuple[str, str]] | None = None, param: str | None = None) -> None:
+    def __init__(self, status: int, message: str, code: str | None = None, headers: list[tuple[str, str]] | None = None,
+                 param: str | None = None, kind: str | None = None) -> None:
         super().__init__(message)
+        self.kind = kind  # the body's error type, when not the status's usual one (e.g. key_expired)
         self.status = status
         self.message = message
         self.code = code
@@ -62,13 +64,14 @@ def _all_failed(exc: AllFailedError, message: str) -> GatewayError:
 
 
 def openai_body(error: GatewayError, request_id: str) -> bytes:
-    kind = OPENAI_TYPES.get(error.status, "server_error" if error.status >= 500 else "invalid_request_error")
+    fallback = "server_error" if error.status >= 500 else "invalid_request_error"
+    kind = error.kind or OPENAI_TYPES.get(error.status, fallback)
     body: dict[str, Any] = {"message": error.message, "type": kind, "param": error.param, "code": error.code}
     return orjson.dumps({"error": body, "request_id": request_id})
 
 
 def anthropic_body(error: GatewayError, request_id: str) -> bytes:
-    kind = ANTHROPIC_TYPES.get(error.status, "api_error")
+    kind = error.kind or ANTHROPIC_TYPES.get(error.status, "api_error")
     return orjson.dumps({"type": "error", "error": {"type": kind, "message": error.message}, "request_id": request_id})
 
 

@@ -34,12 +34,17 @@ from r42.store.keys import (
     authenticate_cached,
     check_limits,
     create_key,
+    expiring_within,
+    extend,
     limit_exceeded,
     list_keys,
     list_users,
+    parse_duration,
+    parse_expiry,
     record_usage,
     revoke,
     rotate,
+    update_key,
     usage,
 )
 from r42.store.log import iter_routes, prune, read_routes, write_route, write_route_from_document
@@ -51,6 +56,7 @@ __all__ = [
     "custom_providers", "get_secret", "iter_routes", "limit_exceeded", "list_credentials", "list_keys", "list_users", "lookup_credential",
     "master_key_path", "prune", "read_routes", "record_usage", "remove_credential", "revoke", "rotate", "set_credential",
     "store_exists", "store_path", "usage", "write_route", "write_route_from_document",
+    "expiring_within", "extend", "parse_duration", "parse_expiry", "update_key",
 ]
 
 

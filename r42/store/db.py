@@ -102,6 +102,48 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX feedback_user_ts ON feedback(user, ts);
     CREATE INDEX routes_request_id ON routes(request_id);
     """,
+    # 3: key expiry and admin keys, webhooks (hooks, their outbox, once-only marks), the audit log
+    """
+    ALTER TABLE gateway_keys ADD COLUMN expires REAL;
+    ALTER TABLE gateway_keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE hooks (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        secret BLOB NOT NULL,
+        allow_private INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL
+    );
+    CREATE TABLE hook_outbox (
+        id INTEGER PRIMARY KEY,
+        hook_id TEXT NOT NULL REFERENCES hooks(id) ON DELETE CASCADE,
+        event_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        body BLOB NOT NULL,
+        created REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_try REAL NOT NULL,
+        delivered REAL,
+        failed REAL,
+        last_status INTEGER,
+        last_error TEXT,
+        UNIQUE (hook_id, event_id)
+    );
+    CREATE INDEX hook_outbox_due ON hook_outbox(next_try) WHERE delivered IS NULL AND failed IS NULL;
+    CREATE TABLE hook_marks (
+        name TEXT PRIMARY KEY,
+        created REAL NOT NULL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        detail TEXT
+    );
+    CREATE INDEX audit_ts ON audit(ts);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

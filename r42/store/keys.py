@@ -8,14 +8,17 @@ every request. The first 12 characters (`r42_` + 8) are kept in clear as the key
 from __future__ import annotations
 
 import calendar
+import datetime as dt
 import hashlib
 import hmac
 import secrets
+import re
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 
+from r42 import clock
 from r42.errors import R42Error, UsageError
 from r42.store.db import connect, reading, readable_errors, thread_writes, writing
 
@@ -40,6 +43,11 @@ class KeyRecord:
     rpm: int | None  # requests per minute (rolling 60 s); None = no limit
     rpd: int | None  # requests per day (rolling 24 h)
     budget_usd: float | None  # USD per calendar month (UTC)
+    expires: float | None = None  # unix seconds; None = never
+    admin: bool = False  # may use the admin API (/v1/admin/...)
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.expires is not None and self.expires <= (clock.now() if now is None else now)
 
     def as_dict(self) -> dict:
         return {
@@ -51,6 +59,8 @@ class KeyRecord:
             "rpm": self.rpm,
             "rpd": self.rpd,
             "budget_usd": self.budget_usd,
+            "expires": iso(self.expires),
+            "admin": self.admin,
         }
 
 
@@ -85,6 +95,44 @@ def iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+EXPIRY_HINT = (
+    "give a duration such as 90s, 12h, 30d or 2w, or an ISO 8601 date or time"
+    " such as 2027-01-31 or 2027-01-31T18:00:00Z"
+)
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in `90s`, `15m`, `12h`, `30d` or `2w`; None when `text` is not a duration."""
+    match = _DURATION.match(text)
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else None
+
+
+def parse_when(text: str) -> float:
+    """Unix seconds of an ISO 8601 date (00:00 UTC that day) or date and time (UTC unless it has an offset)."""
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+            moment = dt.datetime.combine(dt.date.fromisoformat(text.strip()), dt.time(), dt.timezone.utc)
+        else:
+            moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"not a duration or an ISO 8601 date: {text!r}", EXPIRY_HINT) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.timestamp()
+
+
+def parse_expiry(text: str, now: float | None = None, base: float | None = None) -> float:
+    """When a key given `--expires TEXT` expires: `base` (default now) plus a duration, or a date."""
+    now = clock.now() if now is None else now
+    seconds = parse_duration(text)
+    when = (base if base is not None else now) + seconds if seconds is not None else parse_when(text)
+    if seconds == 0 or when <= now:
+        raise UsageError(f"the expiry {text!r} is not in the future ({iso(when)}; now is {iso(now)})", EXPIRY_HINT)
+    return when
+
+
 def key_hash(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
@@ -100,7 +148,8 @@ def _user_id(conn: sqlite3.Connection, user: str, now: float) -> int:
     return conn.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()[0]
 
 
-def _insert_key(conn: sqlite3.Connection, user: str, rpm: int | None, rpd: int | None, budget_usd: float | None) -> NewKey:
+def _insert_key(conn: sqlite3.Connection, user: str, rpm: int | None, rpd: int | None, budget_usd: float | None,
+                expires: float | None = None, admin: bool = False) -> NewKey:
     now = time.time()
     user_id = _user_id(conn, user, now)
     while True:
@@ -108,26 +157,36 @@ def _insert_key(conn: sqlite3.Connection, user: str, rpm: int | None, rpd: int |
         prefix = key[:PREFIX_LENGTH]
         try:
             cursor = conn.execute(
-                "INSERT INTO gateway_keys (user_id, prefix, hash, created, rpm, rpd, budget_usd) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (user_id, prefix, key_hash(key), now, rpm, rpd, budget_usd),
+                "INSERT INTO gateway_keys (user_id, prefix, hash, created, rpm, rpd, budget_usd, expires, admin)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (user_id, prefix, key_hash(key), now, rpm, rpd, budget_usd, expires, int(admin)),
             )
         except sqlite3.IntegrityError:
             continue  # a prefix collision (about 1 in 2**48): draw again
-        record = KeyRecord(cursor.lastrowid, user, prefix, now, None, None, rpm, rpd, budget_usd)
+        record = KeyRecord(cursor.lastrowid, user, prefix, now, None, None, rpm, rpd, budget_usd, expires, admin)
         return NewKey(key, record)
 
 
-def create_key(user: str, rpm: int | None = None, rpd: int | None = None, budget_usd: float | None = None) -> NewKey:
-    """A new key for `user` (created if new). The returned key is the only copy."""
+def create_key(user: str, rpm: int | None = None, rpd: int | None = None, budget_usd: float | None = None,
+               expires: float | None = None, admin: bool = False) -> NewKey:
+    """A new key for `user` (created if new). The returned key is the only copy.
+    `expires`: unix seconds (see parse_expiry); `admin`: the key may use the admin API."""
     user = user.strip()
     if not user:
         raise UsageError("the user name is empty")
     _validate_limits(rpm, rpd, budget_usd)
     with writing() as conn:
-        return _insert_key(conn, user, rpm, rpd, budget_usd)
+        return _insert_key(conn, user, rpm, rpd, budget_usd, expires, admin)
 
 
-_KEY_COLUMNS = "k.id, u.name, k.prefix, k.created, k.last_used, k.revoked, k.rpm, k.rpd, k.budget_usd"
+_KEY_COLUMNS = (
+    "k.id, u.name, k.prefix, k.created, k.last_used, k.revoked, k.rpm, k.rpd, k.budget_usd, k.expires, k.admin"
+)
+
+
+def _record(row: tuple) -> KeyRecord:
+    """A KeyRecord from a row of _KEY_COLUMNS (admin is stored as 0/1)."""
+    return KeyRecord(*row[:10], bool(row[10]))
 _KEY_FROM = "gateway_keys k JOIN users u ON u.id = k.user_id"
 
 
@@ -138,7 +197,7 @@ def list_keys(include_revoked: bool = False) -> list[KeyRecord]:
     where = "" if include_revoked else "WHERE k.revoked IS NULL"
     with readable_errors():
         rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} {where} ORDER BY u.name, k.created").fetchall()
-    return [KeyRecord(*row) for row in rows]
+    return [_record(row) for row in rows]
 
 
 def list_users() -> list[str]:
@@ -155,17 +214,17 @@ def _find_keys(conn: sqlite3.Connection, key_or_prefix: str, user_too: bool = Fa
     text = key_or_prefix.strip().rstrip("…").rstrip(".")
     if len(text) == KEY_LENGTH and text.startswith(KEY_PREFIX):
         rows = conn.execute(f"SELECT {_KEY_COLUMNS}, k.hash FROM {_KEY_FROM} WHERE k.prefix = ? AND k.revoked IS NULL", (text[:PREFIX_LENGTH],)).fetchall()
-        return [KeyRecord(*row[:-1]) for row in rows if hmac.compare_digest(row[-1], key_hash(text))]
+        return [_record(row[:-1]) for row in rows if hmac.compare_digest(row[-1], key_hash(text))]
     if user_too:
         rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE u.name = ? AND k.revoked IS NULL", (text,)).fetchall()
         if rows:
-            return [KeyRecord(*row) for row in rows]
+            return [_record(row) for row in rows]
     if len(text) < len(KEY_PREFIX) + 4 or not text.startswith(KEY_PREFIX):
         return []  # too short to name one key safely
     rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE k.revoked IS NULL AND substr(k.prefix, 1, ?) = ?", (len(text), text)).fetchall()
     if not rows and len(text) > PREFIX_LENGTH:  # a longer piece of a key: match on its prefix
         rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE k.revoked IS NULL AND k.prefix = ?", (text[:PREFIX_LENGTH],)).fetchall()
-    return [KeyRecord(*row) for row in rows]
+    return [_record(row) for row in rows]
 
 
 def _one_key(conn: sqlite3.Connection, key_or_prefix: str) -> KeyRecord:
@@ -204,8 +263,46 @@ def rotate(user_or_prefix: str) -> tuple[NewKey, list[KeyRecord]]:
         latest = max(old, key=lambda r: r.created)
         now = time.time()
         conn.executemany("UPDATE gateway_keys SET revoked = ? WHERE id = ?", [(now, r.id) for r in old])
-        new = _insert_key(conn, latest.user, latest.rpm, latest.rpd, latest.budget_usd)
+        new = _insert_key(conn, latest.user, latest.rpm, latest.rpd, latest.budget_usd, latest.expires, latest.admin)
     return new, old
+
+
+_UNSET = object()
+
+
+def update_key(key_or_prefix: str, *, rpm: object = _UNSET, rpd: object = _UNSET, budget_usd: object = _UNSET,
+               expires: object = _UNSET) -> tuple[KeyRecord, KeyRecord]:
+    """Change an active key's limits or expiry (None clears one; a field left out stays).
+    Returns the record before and after."""
+    given = (("rpm", rpm), ("rpd", rpd), ("budget_usd", budget_usd), ("expires", expires))
+    changes = {name: value for name, value in given if value is not _UNSET}
+    _validate_limits(changes.get("rpm"), changes.get("rpd"), changes.get("budget_usd"))  # type: ignore[arg-type]
+    with writing() as conn:
+        before = _one_key(conn, key_or_prefix)
+        if changes:
+            assignments = ", ".join(f"{name} = ?" for name in changes)
+            conn.execute(f"UPDATE gateway_keys SET {assignments} WHERE id = ?", (*changes.values(), before.id))
+        row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE k.id = ?", (before.id,)).fetchone()
+    return before, _record(row)
+
+
+def extend(key_or_prefix: str, text: str, now: float | None = None) -> tuple[KeyRecord, KeyRecord]:
+    """`r42 keys extend`: a duration is added to the later of now and the current expiry; a date
+    replaces it; `never` removes it."""
+    now = clock.now() if now is None else now
+    if text.strip().lower() == "never":
+        return update_key(key_or_prefix, expires=None)
+    conn = reading()
+    current = _one_key(conn, key_or_prefix).expires if conn is not None else None
+    base = max(now, current) if current is not None else now
+    return update_key(key_or_prefix, expires=parse_expiry(text, now=now, base=base))
+
+
+def expiring_within(seconds: float, now: float | None = None) -> list[KeyRecord]:
+    """Active keys that expire before now + seconds (those already expired included), soonest first."""
+    now = clock.now() if now is None else now
+    soon = [r for r in list_keys() if r.expires is not None and r.expires <= now + seconds]
+    return sorted(soon, key=lambda r: r.expires or 0)
 
 
 def authenticate(key: str) -> KeyRecord | None:
@@ -219,7 +316,7 @@ def authenticate(key: str) -> KeyRecord | None:
         row = conn.execute(f"SELECT {_KEY_COLUMNS}, k.hash FROM {_KEY_FROM} WHERE k.prefix = ? AND k.revoked IS NULL", (key[:PREFIX_LENGTH],)).fetchone()
     stored = row[-1] if row else _DUMMY_HASH
     if hmac.compare_digest(stored, key_hash(key)) and row is not None:
-        return KeyRecord(*row[:-1])
+        return _record(row[:-1])
     return None
 
 
