@@ -88,6 +88,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/classify"): Route("classify"),
     ("POST", "/api/recommend"): Route("recommend"),
     ("POST", "/v1/feedback"): Route("feedback"),
+    # the dashboard (r42.server.dashboard) checks its own session cookie or key
+    ("GET", "/dashboard"): Route("dashboard_page", auth=False),
+    ("GET", "/dashboard/data"): Route("dashboard_data", auth=False),
+    ("POST", "/dashboard/login"): Route("dashboard_login", auth=False),
+    ("POST", "/dashboard/logout"): Route("dashboard_logout", auth=False),
 }
 
 
@@ -201,9 +206,9 @@ class Gateway:
         self._routers_lock = threading.Lock()
         self._pending: dict[int, int] = {}  # key id -> requests admitted but not yet counted in the store
         self._pending_lock = threading.Lock()
-        from r42.server import chat, info  # the endpoint modules
+        from r42.server import chat, dashboard, info  # the endpoint modules
 
-        self._modules = (chat, info)
+        self._modules = (chat, info, dashboard)
 
     # --- the handler the HTTP layer calls -----------------------------------------------------
 
