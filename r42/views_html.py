@@ -30,7 +30,8 @@ button.plain{background:#fff;color:var(--fg);border-color:#6b7280}:focus-visible
 .muted{color:var(--muted)}.bad{color:var(--bad)}section{background:var(--card);border:1px solid var(--line);border-radius:6px;
 padding:12px;margin:0 0 12px}.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:8px}
 .card{background:#fff;border:1px solid var(--line);border-radius:6px;padding:8px}.card b{display:block;font-size:20px}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:12px}.scroll{overflow-x:auto}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:12px}
+.wide{grid-template-columns:repeat(auto-fit,minmax(min(100%,560px),1fr))}.scroll{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}th,td{padding:3px 8px;text-align:right;
 border-bottom:1px solid var(--line);white-space:nowrap}th:first-child,td:first-child{text-align:left}
 th{font-weight:600;color:var(--muted)}svg{display:block;width:100%;height:auto}svg text{font-size:11px;fill:#374151}
@@ -57,7 +58,8 @@ def esc(value: Any) -> str:
 def money(value: float | None) -> str:
     if value is None:
         return "-"
-    return f"${value:,.2f}" if abs(value) >= 100 else f"${value:,.4f}"
+    sign = "-" if value < 0 else ""
+    return f"{sign}${abs(value):,.2f}" if abs(value) >= 100 else f"{sign}${abs(value):,.4f}"
 
 
 def num(value: float | int | None) -> str:
@@ -200,7 +202,7 @@ def splits(data: dict[str, Any]) -> str:
              split_table("mode", data["by_mode"]), split_table("domain", data["by_domain"])]
     if data.get("by_user") is not None:
         parts.append(split_table("user", data["by_user"]))
-    return f'<h2>Splits</h2><div class="grid">{"".join(parts)}</div>'
+    return f'<h2>Splits</h2><div class="grid wide">{"".join(parts)}</div>'
 
 
 def complexity_panel(data: dict[str, Any]) -> str:

@@ -13,6 +13,8 @@ from r42 import store
 from r42.store.keys import KeyRecord
 
 MODELS = ("openai/gpt-4o-mini", "openai/gpt-4o", "anthropic/claude-sonnet-4", "groq/llama-3.1-8b")
+PRICES = {"openai/gpt-4o-mini": (0.15, 0.6), "openai/gpt-4o": (2.5, 10.0), "anthropic/claude-sonnet-4": (3.0, 15.0), "groq/llama-3.1-8b": (0.05, 0.08)}
+WEIGHTS = (5, 2, 1, 4)  # a router sends most prompts to the cheap models
 XSS = '<script>alert("x")</script>'
 
 
@@ -41,6 +43,11 @@ def mark_admin(monkeypatch: Any, admin_prefix: str) -> None:
     monkeypatch.setattr(store_module, "authenticate_cached", wrap(keys.authenticate_cached))
 
 
+def price(model: str, tokens_in: int, tokens_out: int) -> float:
+    price_in, price_out = PRICES[model]
+    return round((tokens_in * price_in + tokens_out * price_out) / 1e6, 8)
+
+
 @dataclass
 class Seeded:
     admin_key: str
@@ -63,7 +70,8 @@ def seed_log(n: int = 200, now: float | None = None, rng_seed: int = 7) -> Seede
     ids = []
     for index in range(n):
         user, key = rng.choice((("alice", admin), ("bob", bob), ("carol", carol)))
-        model = rng.choice(MODELS)
+        model = rng.choices(MODELS, WEIGHTS)[0]
+        tokens_in, tokens_out = rng.randint(10, 2000), rng.randint(5, 800)
         failed = index % 17 == 5
         attempts = [{"model": "openai/gpt-4o", "ok": False, "status": 429, "ms": 40, "error": "rate limited"}] if index % 5 == 0 else []
         if failed:
@@ -74,8 +82,8 @@ def seed_log(n: int = 200, now: float | None = None, rng_seed: int = 7) -> Seede
         ids.append(store.write_route(
             endpoint="/v1/chat/completions", status="error" if failed else "ok", model=None if failed else model, user=user,
             key_id=key.record.id, mode=rng.choice(("balanced", "cost", "quality")), complexity=round(rng.random(), 3),
-            domain=rng.choice(("code", "math", "writing")), attempts=attempts, input_tokens=None if failed else rng.randint(10, 2000),
-            output_tokens=None if failed else rng.randint(5, 800), cost_usd=None if failed else round(rng.uniform(0.0001, 0.02), 6),
+            domain=rng.choice(("code", "math", "writing")), attempts=attempts, input_tokens=None if failed else tokens_in,
+            output_tokens=None if failed else tokens_out, cost_usd=None if failed else price(model, tokens_in, tokens_out),
             latency_ms=rng.uniform(100, 5000), ttft_ms=None if failed else rng.uniform(20, 800), request_id=f"req_seed_{index:05d}",
             error="AllFailedError" if failed else None, at=at, retention_days=0,
         ))

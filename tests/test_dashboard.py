@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import datetime
 
 import orjson
 import pytest
@@ -194,8 +195,10 @@ def test_period_filters_and_weight(gateway, seeded):
     admin = sign_in(gateway, seeded.admin_key)
     hour = orjson.loads(admin.request("GET", "/dashboard/data?period=1h")[2])
     month = orjson.loads(admin.request("GET", "/dashboard/data?period=30d")[2])
-    # the hour ends when the request is served, a moment after seeding
-    assert len(list(store.iter_routes(since=seeded.now - 3600 + 30))) <= hour["totals"]["requests"] <= len(list(store.iter_routes(since=seeded.now - 3600)))
+    # "last hour": the last twelve five-minute buckets, counting the current one
+    since = datetime.fromisoformat(hour["since"].replace("Z", "+00:00")).timestamp()
+    assert since % 300 == 0 and 3300 < time.time() - since <= 3600
+    assert hour["totals"]["requests"] == len(list(store.iter_routes(since=since)))
     assert month["totals"]["requests"] == len(list(store.iter_routes(since=seeded.now - 30 * 86_400)))  # the 40-day-old row is out
     assert len(hour["series"]) in (12, 13) and len(month["series"]) in (30, 31)
     status, _, page = admin.request("GET", "/dashboard?period=30d")

@@ -216,6 +216,14 @@ def _choices(request: Request) -> tuple[str, str | None, str | None]:
     return period, provider, kind
 
 
+def _refresh(request: Request) -> int:
+    """Seconds between live refreshes: ?refresh=N (2 to 3600), default 15."""
+    try:
+        return min(3600, max(2, int((request.query.get("refresh") or ["15"])[0])))
+    except ValueError:
+        return 15
+
+
 def _data(gw: Gateway, viewer: Viewer, request: Request) -> tuple[dict[str, Any], dict[str, str | None]]:
     from r42.store.queries import dashboard_data
 
@@ -241,7 +249,7 @@ def dashboard_page(gw: Gateway, call: Call) -> Response:
         return _html(200, login_page(nonce=nonce), nonce)
     data, filters = _data(gw, viewer, call.request)
     page = render_page(data, title="r42 dashboard", subtitle=_subtitle(viewer, data), filters=filters, live=True,
-                       csrf=viewer.csrf or "", nonce=nonce)
+                       csrf=viewer.csrf or "", nonce=nonce, refresh_s=_refresh(call.request))
     return _html(200, page, nonce)
 
 
