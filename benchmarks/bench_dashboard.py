@@ -26,7 +26,14 @@ from typing import Any, Callable
 
 import orjson
 
-MODELS = ("openai/gpt-4o-mini", "openai/gpt-4o", "anthropic/claude-sonnet-4", "groq/llama-3.1-8b", "ollama/qwen2.5:7b", "mistral/small")
+MODELS = (
+    "openai/gpt-4o-mini",
+    "openai/gpt-4o",
+    "anthropic/claude-sonnet-4",
+    "groq/llama-3.1-8b",
+    "ollama/qwen2.5:7b",
+    "mistral/small",
+)
 MODES = ("balanced", "cost", "quality", None)
 DOMAINS = ("code", "math", "writing", "general", "reasoning", None)
 USERS = ("alice", "bob", "carol", "dave", None)
@@ -45,15 +52,31 @@ def synthetic_row(rng: random.Random, ts: float, index: int) -> tuple:
     if failed or rng.random() < 0.10:
         for _ in range(rng.randint(1, 3 if failed else 2)):
             status, error = rng.choice(KINDS)
-            attempts.append({"model": rng.choice(MODELS), "ok": False, "status": status, "ms": rng.randint(5, 3000), "error": error})
+            attempts.append(
+                {"model": rng.choice(MODELS), "ok": False, "status": status, "ms": rng.randint(5, 3000), "error": error}
+            )
     if not failed:
         attempts.append({"model": model, "ok": True, "status": 200, "ms": rng.randint(50, 4000)})
     tokens_in, tokens_out = rng.randint(20, 4000), rng.randint(5, 1500)
     return (
-        ts, f"req_{index:024x}", rng.choice(USERS), None, "/v1/chat/completions", rng.choice(MODES), round(rng.random(), 3),
-        rng.choice(DOMAINS), None if failed else model, orjson.dumps(attempts).decode(), len(attempts),
-        None if failed else tokens_in, None if failed else tokens_out, None if failed else round((tokens_in * 0.5 + tokens_out * 2) / 1e6, 8),
-        rng.uniform(80, 6000), None if failed else rng.uniform(30, 900), "error" if failed else "ok", "AllFailedError" if failed else None,
+        ts,
+        f"req_{index:024x}",
+        rng.choice(USERS),
+        None,
+        "/v1/chat/completions",
+        rng.choice(MODES),
+        round(rng.random(), 3),
+        rng.choice(DOMAINS),
+        None if failed else model,
+        orjson.dumps(attempts).decode(),
+        len(attempts),
+        None if failed else tokens_in,
+        None if failed else tokens_out,
+        None if failed else round((tokens_in * 0.5 + tokens_out * 2) / 1e6, 8),
+        rng.uniform(80, 6000),
+        None if failed else rng.uniform(30, 900),
+        "error" if failed else "ok",
+        "AllFailedError" if failed else None,
     )
 
 
@@ -74,7 +97,9 @@ def seed(rows: int, days: float = 30.0, now: float | None = None, rng_seed: int 
             chunk = []
 
 
-def timed(function: Callable[[], Any], repeat: int, before: Callable[[], None] | None = None) -> tuple[float, float, Any]:
+def timed(
+    function: Callable[[], Any], repeat: int, before: Callable[[], None] | None = None
+) -> tuple[float, float, Any]:
     """Median wall and CPU milliseconds of `repeat` runs (after one warm-up) and the last result;
     `before` runs ahead of each (untimed)."""
     result = function()
@@ -121,15 +146,30 @@ def run(rows: int, repeat: int) -> None:
     reference = Reference("openai/gpt-4o", 2.5, 10.0, "benchmark")
     forget = queries._cache.clear
     results = [
-        ("GET /dashboard?period=30d, warm (the past is reused)", timed(lambda: render_for_benchmark("30d", reference), repeat)),
-        ("GET /dashboard?period=30d, cold (every row queried)", timed(lambda: render_for_benchmark("30d", reference), repeat, forget)),
+        (
+            "GET /dashboard?period=30d, warm (the past is reused)",
+            timed(lambda: render_for_benchmark("30d", reference), repeat),
+        ),
+        (
+            "GET /dashboard?period=30d, cold (every row queried)",
+            timed(lambda: render_for_benchmark("30d", reference), repeat, forget),
+        ),
         ("GET /dashboard?period=24h, warm", timed(lambda: render_for_benchmark("24h", reference), repeat)),
         ("GET /dashboard?period=24h, cold", timed(lambda: render_for_benchmark("24h", reference), repeat, forget)),
-        ("r42 stats (the query layer it now reads)", timed(lambda: queries.stats_report(queries.Scope(), reference), repeat)),
-        ("r42 stats before: compute_stats over iter_routes", timed(lambda: compute_stats(iter_routes(), reference), max(1, repeat // 2))),
+        (
+            "r42 stats (the query layer it now reads)",
+            timed(lambda: queries.stats_report(queries.Scope(), reference), repeat),
+        ),
+        (
+            "r42 stats before: compute_stats over iter_routes",
+            timed(lambda: compute_stats(iter_routes(), reference), max(1, repeat // 2)),
+        ),
     ]
     page = results[0][1][2]
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} cores), load average {os.getloadavg()[0]:.1f}, Python {platform.python_version()}")
+    print(
+        f"CPU: {cpu_model()} ({os.cpu_count()} cores), load average {os.getloadavg()[0]:.1f},"
+        f" Python {platform.python_version()}"
+    )
     print(f"{'what (median of runs)':55} {'wall ms':>9} {'CPU ms':>9}")
     for name, (wall, cpu, _) in results:
         print(f"{name:55} {wall:9.1f} {cpu:9.1f}")

@@ -13,7 +13,12 @@ from r42 import store
 from r42.store.keys import KeyRecord
 
 MODELS = ("openai/gpt-4o-mini", "openai/gpt-4o", "anthropic/claude-sonnet-4", "groq/llama-3.1-8b")
-PRICES = {"openai/gpt-4o-mini": (0.15, 0.6), "openai/gpt-4o": (2.5, 10.0), "anthropic/claude-sonnet-4": (3.0, 15.0), "groq/llama-3.1-8b": (0.05, 0.08)}
+PRICES = {
+    "openai/gpt-4o-mini": (0.15, 0.6),
+    "openai/gpt-4o": (2.5, 10.0),
+    "anthropic/claude-sonnet-4": (3.0, 15.0),
+    "groq/llama-3.1-8b": (0.05, 0.08),
+}
 WEIGHTS = (5, 2, 1, 4)  # a router sends most prompts to the cheap models
 XSS = '<script>alert("x")</script>'
 
@@ -37,6 +42,7 @@ def mark_admin(monkeypatch: Any, admin_prefix: str) -> None:
             if record is not None and record.prefix == admin_prefix:
                 return AdminRecord(*[getattr(record, f) for f in KeyRecord.__dataclass_fields__])
             return record
+
         return authenticate
 
     monkeypatch.setattr(store_module, "authenticate", wrap(keys.authenticate))
@@ -73,37 +79,109 @@ def seed_log(n: int = 200, now: float | None = None, rng_seed: int = 7) -> Seede
         model = rng.choices(MODELS, WEIGHTS)[0]
         tokens_in, tokens_out = rng.randint(10, 2000), rng.randint(5, 800)
         failed = index % 17 == 5
-        attempts = [{"model": "openai/gpt-4o", "ok": False, "status": 429, "ms": 40, "error": "rate limited"}] if index % 5 == 0 else []
+        attempts = (
+            [{"model": "openai/gpt-4o", "ok": False, "status": 429, "ms": 40, "error": "rate limited"}]
+            if index % 5 == 0
+            else []
+        )
         if failed:
-            attempts.append({"model": "groq/llama-3.1-8b", "ok": False, "status": None, "ms": 30000, "error": "timed out after 30 s"})
+            attempts.append(
+                {
+                    "model": "groq/llama-3.1-8b",
+                    "ok": False,
+                    "status": None,
+                    "ms": 30000,
+                    "error": "timed out after 30 s",
+                }
+            )
         else:
             attempts.append({"model": model, "ok": True, "status": 200, "ms": 300})
         at = now - rng.uniform(60, 20 * 3600)
-        ids.append(store.write_route(
-            endpoint="/v1/chat/completions", status="error" if failed else "ok", model=None if failed else model, user=user,
-            key_id=key.record.id, mode=rng.choice(("balanced", "cost", "quality")), complexity=round(rng.random(), 3),
-            domain=rng.choice(("code", "math", "writing")), attempts=attempts, input_tokens=None if failed else tokens_in,
-            output_tokens=None if failed else tokens_out, cost_usd=None if failed else price(model, tokens_in, tokens_out),
-            latency_ms=rng.uniform(100, 5000), ttft_ms=None if failed else rng.uniform(20, 800), request_id=f"req_seed_{index:05d}",
-            error="AllFailedError" if failed else None, at=at, retention_days=0,
-        ))
+        ids.append(
+            store.write_route(
+                endpoint="/v1/chat/completions",
+                status="error" if failed else "ok",
+                model=None if failed else model,
+                user=user,
+                key_id=key.record.id,
+                mode=rng.choice(("balanced", "cost", "quality")),
+                complexity=round(rng.random(), 3),
+                domain=rng.choice(("code", "math", "writing")),
+                attempts=attempts,
+                input_tokens=None if failed else tokens_in,
+                output_tokens=None if failed else tokens_out,
+                cost_usd=None if failed else price(model, tokens_in, tokens_out),
+                latency_ms=rng.uniform(100, 5000),
+                ttft_ms=None if failed else rng.uniform(20, 800),
+                request_id=f"req_seed_{index:05d}",
+                error="AllFailedError" if failed else None,
+                at=at,
+                retention_days=0,
+            )
+        )
         store.record_usage(key.record.id, 0.001, at=at)
     chain = [
         {"model": "openai/gpt-4o", "ok": False, "status": 503, "ms": 120, "error": "overloaded"},
         {"model": "anthropic/claude-sonnet-4", "ok": False, "status": 429, "ms": 80, "error": "rate limited"},
         {"model": "groq/llama-3.1-8b", "ok": False, "status": None, "ms": 30000, "error": "timed out after 30 s"},
     ]
-    failed_id = store.write_route(endpoint="/v1/chat/completions", status="error", user="alice", key_id=admin.record.id, mode="cost",
-                                  complexity=0.55, domain="code", attempts=chain, latency_ms=30300.0, request_id="req_chain_alice",
-                                  error="AllFailedError", at=now - 30, retention_days=0)
-    store.write_route(endpoint="/v1/chat/completions", status="ok", user="bob", key_id=bob.record.id, model="openai/gpt-4o-mini",
-                      attempts=[{"model": "openai/gpt-4o-mini", "ok": True, "status": 200, "ms": 10}], input_tokens=10, output_tokens=10,
-                      cost_usd=0.0001, latency_ms=50.0, request_id="req_bob_only", at=now - 20, retention_days=0)
-    store.write_route(endpoint="/v1/chat/completions", status="error", user="carol", model=None, domain=XSS, mode=XSS,
-                      attempts=[{"model": XSS, "ok": False, "status": 500, "ms": 1, "error": XSS}], error=XSS, latency_ms=5.0,
-                      request_id="req_xss", at=now - 10, retention_days=0)
-    store.write_route(endpoint="ask", status="ok", user="alice", model="openai/gpt-4o", input_tokens=5, output_tokens=5, cost_usd=0.01,
-                      latency_ms=10.0, request_id="req_old", at=now - 40 * 86_400, retention_days=0)
+    failed_id = store.write_route(
+        endpoint="/v1/chat/completions",
+        status="error",
+        user="alice",
+        key_id=admin.record.id,
+        mode="cost",
+        complexity=0.55,
+        domain="code",
+        attempts=chain,
+        latency_ms=30300.0,
+        request_id="req_chain_alice",
+        error="AllFailedError",
+        at=now - 30,
+        retention_days=0,
+    )
+    store.write_route(
+        endpoint="/v1/chat/completions",
+        status="ok",
+        user="bob",
+        key_id=bob.record.id,
+        model="openai/gpt-4o-mini",
+        attempts=[{"model": "openai/gpt-4o-mini", "ok": True, "status": 200, "ms": 10}],
+        input_tokens=10,
+        output_tokens=10,
+        cost_usd=0.0001,
+        latency_ms=50.0,
+        request_id="req_bob_only",
+        at=now - 20,
+        retention_days=0,
+    )
+    store.write_route(
+        endpoint="/v1/chat/completions",
+        status="error",
+        user="carol",
+        model=None,
+        domain=XSS,
+        mode=XSS,
+        attempts=[{"model": XSS, "ok": False, "status": 500, "ms": 1, "error": XSS}],
+        error=XSS,
+        latency_ms=5.0,
+        request_id="req_xss",
+        at=now - 10,
+        retention_days=0,
+    )
+    store.write_route(
+        endpoint="ask",
+        status="ok",
+        user="alice",
+        model="openai/gpt-4o",
+        input_tokens=5,
+        output_tokens=5,
+        cost_usd=0.01,
+        latency_ms=10.0,
+        request_id="req_old",
+        at=now - 40 * 86_400,
+        retention_days=0,
+    )
     from r42.store.feedback import add_feedback
 
     add_feedback("req_seed_00001", "good", user=None)
@@ -122,7 +200,9 @@ class Client:
         self.host, self.port = parts.hostname, parts.port
         self.cookie: str | None = None
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
         sent = dict(headers or {})
         if self.cookie and "Cookie" not in sent:
@@ -138,5 +218,12 @@ class Client:
             self.cookie = pair if pair.split("=", 1)[1] else None
         return response.status, found, data
 
-    def post_form(self, path: str, fields: dict[str, str], headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-        return self.request("POST", path, urlencode(fields).encode(), {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
+    def post_form(
+        self, path: str, fields: dict[str, str], headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        return self.request(
+            "POST",
+            path,
+            urlencode(fields).encode(),
+            {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})},
+        )

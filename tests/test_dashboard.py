@@ -95,9 +95,15 @@ def test_failures_filter_by_provider_and_kind(seeded):
     assert everything["matched"] == len(failed)
     assert {"openai", "anthropic", "groq"} <= set(everything["providers"]) and "http 429" in everything["kinds"]
     anthropic = failures(scope, provider="anthropic")
-    assert anthropic["matched"] == sum(any(a["model"].startswith("anthropic/") for a in r["attempts"]) for r in failed) == 1
+    assert (
+        anthropic["matched"]
+        == sum(any(a["model"].startswith("anthropic/") for a in r["attempts"]) for r in failed)
+        == 1
+    )
     timeouts = failures(scope, kind="timeout")
-    assert timeouts["matched"] == sum(any(a["status"] is None and "timed out" in a["error"] for a in r["attempts"]) for r in failed)
+    assert timeouts["matched"] == sum(
+        any(a["status"] is None and "timed out" in a["error"] for a in r["attempts"]) for r in failed
+    )
     [row] = anthropic["rows"]
     assert [(a["model"], a["kind"], a["fallback"]) for a in row["attempts"]] == [
         ("openai/gpt-4o", "http 503", "anthropic/claude-sonnet-4"),
@@ -128,7 +134,13 @@ def test_sign_in_sets_a_strict_httponly_expiring_cookie_and_sign_out_needs_the_c
     assert status == 401 and client.cookie is None and b"not a valid" in body
     status, headers, _ = client.post_form("/dashboard/login", {"key": seeded.bob_key})
     cookie = headers["set-cookie"]
-    assert status == 303 and "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Max-Age=" in cookie and "Path=/dashboard" in cookie
+    assert (
+        status == 303
+        and "HttpOnly" in cookie
+        and "SameSite=Strict" in cookie
+        and "Max-Age=" in cookie
+        and "Path=/dashboard" in cookie
+    )
     token = client.cookie.split("=", 1)[1]
     status, headers, page = client.request("GET", "/dashboard")
     assert status == 200 and b"Sign out" in page and b"user bob" in page
@@ -159,7 +171,9 @@ def test_a_revoked_key_ends_its_session(gateway, seeded):
 
 def test_bearer_works_for_scripts_and_a_wrong_one_is_401(gateway, seeded):
     client = Client(gateway.url)
-    status, _, body = client.request("GET", "/dashboard/data?period=30d", headers={"Authorization": f"Bearer {seeded.bob_key}"})
+    status, _, body = client.request(
+        "GET", "/dashboard/data?period=30d", headers={"Authorization": f"Bearer {seeded.bob_key}"}
+    )
     data = orjson.loads(body)
     everything_of_bob = [r for r in store.iter_routes(since=seeded.now - 30 * 86_400, user="bob")]
     assert status == 200 and data["totals"]["requests"] == len(everything_of_bob) and data["user"] == "bob"
@@ -179,7 +193,9 @@ def test_admin_sees_everyone_and_the_others_only_themselves(gateway, seeded):
     assert every["totals"]["requests"] == len(in_day) and set(every["by_user"]) == {"alice", "bob", "carol"}
     assert own["totals"]["requests"] == sum(r["user"] == "bob" for r in in_day) and own["by_user"] is None
     bob_page = bob.request("GET", "/dashboard?period=24h")[2]
-    assert seeded.alice_failed_request.encode() not in bob_page and b"carol" not in bob_page and b"alice" not in bob_page
+    assert (
+        seeded.alice_failed_request.encode() not in bob_page and b"carol" not in bob_page and b"alice" not in bob_page
+    )
     admin_page = admin.request("GET", "/dashboard?period=24h")[2]
     assert seeded.alice_failed_request.encode() in admin_page and b"carol" in admin_page
 
@@ -199,7 +215,9 @@ def test_period_filters_and_weight(gateway, seeded):
     since = datetime.fromisoformat(hour["since"].replace("Z", "+00:00")).timestamp()
     assert since % 300 == 0 and 3300 < time.time() - since <= 3600
     assert hour["totals"]["requests"] == len(list(store.iter_routes(since=since)))
-    assert month["totals"]["requests"] == len(list(store.iter_routes(since=seeded.now - 30 * 86_400)))  # the 40-day-old row is out
+    assert month["totals"]["requests"] == len(
+        list(store.iter_routes(since=seeded.now - 30 * 86_400))
+    )  # the 40-day-old row is out
     assert len(hour["series"]) in (12, 13) and len(month["series"]) in (30, 31)
     status, _, page = admin.request("GET", "/dashboard?period=30d")
     assert status == 200 and len(page) <= 200_000
@@ -209,7 +227,12 @@ def test_stats_html_writes_the_same_panels_as_one_standalone_file(seeded):
     result = run(["stats", "--html", "--reference", "openai/gpt-4o"])
     assert result.exit_code == 0, result.stderr
     page = result.stdout
-    assert page.startswith("<!doctype html>") and "<script" not in page and "http://" not in page and "https://" not in page
+    assert (
+        page.startswith("<!doctype html>")
+        and "<script" not in page
+        and "http://" not in page
+        and "https://" not in page
+    )
     for section in ("overview", "time", "splits", "complexity", "latency", "errors", "keys", "feedback"):
         assert f'<section id="{section}"' in page
     requests = len(list(store.iter_routes()))

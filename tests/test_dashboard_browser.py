@@ -34,8 +34,17 @@ DRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="chromium and chromium-driver are not installed")
 REFERENCE_MODEL = "openai/gpt-4o"
 SCREENSHOTS_TO = os.environ.get("DASHBOARD_SCREENSHOT_DIR")  # read before the fixtures clean the environment
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +140,10 @@ def test_an_admin_signs_in_reads_every_panel_follows_a_failure_and_signs_out(bro
     assert card(browser, "Requests") == f"{totals['requests']:,}"
     assert card(browser, "Cost") == money(totals["cost_usd"])
     assert card(browser, "Saved by routing").startswith(money(totals["savings_usd"]))
-    assert card(browser, "Latency p50 / p95") == f"{totals['latency_ms']['p50']:,.0f} / {totals['latency_ms']['p95']:,.0f} ms"
+    assert (
+        card(browser, "Latency p50 / p95")
+        == f"{totals['latency_ms']['p50']:,.0f} / {totals['latency_ms']['p95']:,.0f} ms"
+    )
     splits = browser.find_element(By.ID, "splits").text
     for model, group in expected["by_model"].items():
         assert f"{model} {group['requests']:,}" in splits
@@ -149,7 +161,9 @@ def test_an_admin_signs_in_reads_every_panel_follows_a_failure_and_signs_out(bro
     # live refresh: a new request shows up without reloading the page
     marker = browser.execute_script("window.__same_page = 1; return window.__same_page")
     live.click()
-    store.write_route(endpoint="ask", status="ok", model="openai/gpt-4o-mini", user="bob", latency_ms=5.0, retention_days=0)
+    store.write_route(
+        endpoint="ask", status="ok", model="openai/gpt-4o-mini", user="bob", latency_ms=5.0, retention_days=0
+    )
     wait(browser, lambda d: card(d, "Requests") == f"{totals['requests'] + 1:,}")
     assert browser.execute_script("return window.__same_page") == marker
     assert "updated" in browser.find_element(By.ID, "live-status").text
@@ -161,18 +175,26 @@ def test_an_admin_signs_in_reads_every_panel_follows_a_failure_and_signs_out(bro
     browser.find_element(By.CSS_SELECTOR, "#errors form button[type=submit]").click()
     wait(browser, lambda d: "provider=anthropic" in d.current_url)
     matched = browser.find_element(By.CSS_SELECTOR, "#errors [data-matched]")
-    assert matched.get_attribute("data-matched") == "1" and browser.find_element(By.ID, f"fail-{seeded.alice_failed_id}")
+    assert matched.get_attribute("data-matched") == "1" and browser.find_element(
+        By.ID, f"fail-{seeded.alice_failed_id}"
+    )
     Select(browser.find_element(By.ID, "f-provider")).select_by_value("")
     Select(browser.find_element(By.ID, "f-kind")).select_by_value("timeout")
     browser.find_element(By.CSS_SELECTOR, "#errors form button[type=submit]").click()
     wait(browser, lambda d: "kind=timeout" in d.current_url)
-    timeouts = sum(any(a["status"] is None for a in r["attempts"]) for r in day_rows(time.time()) if r["status"] != "ok")
-    assert browser.find_element(By.CSS_SELECTOR, "#errors [data-matched]").get_attribute("data-matched") == str(timeouts)
+    timeouts = sum(
+        any(a["status"] is None for a in r["attempts"]) for r in day_rows(time.time()) if r["status"] != "ok"
+    )
+    assert browser.find_element(By.CSS_SELECTOR, "#errors [data-matched]").get_attribute("data-matched") == str(
+        timeouts
+    )
     # weight, labels, and both widths
     size = browser.execute_script("return performance.getEntriesByType('navigation')[0].decodedBodySize")
     assert 0 < size <= 200_000
     for control in browser.find_elements(By.CSS_SELECTOR, "select, input:not([type=hidden])"):
-        assert browser.find_elements(By.CSS_SELECTOR, f"label[for='{control.get_attribute('id')}']"), control.get_attribute("id")
+        assert browser.find_elements(
+            By.CSS_SELECTOR, f"label[for='{control.get_attribute('id')}']"
+        ), control.get_attribute("id")
     browser.set_window_size(1280, 900)
     browser.get(gateway.url + "/dashboard?period=24h")
     assert screenshot(browser, tmp_path, "dashboard-1280.png").stat().st_size > 10_000

@@ -76,7 +76,13 @@ class Sessions:
     def create(self, record: Any, now: float | None = None) -> str:
         now = time.time() if now is None else now
         token = secrets.token_urlsafe(32)
-        session = Session(record.id, record.user, bool(getattr(record, "admin", False)), secrets.token_urlsafe(24), now + SESSION_TTL_S)
+        session = Session(
+            record.id,
+            record.user,
+            bool(getattr(record, "admin", False)),
+            secrets.token_urlsafe(24),
+            now + SESSION_TTL_S,
+        )
         with self._lock:
             if len(self._by_hash) >= MAX_SESSIONS:
                 self._by_hash = {h: s for h, s in self._by_hash.items() if s.expires > now}
@@ -147,11 +153,19 @@ def same_origin(request: Request) -> bool:
 
 
 def _html(status: int, text: str, nonce: str, extra: list[tuple[str, str]] | None = None) -> Response:
-    csp = (f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; connect-src 'self'; img-src 'self' data:;"
-           " form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    csp = (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; connect-src 'self';"
+        " img-src 'self' data:;"
+        " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
     headers = [
-        ("Content-Type", "text/html; charset=utf-8"), ("Content-Security-Policy", csp), ("Cache-Control", "no-store"),
-        ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"), ("X-Frame-Options", "DENY"), *(extra or []),
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Security-Policy", csp),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "same-origin"),
+        ("X-Frame-Options", "DENY"),
+        *(extra or []),
     ]
     return Response(status, text.encode("utf-8"), headers)
 
@@ -200,7 +214,9 @@ def reference_of(gw: Gateway, user: str | None) -> Reference | None:
     from r42.availability import find_credential
     from r42.store.stats import choose_reference
 
-    reference = choose_reference(gw.router.catalog, gw.settings.stats_reference_model, lambda p: find_credential(p, user=user) is not None)
+    reference = choose_reference(
+        gw.router.catalog, gw.settings.stats_reference_model, lambda p: find_credential(p, user=user) is not None
+    )
     _references[key] = (now, reference)
     return reference
 
@@ -248,8 +264,16 @@ def dashboard_page(gw: Gateway, call: Call) -> Response:
     if viewer is None:
         return _html(200, login_page(nonce=nonce), nonce)
     data, filters = _data(gw, viewer, call.request)
-    page = render_page(data, title="r42 dashboard", subtitle=_subtitle(viewer, data), filters=filters, live=True,
-                       csrf=viewer.csrf or "", nonce=nonce, refresh_s=_refresh(call.request))
+    page = render_page(
+        data,
+        title="r42 dashboard",
+        subtitle=_subtitle(viewer, data),
+        filters=filters,
+        live=True,
+        csrf=viewer.csrf or "",
+        nonce=nonce,
+        refresh_s=_refresh(call.request),
+    )
     return _html(200, page, nonce)
 
 
@@ -258,10 +282,13 @@ def dashboard_data(gw: Gateway, call: Call) -> Response:
     and for scripts."""
     viewer = viewer_of(gw, call.request)
     if viewer is None:
-        raise GatewayError(401, "sign in at /dashboard or send a gateway key as Authorization: Bearer", "missing_api_key")
+        raise GatewayError(
+            401, "sign in at /dashboard or send a gateway key as Authorization: Bearer", "missing_api_key"
+        )
     data, filters = _data(gw, viewer, call.request)
     body = {**data, "panels": render_panels(data, filters)}
-    return Response(200, orjson.dumps(body), [("Content-Type", "application/json"), ("Cache-Control", "no-store")])
+    headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")]
+    return Response(200, orjson.dumps(body), headers)
 
 
 def dashboard_login(gw: Gateway, call: Call) -> Response:
@@ -300,4 +327,6 @@ def render_for_benchmark(period: str, reference: Reference | None) -> bytes:
 
     data = query(period, None, reference)
     viewer = Viewer(None, True, "x")
-    return render_page(data, title="r42 dashboard", subtitle=_subtitle(viewer, data), live=True, csrf="x", nonce="n").encode()
+    return render_page(
+        data, title="r42 dashboard", subtitle=_subtitle(viewer, data), live=True, csrf="x", nonce="n"
+    ).encode()

@@ -34,7 +34,9 @@ GROUP_SQL = {
     "user": "user",
     "day": "strftime('%Y-%m-%d', ts, 'unixepoch')",
 }
-COMPARABLE = "(status = 'ok' AND cost_usd IS NOT NULL AND (coalesce(input_tokens, 0) > 0 OR coalesce(output_tokens, 0) > 0))"
+COMPARABLE = (
+    "(status = 'ok' AND cost_usd IS NOT NULL AND (coalesce(input_tokens, 0) > 0 OR coalesce(output_tokens, 0) > 0))"
+)
 SUMS = (
     "count(*), coalesce(sum(status != 'ok'), 0), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
     f" coalesce(sum(cost_usd), 0.0), coalesce(sum(CASE WHEN {COMPARABLE} THEN coalesce(input_tokens, 0) END), 0),"
@@ -119,7 +121,10 @@ def fold(scope: Scope, dims: tuple[str, ...], with_complexity: bool = False) -> 
         sql_dims.append("model")
     exprs = [GROUP_SQL[d] for d in sql_dims]
     if with_complexity:
-        exprs.append(f"CASE WHEN complexity IS NULL THEN -1 ELSE min({COMPLEXITY_BINS - 1}, max(0, CAST(complexity * {COMPLEXITY_BINS} AS INTEGER))) END")
+        exprs.append(
+            f"CASE WHEN complexity IS NULL THEN -1 ELSE min({COMPLEXITY_BINS - 1},"
+            f" max(0, CAST(complexity * {COMPLEXITY_BINS} AS INTEGER))) END"
+        )
     where, params = scope.where()
     select = ", ".join(exprs) if exprs else "NULL"
     group_by = f"GROUP BY {', '.join(str(i + 1) for i in range(len(exprs)))}" if exprs else ""
@@ -211,7 +216,9 @@ def _ordered(found: dict[str, dict[str, Any]], group: str) -> dict[str, dict[str
     return dict(sorted(found.items(), key=lambda kv: (-kv[1]["requests"], kv[0])))
 
 
-def _groups(folded: Folded, lat: Latencies | None, group: str, reference: Reference | None) -> dict[str, dict[str, Any]]:
+def _groups(
+    folded: Folded, lat: Latencies | None, group: str, reference: Reference | None
+) -> dict[str, dict[str, Any]]:
     found = {key: _summary(sums, reference) for key, sums in folded.by[group].items()}
     if lat is not None and group in lat.by:
         for key, summary in found.items():
@@ -234,7 +241,9 @@ def totals(scope: Scope, reference: Reference | None) -> dict[str, Any]:
     return out
 
 
-def groups(scope: Scope, group: str, reference: Reference | None, with_latency: bool = True) -> dict[str, dict[str, Any]]:
+def groups(
+    scope: Scope, group: str, reference: Reference | None, with_latency: bool = True
+) -> dict[str, dict[str, Any]]:
     """compute_stats' per-group summaries: most requests first (day: in date order)."""
     lat = latencies(scope, (group,)) if with_latency else None
     return _groups(fold(scope, (group,)), lat, group, reference)
@@ -243,7 +252,12 @@ def groups(scope: Scope, group: str, reference: Reference | None, with_latency: 
 def reference_dict(reference: Reference | None) -> dict[str, Any] | None:
     if reference is None:
         return None
-    return {"model": reference.model, "price_input": reference.price_input, "price_output": reference.price_output, "why": reference.why}
+    return {
+        "model": reference.model,
+        "price_input": reference.price_input,
+        "price_output": reference.price_output,
+        "why": reference.why,
+    }
 
 
 def stats_report(scope: Scope, reference: Reference | None) -> dict[str, Any]:
@@ -251,7 +265,9 @@ def stats_report(scope: Scope, reference: Reference | None) -> dict[str, Any]:
     folded = fold(scope, GROUPS)
     lat = latencies(scope, GROUPS)
     out: dict[str, Any] = {
-        "reference": reference_dict(reference), "first": iso(folded.first), "last": iso(folded.last),
+        "reference": reference_dict(reference),
+        "first": iso(folded.first),
+        "last": iso(folded.last),
         "totals": _totals(folded, lat, reference),
     }
     for group in GROUPS:
@@ -277,14 +293,28 @@ def timeseries(scope: Scope, bucket_s: int, start: float) -> list[dict[str, Any]
             where, params = Scope(low, high, scope.user).where()
             with readable_errors():
                 row = conn.execute(
-                    "SELECT count(*), coalesce(sum(status != 'ok'), 0), coalesce(sum(input_tokens), 0) + coalesce(sum(output_tokens), 0),"
-                    f" coalesce(sum(cost_usd), 0.0) FROM routes {where}", params).fetchone()
-        series.append({"start": start + b * bucket_s, "requests": row[0], "errors": row[1], "tokens": row[2], "cost_usd": round(row[3], 6)})
+                    "SELECT count(*), coalesce(sum(status != 'ok'), 0),"
+                    " coalesce(sum(input_tokens), 0) + coalesce(sum(output_tokens), 0),"
+                    f" coalesce(sum(cost_usd), 0.0) FROM routes {where}",
+                    params,
+                ).fetchone()
+        series.append(
+            {
+                "start": start + b * bucket_s,
+                "requests": row[0],
+                "errors": row[1],
+                "tokens": row[2],
+                "cost_usd": round(row[3], 6),
+            }
+        )
     return series
 
 
 def _complexity_bins(cx: dict[tuple[int, str], int]) -> list[dict[str, Any]]:
-    bins = [{"low": i / COMPLEXITY_BINS, "high": (i + 1) / COMPLEXITY_BINS, "requests": 0, "models": {}} for i in range(COMPLEXITY_BINS)]
+    bins = [
+        {"low": i / COMPLEXITY_BINS, "high": (i + 1) / COMPLEXITY_BINS, "requests": 0, "models": {}}
+        for i in range(COMPLEXITY_BINS)
+    ]
     for (b, model), n in cx.items():
         bins[b]["requests"] += n
         bins[b]["models"][model] = bins[b]["models"].get(model, 0) + n
@@ -319,11 +349,17 @@ def _chain(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     chain = []
     for index, attempt in enumerate(attempts):
         following = attempts[index + 1].get("model") if index + 1 < len(attempts) else None
-        chain.append({
-            "model": attempt.get("model"), "ok": bool(attempt.get("ok")), "status": attempt.get("status"),
-            "ms": attempt.get("ms"), "error": attempt.get("error"),
-            "kind": None if attempt.get("ok") else attempt_kind(attempt), "fallback": following,
-        })
+        chain.append(
+            {
+                "model": attempt.get("model"),
+                "ok": bool(attempt.get("ok")),
+                "status": attempt.get("status"),
+                "ms": attempt.get("ms"),
+                "error": attempt.get("error"),
+                "kind": None if attempt.get("ok") else attempt_kind(attempt),
+                "fallback": following,
+            }
+        )
     return chain
 
 
@@ -332,23 +368,35 @@ def failed_rows(scope: Scope) -> list[dict[str, Any]]:
     providers and error kinds it involves (an attempt's kind, or the request's own error)."""
     where, params = scope.where("status != 'ok'")
     rows = _rows(
-        f"SELECT id, ts, request_id, user, endpoint, model, status, error, attempts, latency_ms FROM routes {where} ORDER BY ts DESC, id DESC",
+        "SELECT id, ts, request_id, user, endpoint, model, status, error, attempts, latency_ms"
+        f" FROM routes {where} ORDER BY ts DESC, id DESC",
         params,
     )
     out = []
     for row_id, ts, request_id, user, endpoint, model, status, error, attempts_json, latency in rows:
         chain = _chain(orjson.loads(attempts_json) if attempts_json else [])
-        out.append({
-            "id": row_id, "time": iso(ts), "request_id": request_id, "user": user, "endpoint": endpoint, "model": model,
-            "status": status, "error": error, "latency_ms": latency, "attempts": chain,
-            "providers": sorted({p for p in (_provider(a["model"]) for a in chain) if p}),
-            "kinds": sorted({a["kind"] for a in chain if a["kind"]} | ({error} if error else set())),
-        })
+        out.append(
+            {
+                "id": row_id,
+                "time": iso(ts),
+                "request_id": request_id,
+                "user": user,
+                "endpoint": endpoint,
+                "model": model,
+                "status": status,
+                "error": error,
+                "latency_ms": latency,
+                "attempts": chain,
+                "providers": sorted({p for p in (_provider(a["model"]) for a in chain) if p}),
+                "kinds": sorted({a["kind"] for a in chain if a["kind"]} | ({error} if error else set())),
+            }
+        )
     return out
 
 
-def filter_failures(rows: list[dict[str, Any]], provider: str | None = None, kind: str | None = None,
-                    limit: int = FAILURES_SHOWN) -> dict[str, Any]:
+def filter_failures(
+    rows: list[dict[str, Any]], provider: str | None = None, kind: str | None = None, limit: int = FAILURES_SHOWN
+) -> dict[str, Any]:
     """The failed requests that involve `provider` and `kind` (None: any): the first `limit` of
     them, how many matched in all, and every provider and kind seen (the filter's choices)."""
     providers: set[str] = set()
@@ -366,7 +414,9 @@ def filter_failures(rows: list[dict[str, Any]], provider: str | None = None, kin
     return {"rows": shown, "matched": matched, "providers": sorted(providers), "kinds": sorted(kinds)}
 
 
-def failures(scope: Scope, provider: str | None = None, kind: str | None = None, limit: int = FAILURES_SHOWN) -> dict[str, Any]:
+def failures(
+    scope: Scope, provider: str | None = None, kind: str | None = None, limit: int = FAILURES_SHOWN
+) -> dict[str, Any]:
     """Failed requests (most recent first) with their attempt chains, filterable by provider and kind."""
     return filter_failures(failed_rows(scope), provider, kind, limit)
 
@@ -380,11 +430,21 @@ def key_use(user: str | None, now: float | None = None) -> list[dict[str, Any]]:
         if user is not None and record.user != user:
             continue
         used = usage(record.id, now)
-        out.append({
-            "id": record.id, "user": record.user, "prefix": record.prefix, "admin": bool(getattr(record, "admin", False)),
-            "last_used": iso(record.last_used), "rpm": record.rpm, "rpd": record.rpd, "budget_usd": record.budget_usd,
-            "requests_minute": used.requests_minute, "requests_day": used.requests_day, "cost_month_usd": round(used.cost_month_usd, 6),
-        })
+        out.append(
+            {
+                "id": record.id,
+                "user": record.user,
+                "prefix": record.prefix,
+                "admin": bool(getattr(record, "admin", False)),
+                "last_used": iso(record.last_used),
+                "rpm": record.rpm,
+                "rpd": record.rpd,
+                "budget_usd": record.budget_usd,
+                "requests_minute": used.requests_minute,
+                "requests_day": used.requests_day,
+                "cost_month_usd": round(used.cost_month_usd, 6),
+            }
+        )
     return out
 
 
@@ -404,8 +464,14 @@ def key_active(key_id: int) -> bool:
     return bool(_rows("SELECT 1 FROM gateway_keys WHERE id = ? AND revoked IS NULL", [key_id]))
 
 
-def dashboard_data(period: str, user: str | None, reference: Reference | None, provider: str | None = None,
-                   kind: str | None = None, now: float | None = None) -> dict[str, Any]:
+def dashboard_data(
+    period: str,
+    user: str | None,
+    reference: Reference | None,
+    provider: str | None = None,
+    kind: str | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
     """Every panel of the dashboard for one period ending now: "1h" is the last 12 five-minute
     buckets, "24h" the last 24 hours and "30d" the last 30 days (UTC), each counting the current,
     partial bucket, so that everything before the current bucket can be reused (see Part)."""
@@ -444,7 +510,9 @@ def part(scope: Scope, bucket_s: int, start: float) -> Part:
     buckets = {}
     for point in timeseries(scope, bucket_s, start):
         buckets[point["start"]] = (point["requests"], point["errors"], point["tokens"], point["cost_usd"])
-    return Part(fold(scope, _dims(scope), with_complexity=True), latencies(scope, ("model",)), buckets, failed_rows(scope))
+    return Part(
+        fold(scope, _dims(scope), with_complexity=True), latencies(scope, ("model",)), buckets, failed_rows(scope)
+    )
 
 
 def _merge_sorted(a: list[float], b: list[float]) -> list[float]:
@@ -474,7 +542,8 @@ def merge(old: Part, new: Part) -> Part:
     return Part(
         Folded(total, by, min(firsts) if firsts else None, max(lasts) if lasts else None, cx),
         Latencies(_merge_sorted(old.lat.latency, new.lat.latency), _merge_sorted(old.lat.ttft, new.lat.ttft), lat_by),
-        series, new.failed + old.failed,
+        series,
+        new.failed + old.failed,
     )
 
 
@@ -514,8 +583,15 @@ def past_part(scope: Scope, bucket_s: int, start: float) -> Part:
     return found
 
 
-def panels(scope: Scope, reference: Reference | None, bucket_s: int, provider: str | None = None,
-           kind: str | None = None, now: float | None = None, cut: float | None = None) -> dict[str, Any]:
+def panels(
+    scope: Scope,
+    reference: Reference | None,
+    bucket_s: int,
+    provider: str | None = None,
+    kind: str | None = None,
+    now: float | None = None,
+    cut: float | None = None,
+) -> dict[str, Any]:
     """Every panel over a scope: what /dashboard and `r42 stats --html` render. With `cut`, the
     rows before it come from past_part() (cached) and only the rest is queried."""
     now = time.time() if now is None else now
@@ -524,12 +600,18 @@ def panels(scope: Scope, reference: Reference | None, bucket_s: int, provider: s
     start = since // bucket_s * bucket_s
     whole = Scope(since, until, scope.user)
     if cut is not None and since < cut < until:
-        data = merge(past_part(Scope(since, cut, scope.user), bucket_s, start), part(Scope(cut, until, scope.user), bucket_s, cut))
+        data = merge(
+            past_part(Scope(since, cut, scope.user), bucket_s, start),
+            part(Scope(cut, until, scope.user), bucket_s, cut),
+        )
     else:
         data = part(whole, bucket_s, start)
     folded, lat = data.folded, data.lat
     ps = (50, 90, 95, 99)
-    series = [{"start": b, "requests": v[0], "errors": v[1], "tokens": v[2], "cost_usd": round(v[3], 6)} for b, v in sorted(data.series.items())]
+    series = [
+        {"start": b, "requests": v[0], "errors": v[1], "tokens": v[2], "cost_usd": round(v[3], 6)}
+        for b, v in sorted(data.series.items())
+    ]
     return {
         "user": scope.user,
         "since": iso(since),
