@@ -393,7 +393,21 @@ def feedback_panel(data: dict[str, Any]) -> str:
         '<p class="muted">Verdicts sent with <code>r42 feedback</code> or POST /v1/feedback; rank learns from them.</p>'
     )
     rows_html = table(["model", "good", "bad", "latest (UTC)"], rows, empty="no feedback in this period")
-    return f"<h2>Feedback</h2>{note}{rows_html}"
+    return f"<h2>Feedback and learning</h2>{note}{rows_html}{learning_table(data.get('learning'))}"
+
+
+def learning_table(changes: list[dict[str, Any]] | None) -> str:
+    """What rank learned: each adjustment of a model's score in a domain, with its evidence."""
+    if changes is None:
+        return ""
+    rows = [
+        [esc(c["user"] or "(CLI)"), esc(c["model"]), esc(c["domain"] or "-"), f"{c['value']:+.3f}",
+         num(c["good"]), num(c["bad"]), num(c["failures"]), num(c["slow"])]
+        for c in changes
+    ]
+    headers = ["user", "model", "domain", "rank adjustment", "good", "bad", "failed attempts", "slow"]
+    intro = "<h3>What learning changed</h3>"
+    return intro + table(headers, rows, empty="rank has learned nothing yet (no feedback, failures or slow answers)")
 
 
 def render_panels(

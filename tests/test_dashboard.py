@@ -192,6 +192,11 @@ def test_admin_sees_everyone_and_the_others_only_themselves(gateway, seeded):
     in_day = [r for r in store.iter_routes(since=seeded.now - 86_400)]
     assert every["totals"]["requests"] == len(in_day) and set(every["by_user"]) == {"alice", "bob", "carol"}
     assert own["totals"]["requests"] == sum(r["user"] == "bob" for r in in_day) and own["by_user"] is None
+    # what learning changed: bob's own adjustments only; his one bad verdict is among them
+    assert own["learning"] and {c["user"] for c in own["learning"]} == {"bob"}
+    verdict = [c for c in own["learning"] if c["model"] == "openai/gpt-4o-mini" and c["domain"] is None]
+    assert verdict and verdict[0]["bad"] == 1 and verdict[0]["value"] < 0
+    assert {c["user"] for c in every["learning"]} <= {"alice", "bob", "carol"} and len(every["learning"]) <= 12
     bob_page = bob.request("GET", "/dashboard?period=24h")[2]
     assert (
         seeded.alice_failed_request.encode() not in bob_page and b"carol" not in bob_page and b"alice" not in bob_page

@@ -54,7 +54,10 @@ def html_report(scope: Scope, ref: Any) -> str:
 
     now = time.time()
     start = scope.since if scope.since is not None else (first_time(scope) or now)
-    data = panels(scope, ref, bucket_for(now - start), now=now)
+    from r42.config import load_settings
+
+    half_life = load_settings().feedback_half_life_days
+    data = panels(scope, ref, bucket_for(now - start), now=now, half_life_days=half_life)
     who = f"user {scope.user}" if scope.user else "every user"
     return render_page(data, title="r42 report", subtitle=f"{data['since']} to {data['generated']} UTC, {who}")
 

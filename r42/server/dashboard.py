@@ -245,7 +245,8 @@ def _data(gw: Gateway, viewer: Viewer, request: Request) -> tuple[dict[str, Any]
 
     period, provider, kind = _choices(request)
     scope_user = None if viewer.admin else viewer.user
-    data = dashboard_data(period, scope_user, reference_of(gw, scope_user), provider, kind)
+    half_life = gw.settings.feedback_half_life_days
+    data = dashboard_data(period, scope_user, reference_of(gw, scope_user), provider, kind, half_life_days=half_life)
     return data, {"provider": provider, "kind": kind}
 
 

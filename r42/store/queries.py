@@ -459,6 +459,34 @@ def feedback_summary(scope: Scope) -> list[dict[str, Any]]:
     return [{"model": m, "good": g, "bad": b, "last": iso(t)} for m, g, b, t in rows]
 
 
+LEARNING_TTL_S = 60.0  # learned adjustments move slowly: reused this long per user
+LEARNING_SHOWN = 12
+_learning: dict[tuple, tuple[float, list[dict[str, Any]]]] = {}
+
+
+def learning_changes(users: list[str | None], half_life_days: float, limit: int = LEARNING_SHOWN) -> list[dict[str, Any]]:
+    """What rank has learned from feedback, failures and slow answers (r42.learning) for these
+    users: the largest adjustments first, as (user, model, domain, value, evidence counts)."""
+    from r42.learning import learned_adjustments
+
+    now = time.monotonic()
+    out = []
+    for user in users:
+        key = (str(_store_id()), user, half_life_days)
+        cached = _learning.get(key)
+        if cached is None or now - cached[0] > LEARNING_TTL_S:
+            found = [
+                {"user": user, "model": model, "domain": domain, "value": round(adj.value, 4), "good": adj.good,
+                 "bad": adj.bad, "failures": adj.failures, "slow": adj.slow}
+                for (model, domain), adj in learned_adjustments(user, half_life_days).items()
+                if abs(adj.value) >= 0.005
+            ]
+            cached = _learning[key] = (now, found)
+        out.extend(cached[1])
+    out.sort(key=lambda item: (-abs(item["value"]), item["model"], str(item["domain"])))
+    return out[:limit]
+
+
 def key_active(key_id: int) -> bool:
     """Is this key still in the store and not revoked? (A dashboard session ends with its key.)"""
     return bool(_rows("SELECT 1 FROM gateway_keys WHERE id = ? AND revoked IS NULL", [key_id]))
@@ -471,6 +499,7 @@ def dashboard_data(
     provider: str | None = None,
     kind: str | None = None,
     now: float | None = None,
+    half_life_days: float | None = None,
 ) -> dict[str, Any]:
     """Every panel of the dashboard for one period ending now: "1h" is the last 12 five-minute
     buckets, "24h" the last 24 hours and "30d" the last 30 days (UTC), each counting the current,
@@ -479,7 +508,8 @@ def dashboard_data(
     span, bucket = PERIODS[period]
     cut = now // bucket * bucket
     scope = Scope(since=cut + bucket - span, until=now + 1, user=user)
-    return {"period": period, **panels(scope, reference, bucket, provider, kind, now, cut=cut)}
+    found = panels(scope, reference, bucket, provider, kind, now, cut=cut, half_life_days=half_life_days)
+    return {"period": period, **found}
 
 
 def bucket_for(span_s: float) -> int:
@@ -591,9 +621,11 @@ def panels(
     kind: str | None = None,
     now: float | None = None,
     cut: float | None = None,
+    half_life_days: float | None = None,
 ) -> dict[str, Any]:
     """Every panel over a scope: what /dashboard and `r42 stats --html` render. With `cut`, the
-    rows before it come from past_part() (cached) and only the rest is queried."""
+    rows before it come from past_part() (cached) and only the rest is queried. With
+    half_life_days (the feedback_half_life_days setting), also what learning changed."""
     now = time.time() if now is None else now
     since = scope.since if scope.since is not None else (first_time(scope) or now)
     until = scope.until if scope.until is not None else now + 1
@@ -627,7 +659,16 @@ def panels(
         "failures": filter_failures(data.failed, provider, kind),
         "keys": key_use(scope.user, now),
         "feedback": feedback_summary(whole),
+        "learning": None if half_life_days is None else learning_changes(_learning_users(scope, folded), half_life_days),
     }
+
+
+def _learning_users(scope: Scope, folded: Folded) -> list[str | None]:
+    """The viewed user, or (for everyone) the users with requests in the period, busiest first."""
+    if scope.user is not None:
+        return [scope.user]
+    users = sorted(folded.by.get("user", {}).items(), key=lambda kv: -kv[1][0])[:20]
+    return [None if name == NONE_KEY else name for name, _ in users]
 
 
 def first_time(scope: Scope) -> float | None:
