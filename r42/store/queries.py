@@ -464,7 +464,9 @@ LEARNING_SHOWN = 12
 _learning: dict[tuple, tuple[float, list[dict[str, Any]]]] = {}
 
 
-def learning_changes(users: list[str | None], half_life_days: float, limit: int = LEARNING_SHOWN) -> list[dict[str, Any]]:
+def learning_changes(
+    users: list[str | None], half_life_days: float, limit: int = LEARNING_SHOWN
+) -> list[dict[str, Any]]:
     """What rank has learned from feedback, failures and slow answers (r42.learning) for these
     users: the largest adjustments first, as (user, model, domain, value, evidence counts)."""
     from r42.learning import learned_adjustments
@@ -659,7 +661,9 @@ def panels(
         "failures": filter_failures(data.failed, provider, kind),
         "keys": key_use(scope.user, now),
         "feedback": feedback_summary(whole),
-        "learning": None if half_life_days is None else learning_changes(_learning_users(scope, folded), half_life_days),
+        "learning": (
+            None if half_life_days is None else learning_changes(_learning_users(scope, folded), half_life_days)
+        ),
     }
 
 
