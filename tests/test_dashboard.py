@@ -156,6 +156,12 @@ def test_sign_in_sets_a_strict_httponly_expiring_cookie_and_sign_out_needs_the_c
     assert b'name="key"' in stale.request("GET", "/dashboard")[2]
 
 
+def test_behind_a_tls_proxy_the_cookie_is_secure(gateway, seeded):
+    client = Client(gateway.url)
+    status, headers, _ = client.post_form("/dashboard/login", {"key": seeded.bob_key}, {"X-Forwarded-Proto": "https"})
+    assert status == 303 and headers["set-cookie"].endswith("; Secure")
+
+
 def test_a_cross_site_sign_in_is_refused(gateway, seeded):
     client = Client(gateway.url)
     status, _, _ = client.post_form("/dashboard/login", {"key": seeded.bob_key}, {"Origin": "http://evil.example"})

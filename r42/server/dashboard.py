@@ -177,8 +177,10 @@ def _redirect(location: str, cookie: str | None = None) -> Response:
     return Response(303, b"see " + location.encode(), headers)
 
 
-def _cookie(token: str, max_age: int) -> str:
-    return f"{COOKIE}={token}; Path=/dashboard; Max-Age={max_age}; HttpOnly; SameSite=Strict"
+def _cookie(token: str, max_age: int, request: Request) -> str:
+    """The session cookie; Secure when a TLS proxy in front says the browser came over https."""
+    secure = "; Secure" if request.headers.get("x-forwarded-proto", "").lower() == "https" else ""
+    return f"{COOKIE}={token}; Path=/dashboard; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
 
 
 def viewer_of(gw: Gateway, request: Request) -> Viewer | None:
@@ -309,7 +311,7 @@ def dashboard_login(gw: Gateway, call: Call) -> Response:
     if record is None:
         return _html(401, login_page("That key is not a valid, active gateway key.", nonce), nonce)
     token = sessions_of(gw).create(record)
-    return _redirect("/dashboard", _cookie(token, SESSION_TTL_S))
+    return _redirect("/dashboard", _cookie(token, SESSION_TTL_S, request))
 
 
 def dashboard_logout(gw: Gateway, call: Call) -> Response:
@@ -321,7 +323,7 @@ def dashboard_logout(gw: Gateway, call: Call) -> Response:
     if session is None or not same_origin(request) or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
         raise GatewayError(403, "sign-out needs the page's own form", "csrf_failed")
     sessions_of(gw).end(token)  # type: ignore[arg-type]
-    return _redirect("/dashboard", _cookie("", 0))
+    return _redirect("/dashboard", _cookie("", 0, request))
 
 
 def render_for_benchmark(period: str, reference: Reference | None) -> bytes:
