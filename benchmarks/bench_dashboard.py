@@ -144,7 +144,11 @@ def run(rows: int, repeat: int) -> None:
     seed(rows)
     print(f"seeded {rows:,} requests over 30 days in {time.perf_counter() - start:.1f} s")
     reference = Reference("openai/gpt-4o", 2.5, 10.0, "benchmark")
-    forget = queries._cache.clear
+
+    def forget() -> None:
+        queries._cache.clear()
+        queries._learning.clear()
+
     results = [
         (
             "GET /dashboard?period=30d, warm (the past is reused)",

@@ -393,13 +393,14 @@ def feedback_panel(data: dict[str, Any]) -> str:
         '<p class="muted">Verdicts sent with <code>r42 feedback</code> or POST /v1/feedback; rank learns from them.</p>'
     )
     rows_html = table(["model", "good", "bad", "latest (UTC)"], rows, empty="no feedback in this period")
-    return f"<h2>Feedback and learning</h2>{note}{rows_html}{learning_table(data.get('learning'))}"
+    learning = learning_table(data["learning"]) if "learning" in data else ""
+    return f"<h2>Feedback and learning</h2>{note}{rows_html}{learning}"
 
 
 def learning_table(changes: list[dict[str, Any]] | None) -> str:
     """What rank learned: each adjustment of a model's score in a domain, with its evidence."""
     if changes is None:
-        return ""
+        return '<h3>What learning changed</h3><p class="muted">Being worked out; it shows with the next refresh.</p>'
     rows = [
         [esc(c["user"] or "(CLI)"), esc(c["model"]), esc(c["domain"] or "-"), f"{c['value']:+.3f}",
          num(c["good"]), num(c["bad"]), num(c["failures"]), num(c["slow"])]

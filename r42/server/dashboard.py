@@ -13,7 +13,8 @@ nonce) and connections to itself.
 
 Who sees what: an admin key sees every user's requests; any other key sees its own user's rows
 and keys only. A key is an admin key when its record has a true `admin` attribute
-(getattr(record, "admin", False)): `r42 keys create --admin` sets it. Under `r42 serve --no-auth`
+(getattr(record, "admin", False)): `r42 keys create --admin` sets it. A session keeps the admin
+status its key had at sign-in (for at most SESSION_TTL_S); revoking the key ends it at once. Under `r42 serve --no-auth`
 the dashboard is open and shows everything, like the rest of the gateway.
 """
 
@@ -330,7 +331,7 @@ def render_for_benchmark(period: str, reference: Reference | None) -> bytes:
     """The admin page's HTML for a period, without a server (benchmarks/bench_dashboard.py)."""
     from r42.store.queries import dashboard_data as query
 
-    data = query(period, None, reference)
+    data = query(period, None, reference, half_life_days=14.0)
     viewer = Viewer(None, True, "x")
     return render_page(
         data, title="r42 dashboard", subtitle=_subtitle(viewer, data), live=True, csrf="x", nonce="n"

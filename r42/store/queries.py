@@ -464,27 +464,66 @@ LEARNING_SHOWN = 12
 _learning: dict[tuple, tuple[float, list[dict[str, Any]]]] = {}
 
 
-def learning_changes(
-    users: list[str | None], half_life_days: float, limit: int = LEARNING_SHOWN
-) -> list[dict[str, Any]]:
-    """What rank has learned from feedback, failures and slow answers (r42.learning) for these
-    users: the largest adjustments first, as (user, model, domain, value, evidence counts)."""
+def _learned(user: str | None, half_life_days: float) -> list[dict[str, Any]]:
     from r42.learning import learned_adjustments
 
+    return [
+        {"user": user, "model": model, "domain": domain, "value": round(adj.value, 4), "good": adj.good,
+         "bad": adj.bad, "failures": adj.failures, "slow": adj.slow}
+        for (model, domain), adj in learned_adjustments(user, half_life_days).items()
+        if abs(adj.value) >= 0.005
+    ]
+
+
+_learning_pending: set[tuple] = set()
+
+
+def _learn_in_background(key: tuple, user: str | None, half_life_days: float) -> None:
+    """Compute one user's adjustments on a thread of its own (its own store connection)."""
+    from r42.store.db import close_thread_connection
+
+    def work() -> None:
+        try:
+            _learning[key] = (time.monotonic(), _learned(user, half_life_days))
+        except Exception:  # noqa: BLE001 - the panel says it is unavailable; the page must not fail
+            pass
+        finally:
+            _learning_pending.discard(key)
+            close_thread_connection()
+
+    with _cache_lock:
+        if key in _learning_pending:
+            return
+        _learning_pending.add(key)
+    threading.Thread(target=work, name="r42-dashboard-learning", daemon=True).start()
+
+
+def learning_changes(
+    users: list[str | None], half_life_days: float, limit: int = LEARNING_SHOWN, wait: bool = True
+) -> list[dict[str, Any]] | None:
+    """What rank has learned from feedback, failures and slow answers (r42.learning) for these
+    users: the largest adjustments first, as (user, model, domain, value, evidence counts).
+
+    Reading a user's evidence parses their routing log's attempts over 90 days, so results are
+    reused for LEARNING_TTL_S. wait=False (the dashboard): a stale or missing user is computed on
+    a background thread and the page does not wait; None while nothing is known yet."""
     now = time.monotonic()
-    out = []
+    out: list[dict[str, Any]] = []
+    missing = False
     for user in users:
         key = (str(_store_id()), user, half_life_days)
         cached = _learning.get(key)
         if cached is None or now - cached[0] > LEARNING_TTL_S:
-            found = [
-                {"user": user, "model": model, "domain": domain, "value": round(adj.value, 4), "good": adj.good,
-                 "bad": adj.bad, "failures": adj.failures, "slow": adj.slow}
-                for (model, domain), adj in learned_adjustments(user, half_life_days).items()
-                if abs(adj.value) >= 0.005
-            ]
-            cached = _learning[key] = (now, found)
+            if wait:
+                cached = _learning[key] = (now, _learned(user, half_life_days))
+            else:
+                _learn_in_background(key, user, half_life_days)
+                if cached is None:
+                    missing = True
+                    continue
         out.extend(cached[1])
+    if missing and not out:
+        return None
     out.sort(key=lambda item: (-abs(item["value"]), item["model"], str(item["domain"])))
     return out[:limit]
 
@@ -510,7 +549,7 @@ def dashboard_data(
     span, bucket = PERIODS[period]
     cut = now // bucket * bucket
     scope = Scope(since=cut + bucket - span, until=now + 1, user=user)
-    found = panels(scope, reference, bucket, provider, kind, now, cut=cut, half_life_days=half_life_days)
+    found = panels(scope, reference, bucket, provider, kind, now, cut=cut, half_life_days=half_life_days, wait=False)
     return {"period": period, **found}
 
 
@@ -579,7 +618,7 @@ def merge(old: Part, new: Part) -> Part:
     )
 
 
-CACHE_ENTRIES = 24
+CACHE_ENTRIES = 8  # a 30-day admin entry over 100,000 requests holds ~300,000 latencies (~10 MB)
 _cache: dict[tuple, tuple[tuple, Part]] = {}
 _cache_lock = threading.Lock()
 
@@ -624,10 +663,12 @@ def panels(
     now: float | None = None,
     cut: float | None = None,
     half_life_days: float | None = None,
+    wait: bool = True,
 ) -> dict[str, Any]:
     """Every panel over a scope: what /dashboard and `r42 stats --html` render. With `cut`, the
     rows before it come from past_part() (cached) and only the rest is queried. With
-    half_life_days (the feedback_half_life_days setting), also what learning changed."""
+    half_life_days (the feedback_half_life_days setting), also what learning changed (wait=False:
+    without waiting for it, see learning_changes)."""
     now = time.time() if now is None else now
     since = scope.since if scope.since is not None else (first_time(scope) or now)
     until = scope.until if scope.until is not None else now + 1
@@ -661,9 +702,9 @@ def panels(
         "failures": filter_failures(data.failed, provider, kind),
         "keys": key_use(scope.user, now),
         "feedback": feedback_summary(whole),
-        "learning": (
-            None if half_life_days is None else learning_changes(_learning_users(scope, folded), half_life_days)
-        ),
+        **({} if half_life_days is None else {
+            "learning": learning_changes(_learning_users(scope, folded), half_life_days, wait=wait),
+        }),
     }
 
 
