@@ -10,11 +10,13 @@ is ever part of the data.
 from __future__ import annotations
 
 import html
+import re
 import time
 from typing import Any
 
 PERIOD_LABELS = {"1h": "last hour", "24h": "last day", "30d": "last 30 days"}
 PALETTE = ("#1d4ed8", "#b45309", "#047857", "#7c3aed", "#be123c", "#0e7490", "#4b5563")  # ≥ 4.5:1 on white
+NUMERIC = re.compile(r"-?\+?-?\$?[\d,.]+|-$")  # a column of such cells is right-aligned
 PANEL_IDS = ("overview", "time", "splits", "complexity", "latency", "errors", "keys", "feedback")
 
 CSS = """
@@ -33,8 +35,8 @@ grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:8px}.card{backgroun
 border-radius:6px;padding:8px}.card b{display:block;font-size:20px}.grid{display:grid;
 grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:12px}
 .wide{grid-template-columns:repeat(auto-fit,minmax(min(100%,560px),1fr))}.scroll{overflow-x:auto}
-table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}th,td{padding:3px 8px;text-align:right;
-border-bottom:1px solid var(--line);white-space:nowrap}th:first-child,td:first-child{text-align:left}
+table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}th,td{padding:3px 8px;text-align:left;
+border-bottom:1px solid var(--line);white-space:nowrap}.n{text-align:right}
 th{font-weight:600;color:var(--muted)}svg{display:block;width:100%;height:auto}svg text{font-size:11px;fill:#374151}
 details summary{cursor:pointer;color:var(--accent)}ol.chain{margin:4px 0;padding-left:20px}
 ol.chain li{white-space:normal}.legend span{display:inline-block;margin-right:10px}.sw{display:inline-block;
@@ -166,8 +168,10 @@ def table(
     """A table of already-escaped cells."""
     if not rows:
         return f'<p class="muted">{esc(empty)}</p>'
-    head = "".join(f'<th scope="col">{esc(h)}</th>' for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    numeric = [all(NUMERIC.match(row[i]) for row in rows if i < len(row)) for i in range(len(headers))]
+    cls = [' class="n"' if n else "" for n in numeric]
+    head = "".join(f'<th scope="col"{cls[i]}>{esc(h)}</th>' for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f"<td{cls[i]}>{c}</td>" for i, c in enumerate(row)) + "</tr>" for row in rows)
     cap = f'<caption class="muted">{esc(caption)}</caption>' if caption else ""
     return f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
