@@ -621,6 +621,7 @@ def merge(old: Part, new: Part) -> Part:
 CACHE_ENTRIES = 8  # a 30-day admin entry over 100,000 requests holds ~300,000 latencies (~10 MB)
 _cache: dict[tuple, tuple[tuple, Part]] = {}
 _cache_lock = threading.Lock()
+_building: dict[tuple, threading.Lock] = {}
 
 
 def _fingerprint(scope: Scope) -> tuple:
@@ -641,16 +642,21 @@ def past_part(scope: Scope, bucket_s: int, start: float) -> Part:
     """part() of a period that lies wholly before the current bucket, reused while no row in it is
     added or removed (checked on every use, so late rows and pruning are never missed)."""
     key = (str(_store_id()), scope, bucket_s, start)
-    fingerprint = _fingerprint(scope)
     with _cache_lock:
-        cached = _cache.get(key)
-    if cached is not None and cached[0] == fingerprint:
-        return cached[1]
-    found = part(scope, bucket_s, start)
-    with _cache_lock:
-        if len(_cache) >= CACHE_ENTRIES:
-            _cache.pop(next(iter(_cache)))
-        _cache[key] = (fingerprint, found)
+        building = _building.setdefault(key, threading.Lock())
+    with building:  # viewers arriving together wait for one query instead of each running it
+        fingerprint = _fingerprint(scope)
+        with _cache_lock:
+            cached = _cache.get(key)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        found = part(scope, bucket_s, start)
+        with _cache_lock:
+            if len(_cache) >= CACHE_ENTRIES:
+                oldest = next(iter(_cache))
+                _cache.pop(oldest)
+                _building.pop(oldest, None)
+            _cache[key] = (fingerprint, found)
     return found
 
 
