@@ -1,8 +1,9 @@
 """The one query layer over the routing log: `r42 stats`, `r42 stats --html` and the gateway's
 /dashboard all read these functions.
 
-Every figure is an SQL aggregate (one indexed scan per panel), so a month of 100,000 requests is
-summed in milliseconds instead of being read row by row into Python. Semantics are those of
+Sums come from one grouped SQL query per report (fold) and percentiles from one fetch of the
+answered requests' latencies (latencies), instead of every row being read into Python; the
+dashboard also reuses the part of its period before the current bucket (past_part). Semantics are those of
 r42.store.stats.compute_stats (which the tests check this module against): errors are rows whose
 status is not "ok", latency and time-to-first-token percentiles are nearest-rank over answered
 requests, savings compare answered requests with known tokens and cost against a reference model.
@@ -70,13 +71,6 @@ class Scope:
             params.append(self.user)
         clauses.extend(extra)
         return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
-def period_scope(period: str, user: str | None, now: float | None = None) -> Scope:
-    """The scope of a dashboard period ("1h", "24h", "30d") ending now."""
-    span, _ = PERIODS[period]
-    now = time.time() if now is None else now
-    return Scope(since=now - span, until=None, user=user)
 
 
 def _rows(sql: str, params: list[Any]) -> list[tuple]:
