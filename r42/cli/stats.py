@@ -13,9 +13,9 @@ from tabulate import tabulate
 
 from r42.cli.pipe import terminal_of
 from r42.document import dumps
-from r42.store import iter_routes
 from r42.store.keys import iso
-from r42.store.stats import GROUPS, compute_stats, parse_since, reference_for
+from r42.store.queries import Scope, bucket_for, first_time, panels, stats_report
+from r42.store.stats import GROUPS, parse_since, reference_for
 
 
 def _ms(value: float | None) -> str:
@@ -48,13 +48,30 @@ def render_stats(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def html_report(scope: Scope, ref: Any) -> str:
+    """The dashboard's panels over a scope as one standalone page (no script, no forms)."""
+    import time
+
+    from r42.views_html import render_page
+
+    now = time.time()
+    start = scope.since if scope.since is not None else (first_time(scope) or now)
+    from r42.config import load_settings
+
+    half_life = load_settings().feedback_half_life_days
+    data = panels(scope, ref, bucket_for(now - start), now=now, half_life_days=half_life)
+    who = f"user {scope.user}" if scope.user else "every user"
+    return render_page(data, title="r42 report", subtitle=f"{data['since']} to {data['generated']} UTC, {who}")
+
+
 @click.command()
 @click.option("--since", default=None, help="Only requests since then: 7d, 24h, 30m, 2w, or a date (2026-01-31).")
 @click.option("--user", default=None, shell_complete=complete_users, help="Only this gateway user's requests.")
 @click.option("--reference", default=None, cls=SettingOption, envvar="R42_STATS_REFERENCE_MODEL", show_envvar=True, help="Compute savings against this model (default: the strongest model you have a credential for).")
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
+@click.option("--html", "as_html", is_flag=True, help="Write the dashboard's panels as one standalone HTML page.")
 @click.pass_context
-def stats(ctx: click.Context, since: str | None, user: str | None, reference: str | None, force_json: bool) -> None:
+def stats(ctx: click.Context, since: str | None, user: str | None, reference: str | None, force_json: bool, as_html: bool) -> None:
     """Totals and breakdowns of the routing log by model, mode, domain, user and day.
 
     Cost, savings against a reference model, latency p50/p95 and error rate. A table on a
@@ -64,6 +81,7 @@ def stats(ctx: click.Context, since: str | None, user: str | None, reference: st
     Example:
       r42 stats --since 7d --user alice
       r42 stats --since 2026-01-01 | jq '.totals.savings_usd'
+      r42 stats --since 30d --html > report.html
     """
     term = terminal_of(ctx)
     since_ts = parse_since(since) if since else None
@@ -72,7 +90,12 @@ def stats(ctx: click.Context, since: str | None, user: str | None, reference: st
     def has_credential(provider: Any) -> bool:  # the user's own keys count, then env, then the store's
         return find_credential(provider, user=user) is not None
 
-    result = compute_stats(iter_routes(since=since_ts, user=user), reference_for(reference, has_credential))
+    scope = Scope(since=since_ts, user=user)
+    ref = reference_for(reference, has_credential)
+    if as_html:
+        term.write(html_report(scope, ref).encode() + b"\n")
+        return
+    result = stats_report(scope, ref)
     result = {"since": None if since_ts is None else iso(since_ts), "user": user, **result}
     if force_json or not term.stdout_isatty:
         term.write(dumps(result) + b"\n")

@@ -23,7 +23,7 @@ from r42.config import Settings
 from r42.errors import R42Error
 from r42.executor import Executor, Limits
 from r42.routing import Router
-from r42.server import admin, chat, info, me
+from r42.server import admin, chat, dashboard, info, me
 from r42.server.call import JSON, Call, Caller, presented_key
 from r42.server.errors import GatewayError, anthropic_body, from_core, openai_body
 from r42.server.http import Channel, ClientGone, Request, Response, ServerLimits
@@ -73,6 +73,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("PUT", "/v1/me/credentials/{provider}"): Route(me.me_put_credential),
     ("DELETE", "/v1/me/credentials/{provider}"): Route(me.me_delete_credential),
     ("GET", "/v1/me/usage"): Route(me.me_usage),
+    # the dashboard checks its own session cookie or key
+    ("GET", "/dashboard"): Route(dashboard.dashboard_page, auth=False),
+    ("GET", "/dashboard/data"): Route(dashboard.dashboard_data, auth=False),
+    ("POST", "/dashboard/login"): Route(dashboard.dashboard_login, auth=False),
+    ("POST", "/dashboard/logout"): Route(dashboard.dashboard_logout, auth=False),
 }
 # Every /v1 route is served under /api too (/api/classify, /api/feedback, /api/messages, ...).
 ROUTES.update({(method, "/api" + path[3:]): route for (method, path), route in list(ROUTES.items())
