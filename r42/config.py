@@ -23,9 +23,9 @@ DOMAINS = ("code", "math", "reasoning", "creative", "extraction", "knowledge", "
 # name -> (default, parser). Every setting can come from R42_<NAME> and from config.toml.
 DEFAULTS: dict[str, Any] = {
     "mode": "auto",  # the routing preference: auto, balanced, quality, speed, cost, local, privacy, coding
-    "scorer": "default",  # which scorer estimates complexity and domain (default: heuristic)
-    "simple_below": 0.35,  # complexity < this: simple
-    "complex_from": 0.6,  # complexity >= this: complex
+    "scorer": "default",  # which scorer estimates complexity and domain (default: trained)
+    "simple_below": 0.15,  # complexity < this: simple (the trained scorer's P(cheap fails, strong succeeds))
+    "complex_from": 0.3,  # complexity >= this: complex
     "max_output_tokens": 1024,  # assumed output size when a request sets no max_tokens
     "sensitive_policy": "local",  # a prompt with sensitive data: local (local models only) | redact | allow
     "privacy_judge": False,  # r42 ask: a local model decides whether a prompt with privacy cues is private

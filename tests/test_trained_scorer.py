@@ -79,7 +79,8 @@ def test_competition_maths_and_code_tracing_score_above_a_lookup(scorer: Trained
     code = scorer.estimate(_prompt(
         "What does this print?\ndef f(xs):\n    out = []\n    for i, x in enumerate(xs):\n"
         "        out.insert(i % 3, x * i)\n    return out\nprint(f([4, 1, 7, 2, 9]))")).complexity
-    assert maths > 2 * lookup and code > 2 * lookup
+    # ten points of probability more that the cheap model fails where the strong one succeeds
+    assert maths > lookup + 0.1 and code > lookup + 0.1
 
 
 @settings(max_examples=60, deadline=None)

@@ -181,5 +181,7 @@ class TrainedScorer:
     def estimate(self, prompt: Prompt) -> Estimate:
         heuristic = self._heuristic.estimate(prompt)
         p = self.probability(self.logit(prompt.last_user, heuristic))
-        signals = {"p_cheap_fails": round(p, 4), "heuristic": round(heuristic.complexity, 4), "domains_from": "heuristic"}
+        # the heuristic's evidence (it reads the whole conversation) stays visible next to the probability
+        signals = {**heuristic.signals, "p_cheap_fails": round(p, 4), "heuristic": round(heuristic.complexity, 4),
+                   "domains_from": "heuristic"}
         return Estimate(p, heuristic.domains, signals)
