@@ -128,3 +128,25 @@ def test_truncated_coefficients_are_a_config_error(tmp_path) -> None:
 def test_the_calibration_is_stored(scorer: TrainedScorer) -> None:
     weights = orjson.loads(WEIGHTS.read_bytes())
     assert weights["platt"]["a"] > 0  # a higher regression output never means a lower probability
+
+
+def test_r42_eval_routes_maths_before_small_talk_with_the_default_scorer(tmp_path) -> None:
+    # Small talk that any model answers, and maths and code tracing where only the strong model is right:
+    # routing by the trained scorer's probability should send the latter to the strong model first.
+    from tests.helpers import run
+
+    easy = ["hello!", "thanks, bye", "good night", "what's the capital of Spain?", "how are you doing?", "ok cool"]
+    hard = ["Find the number of ordered pairs $(a,b)$ of integers with $a^2 + b^2 = 2025$ and $a < b$.",
+            "Let $p(x)$ be a monic cubic with $p(1)=3$, $p(2)=7$, $p(3)=13$. Compute $p(5)$ modulo 11.",
+            "What does this print?\ndef g(s):\n    return ''.join(sorted(set(s), key=s.rindex))\nprint(g('abracadabra'))",
+            "How many positive divisors of $30^4$ are neither perfect squares nor perfect cubes?",
+            "assert f([3, 1, 2]) == ??\ndef f(xs):\n    xs.insert(1, xs.pop())\n    return xs[::-1]",
+            "Compute $\\sum_{k=1}^{100} \\lfloor \\sqrt{k} \\rfloor$."]
+    lines = [{"id": f"e{i}", "prompt": t, "strong": 1, "weak": 1, "scores": {"oracle": 0}} for i, t in enumerate(easy)]
+    lines += [{"id": f"h{i}", "prompt": t, "strong": 1, "weak": 0, "scores": {"oracle": 1}} for i, t in enumerate(hard)]
+    path = tmp_path / "set.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+    result = run(["eval", str(path), "--scorer", "default", "--scorer", "oracle", "--seeds", "5", "--json"])
+    assert result.exit_code == 0
+    report = orjson.loads(result.stdout)
+    assert report["scorers"]["default"]["apgr"] == pytest.approx(report["scorers"]["oracle"]["apgr"])
