@@ -17,14 +17,13 @@ one dict lookup per word. Weights load on first use (r42/scoring/weights/), neve
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import zlib
 from array import array
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from r42.errors import ConfigError
 from r42.scoring import Estimate, Prompt
@@ -116,11 +115,11 @@ class TrainedScorer:
 
     def __init__(self, weights_path: Path = WEIGHTS, coef_path: Path = COEF) -> None:
         try:
-            weights = orjson.loads(weights_path.read_bytes())
+            weights = json.loads(weights_path.read_bytes())  # stdlib: `r42 score`'s fast path avoids orjson
             coef = array("f")
             coef.frombytes(coef_path.read_bytes())
             self._load(weights, coef)
-        except (OSError, orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+        except (OSError, KeyError, ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
             raise ConfigError(f"cannot load the trained scorer's weights: {exc}",
                               "reinstall r42 or use --scorer heuristic") from None
         from r42.scoring.heuristic import HeuristicScorer
