@@ -398,6 +398,7 @@ def main() -> None:
                         help="comma-separated representations to cross-validate (default: all)")
     args = parser.parse_args()
     started = time.time()
+    commit = git_commit()  # the tree as it was when training began
     items, fits = load_items()
     wanted = [r for r in args.representations.split(",") if r]
     try:
@@ -439,7 +440,7 @@ def main() -> None:
     write_cv_set(items, p_cv)
     files = sorted(str(p.relative_to(ROOT)) for p in DATA.rglob("*.jsonl") if p.name != "arena_prompts_rated.jsonl")
     meta = {"trained_on": files, "rows": len(items), "representation": representation, "labels": label, "target": "P(weak fails and strong succeeds)",
-            "left_out_subjects": sorted(LEFT_OUT_SUBJECTS), "seed": SEED, "commit": git_commit(),
+            "left_out_subjects": sorted(LEFT_OUT_SUBJECTS), "seed": SEED, "commit": commit,
             "heuristic_version": HeuristicScorer.version, "cv_mean_apgr": means[chosen]}
     export(model, mean, scale, feats["names"], a, b, meta, "ngrams" in representation)
     print(json.dumps({"apgr_mean": means, "chosen": chosen, "best": best}, indent=1), file=sys.stderr)
