@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "serve_max_body": 32 * 1024 * 1024,  # bytes in a request body (413 above)
     "serve_max_concurrency": 256,  # requests handled at once (503 with Retry-After above)
     "serve_grace": 10.0,  # seconds requests in flight get to finish on SIGINT/SIGTERM
+    "serve_builtin_local": False,  # may gateway clients start and use the built-in llama.cpp model (local/...)?
 }
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+
 import click
 
 from r42.cli.options import mode_option
+from r42.errors import UsageError
 
 
 @click.command()
@@ -34,9 +37,15 @@ def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int |
 
     settings = load_settings({"mode": mode, "serve_max_body": max_body, "serve_max_concurrency": max_concurrency})
     gateway, server = build(settings, host, port, no_auth)
+    try:
+        server.bind()
+    except OSError as exc:
+        gateway.close()
+        reason = "the address is already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or type(exc).__name__)
+        raise UsageError(f"cannot listen on {host}:{port}: {reason}", "choose another --port, or stop the server using it") from None
     if no_auth:
         click.echo("r42: warning: --no-auth: anyone who can reach this address can use your provider keys", err=True)
-    where = f"http://{host}:{port}"
+    where = f"http://{host}:{server.bound[1] if server.bound else port}"
     click.echo(f"r42 serve: listening on {where} (OpenAI: {where}/v1, Anthropic: {where}); Ctrl-C stops", err=True)
     try:
         server.run()

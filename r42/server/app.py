@@ -304,6 +304,22 @@ class Gateway:
         self.metrics.request("http", status, 0.0, f"http {status}")
         return Response(status, body, [("Content-Type", JSON), ("X-R42-Request-Id", request_id)])
 
+    def before_body(self, request: Request) -> Response | None:
+        """Before `100 Continue` (on a worker): the 404/405 or 401 a request would get, so that it
+        is refused before its body is uploaded; None lets the body come."""
+        route = ROUTES.get(("GET" if request.method == "HEAD" else request.method, request.path))
+        request.id = request.id or new_request_id()
+        call = Call(request, None, Caller(), request.path, route.flavour if route else "openai")  # type: ignore[arg-type]
+        try:
+            if route is None:
+                raise self._not_found(request)
+            if route.auth:
+                self.authenticate(request)
+        except GatewayError as exc:
+            self.metrics.request("http", exc.status, 0.0, exc.code or f"http {exc.status}")
+            return self.error_response(call, exc)
+        return None
+
     # --- auth and limits ----------------------------------------------------------------------
 
     def authenticate(self, request: Request) -> Caller:
@@ -359,7 +375,7 @@ class Gateway:
             cached = self._routers.get(user)
             if cached is not None and now - cached[0] < AVAILABILITY_TTL:
                 return cached[1]
-        checker = AvailabilityChecker(self.settings.local_probe_timeout, user=user)
+        checker = AvailabilityChecker(self.settings.local_probe_timeout, user=user, builtin=bool(self.settings.serve_builtin_local))
         router = replace(self.router, availability=checker, user=user)
         with self._routers_lock:
             self._routers[user] = (now, router)
@@ -463,7 +479,8 @@ def read_json(call: Call) -> dict[str, Any]:
     if not body:
         raise GatewayError(400, "the request has no body; send a JSON object", "invalid_json")
     try:
-        data = orjson.loads(body)
+        with call.request.heavy:  # a big body waits its turn (r42.server.http.LOOP_BODY_MAX)
+            data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise GatewayError(400, f"invalid JSON: {exc}", "invalid_json") from None
     if not isinstance(data, dict):
