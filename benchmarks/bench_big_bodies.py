@@ -57,7 +57,8 @@ def prober(port: int, until: float, samples: list[float], args_duration: float =
         response.read()
         samples.append((time.perf_counter() - t0) * 1000)
         if samples[-1] > 150:
-            print(f"  slow /health: {samples[-1]:.0f} ms at {args_duration - (until - time.monotonic()):.1f} s", file=sys.stderr)
+            at = args_duration - (until - time.monotonic())
+            print(f"  slow /health: {samples[-1]:.0f} ms at {at:.1f} s", file=sys.stderr)
         time.sleep(0.02)
 
 
@@ -88,7 +89,8 @@ def main() -> None:
         statuses: dict[int, int] = {}
         lock = threading.Lock()
         samples: list[float] = []
-        threads = [threading.Thread(target=poster, args=(port, body, until, statuses, lock)) for _ in range(args.posters)]
+        threads = [threading.Thread(target=poster, args=(port, body, until, statuses, lock))
+                   for _ in range(args.posters)]
         threads.append(threading.Thread(target=prober, args=(port, until, samples, args.duration)))
         for thread in threads:
             thread.start()
@@ -100,7 +102,8 @@ def main() -> None:
             process.wait()
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; {args.posters} posters of {len(body) / 1e6:.1f} MB "
           f"(model {args.model}) for {args.duration:g} s")
-    print(f"/health: {len(samples)} probes, p50 {pct(samples, 0.5):.1f} ms, p99 {pct(samples, 0.99):.1f} ms, max {max(samples):.1f} ms")
+    print(f"/health: {len(samples)} probes, p50 {pct(samples, 0.5):.1f} ms, p99 {pct(samples, 0.99):.1f} ms, "
+          f"max {max(samples):.1f} ms")
     print(f"posters: {sum(statuses.values())} requests, statuses {dict(sorted(statuses.items()))}")
 
 

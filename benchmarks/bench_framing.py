@@ -18,10 +18,12 @@ import h11
 from r42.server.http import Response, ServerLimits, encode_response, parse_head
 
 HEAD = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:4242\r\nContent-Type: application/json\r\n"
-        b"Authorization: Bearer r42_" + b"x" * 43 + b"\r\nUser-Agent: OpenAI/Python 1.40\r\nAccept: application/json\r\n"
+        b"Authorization: Bearer r42_" + b"x" * 43 + b"\r\nUser-Agent: OpenAI/Python 1.40\r\n"
+        b"Accept: application/json\r\n"
         b"Content-Length: 120\r\n\r\n")
 BODY = b"x" * 120
-REPLY_HEADERS = [("Content-Type", "application/json"), ("X-R42-Request-Id", "req_" + "0" * 24), ("X-R42-Model", "openai/gpt-4o-mini")]
+REPLY_HEADERS = [("Content-Type", "application/json"), ("X-R42-Request-Id", "req_" + "0" * 24),
+                 ("X-R42-Model", "openai/gpt-4o-mini")]
 LIMITS = ServerLimits()
 
 
@@ -46,7 +48,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=20000)
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}, Python {sys.version.split()[0]}, h11 {h11.__version__}")
-    for name, function in (("r42 parse_head + encode_response", r42_framing), ("h11 Connection (server side)", h11_framing)):
+    cases = (("r42 parse_head + encode_response", r42_framing), ("h11 Connection (server side)", h11_framing))
+    for name, function in cases:
         best = min(timeit.repeat(function, number=args.n, repeat=5)) / args.n
         print(f"{name:<34} {best * 1e6:7.1f} us per request")
 

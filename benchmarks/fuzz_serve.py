@@ -12,7 +12,9 @@ a bad header...) are sent as they are and the connection is left open: an answer
 without the client closing. Requests that may legitimately leave the server waiting for more
 (cut short, a Content-Length larger than the body, byte-level mutations) are followed by a
 half-close, as a client going away would do. A hang is no answer nor close within `--wait`
-seconds; a complete answer (its Content-Length or final chunk read) ends the wait. A 5xx is any status >= 500 except the two that RFC 9110/9112
+seconds; a complete answer (its Content-Length or final chunk read) ends the wait.
+
+A 5xx is any status >= 500 except the two that RFC 9110/9112
 prescribe for well-formed but unsupported input: 501 (an unknown transfer coding) and 505 (an
 HTTP major version other than 1), which are counted on their own. Bodies are JSON-level valid or
 invalid as mutations make them: type errors inside valid JSON are issue 15 item 6, not framing.
@@ -38,10 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import start_r42, start_upstream  # noqa: E402
 
 BODY = b'{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":5}'
-PATHS = [b"/v1/chat/completions", b"/v1/messages", b"/health", b"/", b"/v1/models", b"/metrics", b"/v1/classify", b"/nowhere"]
+PATHS = [b"/v1/chat/completions", b"/v1/messages", b"/health", b"/", b"/v1/models", b"/metrics", b"/v1/classify",
+         b"/nowhere"]
 METHODS = [b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"post", b"G-T", b"", b"GET GET", b"\x00"]
-VERSIONS = [b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.x", b"http/1.1", b"HTTP/1", b"HTTP/1.1 ", b"", b"HTTP/0.9", b"HTTP/11"]
-NASTY = [b"\r", b"\n", b"\x00", b"\r\n", b"\r\n\r\n", b" ", b"\t", b":", b"\x7f", b"\xff", b"\xc3\xa9", b"%00", b"\r\n "]
+VERSIONS = [b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.x", b"http/1.1", b"HTTP/1", b"HTTP/1.1 ", b"", b"HTTP/0.9",
+            b"HTTP/11"]
+NASTY = [b"\r", b"\n", b"\x00", b"\r\n", b"\r\n\r\n", b" ", b"\t", b":", b"\x7f", b"\xff", b"\xc3\xa9", b"%00",
+         b"\r\n "]
+Parts = tuple[bytes, bytes, bytes, list[bytes], bytes]  # method, target, version, header lines, body
 
 
 def request(method: bytes, target: bytes, version: bytes, headers: list[bytes], body: bytes) -> bytes:
@@ -57,7 +63,7 @@ def chunked(body: bytes, rng: random.Random) -> bytes:
     return out + b"0\r\n\r\n"
 
 
-def base(rng: random.Random) -> tuple[bytes, bytes, bytes, list[bytes], bytes]:
+def base(rng: random.Random) -> Parts:
     path = rng.choice(PATHS)
     method = b"POST" if rng.random() < 0.7 else rng.choice([b"GET", b"HEAD"])
     body = BODY if method == b"POST" else b""
@@ -65,7 +71,8 @@ def base(rng: random.Random) -> tuple[bytes, bytes, bytes, list[bytes], bytes]:
     return method, path, b"HTTP/1.1", headers, body
 
 
-def mutate_framing(rng: random.Random, kind: int, method: bytes, path: bytes, version: bytes, headers: list[bytes], body: bytes):  # noqa: ANN201
+def mutate_framing(rng: random.Random, kind: int, method: bytes, path: bytes, version: bytes, headers: list[bytes],
+                   body: bytes) -> Parts:
     headers = [h for h in headers if not h.lower().startswith(b"content-length")] if kind < 8 else headers
     if kind == 0:  # chunked with a size that lies
         wire = chunked(body or b"x", rng)
@@ -77,9 +84,11 @@ def mutate_framing(rng: random.Random, kind: int, method: bytes, path: bytes, ve
         return method, path, version, headers + [b"Transfer-Encoding: chunked"], bad + b"\r\nabc\r\n0\r\n\r\n"
     if kind == 2:  # chunk terminators missing or wrong
         return method, path, version, headers + [b"Transfer-Encoding: chunked"], rng.choice(
-            [b"3\r\nabcdef\r\n0\r\n\r\n", b"3\r\nabc0\r\n\r\n", b"3\r\nabc\n0\r\n\r\n", b"3\r\nabc\r\n0\r\nX-T\r\n\r\n"])
+            [b"3\r\nabcdef\r\n0\r\n\r\n", b"3\r\nabc0\r\n\r\n", b"3\r\nabc\n0\r\n\r\n",
+             b"3\r\nabc\r\n0\r\nX-T\r\n\r\n"])
     if kind == 3:  # both framings
-        return method, path, version, headers + [b"Content-Length: %d" % len(body), b"Transfer-Encoding: chunked"], chunked(body or b"x", rng)
+        both = [b"Content-Length: %d" % len(body), b"Transfer-Encoding: chunked"]
+        return method, path, version, headers + both, chunked(body or b"x", rng)
     if kind == 4:  # unknown or stacked transfer codings
         coding = rng.choice([b"gzip", b"chunked, chunked", b"gzip, chunked", b"identity", b"chunked\x00", b"CHUNKED"])
         return method, path, version, headers + [b"Transfer-Encoding: " + coding], chunked(body or b"x", rng)
@@ -89,7 +98,8 @@ def mutate_framing(rng: random.Random, kind: int, method: bytes, path: bytes, ve
     if kind == 6:  # duplicated Content-Length
         return method, path, version, headers + [b"Content-Length: %d" % len(body)] * 2, body
     if kind == 7:  # Content-Length larger or smaller than the body
-        return method, path, version, headers + [b"Content-Length: %d" % max(0, len(body) + rng.randint(-20, 200))], body
+        length = max(0, len(body) + rng.randint(-20, 200))
+        return method, path, version, headers + [b"Content-Length: %d" % length], body
     if kind == 8:  # Expect: 100-continue
         return method, path, version, headers + [b"Expect: 100-continue"], body
     if kind == 9:  # a huge head, many headers
@@ -97,14 +107,15 @@ def mutate_framing(rng: random.Random, kind: int, method: bytes, path: bytes, ve
             return method, path, version, headers + [b"X-Big: " + b"a" * rng.randint(30_000, 70_000)], body
         return method, path, version, headers + [b"X-%d: 1" % i for i in range(rng.randint(90, 300))], body
     if kind == 10:  # folded, malformed or odd header lines
-        line = rng.choice([b" folded: yes", b"\tfolded", b"NoColon", b": empty-name", b"Bad Name: 1", b"Name : 1", b"X-\x01: 1",
-                           b"X: a\rb", b"X: a\nb", b"X: \x00", b"Host: a", b"Authorization: Bearer a", b"Connection: close, keep-alive"])
+        line = rng.choice([b" folded: yes", b"\tfolded", b"NoColon", b": empty-name", b"Bad Name: 1", b"Name : 1",
+                           b"X-\x01: 1", b"X: a\rb", b"X: a\nb", b"X: \x00", b"Host: a", b"Authorization: Bearer a",
+                           b"Connection: close, keep-alive"])
         headers = list(headers)
         headers.insert(rng.randrange(len(headers) + 1), line)
         return method, path, version, headers, body
     # odd request lines and targets
-    target = rng.choice([path, b"http://127.0.0.1" + path, b"https://x:1" + path + b"?a=1", b"*", b"", b"v1/chat", b"/a b", b"/\xff",
-                         b"//" + path, path + b"#frag", b"/" + b"a" * 9000, b"http://", b"/%00"])
+    target = rng.choice([path, b"http://127.0.0.1" + path, b"https://x:1" + path + b"?a=1", b"*", b"", b"v1/chat",
+                         b"/a b", b"/\xff", b"//" + path, path + b"#frag", b"/" + b"a" * 9000, b"http://", b"/%00"])
     return rng.choice(METHODS + [method] * 6), target, rng.choice(VERSIONS + [version] * 6), headers, body
 
 

@@ -207,7 +207,8 @@ def test_a_per_request_header_with_a_bare_lf_is_refused(client_of):
 
 
 def test_obsolete_line_folding_in_a_response_is_unfolded(client_of):
-    server, client = client_of(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Long: first\r\n  second\r\n\tthird\r\n\r\n{}")
+    server, client = client_of(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Long: first\r\n  second\r\n\tthird\r\n\r\n"
+                               b"{}")
     reply = client.post("x", b"{}")
     assert reply.headers["x-long"] == "first second third" and reply.content == b"{}"
 

@@ -27,7 +27,8 @@ class Recorder:
 
     def __call__(self, request: Request, channel) -> Response:  # noqa: ANN001
         with request.heavy:
-            self.seen.append({"where": threading.current_thread().name, "gate": request.heavy, "switch": sys.getswitchinterval()})
+            where = threading.current_thread().name
+            self.seen.append({"where": where, "gate": request.heavy, "switch": sys.getswitchinterval()})
         return Response(200, b"worker")
 
 

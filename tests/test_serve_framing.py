@@ -56,8 +56,8 @@ def post_bytes(path: str, body: bytes, headers: str = "", version: str = "HTTP/1
 # --- item 4: header injection -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["openai/gpt-4o-mini\r\nSet-Cookie: a=b", "openai/gpt-4o-mini\nX-Injected: 1", "openai/gpt-4o-miné",
-                                   "openai/gpt\u2028x", "openai/\x00"])
+@pytest.mark.parametrize("model", ["openai/gpt-4o-mini\r\nSet-Cookie: a=b", "openai/gpt-4o-mini\nX-Injected: 1",
+                                   "openai/gpt-4o-miné", "openai/gpt\u2028x", "openai/\x00"])
 def test_a_model_with_cr_lf_or_non_ascii_is_a_400_and_never_reaches_the_upstream(gateway, key, upstreams, model):
     body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]})
     for path in ("/v1/chat/completions", "/v1/messages"):
@@ -71,8 +71,8 @@ def test_a_model_with_cr_lf_or_non_ascii_is_a_400_and_never_reaches_the_upstream
 
 @pytest.mark.parametrize("value", [b"a\nX-Injected: 1", b"a\rX-Injected: 1", b"a\x00b", b"a\x7fb"])
 def test_a_control_character_inside_a_request_header_value_is_a_400(gateway, key, upstreams, value):
-    head = (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key.encode() + b"\r\nanthropic-beta: " + value
-            + b"\r\nContent-Length: 2\r\n\r\n{}")
+    head = (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key.encode()
+            + b"\r\nanthropic-beta: " + value + b"\r\nContent-Length: 2\r\n\r\n{}")
     data, closed = exchange(gateway.url, head)
     assert status_of(data) == 400 and closed
     assert upstreams[1].requests == []
@@ -105,13 +105,14 @@ def test_the_adapter_names_the_bad_header_and_hides_the_key():
 
 
 def chunked(key: str, chunks: bytes, version: str = "HTTP/1.1") -> bytes:
-    return (f"POST /v1/chat/completions {version}\r\nHost: x\r\nAuthorization: Bearer {key}\r\nTransfer-Encoding: chunked\r\n\r\n"
-            ).encode() + chunks
+    head = f"POST /v1/chat/completions {version}\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+    return (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunks
 
 
 @pytest.mark.parametrize("chunks", [b"3\r\nabcdef\r\n0\r\n\r\n", b"3\r\nab\r\n\r\n0\r\n\r\n", b"-3\r\nabc\r\n0\r\n\r\n",
-                                    b"0x3\r\nabc\r\n0\r\n\r\n", b"+3\r\nabc\r\n0\r\n\r\n", b"1_0\r\n" + b"a" * 16 + b"\r\n0\r\n\r\n",
-                                    b" 3\r\nabc\r\n0\r\n\r\n", b"3\r\nabcXY0\r\n\r\n"])
+                                    b"0x3\r\nabc\r\n0\r\n\r\n", b"+3\r\nabc\r\n0\r\n\r\n",
+                                    b"1_0\r\n" + b"a" * 16 + b"\r\n0\r\n\r\n", b" 3\r\nabc\r\n0\r\n\r\n",
+                                    b"3\r\nabcXY0\r\n\r\n"])
 def test_a_chunk_that_does_not_end_where_its_size_says_is_a_400_at_once(gateway, key, chunks):
     data, closed = exchange(gateway.url, chunked(key, chunks))
     assert closed, "the server waited for bytes that never come"
@@ -120,14 +121,16 @@ def test_a_chunk_that_does_not_end_where_its_size_says_is_a_400_at_once(gateway,
 
 def test_a_well_formed_chunked_body_with_extensions_and_trailers_is_accepted(gateway, key):
     body = BODY
-    chunks = b"%x;name=value\r\n%s\r\n%x\r\n%s\r\n0\r\nX-Trailer: 1\r\n\r\n" % (10, body[:10], len(body) - 10, body[10:])
+    chunks = b"%x;name=value\r\n%s\r\n%x\r\n%s\r\n0\r\nX-Trailer: 1\r\n\r\n" % (
+        10, body[:10], len(body) - 10, body[10:])
     data, _ = exchange(gateway.url, chunked(key, chunks).replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1))
     assert status_of(data) == 200 and REPLY.encode() in data
 
 
 def test_an_http_1_0_client_gets_no_chunked_encoding(gateway, key):
     body = orjson.dumps({"model": DIRECT, "stream": True, "messages": [{"role": "user", "content": "hi"}]})
-    data, closed = exchange(gateway.url, post_bytes("/v1/chat/completions", body, f"Authorization: Bearer {key}\r\n", "HTTP/1.0"))
+    request = post_bytes("/v1/chat/completions", body, f"Authorization: Bearer {key}\r\n", "HTTP/1.0")
+    data, closed = exchange(gateway.url, request)
     head = head_of(data)
     assert status_of(data) == 200 and b"transfer-encoding" not in head and closed
     events = data.split(b"\r\n\r\n", 1)[1]
@@ -142,7 +145,8 @@ def test_an_http_1_0_client_gets_content_length_and_a_closed_connection(gateway)
 
 def test_an_absolute_form_target_is_served_as_its_path(gateway, key):
     host = gateway.url.removeprefix("http://")
-    data, _ = exchange(gateway.url, post_bytes(f"http://{host}/v1/chat/completions?x=1", BODY, f"Authorization: Bearer {key}\r\n"))
+    request = post_bytes(f"http://{host}/v1/chat/completions?x=1", BODY, f"Authorization: Bearer {key}\r\n")
+    data, _ = exchange(gateway.url, request)
     assert status_of(data) == 200 and REPLY.encode() in data
 
 
@@ -153,8 +157,8 @@ def test_a_target_with_control_or_non_ascii_bytes_is_a_400(gateway, target):
 
 
 def test_expect_100_continue_waits_for_authentication(gateway, key):
-    head = ("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer r42_wrong\r\nExpect: 100-continue\r\n"
-            f"Content-Length: {32 * 1024 * 1024}\r\n\r\n").encode()
+    head = ("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer r42_wrong\r\n"
+            f"Expect: 100-continue\r\nContent-Length: {32 * 1024 * 1024}\r\n\r\n").encode()
     data, closed = exchange(gateway.url, head)
     assert status_of(data) == 401 and b"100 Continue" not in data and closed
     good = head.replace(b"r42_wrong", key.encode()).replace(b"%d" % (32 * 1024 * 1024), b"%d" % len(BODY))
@@ -177,7 +181,8 @@ def test_head_is_answered_like_get_without_a_body(gateway, path):
 
 
 def test_head_keeps_the_connection_usable(gateway):
-    data, _ = exchange(gateway.url, b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    two = b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    data, _ = exchange(gateway.url, two)
     assert data.count(b"HTTP/1.1 200 OK") == 2
 
 

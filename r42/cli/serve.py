@@ -41,8 +41,10 @@ def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int |
         server.bind()
     except OSError as exc:
         gateway.close()
-        reason = "the address is already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or type(exc).__name__)
-        raise UsageError(f"cannot listen on {host}:{port}: {reason}", "choose another --port, or stop the server using it") from None
+        in_use = exc.errno == errno.EADDRINUSE
+        reason = "the address is already in use" if in_use else (exc.strerror or type(exc).__name__)
+        hint = "choose another --port, or stop the server using it"
+        raise UsageError(f"cannot listen on {host}:{port}: {reason}", hint) from None
     if no_auth:
         click.echo("r42: warning: --no-auth: anyone who can reach this address can use your provider keys", err=True)
     where = f"http://{host}:{server.bound[1] if server.bound else port}"

@@ -59,8 +59,8 @@ def check_headers(headers: dict[str, str]) -> None:
     provider key holding CR/LF; the message names the header, never its value."""
     for name, value in headers.items():
         if TOKEN.fullmatch(name) is None or BAD_VALUE.search(value) is not None:
-            raise TransportError("invalid_header", f"the upstream header {name[:40]!r} holds a character HTTP does not allow "
-                                 "(CR, LF or another control character): check the provider's API key or base URL settings")
+            raise TransportError("invalid_header", f"the upstream header {name[:40]!r} holds a character HTTP does not "
+                                 "allow (CR, LF or another control character): check the provider's API key settings")
 
 
 class Reply:

@@ -309,7 +309,8 @@ class Gateway:
         is refused before its body is uploaded; None lets the body come."""
         route = ROUTES.get(("GET" if request.method == "HEAD" else request.method, request.path))
         request.id = request.id or new_request_id()
-        call = Call(request, None, Caller(), request.path, route.flavour if route else "openai")  # type: ignore[arg-type]
+        flavour = route.flavour if route else "openai"
+        call = Call(request, None, Caller(), request.path, flavour)  # type: ignore[arg-type]
         try:
             if route is None:
                 raise self._not_found(request)
@@ -375,7 +376,8 @@ class Gateway:
             cached = self._routers.get(user)
             if cached is not None and now - cached[0] < AVAILABILITY_TTL:
                 return cached[1]
-        checker = AvailabilityChecker(self.settings.local_probe_timeout, user=user, builtin=bool(self.settings.serve_builtin_local))
+        builtin = bool(self.settings.serve_builtin_local)  # may clients start the built-in model?
+        checker = AvailabilityChecker(self.settings.local_probe_timeout, user=user, builtin=builtin)
         router = replace(self.router, availability=checker, user=user)
         with self._routers_lock:
             self._routers[user] = (now, router)

@@ -71,7 +71,8 @@ def _plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback:
     mode, direct = routing_of(gw, model, mode_header, model_fallback)
     if direct and direct.split("/", 1)[0] == BUILTIN_LOCAL and not gw.settings.serve_builtin_local:
         raise GatewayError(403, "the built-in local model is off on this gateway; the operator can allow it with "
-                           "R42_SERVE_BUILTIN_LOCAL=1 (or serve_builtin_local in config.toml)", "builtin_local_disabled", param="model")
+                           "R42_SERVE_BUILTIN_LOCAL=1 (or serve_builtin_local in config.toml)", "builtin_local_disabled",
+                           param="model")
     doc = {k: v for k, v in body.items() if k not in PIPE_KEYS}
     messages = messages_of(doc)
     router = gw.router_for(call.caller.user)

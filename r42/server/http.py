@@ -76,8 +76,8 @@ class ServerLimits:
 
 
 class Request:
-    __slots__ = ("method", "path", "query_string", "version", "headers", "body", "client", "keep_alive", "id", "started", "_query",
-                 "heavy")
+    __slots__ = ("method", "path", "query_string", "version", "headers", "body", "client", "keep_alive", "id", "started",
+                 "_query", "heavy")
 
     def __init__(self, method: str, target: str, version: str, headers: dict[str, str], client: str) -> None:
         self.method = method
@@ -150,7 +150,8 @@ class Handler(Protocol):
         """A whole Response, or None after streaming through the channel."""
 
 
-def encode_head(status: int, headers: list[tuple[str, str]], keep_alive: bool, length: int | None, chunked: bool = True) -> bytes:
+def encode_head(status: int, headers: list[tuple[str, str]], keep_alive: bool, length: int | None,
+                chunked: bool = True) -> bytes:
     """The status line and headers. `length` None: a body of unknown length, chunked, or (for an
     HTTP/1.0 client, `chunked` False) delimited by closing the connection. Raises InvalidHeader
     rather than write a header that could split the response."""
@@ -624,7 +625,8 @@ class HTTPServer:
             return None
         return self.on_error(request, 500, f"internal error ({type(exc).__name__})")
 
-    async def _send(self, writer: asyncio.StreamWriter, response: Response, keep_alive: bool, head_only: bool = False) -> None:
+    async def _send(self, writer: asyncio.StreamWriter, response: Response, keep_alive: bool,
+                    head_only: bool = False) -> None:
         try:
             data = encode_response(response, keep_alive, head_only)
         except InvalidHeader as exc:  # a handler bug; never a header that splits the response
