@@ -518,7 +518,10 @@ class HTTPServer:
             return None
         if not (request.headers.get("transfer-encoding") or request.headers.get("content-length", "0") != "0"):
             return None
-        return await asyncio.get_running_loop().run_in_executor(self.pool, self.before_body, request)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, self.before_body, request)
+        except Exception:  # noqa: BLE001 - the handler answers once the body is in, as without the check
+            return None
 
     async def _read_body(self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
         encoding = request.headers.get("transfer-encoding", "").lower()
