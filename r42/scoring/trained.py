@@ -104,6 +104,23 @@ def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
     return stats
 
 
+SMALL_TALK_DOMAINS = frozenset({"chat", "knowledge", "creative", "extraction"})
+
+
+def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
+    """The task kind the prior is looked up by: `small_talk` (one short line with no maths, code or
+    answer options whose heuristic domain is chat, knowledge, creative or extraction: greetings,
+    thanks, one-line chat and lookups) or `task` (everything else)."""
+    text = text[:MAX_TEXT]
+    short = stats["log_words"] <= math.log1p(12) and len(text) <= 120 and "\n" not in text.strip()
+    if not short or "$" in text or "\\" in text or stats["code_shape"] > 0 or stats["math_syms"] > math.log1p(1):
+        return "task"
+    if stats["n_choices"] > 0 or heuristic.signals.get("terms", {}).get("hard_words"):
+        return "task"
+    top = max(heuristic.domains, key=lambda d: heuristic.domains[d])
+    return "small_talk" if top in SMALL_TALK_DOMAINS else "task"
+
+
 def _sigmoid(x: float) -> float:
     if x < -700:
         return 0.0
@@ -140,6 +157,7 @@ class TrainedScorer:
         self._mean: list[float] = dense["mean"]
         self._scale: list[float] = dense["scale"]
         self._dense_coef: list[float] = dense["coef"]
+        self._kind_prior: dict[str, float] = {k: float(v) for k, v in weights.get("kind_prior", {}).items()}
         self._platt_a = float(weights["platt"]["a"])
         self._platt_b = float(weights["platt"]["b"])
 
@@ -159,7 +177,8 @@ class TrainedScorer:
         stats = text_statistics(text, heuristic)
         dense = sum(c * (stats[f] - m) / s for f, m, s, c in
                     zip(self._features, self._mean, self._scale, self._dense_coef))
-        return self._intercept + dense + (self._ngrams(text) if self._buckets else 0.0)
+        prior = self._kind_prior.get(kind_of(text, stats, heuristic), 0.0) if self._kind_prior else 0.0
+        return self._intercept + prior + dense + (self._ngrams(text) if self._buckets else 0.0)
 
     def _ngrams(self, text: str) -> float:
         tokens = tokens_of(text)
