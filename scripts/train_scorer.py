@@ -500,7 +500,8 @@ def main() -> None:
     (EVAL / "reliability.svg").write_text(reliability_svg(pooled_cal["bins"], "Reliability, out-of-source (all folds)"),
                                           encoding="utf-8")
     write_cv_set(items, p_cv)
-    files = sorted(str(p.relative_to(ROOT)) for p in DATA.rglob("*.jsonl") if p.name != "arena_prompts_rated.jsonl")
+    files = sorted(str(p.relative_to(ROOT)) for p in DATA.rglob("*.jsonl")
+                   if p.name != "arena_prompts_rated.jsonl" and "sanity" not in p.parts)  # neither is trained on
     meta = {"trained_on": files, "rows": len(items), "representation": representation, "labels": label, "target": "P(weak fails and strong succeeds)",
             "left_out_subjects": sorted(LEFT_OUT_SUBJECTS), "seed": SEED, "commit": commit,
             "heuristic_version": HeuristicScorer.version, "cv_mean_apgr": means[chosen]}
