@@ -13,6 +13,10 @@ Target: P(the cheap model fails where the strong one succeeds). Labels:
 - data/routing/handwritten_easy.jsonl: prompts written for r42 (greetings, thanks, one-line chat
   and lookups), label 0: any model answers them; always in training, never a test fold.
 
+Candidates: logistic regressions over statistics, hashed n-grams and WordLlama embeddings pooled over
+all sources, and the within-source model (WithinSource: source indicators absorb each source's overall
+rate, a task-kind prior takes their place at inference).
+
 Validation: leave one source out (MMLU split by subject into STEM, humanities, social/other), APGR
 of random (mean of 100 seeds), length, heuristic and each representation on the held-out source.
 The representation with the best mean APGR is exported. Its logit is Platt-scaled on the pooled

@@ -1,18 +1,22 @@
 """The trained scorer: a calibrated P(a cheap model fails where a strong one succeeds), in pure Python.
 
-One logistic regression over
-- hashed word unigrams, word bigrams and character 3..5-grams of each word (CRC32 buckets; the
-  counts are divided by the square root of their total, so a long prompt is not "harder" per se);
-- a few dozen text statistics (length, digits, maths symbols, multiple-choice shape, code shape)
-  and the hand-built scorer's complexity and domain cues, standardised.
+A logistic regression whose logit is the sum of
+- a task-kind prior (`kind_of`: small talk or task), learned from the training sources' effects;
+- a within-source difficulty term over a few dozen standardised text statistics (length, digits,
+  maths symbols, multiple-choice shape, code shape) and the hand-built scorer's complexity and domain
+  cues, fitted with one indicator per source so that it learns what makes a prompt harder than
+  another of the same source;
+- optionally hashed word unigrams, word bigrams and character 3..5-grams of each word (CRC32 buckets,
+  counts divided by the square root of their total), when the exported representation has them
+  (`buckets` > 0; the current default has none).
 Its output is Platt-scaled on out-of-source predictions, so `complexity` is a probability.
 
-Training (scripts/train_scorer.py) uses every source in data/routing with routing labels, the
-many-model matrices through an item-response fit (soft labels), and hand-written easy prompts;
-the representation was chosen by leave-one-source-out cross-validation (data/eval/cv_report.json).
+Training (scripts/train_scorer.py) uses every source in data/routing with routing labels and
+hand-written easy prompts; the representation was chosen by leave-one-source-out cross-validation
+(data/eval/cv_report.json).
 
-Each word's summed unigram and character-gram weight is cached: words repeat, so most prompts cost
-one dict lookup per word. Weights load on first use (r42/scoring/weights/), never at import.
+With n-grams, each word's summed unigram and character-gram weight is cached: words repeat, so most
+prompts cost one dict lookup per word. Weights load on first use (r42/scoring/weights/), never at import.
 """
 
 from __future__ import annotations
