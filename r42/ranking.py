@@ -52,6 +52,7 @@ class Constraints:
     learned: dict[str, Any] = field(default_factory=dict)  # model id -> learning.Adjustment for this prompt's domain
     simple_below: float = DEFAULT_SIMPLE_BELOW  # the level cut points (calibrated with `r42 score --calibrate`)
     complex_from: float = DEFAULT_COMPLEX_FROM
+    health: Any = None  # an r42.health.View: providers and models whose circuit is open are skipped
 
 
 @dataclass(slots=True)
@@ -169,7 +170,12 @@ def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: 
         _rank_group(models, prompt, c, excluded, passing, below)
     relaxed = not passing and bool(below) and c.min_quality is None
     candidates = passing or (below if relaxed else [])
-    candidates.sort(key=lambda r: (-r.score, r.model.id))
+    penalty = c.health.penalty if c.health is not None else None
+    if penalty:  # among equal scores (as shown), the healthier, then the faster model first
+        unseen = (0.0, math.inf)
+        candidates.sort(key=lambda r: (-round(r.score, 4), penalty.get(r.model.id, unseen), r.model.id))
+    else:
+        candidates.sort(key=lambda r: (-r.score, r.model.id))
     by_count = dict(sorted(excluded.items(), key=lambda kv: (-kv[1], kv[0])))
     return Ranking(c.mode, candidates, by_count, prompt.need, relaxed)
 
@@ -185,7 +191,14 @@ def _gates(catalog: Catalog, c: Constraints, sensitive: bool,
         return memo[provider_id]
 
     ids = {group[0] for group in catalog.rank_groups}
-    return {pid: _provider_gate(catalog.providers.get(pid), c, sensitive, available) for pid in ids}
+    gates = {pid: _provider_gate(catalog.providers.get(pid), c, sensitive, available) for pid in ids}
+    if c.health is not None and c.health.providers:  # an open circuit: after every other filter
+        for pid in ids & c.health.providers.keys():
+            every, cloud, local = gates[pid]
+            reason = None if every or (cloud and local) else c.health.reason("provider", pid)
+            if reason:
+                gates[pid] = (None, cloud or reason, local or reason)
+    return gates
 
 
 def _count(excluded: dict[str, int], reason: str, n: int) -> None:
@@ -202,6 +215,8 @@ def _rank_group(models: tuple[Model, ...], p: _Prompt, c: Constraints, excluded:
     input_tokens, output_tokens, learned, max_cost = p.input_tokens, p.output_tokens, c.learned, c.max_cost
     context_needed, needs_tools = p.context_needed, p.needs_tools
     needs_vision, needs_json = p.needs_vision, p.needs_json
+    health = c.health
+    unhealthy = health.models if health is not None else None
     for model in models:
         reason = (
             "no longer offered" if not model.available
@@ -209,6 +224,7 @@ def _rank_group(models: tuple[Model, ...], p: _Prompt, c: Constraints, excluded:
             or ("no tool support" if needs_tools and not model.tools else None)
             or ("no vision support" if needs_vision and not model.vision else None)
             or ("no JSON mode" if needs_json and not model.json else None)
+            or (health.reason("model", model.id) if unhealthy and model.id in unhealthy else None)
         )
         if reason is None:
             quality = overall_weight * model.quality["overall"] + sum(map(mul, per_domain, model.quality_vector))
