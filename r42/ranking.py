@@ -170,14 +170,31 @@ def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: 
         _rank_group(models, prompt, c, excluded, passing, below)
     relaxed = not passing and bool(below) and c.min_quality is None
     candidates = passing or (below if relaxed else [])
-    penalty = c.health.penalty if c.health is not None else None
-    if penalty:  # among equal scores (as shown), the healthier, then the faster model first
-        unseen = (0.0, math.inf)
-        candidates.sort(key=lambda r: (-round(r.score, 4), penalty.get(r.model.id, unseen), r.model.id))
-    else:
-        candidates.sort(key=lambda r: (-r.score, r.model.id))
+    candidates.sort(key=lambda r: (-r.score, r.model.id))
+    if c.health is not None and c.health.penalty:
+        _prefer_healthy(candidates, c.health.penalty)
     by_count = dict(sorted(excluded.items(), key=lambda kv: (-kv[1], kv[0])))
     return Ranking(c.mode, candidates, by_count, prompt.need, relaxed)
+
+
+def _prefer_healthy(candidates: list[Ranked], penalty: dict[str, tuple[float, float]]) -> None:
+    """Among equal scores (as shown, 4 decimals), the healthier, then the faster model first. Only
+    the runs of ties around a model with health figures are sorted again: a few, not the list."""
+    unseen = (0.0, math.inf)
+    done = -1
+    for index, ranked in enumerate(candidates):
+        if index <= done or ranked.model.id not in penalty:
+            continue
+        shown = round(ranked.score, 4)
+        start = index
+        while start > 0 and round(candidates[start - 1].score, 4) == shown:
+            start -= 1
+        done = index
+        while done + 1 < len(candidates) and round(candidates[done + 1].score, 4) == shown:
+            done += 1
+        if done > start:
+            candidates[start:done + 1] = sorted(candidates[start:done + 1],
+                                                key=lambda r: (penalty.get(r.model.id, unseen), r.model.id))
 
 
 def _gates(catalog: Catalog, c: Constraints, sensitive: bool,
