@@ -116,8 +116,16 @@ def describe(handler: Any) -> tuple[str, str, str | None, str | None]:
     found = SCHEMA_LINE.search(doc)
     request, response = (found.group(1), found.group(2)) if found else (None, None)
     text = " ".join(SCHEMA_LINE.sub("", doc).split())
-    summary = re.split(r"(?<=[.:])\s", text, maxsplit=1)[0].rstrip(".:") if text else ""
-    return summary, text, request, response
+    return summary_of(text), text, request, response
+
+
+def summary_of(text: str) -> str:
+    """The first sentence, without a leading "GET /path ...:" that repeats the route, at most 100 characters."""
+    text = re.sub(r"^(GET|POST|PUT|PATCH|DELETE) /\S*( \{.*?\}| \(.*?\)| [^:{(]*)?:\s+", "", text)
+    first = re.split(r"(?<=\.)\s", text, maxsplit=1)[0].rstrip(".")
+    if len(first) > 100:
+        first = first[:100].rsplit(" ", 1)[0].rstrip(",;:(") + "…"
+    return first[:1].upper() + first[1:]
 
 
 def operation(method: str, path: str, route: Route, ids: set[str]) -> dict[str, Any]:
