@@ -21,6 +21,7 @@ EXPECTED_OUTPUT_TOKENS = 400  # typical answer length for cost and latency estim
 COST_SCALE = 0.002  # USD per call at which the cost score is 0.5
 UNKNOWN_SPEED_TPS = 60.0  # assumed when no speed figure is known
 LOCAL_SPEED_TPS = 30.0
+HEALTH_TIE_BREAK_TOP = 50  # health breaks ties among this many candidates (and their runs of ties)
 
 
 DEFAULT_SIMPLE_BELOW, DEFAULT_COMPLEX_FROM = 0.35, 0.6
@@ -179,10 +180,11 @@ def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: 
 
 def _prefer_healthy(candidates: list[Ranked], penalty: dict[str, tuple[float, float]]) -> None:
     """Among equal scores (as shown, 4 decimals), the healthier, then the faster model first. Only
-    the runs of ties around a model with health figures are sorted again: a few, not the list."""
+    the runs of ties around a model with health figures near the top (the candidates that are
+    shown and tried) are sorted again: a few, not the list."""
     unseen = (0.0, math.inf)
     done = -1
-    for index, ranked in enumerate(candidates):
+    for index, ranked in enumerate(candidates[:HEALTH_TIE_BREAK_TOP]):
         if index <= done or ranked.model.id not in penalty:
             continue
         shown = round(ranked.score, 4)
