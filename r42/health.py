@@ -244,7 +244,6 @@ class Board:
         self.store = store
         self.announce = announce  # emit provider.unhealthy / provider.recovered webhooks
         self._lock = threading.Lock()
-        self._shared: list[Outcome] = []  # read from the store at the last sync
         self._pending: list[Outcome] = []  # recorded here, not yet written
         self._circuits: dict[str, Circuit] = {}
         self._view: View = EMPTY_VIEW
@@ -252,6 +251,7 @@ class Board:
         self._probes: dict[str, float] = {}  # key -> when its probe lease ends (this process)
         self._announced: set[str] = set()
         self._synced = -1.0e9
+        self._warned = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -342,11 +342,20 @@ class Board:
         except Exception as exc:  # noqa: BLE001 - the store may be locked or gone: keep going in memory
             with self._lock:
                 self._pending = pending + self._pending
-            print(f"r42: warning: could not share provider health: {exc}", file=sys.stderr)
+            if not self._warned:
+                self._warned = True
+                print(f"r42: warning: could not share provider health: {exc}", file=sys.stderr)
             return
         with self._lock:
-            self._shared = shared
-            circuits = fold(sorted([*shared, *self._pending], key=lambda o: o.ts), self.rules)
+            recorded = len(self._pending)
+            unwritten = list(self._pending)
+        # Folded without the lock (record() on the request path never waits for it), then the
+        # outcomes recorded meanwhile are added before the result replaces the circuits.
+        circuits = fold(sorted([*shared, *unwritten], key=lambda o: o.ts), self.rules)
+        with self._lock:
+            for o in self._pending[recorded:]:
+                for key in keys_of(o):
+                    circuits.setdefault(key, Circuit(key)).add(o, self.rules)
             self._circuits = circuits
             self._view_at = -1.0e9
             transitions = [t for c in circuits.values() for t in c.transitions]

@@ -212,3 +212,32 @@ def test_serve_shows_health_in_verbose_health_metrics_and_dashboard(monkeypatch)
     result = CliRunner().invoke(cli, ["stats", "--health", "--json"])  # written by the gateway's health thread
     assert result.exit_code == 0, result.output
     assert orjson.loads(result.output)["health"]["provider:openai"]["state"] == OPEN
+
+
+class LockedStore:
+    """A store that cannot be written (another process holds it): the board keeps going in memory."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def append(self, outcomes):
+        self.tries += 1
+        raise OSError("database is locked")
+
+    def recent(self, since):
+        return []
+
+    def prune(self, before):
+        pass
+
+
+def test_an_unwritable_store_never_breaks_a_request(fake_clock, capsys):
+    store = LockedStore()
+    board = Board(Rules(failures=2), store)
+    for i in range(2):
+        board.record(outcome(T0 + i, False))
+    board.sync()
+    board.sync()
+    assert store.tries == 2  # the outcomes were kept for the next try
+    assert board.view().models[A] == "unhealthy: 2 of the last 2 attempts failed"
+    assert capsys.readouterr().err.count("could not share provider health") == 1
