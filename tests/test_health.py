@@ -241,3 +241,27 @@ def test_an_unwritable_store_never_breaks_a_request(fake_clock, capsys):
     assert store.tries == 2  # the outcomes were kept for the next try
     assert board.view().models[A] == "unhealthy: 2 of the last 2 attempts failed"
     assert capsys.readouterr().err.count("could not share provider health") == 1
+
+
+def test_r42_ask_in_another_process_shares_what_it_saw(servers, isolated_env):
+    """`r42 ask` (its own process) meets a failing provider; this process and `r42 rank` (a third
+    one) see the open circuit through the store."""
+    import os
+    import subprocess
+    import sys
+
+    a, _ = servers
+    a.fail(*[faults.status(502)] * 4)
+    env = {**os.environ, "R42_HEALTH_FAILURES": "4"}
+    lines = b"".join(orjson.dumps({"prompt": f"question {i}"}) + b"\n" for i in range(4))
+    ask = subprocess.run([sys.executable, "-m", "r42", "ask", "--model", A], input=lines, capture_output=True,
+                         env=env, timeout=300, check=False)
+    assert ask.returncode != 0 and len(a.requests) == 4, ask.stderr
+    board = Board(Rules(failures=4), SQLiteHealthStore(), announce=False)
+    board.sync()
+    assert board.circuits()["provider:openai"]["state"] == OPEN
+    rank = subprocess.run([sys.executable, "-m", "r42", "rank", "--top", "3"], input=b"What is the capital of France?",
+                          capture_output=True, env=env, timeout=300, check=False)
+    assert rank.returncode == 0, rank.stderr
+    excluded = orjson.loads(rank.stdout)["ranking"]["excluded"]
+    assert any(reason == "unhealthy: 4 of the last 4 attempts failed" for reason in excluded), excluded
