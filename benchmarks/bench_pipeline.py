@@ -61,6 +61,33 @@ def cold_start(command: list[str], runs: int, stdin: bytes, env: dict[str, str])
     return samples
 
 
+def busy_board(catalog):
+    """A health board as a busy gateway has it: 40 models with outcomes, two providers and three
+    models with their circuit open (two small providers: the same work is left to rank; it reads
+    the View, cached for a second)."""
+    from r42 import clock
+    from r42.health import Board, Outcome, Rules
+
+    board = Board(Rules(failures=3, cooldown=3600.0))
+    now = clock.now()
+    by_provider: dict[str, list] = {}
+    for model in catalog.models:
+        by_provider.setdefault(model.provider, []).append(model)
+    providers = sorted(by_provider, key=lambda p: -len(by_provider[p]))
+    seen = [m for p in providers[2:12] for m in by_provider[p][:4]][:40]
+    for model in seen:
+        for ok in (True, True, True):
+            board.record(Outcome(now, model.provider, model.id, ok, 200, "ok", 400.0, 150.0))
+    for model in (by_provider[p][0] for p in providers[-2:]):  # the provider's circuit opens too
+        for _ in range(3):
+            board.record(Outcome(now, model.provider, model.id, False, 503, "overloaded", 50.0))
+    for bad, good in ((seen[0], seen[1]), (seen[4], seen[5]), (seen[8], seen[9])):  # only the model's opens
+        for _ in range(3):
+            board.record(Outcome(now, bad.provider, bad.id, False, 503, "overloaded", 50.0))
+            board.record(Outcome(now, good.provider, good.id, True, 200, "ok", 400.0, 150.0))
+    return board
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=2000)
@@ -87,6 +114,9 @@ def main() -> None:
     everyone = lambda provider: Availability(True, "bench")  # noqa: E731 - rank all models
     n_models = len(router.catalog.models)
     rank_ms = timed(lambda i: rank(router.catalog, scores[i % len(scores)], Constraints(), everyone), max(200, args.runs // 5))
+    board = busy_board(router.catalog)
+    rank_health_ms = timed(lambda i: rank(router.catalog, scores[i % len(scores)], Constraints(health=board.view()),
+                                          everyone), max(200, args.runs // 5))
 
     env = {**os.environ, "R42_HOME": home}
     python_ms = cold_start([sys.executable, "-c", "pass"], args.cold, b"", env)
@@ -98,6 +128,7 @@ def main() -> None:
         ("score, in-process (6 prompts)", score_ms),
         ("score, a 44 KB agent request, new last turn", agent_ms),
         (f"rank {n_models} models, in-process", rank_ms),
+        ("  the same with health (2+3 open, 40 seen)", rank_health_ms),
         ("python -c pass", python_ms),
         ("echo hi | r42 score", score_cold),
         ("echo hi | r42 rank --include-unavailable", rank_cold),

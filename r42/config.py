@@ -55,6 +55,15 @@ class Settings:
     retry_after_max: float = 5.0  # a Retry-After up to this many seconds is waited out; longer: move on
     log_retention_days: int = 90  # routing log rows older than this are pruned; 0 keeps them all
     stats_reference_model: str | None = None  # savings in `r42 stats` compare with this model (default: the strongest you could use)
+    # provider and model health (r42/health.py): a circuit breaker per provider and per model
+    health: bool = True  # count attempt outcomes and skip providers and models whose circuit is open
+    health_window: int = 20  # attempts kept per provider and per model (the sliding window)
+    health_window_s: float = 300.0  # seconds an attempt stays in the window
+    health_failures: int = 5  # failures in a row that open a circuit
+    health_error_rate: float = 0.5  # share of failed attempts in the window that opens a circuit
+    health_min_attempts: int = 10  # attempts the window needs before health_error_rate applies
+    health_cooldown: float = 30.0  # seconds an open circuit waits before one probe may go through
+    health_sync: float = 1.0  # seconds between writes and reads of the shared health (r42 serve)
     # r42 serve
     serve_max_body: int = 32 * 1024 * 1024  # bytes in a request body (413 above)
     serve_max_concurrency: int = 256  # requests handled at once (503 with Retry-After above)

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 
+from r42 import clock as wall_clock
 from r42.availability import BUILTIN_LOCAL, base_url_of, find_credential
 from r42.catalog import Catalog, Target
 from r42.config import Settings
@@ -117,6 +118,7 @@ class Executor:
     opener: Callable[[Endpoint], Adapter] = open_adapter  # the gateway passes one that reuses connections
     redact_cloud: bool = False  # sensitive values become placeholders for cloud providers (sensitive_policy=redact)
     credential_of: Callable[..., Any] = find_credential  # the gateway passes a cached one (CredentialCache)
+    health: Any = None  # an r42.health.Board told of every attempt that reached a provider
 
     def body_for(self, target: Target, request: dict[str, Any]) -> tuple[dict[str, Any], Redaction | None]:
         """The request as this target gets it: its own model name, and redacted for a cloud
@@ -225,6 +227,16 @@ class Executor:
 
     def stream_async(self, request: dict[str, Any], candidates: list[str]) -> "AsyncStreamRun":
         return AsyncStreamRun(self, request, candidates)
+
+    def observe(self, target: Target, attempt: Attempt, ttft_ms: int | None) -> None:
+        """Tell the health board how an attempt that reached its provider ended."""
+        if self.health is not None:
+            from r42.health import Outcome, error_kind
+
+            kind = "ok" if attempt.ok else error_kind(attempt.status, attempt.error)
+            outcome = Outcome(wall_clock.now(), target.provider.id, target.id, attempt.ok, attempt.status, kind,
+                              attempt.ms, ttft_ms)
+            self.health.record(outcome)
 
     def note_failure(self, attempt: Attempt, following: Target | None) -> None:
         if self.on_failure is not None:
@@ -364,6 +376,7 @@ class Fallback:
         self.retry_wait: float | None = None
         self.attempt_start = self.start
         self.ttft_ms: int | None = None
+        self.attempt_ttft_ms: int | None = None  # the answering attempt's own time to first token
         self.upcoming: list[Target] = []
         self.opened = False  # did the last open() give an adapter?
         self.missing: list[str] = []  # what to set, for each attempt whose provider is not configured
@@ -452,10 +465,13 @@ class Fallback:
 
     def first_token(self) -> None:
         self.ttft_ms = int(round((self.x.clock() - self.start) * 1000))
+        self.attempt_ttft_ms = self._ms()
 
     def failed(self, target: Target, exc: ProviderError, notify: bool = True) -> None:
         attempt = Attempt(target.id, False, exc.status, exc.message, self._ms())
         self.attempts.append(attempt)
+        if self.opened:  # it reached the provider (not a missing credential or base URL)
+            self.x.observe(target, attempt, None)
         if not exc.retryable:
             self.stopped = f"{target.id} rejected the request (HTTP {exc.status}); other models would too"
         elif exc.retry_after is not None and exc.retry_after <= self.limits.retry_after_max and exc.retry_after < self.remaining():
@@ -465,7 +481,9 @@ class Fallback:
             self.x.note_failure(attempt, following)
 
     def succeeded(self, target: Target) -> None:
-        self.attempts.append(Attempt(target.id, True, 200, None, self._ms()))
+        attempt = Attempt(target.id, True, 200, None, self._ms())
+        self.attempts.append(attempt)
+        self.x.observe(target, attempt, self.attempt_ttft_ms)
 
     def answered(self, target: Target, response: dict[str, Any], redaction: Redaction | None) -> Result:
         """The Result of a whole answer (sensitive values put back when they were redacted)."""

@@ -21,6 +21,7 @@ EXPECTED_OUTPUT_TOKENS = 400  # typical answer length for cost and latency estim
 COST_SCALE = 0.002  # USD per call at which the cost score is 0.5
 UNKNOWN_SPEED_TPS = 60.0  # assumed when no speed figure is known
 LOCAL_SPEED_TPS = 30.0
+HEALTH_TIE_BREAK_TOP = 50  # health breaks ties among this many candidates (and their runs of ties)
 
 
 DEFAULT_SIMPLE_BELOW, DEFAULT_COMPLEX_FROM = 0.35, 0.6
@@ -52,6 +53,7 @@ class Constraints:
     learned: dict[str, Any] = field(default_factory=dict)  # model id -> learning.Adjustment for this prompt's domain
     simple_below: float = DEFAULT_SIMPLE_BELOW  # the level cut points (calibrated with `r42 score --calibrate`)
     complex_from: float = DEFAULT_COMPLEX_FROM
+    health: Any = None  # an r42.health.View: providers and models whose circuit is open are skipped
 
 
 @dataclass(slots=True)
@@ -170,8 +172,31 @@ def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: 
     relaxed = not passing and bool(below) and c.min_quality is None
     candidates = passing or (below if relaxed else [])
     candidates.sort(key=lambda r: (-r.score, r.model.id))
+    if c.health is not None and c.health.penalty:
+        _prefer_healthy(candidates, c.health.penalty)
     by_count = dict(sorted(excluded.items(), key=lambda kv: (-kv[1], kv[0])))
     return Ranking(c.mode, candidates, by_count, prompt.need, relaxed)
+
+
+def _prefer_healthy(candidates: list[Ranked], penalty: dict[str, tuple[float, float]]) -> None:
+    """Among equal scores (as shown, 4 decimals), the healthier, then the faster model first. Only
+    the runs of ties around a model with health figures near the top (the candidates that are
+    shown and tried) are sorted again: a few, not the list."""
+    unseen = (0.0, math.inf)
+    done = -1
+    for index, ranked in enumerate(candidates[:HEALTH_TIE_BREAK_TOP]):
+        if index <= done or ranked.model.id not in penalty:
+            continue
+        shown = round(ranked.score, 4)
+        start = index
+        while start > 0 and round(candidates[start - 1].score, 4) == shown:
+            start -= 1
+        done = index
+        while done + 1 < len(candidates) and round(candidates[done + 1].score, 4) == shown:
+            done += 1
+        if done > start:
+            candidates[start:done + 1] = sorted(candidates[start:done + 1],
+                                                key=lambda r: (penalty.get(r.model.id, unseen), r.model.id))
 
 
 def _gates(catalog: Catalog, c: Constraints, sensitive: bool,
@@ -185,7 +210,14 @@ def _gates(catalog: Catalog, c: Constraints, sensitive: bool,
         return memo[provider_id]
 
     ids = {group[0] for group in catalog.rank_groups}
-    return {pid: _provider_gate(catalog.providers.get(pid), c, sensitive, available) for pid in ids}
+    gates = {pid: _provider_gate(catalog.providers.get(pid), c, sensitive, available) for pid in ids}
+    if c.health is not None and c.health.providers:  # an open circuit: after every other filter
+        for pid in ids & c.health.providers.keys():
+            every, cloud, local = gates[pid]
+            reason = None if every or (cloud and local) else c.health.reason("provider", pid)
+            if reason:
+                gates[pid] = (None, cloud or reason, local or reason)
+    return gates
 
 
 def _count(excluded: dict[str, int], reason: str, n: int) -> None:
@@ -202,6 +234,8 @@ def _rank_group(models: tuple[Model, ...], p: _Prompt, c: Constraints, excluded:
     input_tokens, output_tokens, learned, max_cost = p.input_tokens, p.output_tokens, c.learned, c.max_cost
     context_needed, needs_tools = p.context_needed, p.needs_tools
     needs_vision, needs_json = p.needs_vision, p.needs_json
+    health = c.health
+    unhealthy = health.models if health is not None else None
     for model in models:
         reason = (
             "no longer offered" if not model.available
@@ -209,6 +243,7 @@ def _rank_group(models: tuple[Model, ...], p: _Prompt, c: Constraints, excluded:
             or ("no tool support" if needs_tools and not model.tools else None)
             or ("no vision support" if needs_vision and not model.vision else None)
             or ("no JSON mode" if needs_json and not model.json else None)
+            or (health.reason("model", model.id) if unhealthy and model.id in unhealthy else None)
         )
         if reason is None:
             quality = overall_weight * model.quality["overall"] + sum(map(mul, per_domain, model.quality_vector))

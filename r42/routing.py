@@ -31,6 +31,7 @@ class Router:
     availability: AvailabilityChecker
     user: str | None = None  # whose feedback rank learns from (None: the CLI's own); the gateway sets it per request
     _learned: dict[str | None, tuple[float, Any]] = field(default_factory=dict)
+    health: Any = None  # the process's r42.health.Board (None: the `health` setting is off)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Router":
@@ -39,7 +40,9 @@ class Router:
             from r42.catalog.discovery import discover
 
             catalog = discover(catalog, settings.discovery_ttl, settings.local_probe_timeout)
-        return cls(settings, catalog, AvailabilityChecker(settings.local_probe_timeout))
+        from r42.health import board_for
+
+        return cls(settings, catalog, AvailabilityChecker(settings.local_probe_timeout), health=board_for(settings))
 
     def constraints(self, **overrides: Any) -> Constraints:
         s = self.settings
@@ -69,6 +72,8 @@ class Router:
         (when the `learning` setting is on and a store exists)."""
         if self.settings.learning and not constraints.learned:
             constraints = replace(constraints, learned=self.learned(self.user, score["domain"]))
+        if self.health is not None and constraints.health is None:
+            constraints = replace(constraints, health=self.health.view())
         return rank(self.catalog, score, constraints, self.availability.check)
 
     def learned(self, user: str | None, domain: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 PERIOD_LABELS = {"1h": "last hour", "24h": "last day", "30d": "last 30 days"}
 PALETTE = ("#1d4ed8", "#b45309", "#047857", "#7c3aed", "#be123c", "#0e7490", "#4b5563")  # ≥ 4.5:1 on white
 NUMERIC = re.compile(r"-?\+?-?\$?[\d,.]+|-$")  # a column of such cells is right-aligned
-PANEL_IDS = ("overview", "time", "splits", "complexity", "latency", "errors", "keys", "feedback")
+PANEL_IDS = ("overview", "time", "splits", "complexity", "latency", "errors", "keys", "feedback", "health")
 
 CSS = """
 :root{--fg:#111827;--muted:#4b5563;--line:#d1d5db;--bg:#fff;--card:#f9fafb;--accent:#1d4ed8;--bad:#b91c1c}
@@ -415,6 +415,29 @@ def learning_table(changes: list[dict[str, Any]] | None) -> str:
     return intro + table(headers, rows, empty="rank has learned nothing yet (no feedback, failures or slow answers)")
 
 
+STATE_WORDS = {"closed": "healthy (closed)", "half_open": "probing (half-open)", "open": "unhealthy (open)"}
+
+
+def health_panel(data: dict[str, Any]) -> str:
+    """Each provider's and model's circuit: state, failures in the window, error kinds, latency."""
+    health = data.get("health")
+    intro = "<h2>Provider and model health</h2>"
+    if health is None:
+        return intro + '<p class="muted">Not tracked here (the health setting is off).</p>'
+    rows = []
+    for key, s in health.items():
+        kind, _, ident = key.partition(":")
+        state = STATE_WORDS.get(s["state"], s["state"])
+        state_html = f'<span class="bad">{esc(state)}</span>' if s["state"] != "closed" else esc(state)
+        errors = ", ".join(f"{k} {n}" for k, n in sorted(s["errors"].items())) or "-"
+        rows.append([esc(kind), esc(ident), state_html, f'{s["failures"]} / {s["attempts"]}', esc(errors),
+                     num(s["latency_ms_p50"]), num(s["ttft_ms_p50"]), esc(s.get("reason") or "")])
+    headers = ["kind", "name", "circuit", "failed / attempts", "errors", "p50 ms", "TTFT p50 ms", "reason"]
+    note = '<p class="muted">The last attempts of each provider and model (r42 serve and r42 ask share them).</p>'
+    rows_html = table(headers, rows, empty="no attempts in the window yet")
+    return f'{intro}{note}<div class="scroll">{rows_html}</div>'
+
+
 def render_panels(
     data: dict[str, Any], filters: dict[str, str | None] | None = None, form: bool = True
 ) -> dict[str, str]:
@@ -429,6 +452,7 @@ def render_panels(
         "errors": errors_panel(data, filters, form),
         "keys": keys_panel(data),
         "feedback": feedback_panel(data),
+        "health": health_panel(data),
     }
 
 
@@ -473,13 +497,10 @@ def render_page(
         f'<section id="{pid}" aria-labelledby="{pid}-h">{_label_heading(pid, panels[pid])}</section>'
         for pid in PANEL_IDS
     )
-    health = (
-        '<p class="muted">Provider health: not shown, the gateway keeps no provider health or circuit state yet.</p>'
-    )
     script = ""
     if live and nonce:
         script = f'<script nonce="{esc(nonce)}">{SCRIPT.replace("INTERVAL", str(refresh_s * 1000))}</script>'
-    return f"{head}{header}<main>{sections}{health}</main>{script}</body></html>"
+    return f"{head}{header}<main>{sections}</main>{script}</body></html>"
 
 
 def _label_heading(pid: str, inner: str) -> str:

@@ -34,7 +34,7 @@ class Asker:
         self.router = Router.from_settings(settings)
         self.executor = Executor(
             self.router.catalog, Limits.from_settings(settings, max_attempts), on_failure=self._note_failure,
-            redact_cloud=settings.sensitive_policy == "redact",
+            redact_cloud=settings.sensitive_policy == "redact", health=self.router.health,
         )
         if model:
             self.executor.target(model)  # an unknown model or provider fails now, before any input is read
@@ -117,6 +117,8 @@ class Asker:
     def _log(self, doc: dict[str, Any], error: R42Error | None = None) -> None:
         # STORE HOOK (routing log): the one place `r42 ask` records each request, answered or not.
         # Guarded so that ask works without the store module and a log failure never costs an answer.
+        if self.router.health is not None:
+            self.router.health.sync()  # this request's attempts, shared with other processes (never raises)
         try:
             from r42.store import write_route_from_document
         except ImportError:

@@ -30,7 +30,7 @@ def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int |
     \b
     OpenAI clients:    base URL http://HOST:PORT/v1, model "auto", "r42/<mode>" or a catalog id
     Anthropic clients: ANTHROPIC_BASE_URL=http://HOST:PORT
-    Every endpoint but /health, / and /v1/models needs a gateway key (r42 keys create USER),
+    Every endpoint but /health, /, /v1/models, /openapi.json and /docs needs a gateway key (r42 keys create USER),
     sent as `Authorization: Bearer KEY` or `x-api-key: KEY`. Stop with Ctrl-C (requests in flight finish).
 
     \b

@@ -48,6 +48,20 @@ def render_stats(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_health(circuits: dict[str, dict[str, Any]]) -> str:
+    """The circuits as a table (r42 stats --health on a terminal)."""
+    if not circuits:
+        return "no attempts in the health window (nothing was asked recently, or health is off)"
+    rows = [
+        [key, c["state"], f"{c['failures']}/{c['attempts']}",
+         ", ".join(f"{k} {n}" for k, n in sorted(c["errors"].items())) or "-",
+         _ms(c["latency_ms_p50"]), _ms(c["ttft_ms_p50"]), c.get("reason") or ""]
+        for key, c in circuits.items()
+    ]
+    headers = ["provider / model", "circuit", "failed", "errors", "p50 ms", "ttft p50 ms", "reason"]
+    return tabulate(rows, headers=headers)
+
+
 def html_report(scope: Scope, ref: Any) -> str:
     """The dashboard's panels over a scope as one standalone page (no script, no forms)."""
     import time
@@ -58,8 +72,11 @@ def html_report(scope: Scope, ref: Any) -> str:
     start = scope.since if scope.since is not None else (first_time(scope) or now)
     from r42.config import load_settings
 
-    half_life = load_settings().feedback_half_life_days
-    data = panels(scope, ref, bucket_for(now - start), now=now, half_life_days=half_life)
+    settings = load_settings()
+    data = panels(scope, ref, bucket_for(now - start), now=now, half_life_days=settings.feedback_half_life_days)
+    from r42.health import shared_circuits
+
+    data["health"] = shared_circuits(settings) if settings.health else None
     who = f"user {scope.user}" if scope.user else "every user"
     return render_page(data, title="r42 report", subtitle=f"{data['since']} to {data['generated']} UTC, {who}")
 
@@ -70,8 +87,11 @@ def html_report(scope: Scope, ref: Any) -> str:
 @click.option("--reference", default=None, cls=SettingOption, envvar="R42_STATS_REFERENCE_MODEL", show_envvar=True, help="Compute savings against this model (default: the strongest model you have a credential for).")
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
 @click.option("--html", "as_html", is_flag=True, help="Write the dashboard's panels as one standalone HTML page.")
+@click.option("--health", "show_health", is_flag=True,
+              help="Show each provider's and model's circuit (state, failures, latency) instead.")
 @click.pass_context
-def stats(ctx: click.Context, since: str | None, user: str | None, reference: str | None, force_json: bool, as_html: bool) -> None:
+def stats(ctx: click.Context, since: str | None, user: str | None, reference: str | None, force_json: bool,
+          as_html: bool, show_health: bool) -> None:
     """Totals and breakdowns of the routing log by model, mode, domain, user and day.
 
     Cost, savings against a reference model, latency p50/p95 and error rate. A table on a
@@ -82,8 +102,19 @@ def stats(ctx: click.Context, since: str | None, user: str | None, reference: st
       r42 stats --since 7d --user alice
       r42 stats --since 2026-01-01 | jq '.totals.savings_usd'
       r42 stats --since 30d --html > report.html
+      r42 stats --health
     """
     term = terminal_of(ctx)
+    if show_health:
+        from r42.config import load_settings
+        from r42.health import shared_circuits
+
+        circuits = shared_circuits(load_settings())
+        if force_json or not term.stdout_isatty:
+            term.write(dumps({"health": circuits}) + b"\n")
+        else:
+            term.write(render_health(circuits).encode() + b"\n")
+        return
     since_ts = parse_since(since) if since else None
     from r42.availability import find_credential
 

@@ -23,7 +23,7 @@ from r42.config import Settings
 from r42.errors import R42Error
 from r42.executor import Executor, Limits
 from r42.routing import Router
-from r42.server import admin, chat, dashboard, info, me
+from r42.server import admin, chat, dashboard, info, me, openapi
 from r42.server.call import JSON, Call, Caller, presented_key
 from r42.server.errors import GatewayError, anthropic_body, from_core, openai_body
 from r42.server.http import Channel, ClientGone, Request, Response, ServerLimits
@@ -78,6 +78,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/dashboard/data"): Route(dashboard.dashboard_data, auth=False),
     ("POST", "/dashboard/login"): Route(dashboard.dashboard_login, auth=False),
     ("POST", "/dashboard/logout"): Route(dashboard.dashboard_logout, auth=False),
+    # the API's own description, generated from this table (r42/server/openapi.py)
+    ("GET", "/openapi.json"): Route(openapi.openapi_json, auth=False),
+    ("GET", "/docs"): Route(openapi.docs_page, auth=False),
 }
 # Every /v1 route is served under /api too (/api/classify, /api/feedback, /api/messages, ...).
 ROUTES.update({(method, "/api" + path[3:]): route for (method, path), route in list(ROUTES.items())
@@ -197,7 +200,10 @@ class Gateway:
         self.settings = settings
         self.no_auth = no_auth
         self.limits = limits or ServerLimits()
+        self.routes = ROUTES  # what /openapi.json describes
         self.router = Router.from_settings(settings)
+        if self.router.health is not None:  # provider health, shared through the store off the request path
+            self.router.health.start(settings.health_sync)
         self.executor_limits = Limits.from_settings(settings)
         self.metrics = Metrics()
         self.recent: deque[dict[str, Any]] = deque(maxlen=50)
@@ -409,6 +415,7 @@ class Gateway:
         return Executor(
             self.router.catalog, limits or self.executor_limits, user=user, opener=pooled_open,
             redact_cloud=self.router.settings.sensitive_policy == "redact", credential_of=self.credentials,
+            health=self.router.health,
         )
 
     # --- after each request ---------------------------------------------------------------------
@@ -451,6 +458,8 @@ class Gateway:
 
     def close(self) -> None:
         self.log.close()
+        if self.router.health is not None:
+            self.router.health.close()
         self.webhooks.close()
 
 

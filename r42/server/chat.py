@@ -117,6 +117,9 @@ def routing_of(gw: Gateway, model: str | None, mode_header: str | None, fallback
 
 
 def chat_completions(gw: Gateway, call: Call) -> Response | None:
+    """OpenAI chat completions: `model` names a catalog model, or auto, r42 or r42/<mode> to route
+    (X-R42-Mode, X-R42-Force-Route); the answer names the model in X-R42-Model.
+    OpenAPI: ChatRequest -> ChatCompletion"""
     body = read_json(call)
     return _answer_chat(gw, call, plan_request(gw, call, body), gw.executor_for(call.caller.user), body)
 
@@ -277,6 +280,8 @@ def _write_quietly(channel: Any, data: bytes) -> None:
 
 
 def messages(gw: Gateway, call: Call) -> Response | None:
+    """Anthropic Messages: Claude models pass through unchanged, other models are translated.
+    OpenAPI: MessagesRequest -> Message"""
     body = read_json(call)
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         raise GatewayError(400, "messages: a non-empty list is required", "invalid_request", param="messages")
@@ -367,7 +372,8 @@ def _stream_anthropic(gw: Gateway, call: Call, plan_: Plan, executor: Any) -> No
 
 def count_tokens(gw: Gateway, call: Call) -> Response:
     """An estimate (r42's token estimator: characters / 4, non-ASCII weighted) of the input tokens;
-    the request is not sent upstream."""
+    the request is not sent upstream.
+    OpenAPI: MessagesRequest -> TokenCount"""
     body = read_json(call)
     if not isinstance(body.get("messages"), list):
         raise GatewayError(400, "messages: a list is required", "invalid_request", param="messages")

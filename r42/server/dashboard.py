@@ -252,6 +252,7 @@ def _data(gw: Gateway, viewer: Viewer, request: Request) -> tuple[dict[str, Any]
     scope_user = None if viewer.admin else viewer.user
     half_life = gw.settings.feedback_half_life_days
     data = dashboard_data(period, scope_user, reference_of(gw, scope_user), provider, kind, half_life_days=half_life)
+    data["health"] = gw.router.health.circuits() if gw.router.health is not None else None
     return data, {"provider": provider, "kind": kind}
 
 
@@ -264,7 +265,8 @@ def _subtitle(viewer: Viewer, data: dict[str, Any]) -> str:
 
 
 def dashboard_page(gw: Gateway, call: Call) -> Response:
-    """GET /dashboard: the page for a signed-in viewer, else the sign-in form."""
+    """GET /dashboard: the page for a signed-in viewer, else the sign-in form.
+    OpenAPI: - -> Html"""
     nonce = secrets.token_urlsafe(16)
     viewer = viewer_of(gw, call.request)
     if viewer is None:
@@ -300,7 +302,8 @@ def dashboard_data(gw: Gateway, call: Call) -> Response:
 
 
 def dashboard_login(gw: Gateway, call: Call) -> Response:
-    """POST /dashboard/login with the form field `key`: a session cookie, then back to /dashboard."""
+    """POST /dashboard/login with the form field `key`: a session cookie, then back to /dashboard.
+    OpenAPI: Form -> -"""
     nonce = secrets.token_urlsafe(16)
     request = call.request
     if not same_origin(request):
@@ -318,7 +321,8 @@ def dashboard_login(gw: Gateway, call: Call) -> Response:
 
 
 def dashboard_logout(gw: Gateway, call: Call) -> Response:
-    """POST /dashboard/logout with the session's CSRF token: the session ends, the cookie goes."""
+    """POST /dashboard/logout with the session's CSRF token: the session ends, the cookie goes.
+    OpenAPI: Form -> -"""
     request = call.request
     token = cookie_value(request)
     session = sessions_of(gw).find(token) if token else None

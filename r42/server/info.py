@@ -21,19 +21,47 @@ ALIAS_IDS = ("auto", "r42", "route42", *(f"r42/{mode}" for mode in MODES))
 
 
 def health(gw: Gateway, call: Call) -> Response:
-    """Liveness and which providers are reachable (yes or no only: no key sources, no URLs)."""
+    """Liveness and which providers are reachable (yes or no only: no key sources, no URLs).
+    With ?verbose=1 also each provider's and model's circuit (state, attempts and failures in
+    the window, error kinds, median latency and time to first token).
+    OpenAPI: - -> Health"""
     router = gw.router_for(None)
     providers = {pid: router.availability.check(p).ok for pid, p in sorted(gw.router.catalog.providers.items())}
-    return json_response({"status": "ok", "version": VERSION, "uptime_s": round(time.time() - gw.started, 1), "providers": providers})
+    body: dict[str, Any] = {"status": "ok", "version": VERSION, "uptime_s": round(time.time() - gw.started, 1),
+                            "providers": providers}
+    if (call.request.query.get("verbose") or ["0"])[0] not in ("0", "", "false", "no"):
+        body["health"] = health_report(gw)
+    return json_response(body)
+
+
+def health_report(gw: Gateway) -> dict[str, Any]:
+    """Circuits by provider and by model (empty until attempts were made); `enabled` false when
+    the health setting is off."""
+    board = gw.router.health
+    circuits = board.circuits() if board is not None else {}
+    out: dict[str, Any] = {"enabled": board is not None, "providers": {}, "models": {}}
+    for key, summary in circuits.items():
+        kind, _, ident = key.partition(":")
+        out["providers" if kind == "provider" else "models"][ident] = summary
+    return out
 
 
 def metrics(gw: Gateway, call: Call) -> Response:
-    return Response(200, gw.metrics.render(), [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
+    """Prometheus text: requests, errors, latency and TTFT histograms, tokens, cost, and the
+    provider and model health gauges.
+    OpenAPI: - -> Text"""
+    body = gw.metrics.render()
+    if gw.router.health is not None:
+        from r42.health import prometheus_lines
+
+        body += ("\n".join(prometheus_lines(gw.router.health.circuits())) + "\n").encode()
+    return Response(200, body, [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")])
 
 
 def models(gw: Gateway, call: Call) -> Response:
     """Routing aliases, then the catalog models the caller can reach (their own keys count).
-    Anthropic's list shape when the request carries anthropic-version."""
+    Anthropic's list shape when the request carries anthropic-version.
+    OpenAPI: - -> ModelList"""
     user = _optional_user(gw, call)
     router = gw.router_for(user)
     reachable = [m for m in gw.router.catalog.models if router.availability.check(gw.router.catalog.providers[m.provider]).ok]
@@ -67,7 +95,8 @@ def _document(call: Call) -> dict[str, Any]:
 
 
 def classify(gw: Gateway, call: Call) -> Response:
-    """`r42 score` over HTTP: the document with its `score` added."""
+    """`r42 score` over HTTP: the document with its `score` added.
+    OpenAPI: Document -> ScoredDocument"""
     doc = _document(call)
     router = gw.router_for(call.caller.user)
     return json_response({**doc, "score": router.score(doc)})
@@ -75,7 +104,9 @@ def classify(gw: Gateway, call: Call) -> Response:
 
 def recommend(gw: Gateway, call: Call) -> Response:
     """`r42 rank` over HTTP: the document with `score` and `ranking` (mode from X-R42-Mode or the
-    document's `mode`, X-R42-Force-Route local|cloud, ?top=N candidates)."""
+    document's `mode`, X-R42-Force-Route local|cloud, ?top=N candidates). Providers and models whose
+    circuit is open are left out with an `unhealthy: ...` reason.
+    OpenAPI: Document -> RankedDocument"""
     doc = _document(call)
     headers = call.request.headers
     mode = headers.get("x-r42-mode") or doc.get("mode") or gw.settings.mode
@@ -105,7 +136,8 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>r42 gateway</t
 
 
 def status_page(gw: Gateway, call: Call) -> Response:
-    """Version, uptime, request count and the last decisions: no prompts, users or keys."""
+    """Version, uptime, request count and the last decisions: no prompts, users or keys.
+    OpenAPI: - -> Html"""
     rows = []
     for item in reversed(list(gw.recent)):
         cells = [time.strftime("%H:%M:%S", time.gmtime(item["time"])), item["endpoint"], item["status"], item["model"] or "",
@@ -120,7 +152,8 @@ def status_page(gw: Gateway, call: Call) -> Response:
 
 def feedback(gw: Gateway, call: Call) -> Response:
     """`r42 feedback` over HTTP: {"request_id": X-R42-Request-Id of an answer, "verdict": "good" |
-    "bad", "reason": "..."}. A key's user rates only their own answers (404 for anyone else's)."""
+    "bad", "reason": "..."}. A key's user rates only their own answers (404 for anyone else's).
+    OpenAPI: Feedback -> Object"""
     from r42.store import NotFoundError
     from r42.store.feedback import add_feedback
 

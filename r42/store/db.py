@@ -144,6 +144,21 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX audit_ts ON audit(ts);
     """,
+    # 4: attempt outcomes for provider and model health (r42.health, r42.store.health)
+    """
+    CREATE TABLE health_outcomes (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        status INTEGER,
+        kind TEXT NOT NULL,
+        latency_ms REAL NOT NULL,
+        ttft_ms REAL
+    );
+    CREATE INDEX health_outcomes_ts ON health_outcomes(ts);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

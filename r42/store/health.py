@@ -1,0 +1,48 @@
+"""Attempt outcomes shared between processes for provider and model health (r42.health).
+
+One append-only table, `health_outcomes`: the health board of each process writes its outcomes in
+batches and reads everyone's recent ones back. The circuit state is worked out from these rows
+(r42.health.fold), so nothing else needs to be shared. Another backend (Redis) implements the same
+three methods: append, recent, prune.
+"""
+
+from __future__ import annotations
+
+from r42.health import Outcome
+from r42.store.db import readable_errors, reading, writing
+
+MAX_ROWS = 20_000  # recent() reads at most this many rows (the newest)
+
+
+class SQLiteHealthStore:
+    """The health outcomes in the SQLite store in R42_HOME."""
+
+    def append(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        rows = [(o.ts, o.provider, o.model, int(o.ok), o.status, o.kind, o.latency_ms, o.ttft_ms) for o in outcomes]
+        with writing() as w:
+            w.executemany(
+                "INSERT INTO health_outcomes (ts, provider, model, ok, status, kind, latency_ms, ttft_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def recent(self, since: float) -> list[Outcome]:
+        """Outcomes at or after `since`, oldest first (empty without a store)."""
+        conn = reading()
+        if conn is None:
+            return []
+        with readable_errors():
+            rows = conn.execute(
+                "SELECT ts, provider, model, ok, status, kind, latency_ms, ttft_ms FROM health_outcomes"
+                " WHERE ts >= ? ORDER BY ts DESC, id DESC LIMIT ?",
+                (since, MAX_ROWS),
+            ).fetchall()
+        return [Outcome(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7]) for r in reversed(rows)]
+
+    def prune(self, before: float) -> None:
+        if reading() is None:
+            return
+        with writing() as w:
+            w.execute("DELETE FROM health_outcomes WHERE ts < ?", (before,))
