@@ -373,8 +373,8 @@ def admit(record: KeyRecord, now: float | None = None) -> Admission:
     count are one `BEGIN IMMEDIATE` transaction, so every thread and every process sharing the
     store sees the same count (a refused request adds nothing). The row's cost starts at 0;
     `reserve` raises it to the request's worst case and `settle` sets the real cost."""
-    now = clock.now() if now is None else now
     with writing() as conn:
+        now = clock.now() if now is None else now  # read under the write lock: admissions are in order
         used = _usage(conn, record.id, now)
         hit = limit_exceeded(record, used, now)
         if hit is not None:
@@ -425,17 +425,18 @@ def usage(key_id: int, now: float | None = None) -> Usage:
     if conn is None:
         return Usage(0, 0, 0.0, None, None)
     with readable_errors():
-        return _usage(conn, key_id, now)
+        return _usage(conn, key_id, now, upto=now)
 
 
-def _usage(conn: sqlite3.Connection, key_id: int, now: float) -> Usage:
+def _usage(conn: sqlite3.Connection, key_id: int, now: float, upto: float = float("inf")) -> Usage:
+    """Rows of the windows ending at `now`; with `upto`, none admitted after it."""
     minute, day, month = now - 60, now - 86_400, month_start(now)
     row = conn.execute(
         """SELECT coalesce(sum(ts > :minute), 0), coalesce(sum(ts > :day), 0),
                   coalesce(sum(CASE WHEN ts >= :month THEN cost_usd ELSE 0 END), 0.0),
                   min(CASE WHEN ts > :minute THEN ts END), min(CASE WHEN ts > :day THEN ts END)
-           FROM key_usage WHERE key_id = :key AND ts >= min(:day, :month) AND ts <= :now""",
-        {"minute": minute, "day": day, "month": month, "key": key_id, "now": now},
+           FROM key_usage WHERE key_id = :key AND ts >= min(:day, :month) AND ts <= :upto""",
+        {"minute": minute, "day": day, "month": month, "key": key_id, "upto": upto},
     ).fetchone()
     return Usage(int(row[0]), int(row[1]), float(row[2]), row[3], row[4])
 
