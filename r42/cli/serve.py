@@ -41,6 +41,7 @@ def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int |
     Examples:
       r42 keys create alice && r42 serve
       r42 serve --no-auth --port 8080
+      r42 serve --host 0.0.0.0 --workers auto --access-log /var/log/r42/access.log
       ANTHROPIC_BASE_URL=http://127.0.0.1:4242 ANTHROPIC_AUTH_TOKEN=r42_... claude
     """
     from r42.config import load_settings
