@@ -58,6 +58,7 @@ class Settings:
     # r42 serve
     serve_max_body: int = 32 * 1024 * 1024  # bytes in a request body (413 above)
     serve_max_concurrency: int = 256  # requests handled at once (503 with Retry-After above)
+    redis_url: str = field(default="", repr=False)  # redis://HOST:PORT/DB: rate-limit and budget counters and key news shared by every server
     serve_grace: float = 10.0  # seconds requests in flight get to finish on SIGINT/SIGTERM
     origin: Mapping[str, str] = field(default_factory=dict, compare=False)  # not a setting: where each came from
 

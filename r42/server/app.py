@@ -211,6 +211,7 @@ class Gateway:
         from r42.webhooks import Dispatcher, Policy
 
         self.webhooks = Dispatcher(Policy.from_env()).start()  # events to operators' endpoints, off the request path
+        self.shared = shared_state(settings)  # Redis counters and messages when redis_url is set
 
     # --- the handler the HTTP layer calls -----------------------------------------------------
 
@@ -346,11 +347,14 @@ class Gateway:
 
         if not has_limits(record):
             return
-        admission = admit(record)
+        if self.shared is not None:
+            admission = self.shared.admit(record, call.id, lambda: spent_this_month(record.id))
+        else:
+            admission = admit(record)
         call.caller.rate_headers = rate_headers(record, admission.used, admission.hit)
         if admission.hit is not None:
             raise limit_error(admission.hit)
-        call.usage_id = admission.usage_id
+        call.usage_id, call.shared = admission.usage_id, self.shared is not None
         if record.budget_usd is not None:
             call.reserve = self.reserve_budget
 
@@ -358,13 +362,19 @@ class Gateway:
         """Hold the worst case of this request against the key's budget (429 when it is spent)."""
         from r42.store import reserve
 
-        if call.caller.key is None or call.usage_id is None:
+        if call.caller.key is None or (call.usage_id is None and not call.shared):
             return
         tokens = int((call.score or {}).get("tokens") or 0)
-        hit = reserve(call.caller.key, call.usage_id, self.worst_case_usd(candidates, request, tokens))
+        worst = self.worst_case_usd(candidates, request, tokens)
+        if self.shared is not None and call.shared:
+            hit = self.shared.reserve(call.caller.key, call.id, worst)
+        else:
+            assert call.usage_id is not None
+            hit = reserve(call.caller.key, call.usage_id, worst)
         if hit is not None:
-            call.usage_id = None  # the row is gone: this request does not count
+            call.usage_id, call.shared = None, False  # this request does not count
             raise limit_error(hit)
+        call.held_usd = worst
 
     def worst_case_usd(self, candidates: list[str], request: dict[str, Any], prompt_tokens: int) -> float:
         """The most this request can cost on any of its candidates: the prompt's tokens in, and
@@ -438,7 +448,7 @@ class Gateway:
         key = call.caller.key
         cost = float(route.get("cost_usd") or 0.0)
 
-        usage_id = call.usage_id
+        usage_id, shared, held = call.usage_id, call.shared, call.held_usd
 
         def write() -> None:
             from r42.store import has_limits, record_usage, settle, write_route
@@ -449,9 +459,11 @@ class Gateway:
             finally:
                 if key is not None and usage_id is not None:
                     settle(key.id, usage_id, cost, at=row["at"])  # admitted with limits: counted already
-                elif key is not None and not has_limits(key):
+                elif key is not None and (shared or not has_limits(key)):
                     record_usage(key.id, cost, at=row["at"])
-                if key is not None and (usage_id is not None or not has_limits(key)):
+                if key is not None and shared and self.shared is not None:
+                    self.shared.settle(key, held, cost)
+                if key is not None and (usage_id is not None or shared or not has_limits(key)):
                     usage_recorded(key, row["at"])  # rate_limit.warning, budget.threshold
 
         self.log.put(write)
@@ -474,6 +486,25 @@ _ids = random.Random()  # seeded from os.urandom once; ids must be unique, not u
 def new_request_id() -> str:
     """req_ and 96 random bits: a Mersenne Twister draw, as os.urandom costs ~18 µs a call here."""
     return f"req_{_ids.getrandbits(96):024x}"
+
+
+def shared_state(settings: Settings) -> Any:
+    """The Redis counters when `redis_url` is set (r42.store.shared), listening for key changes."""
+    url = getattr(settings, "redis_url", "")
+    if not url:
+        return None
+    from r42.store import keys
+    from r42.store.shared import Shared
+
+    shared = Shared.connect(url)
+    shared.subscribe("keys", lambda message: keys.forget_keys())
+    return shared
+
+
+def spent_this_month(key_id: int) -> float:
+    from r42.store import usage
+
+    return usage(key_id).cost_month_usd
 
 
 def limit_error(hit: Any) -> GatewayError:

@@ -55,6 +55,8 @@ class Call:
     record: Recorder | None = None  # set by the gateway for requests that go into the routing log
     reserve: Reserver | None = None  # set by the gateway for keys with a budget: holds the worst case
     usage_id: int | None = None  # the key_usage row counting this admitted request (keys with limits)
+    shared: bool = False  # admitted by the Redis counters (redis_url): settled there and in the store
+    held_usd: float = 0.0  # the budget hold of this request (Redis), replaced by its real cost
     # What the routing log says, noted by the endpoint as it learns it:
     score: dict[str, Any] | None = None
     mode: str | None = None  # None for a direct request (a model named)

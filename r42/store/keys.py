@@ -246,6 +246,7 @@ def revoke(key_or_prefix: str) -> KeyRecord:
     with writing() as conn:
         record = _one_key(conn, key_or_prefix)
         conn.execute("UPDATE gateway_keys SET revoked = ? WHERE id = ?", (time.time(), record.id))
+    announce([record.prefix])
     return record
 
 
@@ -264,6 +265,7 @@ def rotate(user_or_prefix: str) -> tuple[NewKey, list[KeyRecord]]:
         now = time.time()
         conn.executemany("UPDATE gateway_keys SET revoked = ? WHERE id = ?", [(now, r.id) for r in old])
         new = _insert_key(conn, latest.user, latest.rpm, latest.rpd, latest.budget_usd, latest.expires, latest.admin)
+    announce([r.prefix for r in old])
     return new, old
 
 
@@ -283,6 +285,8 @@ def update_key(key_or_prefix: str, *, rpm: object = _UNSET, rpd: object = _UNSET
             assignments = ", ".join(f"{name} = ?" for name in changes)
             conn.execute(f"UPDATE gateway_keys SET {assignments} WHERE id = ?", (*changes.values(), before.id))
         row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE k.id = ?", (before.id,)).fetchone()
+    if changes:
+        announce([before.prefix])
     return before, _record(row)
 
 
@@ -322,6 +326,31 @@ def authenticate(key: str) -> KeyRecord | None:
 
 _memo = threading.local()
 _MISSING = object()
+_generation = 0  # moved by forget_keys(): news of a key change from another host (Redis pub/sub)
+
+
+def forget_keys() -> None:
+    """Drop every thread's remembered key records: a key was revoked or changed elsewhere."""
+    global _generation
+    _generation += 1
+
+
+def announce(prefixes: list[str]) -> None:
+    """Tell every server sharing Redis (redis_url) that these keys changed, so that each refuses a
+    revoked key at once. Nothing without redis_url; a Redis failure is a warning, not an error."""
+    from r42.config import load_settings
+
+    url = load_settings().redis_url
+    if not url:
+        return
+    from r42.store.shared import Shared, SharedError, shown
+
+    try:
+        Shared.connect(url).publish("keys", " ".join(prefixes))
+    except (SharedError, OSError) as exc:
+        import sys
+
+        print(f"r42: warning: could not tell the servers on {shown(url)} of the key change: {exc}", file=sys.stderr)
 MEMO_MAX = 1024  # presented keys remembered per thread (wrong ones included)
 
 
@@ -334,7 +363,7 @@ def authenticate_cached(key: str) -> KeyRecord | None:
     if conn is None:
         return None
     with readable_errors():
-        version = (conn.execute("PRAGMA data_version").fetchone()[0], thread_writes(), id(conn))
+        version = (conn.execute("PRAGMA data_version").fetchone()[0], thread_writes(), id(conn), _generation)
     memo = getattr(_memo, "state", None)
     if memo is None or memo[0] != version:
         memo = _memo.state = (version, {})
