@@ -48,3 +48,53 @@ def redis_server(directory: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+NGINX_CONF = """
+worker_processes 1;
+error_log {prefix}/error.log warn;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    upstream r42 {{
+{servers}
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://r42;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_next_upstream error timeout;
+            proxy_next_upstream_tries 1;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_balancer(directory: Path, upstream_ports: list[int]) -> Iterator[int]:
+    """nginx on 127.0.0.1 balancing over the given local ports (round robin); yields its port."""
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if binary is None:
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    port = free_port()
+    servers = "\n".join(f"        server 127.0.0.1:{p};" for p in upstream_ports)
+    conf = directory / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(prefix=directory, servers=servers, port=port))
+    process = subprocess.Popen([binary, "-p", str(directory), "-c", str(conf), "-g", "daemon off;"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, process)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
