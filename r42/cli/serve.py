@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import sys
 import threading
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, TextIO
 import click
 
 from r42.cli.options import SettingOption, mode_option
+from r42.errors import UsageError
 
 if TYPE_CHECKING:
     from r42.config import Settings
@@ -57,12 +59,20 @@ def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int |
         _serve_workers(settings, host, port, no_auth, access_log, count)
         return
     gateway, server = build(settings, host, port, no_auth)
+    try:
+        server.bind()
+    except OSError as exc:
+        gateway.close()
+        in_use = exc.errno == errno.EADDRINUSE
+        reason = "the address is already in use" if in_use else (exc.strerror or type(exc).__name__)
+        hint = "choose another --port, or stop the server using it"
+        raise UsageError(f"cannot listen on {host}:{port}: {reason}", hint) from None
     log_file = _access_log_file(access_log)
     if log_file is not None:
         gateway.access_log = _line_writer(log_file)
     if no_auth:
         click.echo("r42: warning: --no-auth: anyone who can reach this address can use your provider keys", err=True)
-    where = f"http://{host}:{port}"
+    where = f"http://{host}:{server.bound[1] if server.bound else port}"
     click.echo(f"r42 serve: listening on {where} (OpenAI: {where}/v1, Anthropic: {where}); Ctrl-C stops", err=True)
     try:
         server.run()
@@ -75,9 +85,9 @@ def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int |
 
 def _serve_workers(settings: Settings, host: str, port: int, no_auth: bool, access_log: str | None, count: int) -> None:
     """`--workers N`: open the port and the access log here, then fork N workers that share them."""
-    from r42.errors import UsageError
     from r42.server import Gateway, is_loopback, limits_of
-    from r42.server.workers import SocketServer, Supervisor, listen
+    from r42.server.http import HTTPServer
+    from r42.server.workers import Supervisor, listen, serving_on
 
     if no_auth and not is_loopback(host):
         raise UsageError(f"--no-auth is only allowed on a loopback address, not {host}", "bind to 127.0.0.1, or create keys with `r42 keys create USER`")
@@ -85,7 +95,8 @@ def _serve_workers(settings: Settings, host: str, port: int, no_auth: bool, acce
     try:
         sock = listen(host, port)
     except OSError as exc:
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or type(exc).__name__}", "choose another --port, or stop the server using it") from None
+        reason = "the address is already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or type(exc).__name__)
+        raise UsageError(f"cannot listen on {host}:{port}: {reason}", "choose another --port, or stop the server using it") from None
     log_file = _access_log_file(access_log)
 
     def work(sock: socket.socket) -> None:
@@ -93,7 +104,7 @@ def _serve_workers(settings: Settings, host: str, port: int, no_auth: bool, acce
         if log_file is not None:
             gateway.access_log = _line_writer(log_file)
         try:
-            SocketServer(sock, gateway, host, port, limits, on_error=gateway.http_error).run()
+            serving_on(HTTPServer(gateway, host, port, limits, on_error=gateway.http_error), sock).run()
         finally:
             gateway.close()
 

@@ -2,8 +2,8 @@
 
 The supervisor (the process `r42 serve` started as) opens the socket, then forks the workers
 before it starts any thread; each worker builds its own Gateway (its own event loop, threads and
-store connections) and serves on the inherited socket, the kernel handing each connection to
-one of them. The supervisor only watches:
+store connections) and its HTTPServer accepts on the inherited socket (`HTTPServer.sock`), the
+kernel handing each connection to one of them. The supervisor only watches:
 
 - a worker that dies without being asked to is started again (after a pause that grows while
   workers keep dying at once, so a worker that cannot start does not spin);
@@ -18,7 +18,6 @@ worker appends whole lines to it (O_APPEND, one write per line).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -56,28 +55,11 @@ def listen(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family, backlog=1024)
 
 
-class SocketServer(HTTPServer):
-    """An HTTPServer that serves on a socket opened before it (shared by the workers)."""
-
-    def __init__(self, sock: socket.socket, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.listening = sock
-
-    async def serve(self, install_signals: bool = True) -> None:
-        self.loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        server = await asyncio.start_server(self._connection, sock=self.listening, limit=self.limits.max_head, backlog=1024)
-        self.bound = self.listening.getsockname()[:2]
-        if install_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.loop.add_signal_handler(sig, self._stop.set)
-        sweeper = asyncio.create_task(self._sweep())
-        self.ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            sweeper.cancel()
-            await self._shutdown(server)
+def serving_on(server: HTTPServer, sock: socket.socket) -> HTTPServer:
+    """`server`, set to accept on the shared socket instead of binding its own."""
+    server.sock = sock
+    server.bound = sock.getsockname()[:2]
+    return server
 
 
 Worker = Callable[[socket.socket], None]
