@@ -47,11 +47,16 @@ def start(*args: str) -> Served:
     command = [sys.executable, "-m", "r42", "serve", "--host", "127.0.0.1", "--port", str(free_port()), *args]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert process.stderr is not None
-    line = process.stderr.readline()
-    match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-    assert match, line
-    served = Served(process, int(match.group(1)))
-    wait_for(lambda: health(served.port))
+    try:
+        line = process.stderr.readline()
+        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        served = Served(process, int(match.group(1)))
+        wait_for(lambda: health(served.port))
+    except BaseException:
+        process.kill()  # never leave a server behind
+        process.wait()
+        raise
     return served
 
 
@@ -191,3 +196,11 @@ def test_workers_option_errors():
     assert result.returncode == 2 and "--workers must be 1 or more" in result.stderr
     result = subprocess.run([sys.executable, "-m", "r42", "serve", "--workers", "many"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "whole number or auto" in result.stderr
+
+
+def test_worker_count():
+    from r42.server.workers import worker_count
+
+    assert worker_count("auto") == len(os.sched_getaffinity(0)) and worker_count("3") == 3
+    with pytest.raises(ValueError):
+        worker_count("-1")
