@@ -97,3 +97,20 @@ def test_an_unreachable_redis_is_one_readable_error(monkeypatch):
     with pytest.raises(SharedError) as caught:
         Shared.connect("redis://:s3cret-password@127.0.0.1:9/0")
     assert "127.0.0.1:9" in str(caught.value) and "s3cret" not in str(caught.value)
+
+
+def test_a_lost_redis_gives_503_never_an_unlimited_key(redis_url, upstream):
+    import redis
+
+    from r42.store import create_key
+
+    key = create_key("careful", rpm=100).key
+    with serve_in_thread(load_settings()) as gateway:
+        assert post(gateway.url, key, HI)[0] == 200
+        try:
+            redis.Redis.from_url(redis_url).shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass  # the server closes the connection as it goes
+        status, headers = post(gateway.url, key, HI)
+        assert status == 503 and headers["retry-after"] == "1"
+    assert len(upstream.requests) == 1

@@ -365,7 +365,7 @@ class Gateway:
         if not has_limits(record):
             return
         if self.shared is not None:
-            admission = self.shared.admit(record, call.id, lambda: spent_this_month(record.id))
+            admission = self.shared_call(lambda: self.shared.admit(record, call.id, lambda: spent_this_month(record.id)))
         else:
             admission = admit(record)
         call.caller.rate_headers = rate_headers(record, admission.used, admission.hit)
@@ -374,6 +374,15 @@ class Gateway:
         call.usage_id, call.shared = admission.usage_id, self.shared is not None
         if record.budget_usd is not None:
             call.reserve = self.reserve_budget
+
+    def shared_call(self, action: Callable[[], Any]) -> Any:
+        """A call to the Redis counters; when Redis fails, 503 with Retry-After (never unlimited)."""
+        from r42.store.shared import SharedError
+
+        try:
+            return action()
+        except SharedError as exc:
+            raise GatewayError(503, f"the limits cannot be checked now ({exc})", "limits_unavailable", [("Retry-After", "1")]) from None
 
     def reserve_budget(self, call: Call, candidates: list[str], request: dict[str, Any]) -> None:
         """Hold the worst case of this request against the key's budget (429 when it is spent)."""
@@ -384,7 +393,8 @@ class Gateway:
         tokens = int((call.score or {}).get("tokens") or 0)
         worst = self.worst_case_usd(candidates, request, tokens)
         if self.shared is not None and call.shared:
-            hit = self.shared.reserve(call.caller.key, call.id, worst)
+            key = call.caller.key
+            hit = self.shared_call(lambda: self.shared.reserve(key, call.id, worst))
         else:
             assert call.usage_id is not None
             hit = reserve(call.caller.key, call.usage_id, worst)

@@ -114,6 +114,27 @@ class Shared:
 
     def admit(self, record: KeyRecord, member: str, spent_in_store: Callable[[], float]) -> Admission:
         """Count one request of the key unless a limit is hit (atomic across every host)."""
+        with self._errors():
+            return self._admit_one(record, member, spent_in_store)
+
+    def _errors(self) -> Any:
+        """Redis errors as SharedError (the gateway answers 503: limits are never skipped)."""
+        import contextlib
+
+        import redis
+
+        url = self.url
+
+        @contextlib.contextmanager
+        def translated() -> Any:
+            try:
+                yield
+            except redis.RedisError as exc:
+                raise SharedError(f"Redis at {shown(url)} failed: {type(exc).__name__}", "check that Redis runs") from None
+
+        return translated()
+
+    def _admit_one(self, record: KeyRecord, member: str, spent_in_store: Callable[[], float]) -> Admission:
         now = clock.now()
         keys = self._keys(record.id, now)
         seed = spent_in_store() if not self.client.exists(keys[2]) else 0.0
@@ -129,13 +150,16 @@ class Shared:
             return None
         now = clock.now()
         minute, day, month = self._keys(record.id, now)
-        if int(self._reserve(keys=[month, minute, day], args=[record.budget_usd, usd, member])):
+        with self._errors():
+            held = int(self._reserve(keys=[month, minute, day], args=[record.budget_usd, usd, member]))
+        if held:
             return None
         return limit_exceeded(record, Usage(0, 0, float(record.budget_usd), None, None), now)
 
     def settle(self, record: KeyRecord, held: float, real: float) -> None:
         if record.budget_usd is not None and real != held:
-            self.client.incrbyfloat(self._keys(record.id, clock.now())[2], real - held)
+            with self._errors():
+                self.client.incrbyfloat(self._keys(record.id, clock.now())[2], real - held)
 
     def incr(self, name: str, ttl: float | None = None) -> int:
         """Add one to a shared counter (created at 0), with an expiry in seconds."""
