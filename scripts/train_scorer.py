@@ -13,6 +13,10 @@ Target: P(the cheap model fails where the strong one succeeds). Labels:
 - data/routing/handwritten_easy.jsonl: prompts written for r42 (greetings, thanks, one-line chat
   and lookups), label 0: any model answers them; always in training, never a test fold.
 
+Candidates: logistic regressions over statistics, hashed n-grams and WordLlama embeddings pooled over
+all sources, and the within-source model (WithinSource: source indicators absorb each source's overall
+rate, a task-kind prior takes their place at inference).
+
 Validation: leave one source out (MMLU split by subject into STEM, humanities, social/other), APGR
 of random (mean of 100 seeds), length, heuristic and each representation on the held-out source.
 The representation with the best mean APGR is exported. Its logit is Platt-scaled on the pooled
@@ -49,7 +53,7 @@ from r42 import evaluation  # noqa: E402
 from r42.scoring import prompt_of  # noqa: E402
 from r42.scoring.baselines import LengthScorer  # noqa: E402
 from r42.scoring.heuristic import HeuristicScorer  # noqa: E402
-from r42.scoring.trained import COEF, WEIGHTS, hashed_counts, text_statistics  # noqa: E402
+from r42.scoring.trained import COEF, WEIGHTS, hashed_counts, kind_of, text_statistics  # noqa: E402
 
 SEED = 0
 BUCKETS = 2**18
@@ -74,7 +78,11 @@ MULTI = {
 }
 EASY = "handwritten_easy.jsonl"
 MMLU = "mmlu_gpt4_vs_mixtral.jsonl"
-REPRESENTATIONS = ("stats", "ngrams+stats", "wordllama+stats", "wordllama+ngrams+stats")
+WITHIN = "within-source stats"
+REPRESENTATIONS = ("stats", "ngrams+stats", "wordllama+stats", "wordllama+ngrams+stats", WITHIN)
+WITHIN_C = 0.1  # inverse L2 strength of the within-source model (fixed effects): 0.03..1 all within 0.003 in CV
+SOURCE_DUMMY = 10.0  # a source indicator's value: its coefficient is 10x cheaper, so the source effect is barely shrunk
+MIN_KIND_MASS = 50.0  # a kind with less training weight than this takes the overall prior
 MMLU_TRAIN_ROWS = 3000  # MMLU rows a model is fitted on (a fixed sample): its weight is capped anyway
 
 
@@ -165,7 +173,7 @@ def features(items: list[dict], with_wordllama: bool) -> dict[str, object]:
     data: list[float] = []
     indices: list[int] = []
     indptr = [0]
-    stats, heur, lengths = [], [], []
+    stats, heur, lengths, kinds = [], [], [], []
     for item in items:
         prompt = prompt_of([{"role": "user", "content": item["prompt"]}])
         counts = hashed_counts(prompt.last_user, BUCKETS)
@@ -174,12 +182,13 @@ def features(items: list[dict], with_wordllama: bool) -> dict[str, object]:
         indptr.append(len(indices))
         estimate = heuristic.estimate(prompt)
         stats.append(text_statistics(prompt.last_user, estimate))
+        kinds.append(kind_of(prompt.last_user, stats[-1], estimate))
         heur.append(estimate.complexity)
         lengths.append(length.estimate(prompt).complexity)
     names = list(stats[0])
     out = {"ngrams": csr_matrix((data, indices, indptr), shape=(len(items), BUCKETS)),
            "stats": np.array([[s[n] for n in names] for s in stats]), "names": names,
-           "heuristic": np.array(heur), "length": np.array(lengths)}
+           "heuristic": np.array(heur), "length": np.array(lengths), "kind": np.array(kinds)}
     if with_wordllama:
         out["wordllama"] = wordllama_embeddings([i["prompt"] for i in items])
     return out
@@ -223,6 +232,51 @@ def fit(feats: dict, items: list[dict], representation: str, train: np.ndarray, 
     return model, mean, scale
 
 
+class WithinSource:
+    """The two-part model: a task-kind prior plus a within-source difficulty term.
+
+    A logistic regression over the standardised statistics with one indicator per training source
+    (fixed effects): the indicators absorb how hard each source is as a whole, so the statistics'
+    weights learn only what makes one prompt harder than another of the same source, the part that
+    should carry to a source never seen. The indicators are then dropped; in their place a prompt gets
+    its kind's prior (kind_of: small talk or task), the training-weighted mean of the source effects
+    over the training prompts of that kind."""
+
+    def __init__(self, coef: np.ndarray, prior: dict[str, float]) -> None:
+        self.coef, self.prior = coef, prior
+
+    def logits(self, stats: np.ndarray, kinds: np.ndarray) -> np.ndarray:
+        return stats @ self.coef + np.array([self.prior[k] for k in kinds])
+
+
+def fit_within(feats: dict, items: list[dict], train: np.ndarray, label: str):
+    rows, boost = subsample(items, train)
+    mean = feats["stats"][rows].mean(0)
+    scale = feats["stats"][rows].std(0) + 1e-6
+    x = (feats["stats"][rows] - mean) / scale
+    sources = sorted({items[i]["fold"] for i in rows})
+    fold_of = np.array([items[i]["fold"] for i in rows])
+    dummies = SOURCE_DUMMY * (fold_of[:, None] == np.array(sources)[None, :])
+    y = np.array([items[i][label] for i in rows])
+    w = np.array([items[i]["weight"] for i in rows]) * boost
+    soft = (y > 0) & (y < 1)
+    dup = np.r_[np.arange(len(rows)), np.where(soft)[0]]
+    targets = np.r_[np.where(soft, 1.0, y), np.zeros(soft.sum())]
+    weights = np.r_[np.where(soft, w * y, w), (w * (1 - y))[soft]]
+    model = LogisticRegression(C=WITHIN_C, max_iter=2000, tol=1e-6)
+    model.fit(np.c_[x, dummies][dup], targets, sample_weight=weights)
+    k = len(sources)
+    effect = dict(zip(sources, SOURCE_DUMMY * model.coef_[0][-k:] + model.intercept_[0]))
+    row_effect = np.array([effect[f] for f in fold_of])
+    kinds = feats["kind"][rows]
+    overall = float(np.average(row_effect, weights=w))
+    prior = {}
+    for kind in ("small_talk", "task"):
+        mask = kinds == kind
+        prior[kind] = float(np.average(row_effect[mask], weights=w[mask])) if w[mask].sum() >= MIN_KIND_MASS else overall
+    return WithinSource(model.coef_[0][:-k], prior), mean, scale
+
+
 def subsample(items: list[dict], train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """At most MMLU_TRAIN_ROWS MMLU rows (every k-th, so the same each run), reweighted to the same mass."""
     mmlu = np.array([items[i]["fold"].startswith("mmlu") for i in train])
@@ -232,6 +286,8 @@ def subsample(items: list[dict], train: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def logits(model, feats: dict, representation: str, rows: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    if isinstance(model, WithinSource):
+        return model.logits((feats["stats"][rows] - mean) / scale, feats["kind"][rows])
     return model.decision_function(design(feats, representation, rows, mean, scale))
 
 
@@ -306,7 +362,8 @@ def cross_validate(items: list[dict], feats: dict, representation: str, label: s
     out = np.zeros(len(items))
     for fold in folds:
         train, test = np.where(fold_of != fold)[0], np.where(fold_of == fold)[0]
-        model, mean, scale = fit(feats, items, representation, train, label)
+        model, mean, scale = (fit_within(feats, items, train, label) if representation == WITHIN
+                              else fit(feats, items, representation, train, label))
         out[test] = logits(model, feats, representation, test, mean, scale)
     return out
 
@@ -370,16 +427,19 @@ def git_commit() -> str:
 
 
 def export(model, mean, scale, names: list[str], a: float, b: float, meta: dict, with_ngrams: bool) -> None:
-    coef = model.coef_[0]
     buckets = BUCKETS if with_ngrams else 0
+    if isinstance(model, WithinSource):
+        coef, intercept, prior = model.coef, 0.0, model.prior
+    else:
+        coef, intercept, prior = model.coef_[0], float(model.intercept_[0]), {}
     sparse = np.asarray(coef[:buckets], dtype="<f4")
-    body = {"buckets": buckets, "intercept": float(model.intercept_[0]),
+    body = {"buckets": buckets, "intercept": intercept, "kind_prior": prior,
             "dense": {"features": names, "mean": mean.tolist(), "scale": scale.tolist(), "coef": coef[buckets:].tolist()},
             "platt": {"a": a, "b": b}}
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode() + sparse.tobytes()).hexdigest()[:10]
     WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
     COEF.write_bytes(sparse.tobytes())
-    WEIGHTS.write_text(json.dumps({"version": f"2-{digest}", "meta": meta, **body}, indent=1) + "\n", encoding="utf-8")
+    WEIGHTS.write_text(json.dumps({"version": f"3-{digest}", "meta": meta, **body}, indent=1) + "\n", encoding="utf-8")
 
 
 def write_cv_set(items: list[dict], p: np.ndarray) -> None:
@@ -411,9 +471,11 @@ def main() -> None:
     oof: dict[str, np.ndarray] = {}
     for representation in wanted:
         for label in ("soft", "hard"):
-            if label == "hard" and representation != "ngrams+stats":
+            if label == "soft" and representation == WITHIN:
+                continue  # the within-source model uses the pair's outcomes (soft labels: within 0.001 in CV)
+            if label == "hard" and representation not in ("ngrams+stats", WITHIN):
                 continue  # the label comparison on one representation is enough to choose
-            name = representation + ("" if label == "soft" else " (hard labels)")
+            name = representation + ("" if label == "soft" or representation == WITHIN else " (hard labels)")
             oof[name] = cross_validate(items, feats, representation, label)
             print(f"cv {name}: {time.time() - started:.0f}s", file=sys.stderr, flush=True)
     table = fold_table(items, feats, oof)
@@ -427,8 +489,12 @@ def main() -> None:
     held = np.array([i["fold"] != "easy" for i in items])
     w = np.array([i["weight"] for i in items])
     a, b = platt(oof[chosen][held], y[held], w[held])
-    representation, label = chosen.split(" ")[0], "hard" if "hard" in chosen else "soft"
-    model, mean, scale = fit(feats, items, representation, np.arange(len(items)), label)
+    if chosen == WITHIN:
+        representation, label = WITHIN, "hard"
+        model, mean, scale = fit_within(feats, items, np.arange(len(items)), label)
+    else:
+        representation, label = chosen.split(" ")[0], "hard" if "hard" in chosen else "soft"
+        model, mean, scale = fit(feats, items, representation, np.arange(len(items)), label)
     EVAL.mkdir(parents=True, exist_ok=True)
     pooled_cal = calibration(p_cv[held], y[held])
     report = {"apgr_by_fold": table, "apgr_mean": means, "pooled": pooled(items, feats, oof), "best": best,
@@ -438,7 +504,8 @@ def main() -> None:
     (EVAL / "reliability.svg").write_text(reliability_svg(pooled_cal["bins"], "Reliability, out-of-source (all folds)"),
                                           encoding="utf-8")
     write_cv_set(items, p_cv)
-    files = sorted(str(p.relative_to(ROOT)) for p in DATA.rglob("*.jsonl") if p.name != "arena_prompts_rated.jsonl")
+    files = sorted(str(p.relative_to(ROOT)) for p in DATA.rglob("*.jsonl")
+                   if p.name != "arena_prompts_rated.jsonl" and "sanity" not in p.parts)  # neither is trained on
     meta = {"trained_on": files, "rows": len(items), "representation": representation, "labels": label, "target": "P(weak fails and strong succeeds)",
             "left_out_subjects": sorted(LEFT_OUT_SUBJECTS), "seed": SEED, "commit": commit,
             "heuristic_version": HeuristicScorer.version, "cv_mean_apgr": means[chosen]}

@@ -16,7 +16,7 @@ from r42.config import DOMAINS
 from r42.errors import ConfigError
 from r42.scoring import DEFAULT_SCORER, get_scorer, normalise_domains, prompt_of
 from r42.scoring.heuristic import HeuristicScorer
-from r42.scoring.trained import COEF, WEIGHTS, TrainedScorer, hashed_counts, text_statistics
+from r42.scoring.trained import COEF, WEIGHTS, TrainedScorer, hashed_counts, kind_of, text_statistics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,14 +52,16 @@ def test_trained_against_the_current_heuristic(scorer: TrainedScorer) -> None:
     "Let $f(x) = x^3 - 3x + 1$. How many real roots does f(f(x)) = 0 have?",
     "word " * 3000,
 ])
-def test_cached_word_sums_equal_the_training_features(scorer: TrainedScorer, text: str) -> None:
-    # The scorer sums cached per-word weights; training sees bucket counts. Both must give the same logit.
+def test_the_logit_equals_the_training_features(scorer: TrainedScorer, text: str) -> None:
+    # The scorer sums cached per-word weights (when its representation has n-grams); training sees bucket
+    # counts, the standardised statistics and the kind's prior. Both must give the same logit.
     heuristic = HeuristicScorer().estimate(_prompt(text))
-    counts = hashed_counts(text, scorer._buckets)
+    counts = hashed_counts(text, scorer._buckets) if scorer._buckets else {}
     stats = text_statistics(text, heuristic)
     dense = sum(c * (stats[f] - m) / s for f, m, s, c in
                 zip(scorer._features, scorer._mean, scorer._scale, scorer._dense_coef))
-    expected = scorer._intercept + sum(scorer._coef[k] * v for k, v in counts.items()) + dense
+    prior = scorer._kind_prior.get(kind_of(text, stats, heuristic), 0.0)
+    expected = scorer._intercept + prior + sum(scorer._coef[k] * v for k, v in counts.items()) + dense
     assert scorer.logit(text, heuristic) == pytest.approx(expected, abs=1e-4)
     assert scorer.logit(text, heuristic) == pytest.approx(expected, abs=1e-4)  # second call: from the cache
 
@@ -118,11 +120,24 @@ def test_bad_weights_file_is_a_config_error(tmp_path) -> None:
         TrainedScorer(bad)
 
 
-def test_truncated_coefficients_are_a_config_error(tmp_path) -> None:
-    short = tmp_path / "trained.f32"
-    short.write_bytes(COEF.read_bytes()[:4096])
+def test_coefficients_that_do_not_match_the_buckets_are_a_config_error(tmp_path) -> None:
+    wrong = tmp_path / "trained.f32"
+    coef = COEF.read_bytes()
+    wrong.write_bytes(coef[:4096] if len(coef) > 4096 else coef + b"\0\0\0\0")  # truncated, or one too many
     with pytest.raises(ConfigError):
-        TrainedScorer(WEIGHTS, short)
+        TrainedScorer(WEIGHTS, wrong)
+
+
+def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> None:
+    def kind(text: str) -> str:
+        heuristic = HeuristicScorer().estimate(_prompt(text))
+        return kind_of(text, text_statistics(text, heuristic), heuristic)
+
+    assert kind("thanks a lot!") == kind("Who wrote Hamlet?") == "small_talk"
+    assert kind("Prove that the square root of 2 is irrational") == "task"  # short, but maths
+    assert kind("Compute $\\sum_{k=1}^{10} k^2$.") == "task"
+    assert kind("Which planet is largest?\nA. Mars\nB. Jupiter") == "task"
+    assert scorer._kind_prior["small_talk"] < scorer._kind_prior["task"]
 
 
 def test_the_calibration_is_stored(scorer: TrainedScorer) -> None:

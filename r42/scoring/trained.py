@@ -1,18 +1,22 @@
 """The trained scorer: a calibrated P(a cheap model fails where a strong one succeeds), in pure Python.
 
-One logistic regression over
-- hashed word unigrams, word bigrams and character 3..5-grams of each word (CRC32 buckets; the
-  counts are divided by the square root of their total, so a long prompt is not "harder" per se);
-- a few dozen text statistics (length, digits, maths symbols, multiple-choice shape, code shape)
-  and the hand-built scorer's complexity and domain cues, standardised.
+A logistic regression whose logit is the sum of
+- a task-kind prior (`kind_of`: small talk or task), learned from the training sources' effects;
+- a within-source difficulty term over a few dozen standardised text statistics (length, digits,
+  maths symbols, multiple-choice shape, code shape) and the hand-built scorer's complexity and domain
+  cues, fitted with one indicator per source so that it learns what makes a prompt harder than
+  another of the same source;
+- optionally hashed word unigrams, word bigrams and character 3..5-grams of each word (CRC32 buckets,
+  counts divided by the square root of their total), when the exported representation has them
+  (`buckets` > 0; the current default has none).
 Its output is Platt-scaled on out-of-source predictions, so `complexity` is a probability.
 
-Training (scripts/train_scorer.py) uses every source in data/routing with routing labels, the
-many-model matrices through an item-response fit (soft labels), and hand-written easy prompts;
-the representation was chosen by leave-one-source-out cross-validation (data/eval/cv_report.json).
+Training (scripts/train_scorer.py) uses every source in data/routing with routing labels and
+hand-written easy prompts; the representation was chosen by leave-one-source-out cross-validation
+(data/eval/cv_report.json).
 
-Each word's summed unigram and character-gram weight is cached: words repeat, so most prompts cost
-one dict lookup per word. Weights load on first use (r42/scoring/weights/), never at import.
+With n-grams, each word's summed unigram and character-gram weight is cached: words repeat, so most
+prompts cost one dict lookup per word. Weights load on first use (r42/scoring/weights/), never at import.
 """
 
 from __future__ import annotations
@@ -104,6 +108,23 @@ def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
     return stats
 
 
+SMALL_TALK_DOMAINS = frozenset({"chat", "knowledge", "creative", "extraction"})
+
+
+def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
+    """The task kind the prior is looked up by: `small_talk` (one short line with no maths, code or
+    answer options whose heuristic domain is chat, knowledge, creative or extraction: greetings,
+    thanks, one-line chat and lookups) or `task` (everything else)."""
+    text = text[:MAX_TEXT]
+    short = stats["log_words"] <= math.log1p(12) and len(text) <= 120 and "\n" not in text.strip()
+    if not short or "$" in text or "\\" in text or stats["code_shape"] > 0 or stats["math_syms"] > math.log1p(1):
+        return "task"
+    if stats["n_choices"] > 0 or heuristic.signals.get("terms", {}).get("hard_words"):
+        return "task"
+    top = max(heuristic.domains, key=lambda d: heuristic.domains[d])
+    return "small_talk" if top in SMALL_TALK_DOMAINS else "task"
+
+
 def _sigmoid(x: float) -> float:
     if x < -700:
         return 0.0
@@ -140,6 +161,7 @@ class TrainedScorer:
         self._mean: list[float] = dense["mean"]
         self._scale: list[float] = dense["scale"]
         self._dense_coef: list[float] = dense["coef"]
+        self._kind_prior: dict[str, float] = {k: float(v) for k, v in weights.get("kind_prior", {}).items()}
         self._platt_a = float(weights["platt"]["a"])
         self._platt_b = float(weights["platt"]["b"])
 
@@ -159,7 +181,8 @@ class TrainedScorer:
         stats = text_statistics(text, heuristic)
         dense = sum(c * (stats[f] - m) / s for f, m, s, c in
                     zip(self._features, self._mean, self._scale, self._dense_coef))
-        return self._intercept + dense + (self._ngrams(text) if self._buckets else 0.0)
+        prior = self._kind_prior.get(kind_of(text, stats, heuristic), 0.0) if self._kind_prior else 0.0
+        return self._intercept + prior + dense + (self._ngrams(text) if self._buckets else 0.0)
 
     def _ngrams(self, text: str) -> float:
         tokens = tokens_of(text)
