@@ -13,7 +13,10 @@ A fast mock upstream speaks OpenAI chat on loopback. Each target is loaded at co
   with a note. Install it in its own venv: python3 -m venv /tmp/litellm-venv &&
   /tmp/litellm-venv/bin/pip install 'litellm[proxy]'
 
-    python benchmarks/bench_serve.py [--duration 3] [--litellm PATH]
+    python benchmarks/bench_serve.py [--duration 3] [--litellm PATH] [--workers 2]
+
+`--workers N` adds `r42 serve --workers N` beside the single process (direct and routed, the same
+points), so the two are compared in one run. The report starts with the CPU model and count.
 
 r42 runs with --no-auth (no key lookup); add --auth to measure with a gateway key.
 """
@@ -62,12 +65,12 @@ def wait_ready(url: str, timeout: float, process: subprocess.Popen) -> None:
     raise SystemExit(f"{url} did not become ready in {timeout:g} s")
 
 
-def start_r42(upstream: int, home: str, auth: bool) -> tuple[subprocess.Popen, int, dict[str, str]]:
+def start_r42(upstream: int, home: str, auth: bool, workers: int = 1) -> tuple[subprocess.Popen, int, dict[str, str]]:
     port = free_port()
     env = {**os.environ, "R42_HOME": home, "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream}/v1", "OPENAI_API_KEY": "sk-bench",
            "OLLAMA_HOST": "127.0.0.1:9", "R42_LMSTUDIO_BASE_URL": "http://127.0.0.1:9/v1", "PYTHONPATH": str(ROOT)}
     headers: dict[str, str] = {}
-    command = [sys.executable, "-m", "r42", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "r42", "serve", "--port", str(port), "--workers", str(workers)]
     if auth:
         key = subprocess.run([sys.executable, "-c", "from r42.store import create_key; print(create_key('bench').key)"], env=env, capture_output=True, text=True, check=True).stdout.strip()
         headers["Authorization"] = f"Bearer {key}"
@@ -102,6 +105,16 @@ def load(port: int, concurrency: int, stream: bool, duration: float, model: str,
     return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -111,6 +124,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--litellm", default="/tmp/litellm-venv/bin/litellm")
     parser.add_argument("--auth", action="store_true", help="r42 with a gateway key instead of --no-auth")
+    parser.add_argument("--workers", type=int, default=0, help="also measure r42 serve --workers N")
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="r42-bench-serve-")
     upstream, upstream_port = start_upstream()
@@ -122,6 +136,12 @@ def main() -> None:
         processes.append(r42)
         targets.append(("r42 serve (direct model)", r42_port, "openai/gpt-4o-mini", headers, (1, 8, 64)))
         targets.append(("r42 serve (routed: auto)", r42_port, "auto", {**headers, "X-R42-Force-Route": "cloud"}, (1, 64)))
+        if args.workers > 1:
+            many, many_port, many_headers = start_r42(upstream_port, home, args.auth, args.workers)
+            processes.append(many)
+            label = f"r42 --workers {args.workers}"
+            targets.append((f"{label} (direct)", many_port, "openai/gpt-4o-mini", many_headers, (1, 8, 64)))
+            targets.append((f"{label} (routed)", many_port, "auto", {**many_headers, "X-R42-Force-Route": "cloud"}, (1, 64)))
         if os.path.exists(args.litellm):
             try:
                 litellm, litellm_port = start_litellm(args.litellm, upstream_port, home)
@@ -146,13 +166,13 @@ def main() -> None:
 
 def report(rows: list, notes: list[str], args: argparse.Namespace) -> None:
     base = {(stream, c): result for name, stream, c, result in rows if name == "mock directly"}
-    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.duration:g} s per point, r42 {'with a gateway key' if args.auth else '--no-auth'}")
-    print(f"{'target':<26} {'kind':<7} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'TTFB p50':>9} {'added TTFB':>11} {'errors':>7}")
+    print(f"{cpu_model()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.duration:g} s per point, r42 {'with a gateway key' if args.auth else '--no-auth'}")
+    print(f"{'target':<31} {'kind':<7} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'TTFB p50':>9} {'added TTFB':>11} {'errors':>7}")
     for name, stream, c, r in rows:
         b = base.get((stream, c))
         added = None if name == "mock directly" or not b or r["p50_ms"] is None else r["p50_ms"] - b["p50_ms"]
         added_ttfb = None if name == "mock directly" or not b or r["ttfb_p50_ms"] is None or b["ttfb_p50_ms"] is None else r["ttfb_p50_ms"] - b["ttfb_p50_ms"]
-        print(f"{name:<26} {'stream' if stream else 'json':<7} {c:>3} {r['rps']:>8.0f} {fmt(r['p50_ms']):>8} {fmt(r['p99_ms']):>8} {fmt(added):>10} "
+        print(f"{name:<31} {'stream' if stream else 'json':<7} {c:>3} {r['rps']:>8.0f} {fmt(r['p50_ms']):>8} {fmt(r['p99_ms']):>8} {fmt(added):>10} "
               f"{fmt(r['ttfb_p50_ms']):>9} {fmt(added_ttfb):>11} {r['errors']:>7}")
     for note in notes:
         print(note)

@@ -67,6 +67,7 @@ class Settings:
     # r42 serve
     serve_max_body: int = 32 * 1024 * 1024  # bytes in a request body (413 above)
     serve_max_concurrency: int = 256  # requests handled at once (503 with Retry-After above)
+    redis_url: str = field(default="", repr=False)  # redis://HOST:PORT/DB: rate-limit and budget counters and key news shared by every server
     serve_grace: float = 10.0  # seconds requests in flight get to finish on SIGINT/SIGTERM
     serve_builtin_local: bool = False  # may gateway clients start and use the built-in llama.cpp model (local/...)?
     origin: Mapping[str, str] = field(default_factory=dict, compare=False)  # not a setting: where each came from

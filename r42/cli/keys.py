@@ -352,6 +352,26 @@ def rm_command(ctx: click.Context, provider: str, user: str | None) -> None:
     terminal_of(ctx).note(f"r42: removed the credential for {provider}" + (f" (user {user})" if user else ""))
 
 
+@keys.command("rotate-master")
+@click.pass_context
+def rotate_master_command(ctx: click.Context) -> None:
+    """Re-encrypt the stored provider credentials and webhook secrets under a new master key.
+
+    The new key replaces R42_HOME/master.key; the old one is kept as master.key.old (delete it once
+    the new one is backed up). Stop `r42 serve` first: a running gateway holds the old key.
+
+    \b
+    Example:
+      r42 keys rotate-master && cp "$R42_HOME/master.key" /secure/backup/
+    """
+    from r42.store.credentials import rotate_master_key
+
+    count, backup = rotate_master_key()
+    audit.record(audit.cli_actor(), "credential.rotate_master", None, {"secrets": count})
+    terminal_of(ctx).note(f"r42: re-encrypted {count} stored secret{'s' if count != 1 else ''} under a new master key;"
+                          f" the old key is in {backup} (delete it once the new one is backed up)")
+
+
 @keys.command("audit")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
               help="How many of the latest entries.")

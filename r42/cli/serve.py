@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import errno
+import socket
 import sys
 import threading
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
 import click
 
 from r42.cli.options import SettingOption, mode_option
 from r42.errors import UsageError
+
+if TYPE_CHECKING:
+    from r42.config import Settings
 
 
 @click.command()
@@ -23,8 +27,10 @@ from r42.errors import UsageError
 @click.option("--access-log", "access_log", metavar="FILE", default=None,
               help="Append one line per request (time, status, method, path, model, ms, request id) to FILE; "
                    "- for stderr [default: stderr on a terminal, else none].")
+@click.option("--workers", default="1", show_default=True, metavar="N|auto", envvar="R42_SERVE_WORKERS", show_envvar=True,
+              help="Worker processes accepting on the one port (auto: one per core); limits hold across them.")
 def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int | None, max_concurrency: int | None,
-          access_log: str | None) -> None:
+          access_log: str | None, workers: str) -> None:
     """Serve the OpenAI and Anthropic APIs with r42's routing.
 
     \b
@@ -37,12 +43,21 @@ def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int |
     Examples:
       r42 keys create alice && r42 serve
       r42 serve --no-auth --port 8080
+      r42 serve --host 0.0.0.0 --workers auto --access-log /var/log/r42/access.log
       ANTHROPIC_BASE_URL=http://127.0.0.1:4242 ANTHROPIC_AUTH_TOKEN=r42_... claude
     """
     from r42.config import load_settings
     from r42.server import build
+    from r42.server.workers import worker_count
 
+    try:
+        count = worker_count(workers)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     settings = load_settings({"mode": mode, "serve_max_body": max_body, "serve_max_concurrency": max_concurrency})
+    if count > 1:
+        _serve_workers(settings, host, port, no_auth, access_log, count)
+        return
     gateway, server = build(settings, host, port, no_auth)
     try:
         server.bind()
@@ -63,6 +78,44 @@ def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int |
         server.run()
     finally:
         gateway.close()
+        if log_file is not None and log_file is not sys.stderr:
+            log_file.close()
+        click.echo("r42 serve: stopped", err=True)
+
+
+def _serve_workers(settings: Settings, host: str, port: int, no_auth: bool, access_log: str | None, count: int) -> None:
+    """`--workers N`: open the port and the access log here, then fork N workers that share them."""
+    from r42.server import Gateway, is_loopback, limits_of
+    from r42.server.http import HTTPServer
+    from r42.server.workers import Supervisor, listen, serving_on
+
+    if no_auth and not is_loopback(host):
+        raise UsageError(f"--no-auth is only allowed on a loopback address, not {host}", "bind to 127.0.0.1, or create keys with `r42 keys create USER`")
+    limits = limits_of(settings)
+    try:
+        sock = listen(host, port)
+    except OSError as exc:
+        reason = "the address is already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or type(exc).__name__)
+        raise UsageError(f"cannot listen on {host}:{port}: {reason}", "choose another --port, or stop the server using it") from None
+    log_file = _access_log_file(access_log)
+
+    def work(sock: socket.socket) -> None:
+        gateway = Gateway(settings, no_auth=no_auth, limits=limits)
+        if log_file is not None:
+            gateway.access_log = _line_writer(log_file)
+        try:
+            serving_on(HTTPServer(gateway, host, port, limits, on_error=gateway.http_error), sock).run()
+        finally:
+            gateway.close()
+
+    if no_auth:
+        click.echo("r42: warning: --no-auth: anyone who can reach this address can use your provider keys", err=True)
+    where = f"http://{host}:{sock.getsockname()[1]}"
+    click.echo(f"r42 serve: listening on {where} with {count} workers (OpenAI: {where}/v1, Anthropic: {where}); Ctrl-C stops", err=True)
+    try:
+        Supervisor(count, sock, work, grace=limits.grace).run()
+    finally:
+        sock.close()
         if log_file is not None and log_file is not sys.stderr:
             log_file.close()
         click.echo("r42 serve: stopped", err=True)

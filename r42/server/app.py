@@ -29,6 +29,7 @@ from r42.server.errors import GatewayError, anthropic_body, from_core, openai_bo
 from r42.server.http import Channel, ClientGone, Request, Response, ServerLimits
 from r42.server.metrics import Metrics
 
+DEFAULT_MAX_OUTPUT = 8192  # tokens a reply may take when neither the request nor the catalog says
 AVAILABILITY_TTL = 60.0  # seconds a user's provider availability is reused
 CREDENTIAL_TTL = 5.0  # seconds a provider credential found for a user is reused
 
@@ -213,11 +214,10 @@ class Gateway:
         self._routers: dict[str | None, tuple[float, Router]] = {}
         self.access_log: Callable[[str], None] | None = None  # told one line per request (r42 serve's access log)
         self._routers_lock = threading.Lock()
-        self._pending: dict[int, int] = {}  # key id -> requests admitted but not yet counted in the store
-        self._pending_lock = threading.Lock()
         from r42.webhooks import Dispatcher, Policy
 
         self.webhooks = Dispatcher(Policy.from_env()).start()  # events to operators' endpoints, off the request path
+        self.shared = shared_state(settings)  # Redis counters and messages when redis_url is set
 
     # --- the handler the HTTP layer calls -----------------------------------------------------
 
@@ -357,34 +357,75 @@ class Gateway:
         return Caller(record.user, record)
 
     def admit(self, call: Call) -> None:
-        """Per-key requests per minute and day and monthly budget (429 with Retry-After)."""
+        """Per-key requests per minute and day and monthly budget (429 with Retry-After).
+
+        A key with limits is checked and counted in the store in one transaction (store.admit), so
+        the limits hold across threads, `--workers` processes and servers sharing the store; a
+        refused request counts for nothing. A key with a budget also holds its request's worst-case
+        cost once the request is planned (`reserve_budget`)."""
         record = call.caller.key
         if record is None:
             return
-        if record.rpm is None and record.rpd is None and record.budget_usd is None:
-            self._count(record.id, +1)
+        from r42.store import admit, has_limits
+
+        if not has_limits(record):
             return
-        from r42.store import limit_exceeded, usage
+        if self.shared is not None:
+            admission = self.shared_call(lambda: self.shared.admit(record, call.id, lambda: spent_this_month(record.id)))
+        else:
+            admission = admit(record)
+        call.caller.rate_headers = rate_headers(record, admission.used, admission.hit)
+        if admission.hit is not None:
+            raise limit_error(admission.hit)
+        call.usage_id, call.shared = admission.usage_id, self.shared is not None
+        if record.budget_usd is not None:
+            call.reserve = self.reserve_budget
 
-        with self._pending_lock:  # the check and the admission together: a burst cannot slip through
-            used = usage(record.id)
-            pending = self._pending.get(record.id, 0)
-            used = replace(used, requests_minute=used.requests_minute + pending, requests_day=used.requests_day + pending)
-            hit = limit_exceeded(record, used)
-            call.caller.rate_headers = rate_headers(record, used, hit)
-            if hit is None:
-                self._pending[record.id] = pending + 1
+    def shared_call(self, action: Callable[[], Any]) -> Any:
+        """A call to the Redis counters; when Redis fails, 503 with Retry-After (never unlimited)."""
+        from r42.store.shared import SharedError
+
+        try:
+            return action()
+        except SharedError as exc:
+            raise GatewayError(503, f"the limits cannot be checked now ({exc})", "limits_unavailable", [("Retry-After", "1")]) from None
+
+    def reserve_budget(self, call: Call, candidates: list[str], request: dict[str, Any]) -> None:
+        """Hold the worst case of this request against the key's budget (429 when it is spent)."""
+        from r42.store import reserve
+
+        if call.caller.key is None or (call.usage_id is None and not call.shared):
+            return
+        tokens = int((call.score or {}).get("tokens") or 0)
+        worst = self.worst_case_usd(candidates, request, tokens)
+        if self.shared is not None and call.shared:
+            key = call.caller.key
+            hit = self.shared_call(lambda: self.shared.reserve(key, call.id, worst))
+        else:
+            assert call.usage_id is not None
+            hit = reserve(call.caller.key, call.usage_id, worst)
         if hit is not None:
-            what = {"rpm": "requests per minute", "rpd": "requests per day", "budget": "USD per month"}[hit.limit]
-            raise GatewayError(429, f"this key's limit of {hit.value:g} {what} is reached; retry in {hit.retry_after_s} s", f"{hit.limit}_limit_exceeded", [("Retry-After", str(hit.retry_after_s))])
+            call.usage_id, call.shared = None, False  # this request does not count
+            raise limit_error(hit)
+        call.held_usd = worst
 
-    def _count(self, key_id: int, delta: int) -> None:
-        with self._pending_lock:
-            value = self._pending.get(key_id, 0) + delta
-            if value:
-                self._pending[key_id] = value
-            else:
-                self._pending.pop(key_id, None)
+    def worst_case_usd(self, candidates: list[str], request: dict[str, Any], prompt_tokens: int) -> float:
+        """The most this request can cost on any of its candidates: the prompt's tokens in, and
+        `max_tokens` (else the model's largest output) out, at the candidate's prices."""
+        from r42.executor import cost_of
+
+        asked = request.get("max_completion_tokens") or request.get("max_tokens")
+        worst = 0.0
+        for name in candidates:
+            target = self.router.catalog.resolve(name)
+            if target is None:
+                continue
+            model = target.model
+            out = asked if isinstance(asked, int) and asked > 0 else None
+            if out is None:
+                out = (model.max_output or model.context or DEFAULT_MAX_OUTPUT) if model else DEFAULT_MAX_OUTPUT
+            worst = max(worst, cost_of(target, prompt_tokens, out) or 0.0)
+        return worst
 
     # --- per-user routing ----------------------------------------------------------------------
 
@@ -442,19 +483,25 @@ class Gateway:
         key = call.caller.key
         cost = float(route.get("cost_usd") or 0.0)
 
+        usage_id, shared, held = call.usage_id, call.shared, call.held_usd
+
         def write() -> None:
-            from r42.store import record_usage, write_route
+            from r42.store import has_limits, record_usage, settle, write_route
             from r42.webhooks import usage_recorded
 
             try:
                 write_route(**row)
             finally:
-                if key is not None:
+                if key is not None and usage_id is not None:
+                    settle(key.id, usage_id, cost, at=row["at"])  # admitted with limits: counted already
+                elif key is not None and (shared or not has_limits(key)):
                     record_usage(key.id, cost, at=row["at"])
+                if key is not None and shared and self.shared is not None:
+                    self.shared.settle(key, held, cost)
+                if key is not None and (usage_id is not None or shared or not has_limits(key)):
                     usage_recorded(key, row["at"])  # rate_limit.warning, budget.threshold
 
-        # The request stops counting as pending only once its usage is committed (or lost).
-        self.log.put(write, (lambda: self._count(key.id, -1)) if key is not None else None)
+        self.log.put(write)
 
     def close(self) -> None:
         self.log.close()
@@ -476,6 +523,32 @@ _ids = random.Random()  # seeded from os.urandom once; ids must be unique, not u
 def new_request_id() -> str:
     """req_ and 96 random bits: a Mersenne Twister draw, as os.urandom costs ~18 µs a call here."""
     return f"req_{_ids.getrandbits(96):024x}"
+
+
+def shared_state(settings: Settings) -> Any:
+    """The Redis counters when `redis_url` is set (r42.store.shared), listening for key changes."""
+    url = getattr(settings, "redis_url", "")
+    if not url:
+        return None
+    from r42.store import keys
+    from r42.store.shared import Shared
+
+    shared = Shared.connect(url)
+    shared.subscribe("keys", lambda message: keys.forget_keys())
+    return shared
+
+
+def spent_this_month(key_id: int) -> float:
+    from r42.store import usage
+
+    return usage(key_id).cost_month_usd
+
+
+def limit_error(hit: Any) -> GatewayError:
+    """The 429 for a LimitHit, with Retry-After."""
+    what = {"rpm": "requests per minute", "rpd": "requests per day", "budget": "USD per month"}[hit.limit]
+    return GatewayError(429, f"this key's limit of {hit.value:g} {what} is reached; retry in {hit.retry_after_s} s",
+                        f"{hit.limit}_limit_exceeded", [("Retry-After", str(hit.retry_after_s))])
 
 
 def rate_headers(record: Any, used: Any, hit: Any) -> list[tuple[str, str]]:

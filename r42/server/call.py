@@ -38,6 +38,7 @@ class Caller:
 
 
 Recorder = Callable[["Call"], None]
+Reserver = Callable[["Call", list[str], dict[str, Any]], None]
 
 
 @dataclass
@@ -52,6 +53,10 @@ class Call:
     status: int = 200  # the HTTP status answered (499: the client went away)
     error_kind: str | None = None
     record: Recorder | None = None  # set by the gateway for requests that go into the routing log
+    reserve: Reserver | None = None  # set by the gateway for keys with a budget: holds the worst case
+    usage_id: int | None = None  # the key_usage row counting this admitted request (keys with limits)
+    shared: bool = False  # admitted by the Redis counters (redis_url): settled there and in the store
+    held_usd: float = 0.0  # the budget hold of this request (Redis), replaced by its real cost
     # What the routing log says, noted by the endpoint as it learns it:
     score: dict[str, Any] | None = None
     mode: str | None = None  # None for a direct request (a model named)
@@ -64,9 +69,13 @@ class Call:
     def id(self) -> str:
         return self.request.id
 
-    def planned(self, score: dict[str, Any], mode: str | None) -> None:
-        """The request was scored (and ranked, when routed)."""
+    def planned(self, score: dict[str, Any], mode: str | None, candidates: list[str] | None = None,
+                request: dict[str, Any] | None = None) -> None:
+        """The request was scored (and ranked, when routed); given the candidates and the upstream
+        request, a key's budget holds the request's worst-case cost from here on (429 when spent)."""
         self.score, self.mode = score, mode
+        if self.reserve is not None and candidates:
+            self.reserve(self, candidates, request or {})
 
     def ended(self, outcome: str, route: dict[str, Any] | None = None, error: str | None = None) -> None:
         """How the answer ended, for the log: "ok", "error" or "client_closed", with its route."""

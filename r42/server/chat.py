@@ -91,7 +91,7 @@ def _plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback:
         candidates = [direct]
     request = request_body(doc, messages)
     request.pop("stream_options", None)  # the adapters ask upstreams for usage themselves
-    call.planned(score, mode)
+    call.planned(score, mode, candidates, request)
     return Plan(doc, request, candidates, mode, score)
 
 

@@ -25,25 +25,30 @@ from r42.store.credentials import (
 )
 from r42.store.db import STORE_FILE, StoreError, close_thread_connection, store_exists, store_path
 from r42.store.keys import (
+    Admission,
     KeyRecord,
     LimitHit,
     NewKey,
     NotFoundError,
     Usage,
+    admit,
     authenticate,
     authenticate_cached,
     check_limits,
     create_key,
     expiring_within,
     extend,
+    has_limits,
     limit_exceeded,
     list_keys,
     list_users,
     parse_duration,
     parse_expiry,
     record_usage,
+    reserve,
     revoke,
     rotate,
+    settle,
     update_key,
     usage,
 )
@@ -57,6 +62,7 @@ __all__ = [
     "master_key_path", "prune", "read_routes", "record_usage", "remove_credential", "revoke", "rotate", "set_credential",
     "store_exists", "store_path", "usage", "write_route", "write_route_from_document",
     "expiring_within", "extend", "parse_duration", "parse_expiry", "update_key",
+    "Admission", "admit", "has_limits", "reserve", "settle",
 ]
 
 

@@ -300,3 +300,58 @@ def custom_models() -> list[dict[str, Any]]:
                 "speed": None,
             })
     return models
+
+
+# ---- rotating the master key -----------------------------------------------------------------
+
+
+def rotate_master_key() -> tuple[int, Path]:
+    """Re-encrypt every stored secret (provider credentials, webhook secrets, the check token) under
+    a new master key, in one store transaction, and make the new key master.key; the old one is
+    kept as master.key.old until you delete it. Returns (secrets re-encrypted, the old key's path).
+
+    Order, so that a crash leaves a way back: the new key is written to master.key.new first, then
+    the store is re-encrypted and committed, then master.key.new replaces master.key. Not possible
+    while the key comes from R42_MASTER_KEY (r42 cannot change the environment it was given)."""
+    from cryptography.fernet import Fernet
+
+    if os.environ.get(MASTER_KEY_ENV):
+        raise UsageError(f"the master key comes from {MASTER_KEY_ENV}, which r42 cannot change",
+                         f"unset {MASTER_KEY_ENV} and put the key in {master_key_path()}, then rotate")
+    old = _fernet(create=False)
+    path = master_key_path()
+    if old is None:
+        raise UsageError("there is no master key yet: nothing is encrypted", "store a credential with `r42 keys set`")
+    fresh = Fernet.generate_key()
+    staged = path.with_name(path.name + ".new")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(fresh + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    new = Fernet(fresh)
+    try:
+        count = _reseal_all(old, new)
+    except BaseException:
+        staged.unlink(missing_ok=True)  # nothing was committed: the old key stays the key
+        raise
+    backup = path.with_name(path.name + ".old")
+    os.replace(path, backup)
+    os.replace(staged, path)
+    return count, backup
+
+
+def _reseal_all(old: Any, new: Any) -> int:
+    """Every stored secret opened with `old` and sealed with `new`, in one transaction."""
+    with writing() as conn:
+        count = 0
+        for provider, user, token in conn.execute("SELECT provider, user, secret FROM credentials WHERE secret IS NOT NULL").fetchall():
+            sealed = _seal(new, provider, user, _open(old, provider, user, token))
+            conn.execute("UPDATE credentials SET secret = ? WHERE provider = ? AND user = ?", (sealed, provider, user))
+            count += 1
+        for hook_id, token in conn.execute("SELECT id, secret FROM hooks").fetchall():
+            sealed = _seal(new, "webhook", hook_id, _open(old, "webhook", hook_id, token))
+            conn.execute("UPDATE hooks SET secret = ? WHERE id = ?", (sealed, hook_id))
+            count += 1
+        conn.execute("UPDATE meta SET value = ? WHERE name = 'master_check'", (new.encrypt(_CHECK_PLAINTEXT),))
+    return count

@@ -16,7 +16,7 @@ import re
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from r42 import clock
 from r42.errors import R42Error, UsageError
@@ -246,6 +246,7 @@ def revoke(key_or_prefix: str) -> KeyRecord:
     with writing() as conn:
         record = _one_key(conn, key_or_prefix)
         conn.execute("UPDATE gateway_keys SET revoked = ? WHERE id = ?", (time.time(), record.id))
+    announce([record.prefix])
     return record
 
 
@@ -264,6 +265,7 @@ def rotate(user_or_prefix: str) -> tuple[NewKey, list[KeyRecord]]:
         now = time.time()
         conn.executemany("UPDATE gateway_keys SET revoked = ? WHERE id = ?", [(now, r.id) for r in old])
         new = _insert_key(conn, latest.user, latest.rpm, latest.rpd, latest.budget_usd, latest.expires, latest.admin)
+    announce([r.prefix for r in old])
     return new, old
 
 
@@ -283,6 +285,8 @@ def update_key(key_or_prefix: str, *, rpm: object = _UNSET, rpd: object = _UNSET
             assignments = ", ".join(f"{name} = ?" for name in changes)
             conn.execute(f"UPDATE gateway_keys SET {assignments} WHERE id = ?", (*changes.values(), before.id))
         row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE k.id = ?", (before.id,)).fetchone()
+    if changes:
+        announce([before.prefix])
     return before, _record(row)
 
 
@@ -322,6 +326,31 @@ def authenticate(key: str) -> KeyRecord | None:
 
 _memo = threading.local()
 _MISSING = object()
+_generation = 0  # moved by forget_keys(): news of a key change from another host (Redis pub/sub)
+
+
+def forget_keys() -> None:
+    """Drop every thread's remembered key records: a key was revoked or changed elsewhere."""
+    global _generation
+    _generation += 1
+
+
+def announce(prefixes: list[str]) -> None:
+    """Tell every server sharing Redis (redis_url) that these keys changed, so that each refuses a
+    revoked key at once. Nothing without redis_url; a Redis failure is a warning, not an error."""
+    from r42.config import load_settings
+
+    url = load_settings().redis_url
+    if not url:
+        return
+    from r42.store.shared import Shared, SharedError, shown
+
+    try:
+        Shared.connect(url).publish("keys", " ".join(prefixes))
+    except (SharedError, OSError) as exc:
+        import sys
+
+        print(f"r42: warning: could not tell the servers on {shown(url)} of the key change: {exc}", file=sys.stderr)
 MEMO_MAX = 1024  # presented keys remembered per thread (wrong ones included)
 
 
@@ -334,7 +363,7 @@ def authenticate_cached(key: str) -> KeyRecord | None:
     if conn is None:
         return None
     with readable_errors():
-        version = (conn.execute("PRAGMA data_version").fetchone()[0], thread_writes(), id(conn))
+        version = (conn.execute("PRAGMA data_version").fetchone()[0], thread_writes(), id(conn), _generation)
     memo = getattr(_memo, "state", None)
     if memo is None or memo[0] != version:
         memo = _memo.state = (version, {})
@@ -354,32 +383,96 @@ def record_usage(key_id: int, cost_usd: float = 0.0, at: float | None = None) ->
         conn.execute("UPDATE gateway_keys SET last_used = max(coalesce(last_used, 0), ?) WHERE id = ?", (at, key_id))
 
 
+def has_limits(record: KeyRecord) -> bool:
+    return record.rpm is not None or record.rpd is not None or record.budget_usd is not None
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What `admit` decided: the usage before this request, the limit it hit (None: admitted) and
+    the key_usage row that counts the admitted request (its reservation, settled later)."""
+
+    used: Usage
+    hit: LimitHit | None
+    usage_id: int | None
+
+
+def admit(record: KeyRecord, now: float | None = None) -> Admission:
+    """Check a key's limits and, when none is hit, count the request at once: the check and the
+    count are one `BEGIN IMMEDIATE` transaction, so every thread and every process sharing the
+    store sees the same count (a refused request adds nothing). The row's cost starts at 0;
+    `reserve` raises it to the request's worst case and `settle` sets the real cost."""
+    with writing() as conn:
+        now = clock.now() if now is None else now  # read under the write lock: admissions are in order
+        used = _usage(conn, record.id, now)
+        hit = limit_exceeded(record, used, now)
+        if hit is not None:
+            return Admission(used, hit, None)
+        cursor = conn.execute("INSERT INTO key_usage (key_id, ts, cost_usd) VALUES (?, ?, 0)", (record.id, now))
+        return Admission(used, None, cursor.lastrowid)
+
+
+def reserve(record: KeyRecord, usage_id: int, cost_usd: float, now: float | None = None) -> LimitHit | None:
+    """Hold `cost_usd` (the request's worst case) against the key's monthly budget, unless what is
+    spent and held by other requests already reaches it: then the request's row is removed (it
+    does not count) and the budget's LimitHit returned. Atomic like `admit`, so parallel requests
+    overspend by at most one request's worst case."""
+    now = clock.now() if now is None else now
+    with writing() as conn:
+        if record.budget_usd is not None:
+            row = conn.execute(
+                "SELECT coalesce(sum(cost_usd), 0.0) FROM key_usage WHERE key_id = ? AND ts >= ? AND rowid != ?",
+                (record.id, month_start(now), usage_id),
+            ).fetchone()
+            used = Usage(0, 0, float(row[0]), None, None)
+            hit = limit_exceeded(replace(record, rpm=None, rpd=None), used, now)
+            if hit is not None:
+                conn.execute("DELETE FROM key_usage WHERE rowid = ?", (usage_id,))
+                return hit
+        conn.execute("UPDATE key_usage SET cost_usd = ? WHERE rowid = ?", (float(cost_usd), usage_id))
+    return None
+
+
+def settle(key_id: int, usage_id: int, cost_usd: float = 0.0, at: float | None = None) -> None:
+    """Replace an admitted request's reservation by its real cost, and mark the key as used."""
+    at = time.time() if at is None else at
+    with writing() as conn:
+        conn.execute("UPDATE key_usage SET cost_usd = ? WHERE rowid = ?", (float(cost_usd or 0.0), usage_id))
+        conn.execute("UPDATE gateway_keys SET last_used = max(coalesce(last_used, 0), ?) WHERE id = ?", (at, key_id))
+
+
 def month_start(now: float) -> float:
     t = time.gmtime(now)
     return float(calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0)))
 
 
 def usage(key_id: int, now: float | None = None) -> Usage:
-    """A key's requests in the last minute and day, and its spend this month."""
-    now = time.time() if now is None else now
-    minute, day, month = now - 60, now - 86_400, month_start(now)
+    """A key's requests in the last minute and day, and its spend this month (reservations included),
+    as they stood at `now` (requests admitted later are not counted)."""
+    now = clock.now() if now is None else now
     conn = connect(create=False)
     if conn is None:
         return Usage(0, 0, 0.0, None, None)
     with readable_errors():
-        row = conn.execute(
-            """SELECT coalesce(sum(ts > :minute), 0), coalesce(sum(ts > :day), 0),
-                      coalesce(sum(CASE WHEN ts >= :month THEN cost_usd ELSE 0 END), 0.0),
-                      min(CASE WHEN ts > :minute THEN ts END), min(CASE WHEN ts > :day THEN ts END)
-               FROM key_usage WHERE key_id = :key AND ts >= min(:day, :month)""",
-            {"minute": minute, "day": day, "month": month, "key": key_id},
-        ).fetchone()
+        return _usage(conn, key_id, now, upto=now)
+
+
+def _usage(conn: sqlite3.Connection, key_id: int, now: float, upto: float = float("inf")) -> Usage:
+    """Rows of the windows ending at `now`; with `upto`, none admitted after it."""
+    minute, day, month = now - 60, now - 86_400, month_start(now)
+    row = conn.execute(
+        """SELECT coalesce(sum(ts > :minute), 0), coalesce(sum(ts > :day), 0),
+                  coalesce(sum(CASE WHEN ts >= :month THEN cost_usd ELSE 0 END), 0.0),
+                  min(CASE WHEN ts > :minute THEN ts END), min(CASE WHEN ts > :day THEN ts END)
+           FROM key_usage WHERE key_id = :key AND ts >= min(:day, :month) AND ts <= :upto""",
+        {"minute": minute, "day": day, "month": month, "key": key_id, "upto": upto},
+    ).fetchone()
     return Usage(int(row[0]), int(row[1]), float(row[2]), row[3], row[4])
 
 
 def limit_exceeded(record: KeyRecord, used: Usage, now: float | None = None) -> LimitHit | None:
     """The first limit that one more request would break, with when to retry; None = go ahead."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     if record.rpm is not None and used.requests_minute >= record.rpm:
         return LimitHit("rpm", record.rpm, _retry(used.oldest_minute, 60, now))
     if record.rpd is not None and used.requests_day >= record.rpd:

@@ -1,0 +1,147 @@
+"""Per-key limits under concurrency: requests per minute and monthly budgets hold when many requests
+arrive at once (issue 15, items 1 and 3). A real `r42 serve` on loopback, a real store, and a fake
+OpenAI upstream that counts what it is asked and reports large usage."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+import pytest
+
+from r42 import clock
+from r42.config import load_settings
+from r42.server import serve_in_thread
+from r42.server.http import ServerLimits
+from tests.fakes import OpenAIFake
+from tests.fakes.openai import completion
+
+MODEL = "openai/gpt-4o"  # $2.50 in, $10 out per million tokens in the shipped catalog
+OUTPUT_TOKENS = 16_000  # what the fake bills for every answer: $0.16 on MODEL
+
+
+class BigSpender(OpenAIFake):
+    """Answers every chat request with OUTPUT_TOKENS of usage, and counts the requests."""
+
+    def handle(self, http, request, fault):  # noqa: ANN001
+        if request.method == "POST" and request.path.endswith("/chat/completions"):
+            answer = completion(self.turn(request.json), request.json.get("model", "fake"))
+            answer["usage"] = {"prompt_tokens": 20, "completion_tokens": OUTPUT_TOKENS, "total_tokens": 20 + OUTPUT_TOKENS}
+            http.send_json(200, answer)
+            return
+        super().handle(http, request, fault)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.time()
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self.lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self.lock:
+            self.now += seconds
+
+
+@pytest.fixture
+def upstream(monkeypatch):
+    with BigSpender(reply="ok") as fake:
+        fake._httpd.socket.listen(256)
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-upstream")
+        yield fake
+
+
+@pytest.fixture
+def gateway(upstream):
+    limits = ServerLimits(max_body=256 * 1024, max_concurrency=512, grace=5)
+    with serve_in_thread(load_settings(), limits=limits) as running:
+        yield running
+
+
+def post(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, str]]:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        conn.request("POST", "/v1/chat/completions", orjson.dumps(body), {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
+
+
+def burst(url: str, key: str, n: int, body: dict[str, Any]) -> list[tuple[int, dict[str, str]]]:
+    """n requests from 64 threads at once."""
+    with ThreadPoolExecutor(64) as pool:
+        return list(pool.map(lambda _: post(url, key, body), range(n)))
+
+
+HI = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+
+
+def test_a_refused_request_does_not_free_a_slot(gateway, upstream):
+    """200 parallel requests on --rpm 5 admit 5; a minute later another burst admits exactly 5 again
+    (429s used to subtract admissions that never happened, and the next burst all went through)."""
+    from r42.store import create_key
+
+    key = create_key("rl", rpm=5).key
+    fake = FakeClock()
+    with clock.using(fake):
+        first = burst(gateway.url, key, 200, HI)
+        gateway.gateway.log.flush()
+        assert sorted({status for status, _ in first}) == [200, 429]
+        assert sum(status == 200 for status, _ in first) == 5
+        assert all(int(headers["x-ratelimit-remaining"]) <= 4 for _, headers in first)
+        fake.advance(61)
+        second = burst(gateway.url, key, 200, HI)
+        gateway.gateway.log.flush()
+        assert sum(status == 200 for status, _ in second) == 5
+        fake.advance(61)
+        status, headers = post(gateway.url, key, HI)
+        assert status == 200 and headers["x-ratelimit-remaining"] == "4"
+    assert len(upstream.requests) == 11
+
+
+def test_budget_holds_under_fifty_parallel_requests(gateway, upstream):
+    """A $1 budget and 50 parallel requests: each holds its worst case (prompt + max_tokens at the
+    model's prices) before it goes upstream, so the spend passes $1 by less than one request's
+    worst case (before: all 50 admitted, $8 spent)."""
+    from r42.store import create_key, list_keys, usage
+
+    key = create_key("budget", budget_usd=1.0).key
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "write a long essay"}], "max_tokens": OUTPUT_TOKENS}
+    results = burst(gateway.url, key, 50, body)
+    gateway.gateway.log.flush()
+    answered = sum(status == 200 for status, _ in results)
+    refused = sum(status == 429 for status, _ in results)
+    assert answered + refused == 50 and answered >= 1 and refused >= 1
+    assert len(upstream.requests) == answered
+    record = next(r for r in list_keys() if r.user == "budget")
+    spent = usage(record.id).cost_month_usd
+    worst = (30 * 2.5 + OUTPUT_TOKENS * 10.0) / 1e6  # a generous prompt estimate plus max_tokens
+    real = (20 * 2.5 + OUTPUT_TOKENS * 10.0) / 1e6
+    assert spent == pytest.approx(answered * real)
+    assert spent <= 1.0 + worst
+    # settled: a later request sees the real spend and is refused, as the budget is gone
+    assert post(gateway.url, key, HI)[0] == 429
+
+
+def test_a_request_refused_for_its_budget_does_not_count(gateway, upstream):
+    from r42.store import create_key, list_keys, usage
+
+    key = create_key("tight", rpm=100, budget_usd=0.05).key
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": OUTPUT_TOKENS}
+    assert post(gateway.url, key, body)[0] == 200  # nothing spent yet: admitted, then $0.16 spent
+    assert post(gateway.url, key, body)[0] == 429
+    gateway.gateway.log.flush()
+    record = next(r for r in list_keys() if r.user == "tight")
+    assert usage(record.id).requests_minute == 1

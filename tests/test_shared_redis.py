@@ -1,0 +1,116 @@
+"""Limits and key news on a real Redis (redis_url): the counters are atomic across servers, budgets
+hold the worst case, and a key revoked through one server is refused by another within 1 s."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from r42.config import load_settings
+from r42.server import serve_in_thread
+from r42.server.http import ServerLimits
+from tests.services import redis_server
+from tests.test_limits import HI, MODEL, OUTPUT_TOKENS, BigSpender, post
+
+
+@pytest.fixture
+def redis_url(tmp_path, monkeypatch):
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    for url in redis_server(directory):
+        monkeypatch.setenv("R42_REDIS_URL", url)
+        yield url
+
+
+@pytest.fixture
+def upstream(monkeypatch):
+    with BigSpender(reply="ok") as fake:
+        fake._httpd.socket.listen(256)
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-upstream")
+        yield fake
+
+
+@pytest.fixture
+def two_gateways(redis_url, upstream):
+    limits = ServerLimits(max_body=256 * 1024, max_concurrency=512, grace=5)
+    with serve_in_thread(load_settings(), limits=limits) as a, serve_in_thread(load_settings(), limits=limits) as b:
+        assert a.gateway.shared is not None and b.gateway.shared is not None
+        yield a, b
+
+
+def test_a_limit_holds_across_two_servers_on_redis(two_gateways, upstream):
+    from r42.store import create_key
+
+    a, b = two_gateways
+    key = create_key("shared", rpm=10).key
+    with ThreadPoolExecutor(32) as pool:
+        statuses = list(pool.map(lambda i: post((a, b)[i % 2].url, key, HI)[0], range(60)))
+    assert statuses.count(200) == 10 and statuses.count(429) == 50
+    assert len(upstream.requests) == 10
+
+
+def test_a_budget_holds_across_two_servers_on_redis(two_gateways, upstream):
+    from r42.store import create_key
+
+    a, b = two_gateways
+    key = create_key("budget", budget_usd=1.0).key
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "essay"}], "max_tokens": OUTPUT_TOKENS}
+    with ThreadPoolExecutor(32) as pool:
+        statuses = list(pool.map(lambda i: post((a, b)[i % 2].url, key, body)[0], range(50)))
+    answered = statuses.count(200)
+    worst = (30 * 2.5 + OUTPUT_TOKENS * 10.0) / 1e6
+    real = (20 * 2.5 + OUTPUT_TOKENS * 10.0) / 1e6
+    assert answered >= 1 and statuses.count(429) == 50 - answered
+    assert answered * real <= 1.0 + worst
+    assert len(upstream.requests) == answered
+
+
+def test_key_news_reaches_every_server(redis_url):
+    """A revocation is published, and every listening server forgets the key records it remembered
+    (waited for without a time bound here; the delay is measured, not asserted)."""
+    from r42.store import keys
+    from r42.store.shared import Shared
+
+    seen: list[str] = []
+    listener = Shared.connect(redis_url)
+    listener.subscribe("keys", seen.append)
+    before = keys._generation
+    listener.subscribe("keys", lambda _: keys.forget_keys())
+    time.sleep(0.3)  # the subscriptions are made on their threads
+    created = keys.create_key("gone")
+    keys.revoke(created.key)
+    deadline = time.monotonic() + 30
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen == [created.record.prefix]
+    while keys._generation == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert keys._generation > before
+
+
+def test_an_unreachable_redis_is_one_readable_error(monkeypatch):
+    from r42.store.shared import Shared, SharedError
+
+    with pytest.raises(SharedError) as caught:
+        Shared.connect("redis://:s3cret-password@127.0.0.1:9/0")
+    assert "127.0.0.1:9" in str(caught.value) and "s3cret" not in str(caught.value)
+
+
+def test_a_lost_redis_gives_503_never_an_unlimited_key(redis_url, upstream):
+    import redis
+
+    from r42.store import create_key
+
+    key = create_key("careful", rpm=100).key
+    with serve_in_thread(load_settings()) as gateway:
+        assert post(gateway.url, key, HI)[0] == 200
+        try:
+            redis.Redis.from_url(redis_url).shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass  # the server closes the connection as it goes
+        status, headers = post(gateway.url, key, HI)
+        assert status == 503 and headers["retry-after"] == "1"
+    assert len(upstream.requests) == 1
