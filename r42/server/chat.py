@@ -70,13 +70,11 @@ def plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: 
     messages = messages_of(doc)
     router = gw.router_for(call.caller.user)
     constraints = router.constraints(mode=mode or gw.settings.mode, force=force)
-    if direct is None:
-        # No more candidates than attempts the executor may make: each costs at least one.
-        doc, candidates = router.plan(doc, constraints, top=gw.executor_limits.max_attempts)
-        score = doc["score"]
-    else:
-        score = router.score(doc)
-        candidates = [direct]
+    # One path for routed and named models alike: Router.plan applies the privacy guard to every
+    # candidate, so a prompt the policy keeps local never reaches a cloud upstream. (No more
+    # candidates than attempts the executor may make: each costs at least one.)
+    doc, candidates = router.plan(doc, constraints, model=direct, top=gw.executor_limits.max_attempts)
+    score = doc["score"]
     request = request_body(doc, messages)
     request.pop("stream_options", None)  # the adapters ask upstreams for usage themselves
     call.planned(score, mode)
@@ -277,6 +275,8 @@ def messages(gw: Gateway, call: Call) -> Response | None:
             openai_request[key] = body[key]
     plan_ = plan_request(gw, call, openai_request, model_fallback=fallback)
     native, rest = passthrough.split_candidates(gw, plan_.candidates)
+    if native and plan_.score.get("sensitive") and gw.settings.sensitive_policy == "redact":
+        native, rest = [], plan_.candidates  # the executor replaces the values; the untouched relay cannot
     if native:
         outcome = passthrough.relay(gw, call, plan_, body, native, have_more=bool(rest))
         if outcome is not passthrough.NEXT:

@@ -39,8 +39,8 @@ class GatewayError(Exception):
 def from_core(exc: R42Error) -> GatewayError:
     """The HTTP status for an error of r42's core."""
     message = exc.one_line()
-    if isinstance(exc, NoCredentialsError):
-        return GatewayError(503, message, "no_provider_configured")
+    if isinstance(exc, NoCredentialsError):  # a 4xx: clients must not retry what only configuration fixes
+        return GatewayError(400, message, "no_provider_configured")
     if isinstance(exc, NoCandidateError):
         code = "model_not_found" if exc.message.startswith("unknown model") else "no_candidate"
         return GatewayError(404 if code == "model_not_found" else 400, message, code)
