@@ -32,6 +32,7 @@ from r42.server import passthrough
 from r42.server.call import SSE_HEADERS, Call, json_response, read_json
 from r42.server.errors import GatewayError, sse_error_anthropic, sse_error_openai
 from r42.server.http import ClientGone, Response
+from r42.server.validate import chat_request, messages_request
 
 if TYPE_CHECKING:  # the gateway imports this module for its route table
     from r42.server.app import Gateway
@@ -103,7 +104,7 @@ def routing_of(gw: Gateway, model: str | None, mode_header: str | None, fallback
 
 
 def chat_completions(gw: Gateway, call: Call) -> Response | None:
-    body = read_json(call)
+    body = chat_request(read_json(call)).body
     return _answer_chat(gw, call, plan_request(gw, call, body), gw.executor_for(call.caller.user), body)
 
 
@@ -111,7 +112,7 @@ async def chat_completions_on_loop(gw: Gateway, call: Call) -> Response | None:
     """chat_completions on the event loop: scoring and ranking inline, the upstream awaited.
     Candidates the async adapter cannot serve (SDK protocols, the built-in model, a proxy) are
     answered on a worker thread as before."""
-    body = read_json(call)
+    body = chat_request(read_json(call)).body
     if gw.router_warm(call.caller.user):
         plan_ = plan_request(gw, call, body)
     else:  # the first request in a while checks which providers are reachable: not on the loop
@@ -263,10 +264,8 @@ def _write_quietly(channel: Any, data: bytes) -> None:
 
 
 def messages(gw: Gateway, call: Call) -> Response | None:
-    body = read_json(call)
-    if not isinstance(body.get("messages"), list) or not body["messages"]:
-        raise GatewayError(400, "messages: a non-empty list is required", "invalid_request", param="messages")
-    model = body.get("model")
+    request = messages_request(read_json(call))
+    body, model = request.body, request.model
     fallback = f"anthropic/{model}" if isinstance(model, str) and model.startswith("claude") else None
     openai_request = {k: v for k, v in fa.request_to_openai(body).items() if v is not None}
     openai_request["model"] = model
@@ -356,9 +355,7 @@ def _stream_anthropic(gw: Gateway, call: Call, plan_: Plan, executor: Any) -> No
 def count_tokens(gw: Gateway, call: Call) -> Response:
     """An estimate (r42's token estimator: characters / 4, non-ASCII weighted) of the input tokens;
     the request is not sent upstream."""
-    body = read_json(call)
-    if not isinstance(body.get("messages"), list):
-        raise GatewayError(400, "messages: a list is required", "invalid_request", param="messages")
+    body = messages_request(read_json(call), counting=True).body
     request = fa.request_to_openai(body)
     try:
         tokens = estimate_tokens(request["messages"]) if request["messages"] else 0
