@@ -20,6 +20,7 @@ from r42.ranking import Constraints, Ranking, privacy_allows, rank, ranking_docu
 from r42.scoring import score_document
 
 LEARNED_TTL_S = 30.0
+WELL_KNOWN = ("anthropic", "openai", "gemini", "openrouter")  # named first in "set ..." hints when they could answer
 
 
 @dataclass
@@ -151,9 +152,10 @@ class Router:
                 f"no model satisfies the prompt's needs and the constraints{unmet}",
                 "see `r42 rank --include-unavailable`; relax --max-cost, --local/--cloud or the mode",
             )
+        able = list(dict.fromkeys(r.model.provider for r in everything.candidates))  # best first
         wanted: list[str] = []
-        for ranked in everything.candidates:
-            hint = _setup_hint(self.catalog.providers[ranked.model.provider])
+        for provider_id in [p for p in WELL_KNOWN if p in able] + able:  # the keys most people have first
+            hint = _setup_hint(self.catalog.providers[provider_id])
             if hint is not None and hint not in wanted:
                 wanted.append(hint)
             if len(wanted) == 4:
