@@ -1,13 +1,18 @@
-"""Load time and per-prompt latency of the scorers, measured in one run.
+"""Load time and per-prompt latency of the scorers, and `echo hi | r42 score` against `python -c pass`,
+all measured in one run on one machine.
 
     python benchmarks/bench_scorer.py [N]
 
-Prompts: N rows (default 2000) of data/routing (MMLU questions and Chatbot Arena prompts, mixed).
+Prompts: N rows (default 2000) of data/routing (MMLU questions, Chatbot Arena prompts, competition
+maths, code tracing), mixed. Per-prompt latency is in process, after the scorer is loaded.
 Load time is the first get_scorer() of a fresh process (imports + weights), median of 5 processes.
+CLI start-up: median wall time of 15 runs each of `python -c pass` and `echo hi | r42 score`
+(the default scorer), interleaved so that both see the same machine load.
 """
 
 from __future__ import annotations
 
+import platform
 import statistics
 import subprocess
 import sys
@@ -19,15 +24,18 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from r42.scoring import get_scorer, prompt_of  # noqa: E402
+from r42.scoring import DEFAULT_SCORER, get_scorer, prompt_of  # noqa: E402
 
 NAMES = ("length", "random", "heuristic", "trained")
+FILES = ("arena_prompts_rated.jsonl", "mmlu_gpt4_vs_mixtral.jsonl", "zeroeval_math_l5_gpt35_vs_gpt4turbo.jsonl",
+         "zeroeval_crux_mixtral_vs_gpt4turbo.jsonl")
 LOAD = "import time, r42.scoring as s; t = time.perf_counter(); s.get_scorer({name!r}); print(time.perf_counter() - t)"
+CLI_RUNS = 15
 
 
 def prompts(n: int) -> list:
     texts = []
-    for name in ("arena_prompts_rated.jsonl", "mmlu_gpt4_vs_mixtral.jsonl"):
+    for name in FILES:
         for line in (ROOT / "data/routing" / name).read_bytes().split(b"\n"):
             if line.strip():
                 texts.append(orjson.loads(line)["prompt"])
@@ -41,10 +49,37 @@ def load_ms(name: str) -> float:
     return 1000 * statistics.median(runs)
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def wall_ms(argv: list[str], stdin: bytes) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, input=stdin, capture_output=True, check=True, cwd=ROOT)
+    return 1000 * (time.perf_counter() - start)
+
+
+def cli_startup() -> tuple[float, float]:
+    """Median ms of `python -c pass` and of `echo hi | r42 score`, runs interleaved."""
+    r42 = Path(sys.executable).parent / "r42"
+    base, score = [], []
+    for _ in range(CLI_RUNS):
+        base.append(wall_ms([sys.executable, "-c", "pass"], b""))
+        score.append(wall_ms([str(r42), "score"], b"hi\n"))
+    return statistics.median(base), statistics.median(score)
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     sample = prompts(n)
     chars = sorted(p.chars for p in sample)
+    print(f"CPU: {cpu_model()}, Python {platform.python_version()}")
     print(f"{len(sample)} prompts, median {chars[len(chars) // 2]} chars, p99 {chars[int(len(chars) * 0.99)]} chars")
     print(f"{'scorer':<10} {'load ms':>8} {'median ms':>10} {'p99 ms':>8}")
     for name in NAMES:
@@ -56,6 +91,9 @@ def main() -> None:
             times.append(1000 * (time.perf_counter() - start))
         times.sort()
         print(f"{name:<10} {load_ms(name):>8.1f} {statistics.median(times):>10.3f} {times[int(len(times) * 0.99)]:>8.3f}")
+    base, score = cli_startup()
+    print(f"`python -c pass` {base:.1f} ms; `echo hi | r42 score` ({DEFAULT_SCORER}) {score:.1f} ms "
+          f"= {score / base:.2f}x (medians of {CLI_RUNS}, interleaved)")
 
 
 if __name__ == "__main__":

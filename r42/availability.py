@@ -106,8 +106,10 @@ def builtin_model_installed() -> bool:
 class AvailabilityChecker:
     """Answers `check(provider)` once per provider; later calls hit the memo."""
 
-    def __init__(self, probe_timeout: float = 0.05, env: Mapping[str, str] | None = None, user: str | None = None) -> None:
+    def __init__(self, probe_timeout: float = 0.05, env: Mapping[str, str] | None = None, user: str | None = None,
+                 builtin: bool = True) -> None:
         self.probe_timeout = probe_timeout
+        self.builtin = builtin  # False on a gateway unless serve_builtin_local: clients may not start it
         self.env = os.environ if env is None else env
         self.user = user
         self._memo: dict[str, Availability] = {}
@@ -119,6 +121,8 @@ class AvailabilityChecker:
 
     def _check(self, provider: Provider) -> Availability:
         if provider.id == BUILTIN_LOCAL:
+            if not self.builtin:
+                return Availability(False, "the built-in model is off on this gateway (setting serve_builtin_local)")
             if builtin_model_installed():
                 return Availability(True, "built-in llama.cpp model")
             return Availability(False, "local model not installed")

@@ -30,9 +30,9 @@ class Settings:
     says where each value came from ("flag" | "env" | "file" | "default")."""
 
     mode: str = "auto"  # the routing preference: auto, balanced, quality, speed, cost, local, privacy, coding
-    scorer: str = "default"  # which scorer estimates complexity and domain (default: heuristic)
-    simple_below: float = 0.35  # complexity < this: simple
-    complex_from: float = 0.6  # complexity >= this: complex
+    scorer: str = "default"  # which scorer estimates complexity and domain (default: trained)
+    simple_below: float = 0.15  # complexity < this: simple (the trained scorer's P(cheap fails, strong succeeds))
+    complex_from: float = 0.3  # complexity >= this: complex
     max_output_tokens: int = 1024  # assumed output size when a request sets no max_tokens
     sensitive_policy: str = "local"  # a prompt with sensitive data: local (local models only) | redact | allow
     privacy_judge: bool = False  # r42 ask: a local model decides whether a prompt with privacy cues is private
@@ -59,6 +59,7 @@ class Settings:
     serve_max_body: int = 32 * 1024 * 1024  # bytes in a request body (413 above)
     serve_max_concurrency: int = 256  # requests handled at once (503 with Retry-After above)
     serve_grace: float = 10.0  # seconds requests in flight get to finish on SIGINT/SIGTERM
+    serve_builtin_local: bool = False  # may gateway clients start and use the built-in llama.cpp model (local/...)?
     origin: Mapping[str, str] = field(default_factory=dict, compare=False)  # not a setting: where each came from
 
 

@@ -22,11 +22,12 @@ ANTHROPIC_TOOL = {"name": "Bash", "description": "Run a command", "input_schema"
 
 @pytest.fixture
 def bare(monkeypatch):
-    """A gateway with no provider configured but the built-in model."""
+    """A gateway with no provider configured but the built-in model, which clients may use."""
     from r42 import availability
     from r42.store import create_key
 
     monkeypatch.setattr(availability, "builtin_model_installed", lambda: True)
+    monkeypatch.setenv("R42_SERVE_BUILTIN_LOCAL", "1")  # the operator lets clients use it
     with serve_in_thread(load_settings()) as running:
         yield running, create_key("alice").key
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -126,17 +127,91 @@ def test_connection_close_is_honoured(client_of):
 def test_an_idle_connection_the_server_closed_is_replaced(client_of):
     server, client = client_of(ok(), default=ok())
     client.post("x", b"{}")
-    server.open[0].close()  # the server's keep-alive timeout, while the connection sat idle
+    server.open[0].shutdown(socket.SHUT_RDWR)  # the server's keep-alive timeout, while the connection sat idle
     time.sleep(0.05)
     assert client.post("x", b"{}").status == 200
-    assert server.connections == 2
+    assert server.connections == 2 and len(server.requests) == 2  # found dead before writing: nothing resent
 
 
-def test_a_reused_connection_closed_without_an_answer_is_retried_once_fresh(client_of):
+def test_a_post_that_reached_the_upstream_is_never_sent_again(client_of):
+    """The upstream takes the second completion and closes without answering: that is an error
+    for the caller, not a resend (which the upstream would bill twice)."""
     server, client = client_of(ok(), "close", default=ok(b'{"second":1}'))
     client.post("x", b"{}")
-    assert client.post("x", b"{}").content == b'{"second":1}'
-    assert server.connections == 2 and len(server.requests) == 3
+    with pytest.raises(TransportError) as caught:
+        client.post("x", b"{}")
+    assert caught.value.kind == "broken"
+    assert server.connections == 1 and len(server.requests) == 2
+
+
+def test_a_counting_upstream_sees_each_completion_once(client_of):
+    """Every other request is taken and dropped unanswered on a kept-alive connection."""
+    server, client = client_of(*[ok() if i % 2 == 0 else "close" for i in range(10)])
+    sent = 0
+    for _ in range(10):
+        sent += 1
+        try:
+            client.post("chat/completions", b'{"n":%d}' % sent)
+        except TransportError:
+            pass
+    assert len(server.requests) == sent == 10
+    assert sorted(r.rsplit(b"\r\n\r\n", 1)[1] for r in server.requests) == sorted(b'{"n":%d}' % n for n in range(1, 11))
+
+
+def test_the_async_client_never_resends_either():
+    server = RawServer(ok(), "close", default=ok())
+
+    async def run() -> list[str]:
+        client = http11.AsyncClient(server.url, {}, 1.0, 2.0)
+        outcomes = []
+        for _ in range(3):
+            try:
+                await client.post("x", b"{}")
+                outcomes.append("ok")
+            except TransportError as exc:
+                outcomes.append(exc.kind)
+        return outcomes
+
+    try:
+        assert asyncio.run(run()) == ["ok", "broken", "ok"]
+        assert len(server.requests) == 3
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("bad", ["sk-abc\r\nX-Injected: 1", "sk-abc\nX-Injected: 1", "sk-\x00", "sk-\u2028"])
+def test_a_provider_key_with_cr_or_lf_cannot_inject_a_header(client_of, bad):
+    server = RawServer(default=ok())
+    try:
+        for make in (http11.Client, http11.AsyncClient):
+            with pytest.raises(TransportError) as caught:
+                if make is http11.AsyncClient:
+                    async def build(make: type = make) -> None:  # the async client is made inside a loop
+                        make(server.url, {"Authorization": f"Bearer {bad}"}, 1.0, 1.0)
+
+                    asyncio.run(build())
+                else:
+                    make(server.url, {"Authorization": f"Bearer {bad}"}, 1.0, 1.0)
+            assert caught.value.kind == "invalid_header" and "authorization" in caught.value.message
+            assert "sk-" not in caught.value.message  # never the value
+        assert server.requests == []
+    finally:
+        server.close()
+
+
+def test_a_per_request_header_with_a_bare_lf_is_refused(client_of):
+    server, client = client_of(default=ok())
+    with pytest.raises(TransportError) as caught:
+        with client.stream("x", b"{}", {"anthropic-beta": "a\nX-Injected: 1"}):
+            pass
+    assert caught.value.kind == "invalid_header" and server.requests == []
+
+
+def test_obsolete_line_folding_in_a_response_is_unfolded(client_of):
+    server, client = client_of(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Long: first\r\n  second\r\n\tthird\r\n\r\n"
+                               b"{}")
+    reply = client.post("x", b"{}")
+    assert reply.headers["x-long"] == "first second third" and reply.content == b"{}"
 
 
 def test_a_fresh_connection_closed_without_an_answer_is_an_error(client_of):

@@ -19,6 +19,7 @@ def test_wheel_ships_the_catalog_and_runs_from_site_packages(tmp_path):
     wheel = next(tmp_path.glob("r42-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "r42/catalog.yaml" in names
+    assert {"r42/scoring/weights/trained.json", "r42/scoring/weights/trained.f32"} <= set(names)  # the default scorer
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     # Run from the unpacked wheel, away from the checkout: the packaged catalog must be used.

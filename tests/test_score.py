@@ -12,19 +12,27 @@ from r42.scoring.sensitive import find_sensitive, iban_ok, luhn_ok
 from tests.helpers import run
 
 
-def score_of(content, **extra):
-    return score_document({"messages": [{"role": "user", "content": content}], **extra}, load_settings())
+def score_of(content, scorer=None, **extra):
+    return score_document({"messages": [{"role": "user", "content": content}], **extra}, load_settings(), scorer)
 
 
 def test_score_fields_and_levels():
     s = score_of("hi")
     assert set(s) == {"complexity", "level", "domain", "domains", "tokens", "needs", "sensitive", "signals", "scorer"}
-    assert s["level"] == "simple" and s["domain"] == "chat"
+    assert s["level"] == "simple" and s["domain"] == "chat" and s["scorer"].startswith("trained@")
+    maths = score_of("Let $S$ be the set of positive integers $n$ such that $n^2 + 12n - 2007$ is a perfect square. "
+                     "Find the remainder when the sum of the elements of $S$ is divided by $1000$.")
+    assert maths["level"] == "complex"  # P(cheap fails where strong succeeds) >= complex_from (0.3)
+
+
+def test_heuristic_levels_by_name():
+    assert score_of("hi", "heuristic")["level"] == "simple"
     hard = score_of(
         "Design a distributed, lock-free concurrent queue in Rust that is thread-safe and handles all edge cases. "
-        "Provide a formal proof of linearizability and benchmarks against crossbeam. It must never allocate on the hot path."
+        "Provide a formal proof of linearizability and benchmarks against crossbeam. It must never allocate on the hot path.",
+        scorer="heuristic",
     )
-    assert hard["complexity"] > s["complexity"] + 0.4
+    assert hard["complexity"] > score_of("hi", "heuristic")["complexity"] + 0.4
     assert hard["level"] == "complex"
 
 

@@ -34,7 +34,7 @@ def eval_command(ctx: click.Context, eval_file, scorers: tuple[str, ...], plot_f
 
     \b
     Example:
-      r42 eval data/eval/mmlu_cv.jsonl --scorer trained-cv --scorer heuristic --plot curves.svg
+      r42 eval data/eval/loso_cv.jsonl --scorer trained-cv --scorer heuristic --plot curves.svg
     """
     from r42 import evaluation
 

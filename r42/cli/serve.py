@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import threading
 from typing import Callable, TextIO
@@ -9,6 +10,7 @@ from typing import Callable, TextIO
 import click
 
 from r42.cli.options import SettingOption, mode_option
+from r42.errors import UsageError
 
 
 @click.command()
@@ -42,12 +44,20 @@ def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int |
 
     settings = load_settings({"mode": mode, "serve_max_body": max_body, "serve_max_concurrency": max_concurrency})
     gateway, server = build(settings, host, port, no_auth)
+    try:
+        server.bind()
+    except OSError as exc:
+        gateway.close()
+        in_use = exc.errno == errno.EADDRINUSE
+        reason = "the address is already in use" if in_use else (exc.strerror or type(exc).__name__)
+        hint = "choose another --port, or stop the server using it"
+        raise UsageError(f"cannot listen on {host}:{port}: {reason}", hint) from None
     log_file = _access_log_file(access_log)
     if log_file is not None:
         gateway.access_log = _line_writer(log_file)
     if no_auth:
         click.echo("r42: warning: --no-auth: anyone who can reach this address can use your provider keys", err=True)
-    where = f"http://{host}:{port}"
+    where = f"http://{host}:{server.bound[1] if server.bound else port}"
     click.echo(f"r42 serve: listening on {where} (OpenAI: {where}/v1, Anthropic: {where}); Ctrl-C stops", err=True)
     try:
         server.run()

@@ -9,8 +9,12 @@ read with a plain buffer, Content-Length and chunked bodies, and idle connection
 identity) or speak HTTP/2; a URL that an environment proxy applies to goes through httpx instead
 (see `transport_for`).
 
-Errors are TransportError with a `kind` (connect, connect_timeout, read_timeout, broken) and never
-contain request headers, so a credential cannot leak through them.
+Errors are TransportError with a `kind` (connect, connect_timeout, read_timeout, broken,
+invalid_header) and never contain request headers, so a credential cannot leak through them.
+
+A request is written at most once: a kept-alive connection is checked before it is reused, and
+a connection that fails once any byte of the request has gone out is an error, never a resend
+(the upstream may have received the request and billed it).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 import select
 import socket
 import ssl
@@ -33,7 +38,10 @@ from urllib.parse import urlsplit
 MAX_HEAD = 64 * 1024  # bytes of status line + headers we accept from an upstream
 MAX_IDLE = 64  # idle connections kept per origin
 READ_SIZE = 64 * 1024
-FRESH_S = 1.0  # an idle connection younger than this is reused without checking it first
+# RFC 9110 field syntax for what we send: a token name; a value without control characters (CR,
+# LF, NUL...) that latin-1 can carry.
+TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]")
 
 
 class TransportError(Exception):
@@ -44,6 +52,15 @@ class TransportError(Exception):
         super().__init__(message)
         self.kind = kind
         self.message = message
+
+
+def check_headers(headers: dict[str, str]) -> None:
+    """TransportError (invalid_header) for a header that would break the request's framing, e.g. a
+    provider key holding CR/LF; the message names the header, never its value."""
+    for name, value in headers.items():
+        if TOKEN.fullmatch(name) is None or BAD_VALUE.search(value) is not None:
+            raise TransportError("invalid_header", f"the upstream header {name[:40]!r} holds a character HTTP does not "
+                                 "allow (CR, LF or another control character): check the provider's API key settings")
 
 
 class Reply:
@@ -269,9 +286,9 @@ class Origin:
                 conn = self.idle.pop()
             except IndexError:
                 return self._connect(connect_timeout)
-            # A connection idle for less than FRESH_S is taken without a poll (servers keep idle
-            # connections for seconds); should the server have closed it anyway, _send retries.
-            if time.monotonic() - conn.idle_since < FRESH_S or conn.alive():
+            # Checked before any byte is written: the one moment a dead connection can be replaced
+            # without risking that the upstream receives the request twice.
+            if conn.alive():
                 conn.reused = True
                 return conn
             conn.close()
@@ -333,12 +350,14 @@ class _RequestHead:
     def __init__(self, base_url: str, headers: dict[str, str], host_header: str) -> None:
         self.prefix = urlsplit(base_url).path.rstrip("/") + "/"
         fixed = {"host": host_header, "accept-encoding": "identity", **{k.lower(): v for k, v in headers.items()}}
+        check_headers(fixed)
         self.tail = "".join(f"{name}: {value}\r\n" for name, value in fixed.items()).encode("latin-1")
 
     def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
         """The request's bytes; `headers` adds this request's own (after the shared ones)."""
         tail = self.tail
         if headers:
+            check_headers(headers)
             tail += "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1")
         return b"POST %s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n%s" % ((self.prefix + path).encode("latin-1"), tail, len(body), body)
 
@@ -372,25 +391,18 @@ class Client:
 
     def _send(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> Reply:
         request = self.head.post(path, body, headers)
-        for _ in range(2):
-            conn = self.origin.get(self.connect_timeout)
-            try:
-                conn.sock.settimeout(self.read_timeout)
-                conn.sock.sendall(request)
-                head = conn.read_until(b"\r\n\r\n", MAX_HEAD)
-            except (EOFError, ConnectionError) as exc:
-                conn.close()
-                if conn.reused and not conn.buffer:
-                    continue  # the server closed the idle connection as we sent: once more, fresh
-                raise TransportError("broken", f"connection broken: {_describe(exc)}") from None
-            except TimeoutError:
-                conn.close()
-                raise TransportError("read_timeout", f"no data for {self.read_timeout:g}s (read timeout)") from None
-            except OSError as exc:
-                conn.close()
-                raise TransportError("broken", f"connection broken: {_describe(exc)}") from None
-            return self._reply(conn, head)
-        raise TransportError("broken", "connection broken: closed by the server")
+        conn = self.origin.get(self.connect_timeout)  # a reused one was checked alive: sent once, never again
+        try:
+            conn.sock.settimeout(self.read_timeout)
+            conn.sock.sendall(request)
+            head = conn.read_until(b"\r\n\r\n", MAX_HEAD)
+        except TimeoutError:
+            conn.close()
+            raise TransportError("read_timeout", f"no data for {self.read_timeout:g}s (read timeout)") from None
+        except (EOFError, OSError) as exc:
+            conn.close()
+            raise TransportError("broken", f"connection broken: {_describe(exc)}") from None
+        return self._reply(conn, head)
 
     def _reply(self, conn: _Connection, head: bytes) -> Reply:
         try:
@@ -411,7 +423,11 @@ def parse_reply_head(head: bytes) -> tuple[int, str, dict[str, str], bool, BodyD
     if not version.startswith("HTTP/1.") or not code.isdigit():
         raise TransportError("broken", "connection broken: not an HTTP/1.1 response")
     headers: dict[str, str] = {}
+    name = ""
     for line in lines[1:]:
+        if line[:1] in (" ", "\t") and name:  # obsolete line folding: the previous value continues
+            headers[name] = f"{headers[name]} {line.strip()}".strip()
+            continue
         name, _, value = line.partition(":")
         name = name.strip().lower()
         headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
@@ -575,39 +591,33 @@ class AsyncClient:
         """The response with its body unread: read it, or `release(False)` it. `timed=False`:
         the caller times the wait itself."""
         request = self.head.post(path, body)
-        for _ in range(2):
-            conn = await self.origin.get(self.connect_timeout)
-            try:
-                conn.writer.write(request)
-                async with asyncio.timeout(self.read_timeout if timed else None):
-                    head = await conn.reader.readuntil(b"\r\n\r\n")
-                    status, reason, headers, keep, decoder = parse_reply_head(head)
-                    while status < 200:
-                        status, reason, headers, keep, decoder = parse_reply_head(await conn.reader.readuntil(b"\r\n\r\n"))
-            except asyncio.IncompleteReadError as exc:
-                conn.close()
-                if conn.reused and not exc.partial:
-                    continue  # the server closed the idle connection as we sent: once more, fresh
-                raise TransportError("broken", "connection broken: the server closed the connection") from None
-            except TimeoutError:
-                conn.close()
-                raise TransportError("read_timeout", f"no data for {self.read_timeout:g}s (read timeout)") from None
-            except (asyncio.LimitOverrunError, ValueError):
-                conn.close()
-                raise TransportError("broken", "the upstream sent an oversized response head") from None
-            except TransportError:
-                conn.close()
-                raise
-            except OSError as exc:
-                conn.close()
-                if conn.reused and isinstance(exc, ConnectionError):
-                    continue
-                raise TransportError("broken", f"connection broken: {_describe(exc)}") from None
-            except BaseException:  # cancelled mid-response: this connection cannot be reused
-                conn.close()
-                raise
-            return AsyncReply(self.origin, conn, status, reason, headers, decoder, keep, self.read_timeout)
-        raise TransportError("broken", "connection broken: closed by the server")
+        conn = await self.origin.get(self.connect_timeout)  # a reused one is open: sent once, never again
+        try:
+            conn.writer.write(request)
+            async with asyncio.timeout(self.read_timeout if timed else None):
+                head = await conn.reader.readuntil(b"\r\n\r\n")
+                status, reason, headers, keep, decoder = parse_reply_head(head)
+                while status < 200:
+                    status, reason, headers, keep, decoder = parse_reply_head(await conn.reader.readuntil(b"\r\n\r\n"))
+        except asyncio.IncompleteReadError:
+            conn.close()
+            raise TransportError("broken", "connection broken: the server closed the connection") from None
+        except TimeoutError:
+            conn.close()
+            raise TransportError("read_timeout", f"no data for {self.read_timeout:g}s (read timeout)") from None
+        except (asyncio.LimitOverrunError, ValueError):
+            conn.close()
+            raise TransportError("broken", "the upstream sent an oversized response head") from None
+        except TransportError:
+            conn.close()
+            raise
+        except OSError as exc:
+            conn.close()
+            raise TransportError("broken", f"connection broken: {_describe(exc)}") from None
+        except BaseException:  # cancelled mid-response: this connection cannot be reused
+            conn.close()
+            raise
+        return AsyncReply(self.origin, conn, status, reason, headers, decoder, keep, self.read_timeout)
 
 
 def _describe(exc: BaseException) -> str:
@@ -631,6 +641,7 @@ class HttpxClient:
     def __init__(self, base_url: str, headers: dict[str, str], connect_timeout: float, read_timeout: float) -> None:
         import httpx
 
+        check_headers(headers)
         self._httpx = httpx
         timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout)
         verify = tls_context() if base_url.startswith("https:") else False

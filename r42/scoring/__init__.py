@@ -55,7 +55,7 @@ SCORERS: dict[str, str] = {
     "random": "r42.scoring.baselines:RandomScorer",
     "trained": "r42.scoring.trained:TrainedScorer",
 }
-DEFAULT_SCORER = "heuristic"
+DEFAULT_SCORER = "trained"  # chosen by leave-one-source-out cross-validation (data/eval/cv_report.json)
 _loaded: dict[str, Scorer] = {}
 
 

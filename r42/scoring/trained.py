@@ -1,39 +1,36 @@
-"""The trained scorer: complexity learned from labelled routing data, in pure Python.
+"""The trained scorer: a calibrated P(a cheap model fails where a strong one succeeds), in pure Python.
 
-p = the mean of two models' estimates of P(the strong model is right and the weak one wrong) for
-the prompt:
+One logistic regression over
+- hashed word unigrams, word bigrams and character 3..5-grams of each word (CRC32 buckets; the
+  counts are divided by the square root of their total, so a long prompt is not "harder" per se);
+- a few dozen text statistics (length, digits, maths symbols, multiple-choice shape, code shape)
+  and the hand-built scorer's complexity and domain cues, standardised.
+Its output is Platt-scaled on out-of-source predictions, so `complexity` is a probability.
 
-- a logistic regression over hashed word unigrams and bigrams (CRC32 buckets, L2-normalised counts);
-- gradient-boosted trees over a few dozen text statistics (length, digits, maths symbols, the shape
-  of multiple-choice options, negations) and the hand-built scorer's complexity and domain cues.
+Training (scripts/train_scorer.py) uses every source in data/routing with routing labels, the
+many-model matrices through an item-response fit (soft labels), and hand-written easy prompts;
+the representation was chosen by leave-one-source-out cross-validation (data/eval/cv_report.json).
 
-complexity = 0.6 * (p's percentile among out-of-fold MMLU predictions) + 0.4 * the hand-built
-scorer's complexity: the percentile puts p on the 0..1 scale the level cut points expect, and the
-hand-built part keeps chat and creative prompts (absent from the training data) sensible.
-
-Domains are the hand-built scorer's: the public data with routing labels carries no domain labels
-for creative, extraction or chat prompts, so there is nothing yet to learn them from.
-
-The weights (r42/scoring/weights/trained.json, written by scripts/train_scorer.py) load on first
-use, never at import of r42.scoring, so `r42 score` with another scorer pays nothing for them.
-They record the hand-built scorer's version they were trained with: its features feed the trees.
+Each word's summed unigram and character-gram weight is cached: words repeat, so most prompts cost
+one dict lookup per word. Weights load on first use (r42/scoring/weights/), never at import.
 """
 
 from __future__ import annotations
 
-import bisect
+import json
 import math
 import re
 import zlib
+from array import array
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from r42.errors import ConfigError
 from r42.scoring import Estimate, Prompt
 
-WEIGHTS = Path(__file__).parent / "weights" / "trained.json"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS = WEIGHTS_DIR / "trained.json"  # metadata, statistics' scaling, calibration
+COEF = WEIGHTS_DIR / "trained.f32"  # the hashed features' coefficients, little-endian float32
 
 TOKEN = re.compile(r"[a-z]+|\d+|[^\sa-z\d]", re.IGNORECASE)
 WORD = re.compile(r"[A-Za-z]+")
@@ -41,25 +38,45 @@ NUMBER = re.compile(r"\d+(?:\.\d+)?")
 MATH_SYMBOL = re.compile(r"[=+*/^<>√π∑∫]|\\[a-z]+|\b[a-z]\s*[=<>]")
 CHOICE = re.compile(r"^\s*(?:[A-Da-d][.)]|\(\w\))\s*(.*)$", re.MULTILINE)
 NEGATION = re.compile(r"\b(?:not|except|false|incorrect|least|never)\b", re.IGNORECASE)
+CODE_SHAPE = re.compile(r"[{};]|\bdef |\breturn\b|\bfunction\b|\bclass |==|\[\]|\(\)")
 MAX_TEXT = 6_000  # features read at most this much of the prompt: bounded cost per prompt
+CHAR_GRAMS = (3, 4, 5)
+CACHE_LIMIT = 200_000  # words remembered with their summed weight; cleared when full
+
+
+def word_keys(token: str) -> list[bytes]:
+    """The hashed keys one token contributes: itself, and its character n-grams when it is a word."""
+    keys = [b"u" + token.encode()]
+    if token.isalpha() and len(token) > 2:
+        padded = "<" + token + ">"
+        for n in CHAR_GRAMS:
+            keys.extend(("c" + padded[i:i + n]).encode() for i in range(len(padded) - n + 1))
+    return keys
+
+
+def bigram_key(a: str, b: str) -> bytes:
+    return ("b" + a + " " + b).encode()
+
+
+def tokens_of(text: str) -> list[str]:
+    return [t.lower() for t in TOKEN.findall(text[:MAX_TEXT])]
 
 
 def hashed_counts(text: str, buckets: int) -> dict[int, float]:
-    """Unigram and bigram counts in CRC32 buckets, L2-normalised."""
-    tokens = [t.lower() for t in TOKEN.findall(text)]
+    """Bucket -> count / sqrt(total count): what the training script feeds the regression."""
+    tokens = tokens_of(text)
     counts: dict[int, float] = {}
-    for token in tokens:
-        key = zlib.crc32(b"u" + token.encode()) % buckets
-        counts[key] = counts.get(key, 0.0) + 1.0
-    for a, b in zip(tokens, tokens[1:]):
-        key = zlib.crc32(("b" + a + " " + b).encode()) % buckets
-        counts[key] = counts.get(key, 0.0) + 1.0
-    norm = math.sqrt(sum(v * v for v in counts.values())) or 1.0
-    return {k: v / norm for k, v in counts.items()}
+    keys = [k for t in tokens for k in word_keys(t)] + [bigram_key(a, b) for a, b in zip(tokens, tokens[1:])]
+    for key in keys:
+        bucket = zlib.crc32(key) % buckets
+        counts[bucket] = counts.get(bucket, 0.0) + 1.0
+    scale = 1.0 / math.sqrt(len(keys) or 1)
+    return {k: v * scale for k, v in counts.items()}
 
 
 def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
-    """The trees' inputs. Names and order are stored with the weights."""
+    """The dense inputs. Names and order are stored with the weights."""
+    text = text[:MAX_TEXT]
     words = WORD.findall(text)
     n_words = len(words) or 1
     choices = CHOICE.findall(text)
@@ -71,14 +88,14 @@ def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
         "digit_frac": sum(c.isdigit() for c in text) / max(1, len(text)),
         "log_nums": math.log1p(len(NUMBER.findall(text))),
         "math_syms": math.log1p(len(MATH_SYMBOL.findall(text))),
+        "code_shape": math.log1p(len(CODE_SHAPE.findall(text))),
         "avg_wlen": sum(map(len, words)) / n_words,
         "long_frac": sum(len(w) >= 9 for w in words) / n_words,
         "cap_frac": sum(w[0].isupper() for w in words) / n_words,
         "qmarks": float(min(text.count("?"), 5)),
         "neg": float(min(len(NEGATION.findall(text)), 5)),
-        "n_choices": float(len(choices)),
+        "n_choices": float(min(len(choices), 8)),
         "choice_mean": math.log1p(sum(choice_lengths) / len(choice_lengths)),
-        "choice_max": math.log1p(max(choice_lengths)),
         "choice_num": sum(bool(NUMBER.fullmatch(c.strip().rstrip("."))) for c in choices) / max(1, len(choices)),
         "heur": heuristic.complexity,
     }
@@ -87,68 +104,83 @@ def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
     return stats
 
 
-def tree_output(nodes: list[list[Any]], row: list[float]) -> float:
-    """Walk one tree. A node is [feature, threshold, left, right, missing_left] or [value] for a leaf."""
-    node = nodes[0]
-    while len(node) > 1:
-        feature, threshold, left, right, _ = node
-        node = nodes[left if row[feature] <= threshold else right]
-    return node[0]
-
-
-def percentile_of(p: float, table: list[float]) -> float:
-    """Where p falls among the 101 stored quantiles, linearly interpolated: 0..1."""
-    if p <= table[0]:
-        return 0.0
-    if p >= table[-1]:
-        return 1.0
-    i = bisect.bisect_right(table, p) - 1
-    width = table[i + 1] - table[i]
-    return (i + ((p - table[i]) / width if width > 0 else 0.0)) / (len(table) - 1)
-
-
 def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
+    if x < -700:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-x))
 
 
 class TrainedScorer:
     name = "trained"
 
-    def __init__(self, weights_path: Path = WEIGHTS) -> None:
+    def __init__(self, weights_path: Path = WEIGHTS, coef_path: Path = COEF) -> None:
         try:
-            weights = orjson.loads(weights_path.read_bytes())
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot load the trained scorer's weights: {exc}", "reinstall r42 or use --scorer heuristic") from None
+            weights = json.loads(weights_path.read_bytes())  # stdlib: `r42 score`'s fast path avoids orjson
+            coef = array("f")
+            coef.frombytes(coef_path.read_bytes())
+            self._load(weights, coef)
+        except (OSError, KeyError, ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            raise ConfigError(f"cannot load the trained scorer's weights: {exc}",
+                              "reinstall r42 or use --scorer heuristic") from None
         from r42.scoring.heuristic import HeuristicScorer
 
         self._heuristic = HeuristicScorer()
+        self._word_cache: dict[str, tuple[float, int]] = {}
+
+    def _load(self, weights: dict[str, Any], coef: array) -> None:
         self.version = str(weights["version"])
         self.meta = weights["meta"]
-        linear = weights["linear"]
-        self._buckets = int(linear["buckets"])
-        self._coef: list[float] = linear["coef"]
-        self._intercept = float(linear["intercept"])
-        trees = weights["trees"]
-        self._features: list[str] = trees["features"]
-        self._baseline = float(trees["baseline"])
-        self._trees: list[list[list[Any]]] = trees["trees"]
-        self._blend = float(weights["blend"]["weight"])
-        self._percentiles: list[float] = weights["blend"]["percentiles"]
+        self._buckets = int(weights["buckets"])
+        if len(coef) != self._buckets:  # 0 buckets: the chosen representation has no n-grams
+            raise ValueError(f"{len(coef)} coefficients for {self._buckets} buckets")
+        self._coef = coef
+        self._intercept = float(weights["intercept"])
+        dense = weights["dense"]
+        self._features: list[str] = dense["features"]
+        self._mean: list[float] = dense["mean"]
+        self._scale: list[float] = dense["scale"]
+        self._dense_coef: list[float] = dense["coef"]
+        self._platt_a = float(weights["platt"]["a"])
+        self._platt_b = float(weights["platt"]["b"])
+
+    def _word(self, token: str) -> tuple[float, int]:
+        """A token's summed weight over its hashed keys, and how many keys it has (cached)."""
+        hit = self._word_cache.get(token)
+        if hit is None:
+            keys = word_keys(token)
+            hit = (sum(self._coef[zlib.crc32(k) % self._buckets] for k in keys), len(keys))
+            if len(self._word_cache) >= CACHE_LIMIT:
+                self._word_cache.clear()
+            self._word_cache[token] = hit
+        return hit
+
+    def logit(self, text: str, heuristic: Estimate) -> float:
+        """The regression's raw output (before calibration) for one text."""
+        stats = text_statistics(text, heuristic)
+        dense = sum(c * (stats[f] - m) / s for f, m, s, c in
+                    zip(self._features, self._mean, self._scale, self._dense_coef))
+        return self._intercept + dense + (self._ngrams(text) if self._buckets else 0.0)
+
+    def _ngrams(self, text: str) -> float:
+        tokens = tokens_of(text)
+        total, n_keys = 0.0, 0
+        for token in tokens:
+            weight, n = self._word(token)
+            total += weight
+            n_keys += n
+        coef, buckets = self._coef, self._buckets
+        for a, b in zip(tokens, tokens[1:]):
+            total += coef[zlib.crc32(bigram_key(a, b)) % buckets]
+        n_keys += max(0, len(tokens) - 1)
+        return total / math.sqrt(n_keys or 1)
+
+    def probability(self, raw_logit: float) -> float:
+        return _sigmoid(self._platt_a * raw_logit + self._platt_b)
 
     def estimate(self, prompt: Prompt) -> Estimate:
-        text = prompt.last_user[:MAX_TEXT]
         heuristic = self._heuristic.estimate(prompt)
-        linear = self._intercept + sum(self._coef[k] * v for k, v in hashed_counts(text, self._buckets).items())
-        stats = text_statistics(text, heuristic)
-        row = [stats[name] for name in self._features]
-        boosted = self._baseline + sum(tree_output(tree, row) for tree in self._trees)
-        p_linear, p_trees = _sigmoid(linear), _sigmoid(boosted)
-        learned = percentile_of((p_linear + p_trees) / 2.0, self._percentiles)
-        complexity = self._blend * learned + (1.0 - self._blend) * heuristic.complexity
-        signals = {
-            "p_weak_fails": round((p_linear + p_trees) / 2.0, 4),  # P(strong right, weak wrong) as learned
-            "learned_percentile": round(learned, 4),
-            "heuristic": round(heuristic.complexity, 4),
-            "domains_from": "heuristic",
-        }
-        return Estimate(complexity, heuristic.domains, signals)
+        p = self.probability(self.logit(prompt.last_user, heuristic))
+        # the heuristic's evidence (it reads the whole conversation) stays visible next to the probability
+        signals = {**heuristic.signals, "p_cheap_fails": round(p, 4), "heuristic": round(heuristic.complexity, 4),
+                   "domains_from": "heuristic"}
+        return Estimate(p, heuristic.domains, signals)

@@ -54,7 +54,7 @@ def build(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
         raise UsageError(f"--no-auth is only allowed on a loopback address, not {host}", "bind to 127.0.0.1, or create keys with `r42 keys create USER`")
     limits = limits or limits_of(settings)
     gateway = Gateway(settings, no_auth=no_auth, limits=limits)
-    server = HTTPServer(gateway, host, port, limits, on_error=gateway.http_error)
+    server = HTTPServer(gateway, host, port, limits, on_error=gateway.http_error, before_body=gateway.before_body)
     return gateway, server
 
 

@@ -336,6 +336,23 @@ class Gateway:
         self.metrics.request("http", status, 0.0, f"http {status}")
         return Response(status, body, [("Content-Type", JSON), ("X-R42-Request-Id", request_id)])
 
+    def before_body(self, request: Request) -> Response | None:
+        """Before `100 Continue` (on a worker): the 404/405 or 401 a request would get, so that it
+        is refused before its body is uploaded; None lets the body come."""
+        route = ROUTES.get(("GET" if request.method == "HEAD" else request.method, request.path))
+        request.id = request.id or new_request_id()
+        flavour = route.flavour if route else "openai"
+        call = Call(request, None, Caller(), request.path, flavour)  # type: ignore[arg-type]
+        try:
+            if route is None:
+                raise self._not_found(request)
+            if route.auth:
+                self.authenticate(request)
+        except GatewayError as exc:
+            self.metrics.request("http", exc.status, 0.0, exc.code or f"http {exc.status}")
+            return self.error_response(call, exc)
+        return None
+
     # --- auth and limits ----------------------------------------------------------------------
 
     def authenticate(self, request: Request) -> Caller:
@@ -393,7 +410,8 @@ class Gateway:
             cached = self._routers.get(user)
             if cached is not None and now - cached[0] < AVAILABILITY_TTL:
                 return cached[1]
-        checker = AvailabilityChecker(self.settings.local_probe_timeout, user=user)
+        builtin = bool(self.settings.serve_builtin_local)  # may clients start the built-in model?
+        checker = AvailabilityChecker(self.settings.local_probe_timeout, user=user, builtin=builtin)
         router = replace(self.router, availability=checker, user=user)
         with self._routers_lock:
             self._routers[user] = (now, router)

@@ -127,7 +127,8 @@ def read_json(call: Call) -> dict[str, Any]:
     if not body:
         raise GatewayError(400, "the request has no body; send a JSON object", "invalid_json")
     try:
-        data = orjson.loads(body)
+        with call.request.heavy:  # a big body waits its turn (r42.server.http.LOOP_BODY_MAX)
+            data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise GatewayError(400, f"invalid JSON: {exc}", "invalid_json") from None
     if not isinstance(data, dict):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
 
 import orjson
 
+from r42.availability import BUILTIN_LOCAL
 from r42.config import MODES
 from r42.document import messages_of
 from r42.errors import R42Error
@@ -31,7 +32,7 @@ from r42.scoring import estimate_tokens
 from r42.server import passthrough
 from r42.server.call import SSE_HEADERS, Call, json_response, read_json
 from r42.server.errors import GatewayError, sse_error_anthropic, sse_error_openai
-from r42.server.http import ClientGone, Response
+from r42.server.http import ClientGone, Response, header_safe
 from r42.server.validate import chat_request, messages_request
 
 if TYPE_CHECKING:  # the gateway imports this module for its route table
@@ -54,6 +55,11 @@ class Plan:
 
 def plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None = None) -> Plan:
     """Score (and rank, when routed) one chat request; raises GatewayError for bad routing input."""
+    with call.request.heavy:  # a big body waits its turn (r42.server.http.LOOP_BODY_MAX)
+        return _plan_request(gw, call, body, model_fallback)
+
+
+def _plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None) -> Plan:
     headers = call.request.headers
     mode_header = headers.get("x-r42-mode")
     if mode_header is not None and mode_header not in MODES:
@@ -66,7 +72,13 @@ def plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: 
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise GatewayError(400, "'model' must be a string", "invalid_model", param="model")
+    if model and not header_safe(model):  # it is echoed in X-R42-Model and sent upstream
+        raise GatewayError(400, "'model' must be ASCII without control characters", "invalid_model", param="model")
     mode, direct = routing_of(gw, model, mode_header, model_fallback)
+    if direct and direct.split("/", 1)[0] == BUILTIN_LOCAL and not gw.settings.serve_builtin_local:
+        raise GatewayError(403, "the built-in local model is off on this gateway; the operator can allow it with "
+                           "R42_SERVE_BUILTIN_LOCAL=1 (or serve_builtin_local in config.toml)", "builtin_local_disabled",
+                           param="model")
     doc = {k: v for k, v in body.items() if k not in PIPE_KEYS}
     messages = messages_of(doc)
     router = gw.router_for(call.caller.user)

@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 REASONS = {
     100: "Continue", 200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
@@ -40,8 +43,23 @@ REASONS = {
     431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
     503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported", 529: "Overloaded",
 }
+# RFC 9110 field syntax. A name is a token; a received value may hold visible ASCII, obs-text,
+# spaces and tabs, never another control character (a bare CR or LF would split it downstream).
+# What r42 writes is stricter: visible ASCII, spaces and tabs only.
+TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+TOKEN_TEXT = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+SAFE_VALUE_TEXT = re.compile(r"[\t\x20-\x7e]*")
+BAD_TARGET = re.compile(rb"[\x00-\x20\x7f-\xff]")
+HEX = frozenset(b"0123456789abcdefABCDEF")
 SINGLE_HEADERS = frozenset({"content-length", "authorization", "x-api-key", "host", "transfer-encoding"})
 WRITE_HIGH_WATER = 256 * 1024  # a streaming worker waits for the client once this much is buffered
+# Bodies above LOOP_BODY_MAX are handled on a worker, never on the loop, and their parsing and
+# scoring passes one at a time through a gate: a 10 MB body holds the GIL in single C calls of
+# tens of ms (JSON parsing, copies), and six of them at once starved the loop for ~1 s at a time.
+LOOP_BODY_MAX = 256 * 1024
+BIG_BODY_SWITCH_S = 0.001
+NO_GATE = nullcontext()
 
 
 @dataclass
@@ -58,21 +76,25 @@ class ServerLimits:
 
 
 class Request:
-    __slots__ = ("method", "path", "query_string", "version", "headers", "body", "client", "keep_alive", "id", "started", "_query")
+    __slots__ = ("method", "path", "query_string", "version", "headers", "body", "client", "keep_alive", "id", "started",
+                 "_query", "heavy")
 
     def __init__(self, method: str, target: str, version: str, headers: dict[str, str], client: str) -> None:
         self.method = method
-        path, _, self.query_string = target.partition("?")
+        path, _, self.query_string = origin_form(target).partition("?")
         self.path = path.rstrip("/") or "/"
         self.version = version
         self.headers = headers  # lower-case names
         self.body = b""
         self.client = client
-        connection = headers.get("connection", "").lower()
-        self.keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
+        # An HTTP/1.0 connection is closed after its response: no chunked coding, no keep-alive to negotiate.
+        self.keep_alive = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
         self.id = ""
         self.started = time.perf_counter()
         self._query: dict[str, list[str]] | None = None
+        # Handlers parse and score the body inside `with request.heavy:`: a no-op for ordinary
+        # bodies, a gate one big body at a time passes (see LOOP_BODY_MAX).
+        self.heavy: AbstractContextManager[Any] = NO_GATE
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name, default)
@@ -82,6 +104,28 @@ class Request:
         if self._query is None:
             self._query = parse_qs(self.query_string)
         return self._query
+
+
+def origin_form(target: str) -> str:
+    """An absolute-form target (`http://host/path?q`, as sent to proxies) as its path and query."""
+    if target[:1] == "/" or "://" not in target:
+        return target
+    parts = urlsplit(target)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def header_safe(value: str) -> bool:
+    """Could this text be written as a header value (visible ASCII, spaces and tabs)?"""
+    return SAFE_VALUE_TEXT.fullmatch(value) is not None
+
+
+def field_ok(name: str, value: str) -> bool:
+    """May r42 write this header? A token name and a value of visible ASCII, spaces and tabs."""
+    return TOKEN_TEXT.fullmatch(name) is not None and SAFE_VALUE_TEXT.fullmatch(value) is not None
+
+
+class InvalidHeader(ValueError):
+    """A header r42 was about to write breaks RFC 9110 field syntax (CR, LF, non-ASCII...)."""
 
 
 class Response:
@@ -106,20 +150,28 @@ class Handler(Protocol):
         """A whole Response, or None after streaming through the channel."""
 
 
-def encode_head(status: int, headers: list[tuple[str, str]], keep_alive: bool, length: int | None) -> bytes:
+def encode_head(status: int, headers: list[tuple[str, str]], keep_alive: bool, length: int | None,
+                chunked: bool = True) -> bytes:
+    """The status line and headers. `length` None: a body of unknown length, chunked, or (for an
+    HTTP/1.0 client, `chunked` False) delimited by closing the connection. Raises InvalidHeader
+    rather than write a header that could split the response."""
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
-    if length is None:
-        lines.append("Transfer-Encoding: chunked")
-    else:
+    for name, value in headers:
+        if not field_ok(name, value):
+            raise InvalidHeader(f"invalid response header {name[:40]!r}")
+        lines.append(f"{name}: {value}")
+    if length is not None:
         lines.append(f"Content-Length: {length}")
+    elif chunked:
+        lines.append("Transfer-Encoding: chunked")
     if not keep_alive:
         lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
-def encode_response(response: Response, keep_alive: bool) -> bytes:
-    return encode_head(response.status, response.headers, keep_alive, len(response.body)) + response.body
+def encode_response(response: Response, keep_alive: bool, head_only: bool = False) -> bytes:
+    head = encode_head(response.status, response.headers, keep_alive, len(response.body))
+    return head if head_only else head + response.body
 
 
 class Channel:
@@ -131,12 +183,16 @@ class Channel:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep_alive: bool,
-                 write_timeout: float, pool: ThreadPoolExecutor | None = None) -> None:
+                 write_timeout: float, pool: ThreadPoolExecutor | None = None, chunked: bool = True,
+                 head_only: bool = False) -> None:
         self.loop = loop
+        # HTTP/1.0 has no chunked coding: the body runs until the connection closes.
+        self.chunked = chunked
+        self.head_only = head_only  # HEAD: the head goes out, the body does not
         self.loop_thread = threading.get_ident()  # channels are made on the loop
         self.reader = reader
         self.writer = writer
-        self.keep_alive = keep_alive
+        self.keep_alive = keep_alive and chunked
         self.write_timeout = write_timeout
         self.pool = pool
         self.head: bytes | None = None
@@ -147,7 +203,7 @@ class Channel:
         return self.writer.transport.is_closing() or self.reader.at_eof() or self.reader.exception() is not None
 
     def start(self, status: int, headers: list[tuple[str, str]]) -> None:
-        self.head = encode_head(status, headers, self.keep_alive, None)
+        self.head = encode_head(status, headers, self.keep_alive, None, self.chunked)
         self.started = True
 
     def write(self, data: bytes) -> None:
@@ -160,7 +216,10 @@ class Channel:
         """One chunk of the body (with the head before the first); on the loop, follow with drain()."""
         if self.gone():
             raise ClientGone()
-        piece = b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+        if self.head_only or not data:
+            piece = b""
+        else:
+            piece = b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data
         if self.head is not None:
             piece, self.head = self.head + piece, None
         if piece:
@@ -181,9 +240,9 @@ class Channel:
         if self.finished:
             return
         self.finished = True
-        tail = (self.head or b"") + b"0\r\n\r\n"
+        tail = (self.head or b"") + (b"0\r\n\r\n" if self.chunked and not self.head_only else b"")
         self.head = None
-        if not self.writer.transport.is_closing():
+        if tail and not self.writer.transport.is_closing():
             self._put(tail)
 
     async def in_worker(self, function: Callable[..., Any], *args: Any) -> Any:
@@ -215,10 +274,11 @@ class HeadError(Exception):
 
 def parse_head(head: bytes, client: str, limits: ServerLimits) -> Request:
     """The request line and headers (lower-case names). Strict where ambiguity helps attackers:
-    whitespace before a colon, duplicate Content-Length or credentials, obsolete line folding."""
+    whitespace before a colon, duplicate Content-Length or credentials, obsolete line folding,
+    a bare CR or LF, a name that is not a token, control characters in a value."""
     lines = head[:-4].split(b"\r\n")
     parts = lines[0].split(b" ")
-    if len(parts) != 3 or not parts[0].isalpha():
+    if len(parts) != 3 or not parts[0].isalpha() or not parts[1] or BAD_TARGET.search(parts[1]):
         raise HeadError(400, "malformed request line")
     method, target, version = (p.decode("latin-1") for p in parts)
     if version not in ("HTTP/1.1", "HTTP/1.0"):
@@ -228,16 +288,54 @@ def parse_head(head: bytes, client: str, limits: ServerLimits) -> Request:
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+        if not colon or TOKEN.fullmatch(name) is None:  # also a folded line (leading space or tab)
             raise HeadError(400, "malformed header line")
+        value = value.strip(b" \t")
+        if BAD_VALUE.search(value):
+            raise HeadError(400, "control character (CR, LF, NUL...) in a header value")
         key = name.decode("latin-1").lower()
-        text = value.strip().decode("latin-1")
+        text = value.decode("latin-1")
         if key in headers:
             if key in SINGLE_HEADERS:
                 raise HeadError(400, f"duplicate {key} header")
             text = headers[key] + ", " + text
         headers[key] = text
     return Request(method, target, version, headers, client)
+
+
+def chunk_size(line: bytes) -> int:
+    """The size on a chunk-size line (with its CRLF): hex digits, then optional extensions (ignored)."""
+    digits, _, extension = line[:-2].partition(b";")
+    digits = digits.rstrip(b" \t")
+    if not digits or len(digits) > 15 or not HEX.issuperset(digits) or BAD_VALUE.search(extension):
+        raise HeadError(400, "malformed chunk size")
+    return int(digits, 16)
+
+
+async def read_chunked(reader: asyncio.StreamReader, max_body: int, max_trailers: int) -> bytes:
+    """A chunked body: each chunk's data must end in CRLF where its size says (a wrong size is a
+    400 at once, not a wait for bytes that never come); trailers are read and dropped."""
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        size = chunk_size(await reader.readuntil(b"\r\n"))
+        if size == 0:
+            break
+        total += size
+        if total > max_body:
+            raise HeadError(413, f"request body over {max_body} bytes")
+        data = await reader.readexactly(size)
+        if await reader.readexactly(2) != b"\r\n":
+            raise HeadError(400, "chunk data longer than its size")
+        parts.append(data)
+    trailers = 0
+    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers, dropped
+        trailers += len(line)
+        if trailers > max_trailers:
+            raise HeadError(431, "trailers too large")
+        if b":" not in line or BAD_VALUE.search(line[:-2]):
+            raise HeadError(400, "malformed trailer")
+    return b"".join(parts)
 
 
 class _Deadline:
@@ -261,14 +359,22 @@ class _Deadline:
 class HTTPServer:
     """Serves `handler` on host:port until stopped (signal, `stop()`, or the loop ending)."""
 
-    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 4242, limits: ServerLimits | None = None, on_error: Callable[[Request | None, int, str], Response] | None = None) -> None:
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 4242, limits: ServerLimits | None = None,
+                 on_error: Callable[[Request | None, int, str], Response] | None = None,
+                 before_body: Callable[[Request], Response | None] | None = None) -> None:
         self.handler = handler
+        # Asked on a worker before `100 Continue` is sent: a Response (401, 404...) refuses the
+        # upload, so that a client with a wrong key does not send its body first.
+        self.before_body = before_body
         self.host = host
         self.port = port
         self.limits = limits or ServerLimits()
         self.on_error = on_error or _plain_error
         self.pool = ThreadPoolExecutor(max_workers=self.limits.max_concurrency, thread_name_prefix="r42-worker")
         self.inflight = 0
+        self.heavy_gate = threading.Semaphore(1)
+        self.big_inflight = 0
+        self.switch_interval = sys.getswitchinterval()
         self.idle: set[asyncio.StreamWriter] = set()
         self.connections: set[asyncio.StreamWriter] = set()
         self.deadlines: dict[asyncio.StreamWriter, _Deadline] = {}
@@ -277,6 +383,16 @@ class HTTPServer:
         self._stop: asyncio.Event | None = None
         self.stopping = False
         self.bound: tuple[str, int] | None = None
+        self.sock: socket.socket | None = None
+
+    def bind(self) -> tuple[str, int]:
+        """Open the listening socket now (OSError when the port is taken), so that a caller can
+        report a busy port before it says it is listening; `serve` binds itself otherwise."""
+        if self.sock is None:
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            self.sock = socket.create_server((self.host, self.port), family=family, backlog=1024, reuse_port=False)
+            self.bound = self.sock.getsockname()[:2]
+        return self.bound  # type: ignore[return-value]
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -286,8 +402,8 @@ class HTTPServer:
     async def serve(self, install_signals: bool = True) -> None:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        server = await asyncio.start_server(self._connection, self.host, self.port, limit=self.limits.max_head, backlog=1024, reuse_address=True)
-        self.bound = server.sockets[0].getsockname()[:2]
+        self.bind()
+        server = await asyncio.start_server(self._connection, sock=self.sock, limit=self.limits.max_head, backlog=1024)
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.loop.add_signal_handler(sig, self._stop.set)
@@ -382,6 +498,10 @@ class HTTPServer:
             head = first + await reader.readuntil(b"\r\n\r\n")
             request = parse_head(head, client, self.limits)
             deadline.set("body", self.limits.body_timeout)
+            refusal = await self._refuse_upload(request)
+            if refusal is not None:
+                await self._send(writer, refusal, keep_alive=False)
+                return None
             request.body = await self._read_body(request, reader, writer)
             return request
         except HeadError as exc:
@@ -391,6 +511,17 @@ class HTTPServer:
         except asyncio.IncompleteReadError:
             pass
         return None
+
+    async def _refuse_upload(self, request: Request) -> Response | None:
+        """before_body's answer for a request that waits for `100 Continue`, else None."""
+        if self.before_body is None or request.headers.get("expect", "").lower() != "100-continue":
+            return None
+        if not (request.headers.get("transfer-encoding") or request.headers.get("content-length", "0") != "0"):
+            return None
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, self.before_body, request)
+        except Exception:  # noqa: BLE001 - the handler answers once the body is in, as without the check
+            return None
 
     async def _read_body(self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
         encoding = request.headers.get("transfer-encoding", "").lower()
@@ -411,22 +542,7 @@ class HTTPServer:
         return await self._read_chunked(reader)
 
     async def _read_chunked(self, reader: asyncio.StreamReader) -> bytes:
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            line = await reader.readuntil(b"\r\n")
-            try:
-                size = int(line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise HeadError(400, "malformed chunk size") from None
-            if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers, ignored
-                    pass
-                return b"".join(parts)
-            total += size
-            if total > self.limits.max_body:
-                raise HeadError(413, f"request body over {self.limits.max_body} bytes")
-            parts.append((await reader.readexactly(size + 2))[:-2])
+        return await read_chunked(reader, self.limits.max_body, self.limits.max_head)
 
     async def _respond(self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         keep_alive = request.keep_alive and not self.stopping
@@ -437,20 +553,46 @@ class HTTPServer:
             return keep_alive
         self.inflight += 1
         loop = asyncio.get_running_loop()
-        channel = Channel(loop, reader, writer, keep_alive, self.limits.write_timeout, self.pool)
+        head_only = request.method == "HEAD"
+        if head_only:  # answered as GET without its body (Claude Code sends HEAD / first)
+            request.method = "GET"
+        channel = Channel(loop, reader, writer, keep_alive, self.limits.write_timeout, self.pool,
+                          chunked=request.version == "HTTP/1.1", head_only=head_only)
+        big = len(request.body) > LOOP_BODY_MAX
+        if big:
+            self._big_bodies(+1)
         try:
-            on_loop = self.handler.on_loop(request, channel) if hasattr(self.handler, "on_loop") else None
+            on_loop = self.handler.on_loop(request, channel) if self._loop_may_serve(request) else None
             if on_loop is not None:
                 response = await self._work_on_loop(on_loop, request, channel)
             else:
                 response = await loop.run_in_executor(self.pool, self._work, request, channel)
         finally:
             self.inflight -= 1
+            if big:
+                self._big_bodies(-1)
         if response is not None:
-            await self._send(writer, response, keep_alive and not self.stopping)
+            await self._send(writer, response, keep_alive and not self.stopping, head_only)
             return keep_alive and not self.stopping
         await writer.drain()
-        return keep_alive and channel.finished and not channel.gone() and not self.stopping
+        return channel.keep_alive and channel.finished and not channel.gone() and not self.stopping
+
+    def _loop_may_serve(self, request: Request) -> bool:
+        """A big body is parsed and scored on a worker (through the heavy gate), never on the loop."""
+        if len(request.body) > LOOP_BODY_MAX:
+            request.heavy = self.heavy_gate
+            return False
+        return hasattr(self.handler, "on_loop")
+
+    def _big_bodies(self, delta: int) -> None:
+        """While a big body is handled, threads hand the GIL over every 1 ms instead of 5 ms, so
+        that the loop waits less behind a worker that is parsing or scoring."""
+        self.big_inflight += delta
+        if self.big_inflight == delta == 1:
+            self.switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(BIG_BODY_SWITCH_S)
+        elif self.big_inflight == 0 and delta == -1:
+            sys.setswitchinterval(self.switch_interval)
 
     def _work(self, request: Request, channel: Channel) -> Response | None:
         """On a worker thread: the handler, with crashes turned into a 500."""
@@ -486,8 +628,13 @@ class HTTPServer:
             return None
         return self.on_error(request, 500, f"internal error ({type(exc).__name__})")
 
-    async def _send(self, writer: asyncio.StreamWriter, response: Response, keep_alive: bool) -> None:
-        writer.write(encode_response(response, keep_alive))
+    async def _send(self, writer: asyncio.StreamWriter, response: Response, keep_alive: bool,
+                    head_only: bool = False) -> None:
+        try:
+            data = encode_response(response, keep_alive, head_only)
+        except InvalidHeader as exc:  # a handler bug; never a header that splits the response
+            data = encode_response(self.on_error(None, 500, f"internal error ({exc})"), keep_alive, head_only)
+        writer.write(data)
         await writer.drain()
 
 
