@@ -198,6 +198,47 @@ class Router:
         return bool(self.availability.check(provider).ok)
 
 
+def outside_text_sensitive(body: dict[str, Any]) -> list[str]:
+    """Kinds of sensitive data in a request body outside its message text, which the score does not
+    read: tool-call arguments, tool definitions, Anthropic tool inputs and documents, metadata."""
+    from r42.scoring.sensitive import find_sensitive
+
+    texts: list[str] = []
+    for key, value in body.items():
+        if key == "messages" and isinstance(value, list):
+            for message in value:
+                _strings({k: v for k, v in message.items() if k != "content"} if isinstance(message, dict) else message, texts)
+                content = message.get("content") if isinstance(message, dict) else None
+                for part in content if isinstance(content, list) else []:
+                    _strings(_unscored(part), texts)
+        elif key not in ("model", "system"):
+            _strings(value, texts)
+    return find_sensitive("\n".join(texts)) if texts else []
+
+
+def _unscored(part: Any) -> Any:
+    """A content part without what the score reads (its text) and without image bytes (base64 can
+    look like a key); documents and tool inputs stay."""
+    if not isinstance(part, dict):
+        return part
+    skip = ("text", "image_url", "source") if part.get("type") in ("image", "image_url") else ("text",)
+    return {k: v for k, v in part.items() if k not in skip}
+
+
+def _strings(value: Any, into: list[str]) -> None:
+    """Every string in a JSON value (keys too), depth first, without recursion limits."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            into.append(item)
+        elif isinstance(item, dict):
+            into.extend(k for k in item if isinstance(k, str))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def _named(model: Any) -> str:
     return f"the built-in model {model.id}" if model.provider == BUILTIN_LOCAL else model.id
 

@@ -99,3 +99,37 @@ def test_ask_with_a_named_model_keeps_a_key_off_the_cloud(upstreams, no_builtin_
     result = run(["ask", "--model", model], input=PROMPT)
     assert result.exit_code == 3, result.stderr
     assert "api_key" in result.stderr and received(*upstreams) == ""
+
+
+TOOL_TURNS = [{"role": "user", "content": "deploy"},
+              {"role": "assistant", "content": None, "tool_calls": [
+                  {"id": "c1", "type": "function", "function": {"name": "env", "arguments": f'{{"OPENAI_API_KEY": "{SECRET}"}}'}}]},
+              {"role": "tool", "tool_call_id": "c1", "content": "done"}]
+
+
+@pytest.mark.parametrize("policy", ["local", "redact"])
+def test_a_key_in_tool_call_arguments_never_reaches_the_cloud(monkeypatch, key, upstreams, no_builtin_model, policy):
+    """The score reads message text; tool arguments are scanned too, and as the redaction cannot
+    replace them, even sensitive_policy=redact keeps such a prompt off the cloud."""
+    monkeypatch.setenv("R42_SENSITIVE_POLICY", policy)
+    with serve_in_thread(load_settings()) as running:
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key=key, max_retries=0)
+        with pytest.raises(openai.BadRequestError) as info:
+            client.chat.completions.create(model=DIRECT, messages=TOOL_TURNS)
+    assert "api_key" in info.value.body["message"]
+    assert received(*upstreams) == ""
+
+
+@pytest.mark.parametrize("block", [
+    {"type": "tool_use", "id": "t1", "name": "env", "input": {"key": SECRET}},
+    {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": f"OPENAI_API_KEY={SECRET}"}},
+], ids=["tool_use", "document"])
+def test_a_key_in_a_relayed_block_never_reaches_anthropic(gateway, key, upstreams, no_builtin_model, block):
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    role = "assistant" if block["type"] == "tool_use" else "user"
+    turns = [{"role": "user", "content": "deploy"}, {"role": role, "content": [block]}]
+    if role == "assistant":
+        turns.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]})
+    with pytest.raises(anthropic.BadRequestError):
+        client.messages.create(model=CLAUDE, max_tokens=50, messages=turns)
+    assert received(*upstreams) == ""

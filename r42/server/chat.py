@@ -28,6 +28,7 @@ from r42.executor import Limits, StreamBrokenError
 from r42.formats import anthropic as fa
 from r42.formats.openai import request_body
 from r42.formats.sse import DONE
+from r42.routing import outside_text_sensitive
 from r42.scoring import estimate_tokens
 from r42.server import passthrough
 from r42.server.call import SSE_HEADERS, Call, json_response, read_json
@@ -53,13 +54,16 @@ class Plan:
     limits: Limits | None = None  # what is left of the fallback policy's limits after the pass-through
 
 
-def plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None = None) -> Plan:
-    """Score (and rank, when routed) one chat request; raises GatewayError for bad routing input."""
+def plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None = None,
+                 raw: dict[str, Any] | None = None) -> Plan:
+    """Score (and rank, when routed) one chat request; raises GatewayError for bad routing input.
+    `raw`: the body as the client sent it, when `body` is its translation (/v1/messages)."""
     with call.request.heavy:  # a big body waits its turn (r42.server.http.LOOP_BODY_MAX)
-        return _plan_request(gw, call, body, model_fallback)
+        return _plan_request(gw, call, body, model_fallback, raw)
 
 
-def _plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None) -> Plan:
+def _plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None,
+                  raw: dict[str, Any] | None) -> Plan:
     headers = call.request.headers
     mode_header = headers.get("x-r42-mode")
     if mode_header is not None and mode_header not in MODES:
@@ -83,6 +87,11 @@ def _plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback:
     messages = messages_of(doc)
     router = gw.router_for(call.caller.user)
     constraints = router.constraints(mode=mode or gw.settings.mode, force=force)
+    hidden = outside_text_sensitive(raw if raw is not None else body)
+    if hidden:  # values the redaction cannot replace (it reads message text): local models only
+        score = router.score(doc)
+        doc["score"] = {**score, "sensitive": sorted(set(score.get("sensitive") or []) | set(hidden))}
+        constraints.allow_cloud_sensitive = constraints.redact_sensitive = False
     # One path for routed and named models alike: Router.plan applies the privacy guard to every
     # candidate, so a prompt the policy keeps local never reaches a cloud upstream. (No more
     # candidates than attempts the executor may make: each costs at least one.)
@@ -284,7 +293,7 @@ def messages(gw: Gateway, call: Call) -> Response | None:
     for key in ("response_format",):
         if key in body:
             openai_request[key] = body[key]
-    plan_ = plan_request(gw, call, openai_request, model_fallback=fallback)
+    plan_ = plan_request(gw, call, openai_request, model_fallback=fallback, raw=body)
     native, rest = passthrough.split_candidates(gw, plan_.candidates)
     if native and plan_.score.get("sensitive") and gw.settings.sensitive_policy == "redact":
         native, rest = [], plan_.candidates  # the executor replaces the values; the untouched relay cannot
