@@ -108,9 +108,30 @@ BODY = (st.fixed_dictionaries({"model": MODEL | JSON, "messages": st.lists(MESSA
         | st.fixed_dictionaries({}, optional={"model": JSON, "messages": JSON, **FIELDS}) | JSON)
 
 
+ADMIN_FIELDS = st.fixed_dictionaries({}, optional={name: JSON | st.integers(0, 100) for name in
+                                                   ("user", "rpm", "rpd", "budget_usd", "expires", "admin", "key")})
+
+
+@pytest.fixture
+def admin_key(gateway):
+    from r42.store import create_key
+
+    return create_key("root", admin=True).key
+
+
 @pytest.mark.parametrize("path", [CHAT, MESSAGES, COUNT, "/v1/classify", "/api/recommend", "/v1/feedback"])
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=BODY)
 def test_arbitrary_json_bodies_never_give_a_5xx(gateway, key, upstreams, no_builtin_model, path, body):
     response = post(gateway, key, path, body)
+    assert response.status_code < 500, (body, response.text)
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/admin/keys"), ("PATCH", "/v1/admin/keys/{prefix}"),
+                                              ("PUT", "/v1/me/credentials/openai")])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=ADMIN_FIELDS | JSON)
+def test_arbitrary_json_to_the_admin_and_self_service_apis_never_gives_a_5xx(gateway, admin_key, method, path, body):
+    url = gateway.url + path.replace("{prefix}", admin_key[:12])
+    response = httpx.request(method, url, json=body, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30)
     assert response.status_code < 500, (body, response.text)
