@@ -87,11 +87,7 @@ def _plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback:
     messages = messages_of(doc)
     router = gw.router_for(call.caller.user)
     constraints = router.constraints(mode=mode or gw.settings.mode, force=force)
-    hidden = outside_text_sensitive(raw if raw is not None else body)
-    if hidden:  # values the redaction cannot replace (it reads message text): local models only
-        score = router.score(doc)
-        doc["score"] = {**score, "sensitive": sorted(set(score.get("sensitive") or []) | set(hidden))}
-        constraints.allow_cloud_sensitive = constraints.redact_sensitive = False
+    _count_hidden_sensitive(router, doc, constraints, raw if raw is not None else body)
     # One path for routed and named models alike: Router.plan applies the privacy guard to every
     # candidate, so a prompt the policy keeps local never reaches a cloud upstream. (No more
     # candidates than attempts the executor may make: each costs at least one.)
@@ -101,6 +97,16 @@ def _plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback:
     request.pop("stream_options", None)  # the adapters ask upstreams for usage themselves
     call.planned(score, mode)
     return Plan(doc, request, candidates, mode, score)
+
+
+def _count_hidden_sensitive(router: Any, doc: dict[str, Any], constraints: Any, body: dict[str, Any]) -> None:
+    """Sensitive data outside the message text (tool arguments, Anthropic tool inputs and
+    documents) joins the score's; the redaction cannot replace it, so local models only."""
+    hidden = outside_text_sensitive(body)
+    if hidden:
+        score = router.score(doc)
+        doc["score"] = {**score, "sensitive": sorted(set(score.get("sensitive") or []) | set(hidden))}
+        constraints.allow_cloud_sensitive = constraints.redact_sensitive = False
 
 
 def routing_of(gw: Gateway, model: str | None, mode_header: str | None, fallback: str | None) -> tuple[str | None, str | None]:
