@@ -34,9 +34,11 @@ LOCAL_MAX_TOKENS = 1024  # output bound for local servers when the request sets 
 class CandidatesFailed(AllFailedError):
     """Every candidate tried failed (or one failed in a way that would fail everywhere)."""
 
-    def __init__(self, message: str, attempts: list["Attempt"], hint: str | None = None) -> None:
+    def __init__(self, message: str, attempts: list["Attempt"], hint: str | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message, hint)
         self.attempts = attempts
+        self.retry_after = retry_after  # the shortest Retry-After an upstream asked for, in seconds
 
 
 class ProvidersMissing(CandidatesFailed, NoCredentialsError):
@@ -380,6 +382,7 @@ class Fallback:
         self.upcoming: list[Target] = []
         self.opened = False  # did the last open() give an adapter?
         self.missing: list[str] = []  # what to set, for each attempt whose provider is not configured
+        self.retry_after: float | None = None  # the shortest Retry-After of the failed attempts
 
     def remaining(self) -> float:
         return self.limits.deadline - (self.x.clock() - self.start)
@@ -472,6 +475,8 @@ class Fallback:
         self.attempts.append(attempt)
         if self.opened:  # it reached the provider (not a missing credential or base URL)
             self.x.observe(target, attempt, None)
+        if exc.retry_after is not None:
+            self.retry_after = min(exc.retry_after, self.retry_after if self.retry_after is not None else exc.retry_after)
         if not exc.retryable:
             self.stopped = f"{target.id} rejected the request (HTTP {exc.status}); other models would too"
         elif exc.retry_after is not None and exc.retry_after <= self.limits.retry_after_max and exc.retry_after < self.remaining():
@@ -515,7 +520,8 @@ class Fallback:
             models = ", ".join(a.model for a in self.attempts)
             hint = "; ".join(dict.fromkeys(self.missing))
             return ProvidersMissing(f"no provider configured for {models}", self.attempts, hint)
-        return CandidatesFailed(f"every candidate failed ({tried} attempt{'s' if tried != 1 else ''}{reason})", self.attempts, "see the attempts above; r42 rank shows the candidates")
+        return CandidatesFailed(f"every candidate failed ({tried} attempt{'s' if tried != 1 else ''}{reason})", self.attempts,
+                                "see the attempts above; r42 rank shows the candidates", self.retry_after)
 
 
 def _tokens(usage: dict[str, Any] | None) -> tuple[int | None, int | None]:

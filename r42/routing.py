@@ -20,6 +20,7 @@ from r42.ranking import Constraints, Ranking, privacy_allows, rank, ranking_docu
 from r42.scoring import score_document
 
 LEARNED_TTL_S = 30.0
+WELL_KNOWN = ("anthropic", "openai", "gemini", "openrouter")  # named first in "set ..." hints when they could answer
 
 
 @dataclass
@@ -117,7 +118,8 @@ class Router:
         if not ranked.candidates:
             raise self.no_candidate_error(score, constraints)
         ranking = self.ranking_document(ranked, score, top)
-        return {**doc, "score": score, "ranking": ranking}, [c["model"] for c in ranking["candidates"]]
+        candidates = self.privacy_guard(score, constraints, [c["model"] for c in ranking["candidates"]])
+        return {**doc, "score": score, "ranking": ranking}, candidates
 
     def privacy_guard(self, score: dict[str, Any], constraints: Constraints, candidates: list[str]) -> list[str]:
         """Drop candidates the privacy rules forbid for this prompt (they did not pass through rank)."""
@@ -134,12 +136,15 @@ class Router:
             kinds = ", ".join(score.get("sensitive") or []) or "privacy mode"
             raise NoCandidateError(
                 f"no allowed model for this prompt ({kinds}): the privacy rules keep it off {', '.join(candidates)}",
-                "use a local model, or --redact / --allow-cloud to let cloud models answer",
+                "use a local model, or --redact / --allow-cloud (setting sensitive_policy) to let cloud models answer",
             )
         return allowed
 
     def no_candidate_error(self, score: dict[str, Any], constraints: Constraints) -> R42Error:
-        """Exit 4 when configuring a provider would help (say which), else exit 3."""
+        """What no configured model can do for this prompt, and what to configure (exit 4 when a
+        provider would help, else exit 3)."""
+        why = self.unmet_needs(score, constraints)
+        unmet = f": {'; '.join(why)}" if why else ""
         everything = self.rank(score, replace(constraints, include_unavailable=True))
         if not everything.candidates:
             kinds = ", ".join(score.get("sensitive") or [])
@@ -149,17 +154,98 @@ class Router:
                     "start a local model (Ollama, LM Studio, r42[local]), or --redact / --allow-cloud",
                 )
             return NoCandidateError(
-                "no model satisfies the prompt's needs and the constraints",
+                f"no model satisfies the prompt's needs and the constraints{unmet}",
                 "see `r42 rank --include-unavailable`; relax --max-cost, --local/--cloud or the mode",
             )
+        able = list(dict.fromkeys(r.model.provider for r in everything.candidates))  # best first
         wanted: list[str] = []
-        for ranked in everything.candidates:
-            hint = _setup_hint(self.catalog.providers[ranked.model.provider])
+        for provider_id in [p for p in WELL_KNOWN if p in able] + able:  # the keys most people have first
+            hint = _setup_hint(self.catalog.providers[provider_id])
             if hint is not None and hint not in wanted:
                 wanted.append(hint)
             if len(wanted) == 4:
                 break
-        return NoCredentialsError("no provider that could answer this prompt is configured", "; ".join(wanted))
+        return NoCredentialsError(f"no provider that could answer this prompt is configured{unmet}", "; ".join(wanted))
+
+    def unmet_needs(self, score: dict[str, Any], constraints: Constraints) -> list[str]:
+        """Why the configured models (credential or server present, allowed by the privacy rules
+        and the route) cannot serve this prompt, in words: what it needs that none of them has."""
+        kinds = ", ".join(score.get("sensitive") or [])
+        reasons = []
+        if kinds and not constraints.allow_cloud_sensitive:
+            reasons.append(f"the prompt holds sensitive data ({kinds}), so only local models may answer it")
+        if constraints.mode == "privacy":
+            reasons.append("privacy mode allows only local models and providers that keep no data")
+        usable = [m for m in self.catalog.models if m.available and self._usable(m.provider, m.local, score, constraints)]
+        if not usable:
+            return reasons  # nothing is configured: the hint says what to set
+        needs = score.get("needs") or {}
+        context = int(needs.get("context_tokens") or 0)
+        largest = max(usable, key=lambda m: m.context or 0)
+        if largest.context is not None and largest.context < context:
+            reasons.append(f"it needs {context:,} tokens of context; the largest configured model "
+                           f"({_named(largest)}) takes {largest.context:,}")
+        for need, attribute, what in (("tools", "tools", "tool support"), ("vision", "vision", "image input"),
+                                      ("json", "json", "JSON mode")):
+            if needs.get(need) and not any(getattr(m, attribute) for m in usable):
+                lacking = _named(usable[0]) if len(usable) == 1 else "no configured model"
+                reasons.append(f"it needs {what}, which {lacking} {'lacks' if len(usable) == 1 else 'has'}")
+        return reasons or ["no configured model meets the quality, cost and mode constraints"]
+
+    def _usable(self, provider_id: str, local: bool, score: dict[str, Any], constraints: Constraints) -> bool:
+        if (constraints.force == "local" or constraints.mode == "local") and not local:
+            return False
+        if constraints.force == "cloud" and local:
+            return False
+        provider = self.catalog.providers.get(provider_id)
+        if not privacy_allows(local, provider, score, constraints) or provider is None:
+            return False
+        return bool(self.availability.check(provider).ok)
+
+
+def outside_text_sensitive(body: dict[str, Any]) -> list[str]:
+    """Kinds of sensitive data in a request body outside its message text, which the score does not
+    read: tool-call arguments, tool definitions, Anthropic tool inputs and documents, metadata."""
+    from r42.scoring.sensitive import find_sensitive
+
+    texts: list[str] = []
+    for key, value in body.items():
+        if key == "messages" and isinstance(value, list):
+            for message in value:
+                _strings({k: v for k, v in message.items() if k != "content"} if isinstance(message, dict) else message, texts)
+                content = message.get("content") if isinstance(message, dict) else None
+                for part in content if isinstance(content, list) else []:
+                    _strings(_unscored(part), texts)
+        elif key not in ("model", "system"):
+            _strings(value, texts)
+    return find_sensitive("\n".join(texts)) if texts else []
+
+
+def _unscored(part: Any) -> Any:
+    """A content part without what the score reads (its text) and without image bytes (base64 can
+    look like a key); documents and tool inputs stay."""
+    if not isinstance(part, dict):
+        return part
+    skip = ("text", "image_url", "source") if part.get("type") in ("image", "image_url") else ("text",)
+    return {k: v for k, v in part.items() if k not in skip}
+
+
+def _strings(value: Any, into: list[str]) -> None:
+    """Every string in a JSON value (keys too), depth first, without recursion limits."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            into.append(item)
+        elif isinstance(item, dict):
+            into.extend(k for k in item if isinstance(k, str))
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _named(model: Any) -> str:
+    return f"the built-in model {model.id}" if model.provider == BUILTIN_LOCAL else model.id
 
 
 def _setup_hint(provider: Provider) -> str | None:

@@ -10,10 +10,12 @@ themselves live in r42.server.chat (completions and messages) and r42.server.inf
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable
@@ -230,6 +232,8 @@ class Gateway:
             return self._done(call, route.handler(self, call))
         except (GatewayError, R42Error, ClientGone) as exc:
             return self._failed(call, exc)
+        except Exception as exc:  # noqa: BLE001 - a handler bug: logged as an error with its type
+            return self._crashed(call, exc)
         finally:
             self._end(call, route)
 
@@ -248,6 +252,8 @@ class Gateway:
             return self._done(call, await handler(self, call))
         except (GatewayError, R42Error, ClientGone) as exc:
             return self._failed(call, exc)
+        except Exception as exc:  # noqa: BLE001 - a handler bug: logged as an error with its type
+            return self._crashed(call, exc)
         finally:
             self._end(call, route)
 
@@ -291,6 +297,20 @@ class Gateway:
         error = exc if isinstance(exc, GatewayError) else from_core(exc)  # type: ignore[arg-type]
         call.status, call.error_kind = error.status, error.code or f"http {error.status}"
         return self.error_response(call, error)
+
+    def _crashed(self, call: Call, exc: Exception) -> Response:
+        """A bug, not a bad request: a 500 whose routing-log row says `error` and the exception's
+        type (never its text, which may quote the prompt); the HTTP layer finishes a started stream."""
+        call.status, call.error_kind = 500, f"internal_error {type(exc).__name__}"
+        if call.outcome != "error":
+            call.ended("error", call.route, f"internal error ({type(exc).__name__})")
+        print(f"r42: error: {call.request.method} {call.request.path} {call.id}: internal error ({type(exc).__name__})",
+              file=sys.stderr)
+        if os.environ.get("R42_DEBUG"):
+            traceback.print_exception(exc)
+        if call.channel.started:
+            raise exc
+        return self.error_response(call, GatewayError(500, f"internal error ({type(exc).__name__})", "internal_error"))
 
     def _end(self, call: Call, route: Route | None) -> None:
         if call.caller.key is not None or self.no_auth:  # not for a request that failed authentication

@@ -28,11 +28,13 @@ from r42.executor import Limits, StreamBrokenError
 from r42.formats import anthropic as fa
 from r42.formats.openai import request_body
 from r42.formats.sse import DONE
+from r42.routing import outside_text_sensitive
 from r42.scoring import estimate_tokens
 from r42.server import passthrough
 from r42.server.call import SSE_HEADERS, Call, json_response, read_json
 from r42.server.errors import GatewayError, sse_error_anthropic, sse_error_openai
 from r42.server.http import ClientGone, Response, header_safe
+from r42.server.validate import chat_request, messages_request
 
 if TYPE_CHECKING:  # the gateway imports this module for its route table
     from r42.server.app import Gateway
@@ -52,13 +54,16 @@ class Plan:
     limits: Limits | None = None  # what is left of the fallback policy's limits after the pass-through
 
 
-def plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None = None) -> Plan:
-    """Score (and rank, when routed) one chat request; raises GatewayError for bad routing input."""
+def plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None = None,
+                 raw: dict[str, Any] | None = None) -> Plan:
+    """Score (and rank, when routed) one chat request; raises GatewayError for bad routing input.
+    `raw`: the body as the client sent it, when `body` is its translation (/v1/messages)."""
     with call.request.heavy:  # a big body waits its turn (r42.server.http.LOOP_BODY_MAX)
-        return _plan_request(gw, call, body, model_fallback)
+        return _plan_request(gw, call, body, model_fallback, raw)
 
 
-def _plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None) -> Plan:
+def _plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None,
+                  raw: dict[str, Any] | None) -> Plan:
     headers = call.request.headers
     mode_header = headers.get("x-r42-mode")
     if mode_header is not None and mode_header not in MODES:
@@ -82,17 +87,26 @@ def _plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback:
     messages = messages_of(doc)
     router = gw.router_for(call.caller.user)
     constraints = router.constraints(mode=mode or gw.settings.mode, force=force)
-    if direct is None:
-        # No more candidates than attempts the executor may make: each costs at least one.
-        doc, candidates = router.plan(doc, constraints, top=gw.executor_limits.max_attempts)
-        score = doc["score"]
-    else:
-        score = router.score(doc)
-        candidates = [direct]
+    _count_hidden_sensitive(router, doc, constraints, raw if raw is not None else body)
+    # One path for routed and named models alike: Router.plan applies the privacy guard to every
+    # candidate, so a prompt the policy keeps local never reaches a cloud upstream. (No more
+    # candidates than attempts the executor may make: each costs at least one.)
+    doc, candidates = router.plan(doc, constraints, model=direct, top=gw.executor_limits.max_attempts)
+    score = doc["score"]
     request = request_body(doc, messages)
     request.pop("stream_options", None)  # the adapters ask upstreams for usage themselves
     call.planned(score, mode, candidates, request)
     return Plan(doc, request, candidates, mode, score)
+
+
+def _count_hidden_sensitive(router: Any, doc: dict[str, Any], constraints: Any, body: dict[str, Any]) -> None:
+    """Sensitive data outside the message text (tool arguments, Anthropic tool inputs and
+    documents) joins the score's; the redaction cannot replace it, so local models only."""
+    hidden = outside_text_sensitive(body)
+    if hidden:
+        score = router.score(doc)
+        doc["score"] = {**score, "sensitive": sorted(set(score.get("sensitive") or []) | set(hidden))}
+        constraints.allow_cloud_sensitive = constraints.redact_sensitive = False
 
 
 def routing_of(gw: Gateway, model: str | None, mode_header: str | None, fallback: str | None) -> tuple[str | None, str | None]:
@@ -120,7 +134,7 @@ def chat_completions(gw: Gateway, call: Call) -> Response | None:
     """OpenAI chat completions: `model` names a catalog model, or auto, r42 or r42/<mode> to route
     (X-R42-Mode, X-R42-Force-Route); the answer names the model in X-R42-Model.
     OpenAPI: ChatRequest -> ChatCompletion"""
-    body = read_json(call)
+    body = chat_request(read_json(call)).body
     return _answer_chat(gw, call, plan_request(gw, call, body), gw.executor_for(call.caller.user), body)
 
 
@@ -128,7 +142,7 @@ async def chat_completions_on_loop(gw: Gateway, call: Call) -> Response | None:
     """chat_completions on the event loop: scoring and ranking inline, the upstream awaited.
     Candidates the async adapter cannot serve (SDK protocols, the built-in model, a proxy) are
     answered on a worker thread as before."""
-    body = read_json(call)
+    body = chat_request(read_json(call)).body
     if gw.router_warm(call.caller.user):
         plan_ = plan_request(gw, call, body)
     else:  # the first request in a while checks which providers are reachable: not on the loop
@@ -282,18 +296,18 @@ def _write_quietly(channel: Any, data: bytes) -> None:
 def messages(gw: Gateway, call: Call) -> Response | None:
     """Anthropic Messages: Claude models pass through unchanged, other models are translated.
     OpenAPI: MessagesRequest -> Message"""
-    body = read_json(call)
-    if not isinstance(body.get("messages"), list) or not body["messages"]:
-        raise GatewayError(400, "messages: a non-empty list is required", "invalid_request", param="messages")
-    model = body.get("model")
+    request = messages_request(read_json(call))
+    body, model = request.body, request.model
     fallback = f"anthropic/{model}" if isinstance(model, str) and model.startswith("claude") else None
     openai_request = {k: v for k, v in fa.request_to_openai(body).items() if v is not None}
     openai_request["model"] = model
     for key in ("response_format",):
         if key in body:
             openai_request[key] = body[key]
-    plan_ = plan_request(gw, call, openai_request, model_fallback=fallback)
+    plan_ = plan_request(gw, call, openai_request, model_fallback=fallback, raw=body)
     native, rest = passthrough.split_candidates(gw, plan_.candidates)
+    if native and plan_.score.get("sensitive") and gw.settings.sensitive_policy == "redact":
+        native, rest = [], plan_.candidates  # the executor replaces the values; the untouched relay cannot
     if native:
         outcome = passthrough.relay(gw, call, plan_, body, native, have_more=bool(rest))
         if outcome is not passthrough.NEXT:
@@ -374,9 +388,7 @@ def count_tokens(gw: Gateway, call: Call) -> Response:
     """An estimate (r42's token estimator: characters / 4, non-ASCII weighted) of the input tokens;
     the request is not sent upstream.
     OpenAPI: MessagesRequest -> TokenCount"""
-    body = read_json(call)
-    if not isinstance(body.get("messages"), list):
-        raise GatewayError(400, "messages: a list is required", "invalid_request", param="messages")
+    body = messages_request(read_json(call), counting=True).body
     request = fa.request_to_openai(body)
     try:
         tokens = estimate_tokens(request["messages"]) if request["messages"] else 0

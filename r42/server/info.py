@@ -11,6 +11,7 @@ from r42 import __version__ as VERSION
 from r42.document import text_document
 from r42.modes import MODES
 from r42.server.call import Call, json_response, presented_key, read_json
+from r42.server.validate import document
 from r42.server.errors import GatewayError
 from r42.server.http import Response
 
@@ -91,7 +92,7 @@ def _document(call: Call) -> dict[str, Any]:
             return text_document(call.request.body.decode("utf-8"))
         except UnicodeDecodeError:
             raise GatewayError(400, "the body is not UTF-8 text", "invalid_body") from None
-    return read_json(call)
+    return document(read_json(call))
 
 
 def classify(gw: Gateway, call: Call) -> Response:

@@ -77,11 +77,9 @@ def relay(gw: Gateway, call: Call, plan_: Any, body: dict[str, Any], native: lis
     if have_more and run.stopped is None:
         plan_.limits = run.leftover()
         return NEXT
-    call.ended("error", {"attempts": _attempts(run)}, "AllFailedError")
-    status = 502 if last is None or last.status is None or last.status < 400 or last.status == 409 else last.status
-    reason = f"; {run.stopped}" if run.stopped else ""
-    message = f"every candidate failed ({len(run.attempts)} attempts{reason}); last: {last}"
-    raise GatewayError(status if status in (429, 529, 502, 503, 504) else 502, message, "all_candidates_failed")
+    failed = run.all_failed()  # the gateway answers it as the executor's: each attempt, Retry-After, upstream auth
+    call.ended("error", {"attempts": _attempts(run)}, type(failed).__name__)
+    raise failed
 
 
 def _client(endpoint: Endpoint) -> tuple[Endpoint, Any]:
