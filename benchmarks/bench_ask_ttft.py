@@ -61,7 +61,13 @@ def via_executor(model_id: str) -> float:
 
 def via_cli(args: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "r42", "ask", "--stream", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "r42", "ask", "--stream", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     assert proc.stdin and proc.stdout
     proc.stdin.write(PROMPT.encode())
     proc.stdin.close()
@@ -79,7 +85,10 @@ def measure(name: str, fn: Callable[[], float], runs: int) -> dict[str, float]:
     fn()  # warm-up: connection set-up, the local model's first prompt, page cache
     times = [fn() * 1000 for _ in range(runs)]
     row = {"median": statistics.median(times), "min": min(times), "max": max(times)}
-    print(f"{name:<34} median {row['median']:8.1f} ms   min {row['min']:8.1f}   max {row['max']:8.1f}   (n={runs})", flush=True)
+    print(
+        f"{name:<34} median {row['median']:8.1f} ms   min {row['min']:8.1f}   max {row['max']:8.1f}   (n={runs})",
+        flush=True,
+    )
     return row
 
 
@@ -103,7 +112,9 @@ def main() -> None:
     else:
         from r42 import localmodel
 
-        base_url = localmodel.ensure_server()  # one server for all three ways; r42 ask below reuses it via R42_LOCAL_BASE_URL
+        base_url = (
+            localmodel.ensure_server()
+        )  # one server for all three ways; r42 ask below reuses it via R42_LOCAL_BASE_URL
         upstream, model_id = localmodel.MODEL_NAME, localmodel.MODEL_ID
         os.environ["R42_LOCAL_BASE_URL"] = base_url
         env["R42_LOCAL_BASE_URL"] = base_url
@@ -113,12 +124,18 @@ def main() -> None:
         rows = {
             "direct HTTP": measure("direct HTTP (httpx, streaming)", lambda: direct(base_url, upstream), options.runs),
             "executor": measure("r42 executor (in process)", lambda: via_executor(model_id), options.runs),
-            "ask --model": measure("r42 ask --stream --model (process)", lambda: via_cli(["--model", model_id], env), options.runs),
-            "ask ranked": measure(f"r42 ask --stream {cli_ranked[0]} (ranked)", lambda: via_cli(cli_ranked, env), options.runs),
+            "ask --model": measure(
+                "r42 ask --stream --model (process)", lambda: via_cli(["--model", model_id], env), options.runs
+            ),
+            "ask ranked": measure(
+                f"r42 ask --stream {cli_ranked[0]} (ranked)", lambda: via_cli(cli_ranked, env), options.runs
+            ),
         }
         floor = rows["direct HTTP"]["median"]
-        print(f"overhead over direct (medians): executor {rows['executor']['median'] - floor:+.1f} ms, "
-              f"ask --model {rows['ask --model']['median'] - floor:+.1f} ms, ask ranked {rows['ask ranked']['median'] - floor:+.1f} ms")
+        print(
+            f"overhead over direct (medians): executor {rows['executor']['median'] - floor:+.1f} ms, "
+            f"ask --model {rows['ask --model']['median'] - floor:+.1f} ms, ask ranked {rows['ask ranked']['median'] - floor:+.1f} ms"
+        )
     finally:
         if fake is not None:
             fake.stop()

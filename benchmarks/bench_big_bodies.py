@@ -89,8 +89,9 @@ def main() -> None:
         statuses: dict[int, int] = {}
         lock = threading.Lock()
         samples: list[float] = []
-        threads = [threading.Thread(target=poster, args=(port, body, until, statuses, lock))
-                   for _ in range(args.posters)]
+        threads = [
+            threading.Thread(target=poster, args=(port, body, until, statuses, lock)) for _ in range(args.posters)
+        ]
         threads.append(threading.Thread(target=prober, args=(port, until, samples, args.duration)))
         for thread in threads:
             thread.start()
@@ -100,10 +101,14 @@ def main() -> None:
         for process in processes:
             process.terminate()
             process.wait()
-    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; {args.posters} posters of {len(body) / 1e6:.1f} MB "
-          f"(model {args.model}) for {args.duration:g} s")
-    print(f"/health: {len(samples)} probes, p50 {pct(samples, 0.5):.1f} ms, p99 {pct(samples, 0.99):.1f} ms, "
-          f"max {max(samples):.1f} ms")
+    print(
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; {args.posters} posters of {len(body) / 1e6:.1f} MB "
+        f"(model {args.model}) for {args.duration:g} s"
+    )
+    print(
+        f"/health: {len(samples)} probes, p50 {pct(samples, 0.5):.1f} ms, p99 {pct(samples, 0.99):.1f} ms, "
+        f"max {max(samples):.1f} ms"
+    )
     print(f"posters: {sum(statuses.values())} requests, statuses {dict(sorted(statuses.items()))}")
 
 

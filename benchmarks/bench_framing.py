@@ -17,13 +17,18 @@ import h11
 
 from r42.server.http import Response, ServerLimits, encode_response, parse_head
 
-HEAD = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:4242\r\nContent-Type: application/json\r\n"
-        b"Authorization: Bearer r42_" + b"x" * 43 + b"\r\nUser-Agent: OpenAI/Python 1.40\r\n"
-        b"Accept: application/json\r\n"
-        b"Content-Length: 120\r\n\r\n")
+HEAD = (
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:4242\r\nContent-Type: application/json\r\n"
+    b"Authorization: Bearer r42_" + b"x" * 43 + b"\r\nUser-Agent: OpenAI/Python 1.40\r\n"
+    b"Accept: application/json\r\n"
+    b"Content-Length: 120\r\n\r\n"
+)
 BODY = b"x" * 120
-REPLY_HEADERS = [("Content-Type", "application/json"), ("X-R42-Request-Id", "req_" + "0" * 24),
-                 ("X-R42-Model", "openai/gpt-4o-mini")]
+REPLY_HEADERS = [
+    ("Content-Type", "application/json"),
+    ("X-R42-Request-Id", "req_" + "0" * 24),
+    ("X-R42-Model", "openai/gpt-4o-mini"),
+]
 LIMITS = ServerLimits()
 
 

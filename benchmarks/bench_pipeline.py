@@ -29,12 +29,38 @@ PROMPTS = [
 def agent_request(turn: int) -> dict:
     """What a coding agent sends: a long system prompt, 40 earlier turns, 15 tools and a new
     question (`turn` varies the question, as each turn of a session does); ~44 KB of JSON."""
-    messages = [{"role": "system", "content": "You are an interactive CLI tool that helps users with software engineering tasks. Use the tools available. " * 300}]
+    messages = [
+        {
+            "role": "system",
+            "content": "You are an interactive CLI tool that helps users with software engineering tasks. Use the tools available. "
+            * 300,
+        }
+    ]
     for i in range(20):
-        messages.append({"role": "user", "content": f"Please fix the bug in src/module_{i}.py where parse_config() raises KeyError when the key is missing. def parse_config(d): return d['x'] + 1"})
-        messages.append({"role": "assistant", "content": "I'll fix it. ```python\ndef parse_config(d):\n    return d.get('x', 0) + 1\n```"})
+        messages.append(
+            {
+                "role": "user",
+                "content": f"Please fix the bug in src/module_{i}.py where parse_config() raises KeyError when the key is missing. def parse_config(d): return d['x'] + 1",
+            }
+        )
+        messages.append(
+            {
+                "role": "assistant",
+                "content": "I'll fix it. ```python\ndef parse_config(d):\n    return d.get('x', 0) + 1\n```",
+            }
+        )
     messages.append({"role": "user", "content": f"Now write unit tests for it with pytest, covering edge case {turn}."})
-    tools = [{"type": "function", "function": {"name": f"tool{i}", "description": "d" * 200, "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}}} for i in range(15)]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": f"tool{i}",
+                "description": "d" * 200,
+                "parameters": {"type": "object", "properties": {"a": {"type": "string"}}},
+            },
+        }
+        for i in range(15)
+    ]
     return {"messages": messages, "tools": tools}
 
 
@@ -113,10 +139,14 @@ def main() -> None:
     scores = [score_document(d, settings) for d in docs]
     everyone = lambda provider: Availability(True, "bench")  # noqa: E731 - rank all models
     n_models = len(router.catalog.models)
-    rank_ms = timed(lambda i: rank(router.catalog, scores[i % len(scores)], Constraints(), everyone), max(200, args.runs // 5))
+    rank_ms = timed(
+        lambda i: rank(router.catalog, scores[i % len(scores)], Constraints(), everyone), max(200, args.runs // 5)
+    )
     board = busy_board(router.catalog)
-    rank_health_ms = timed(lambda i: rank(router.catalog, scores[i % len(scores)], Constraints(health=board.view()),
-                                          everyone), max(200, args.runs // 5))
+    rank_health_ms = timed(
+        lambda i: rank(router.catalog, scores[i % len(scores)], Constraints(health=board.view()), everyone),
+        max(200, args.runs // 5),
+    )
 
     env = {**os.environ, "R42_HOME": home}
     python_ms = cold_start([sys.executable, "-c", "pass"], args.cold, b"", env)

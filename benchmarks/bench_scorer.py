@@ -27,8 +27,12 @@ sys.path.insert(0, str(ROOT))
 from r42.scoring import DEFAULT_SCORER, get_scorer, prompt_of  # noqa: E402
 
 NAMES = ("length", "random", "heuristic", "trained")
-FILES = ("arena_prompts_rated.jsonl", "mmlu_gpt4_vs_mixtral.jsonl", "zeroeval_math_l5_gpt35_vs_gpt4turbo.jsonl",
-         "zeroeval_crux_mixtral_vs_gpt4turbo.jsonl")
+FILES = (
+    "arena_prompts_rated.jsonl",
+    "mmlu_gpt4_vs_mixtral.jsonl",
+    "zeroeval_math_l5_gpt35_vs_gpt4turbo.jsonl",
+    "zeroeval_crux_mixtral_vs_gpt4turbo.jsonl",
+)
 LOAD = "import time, r42.scoring as s; t = time.perf_counter(); s.get_scorer({name!r}); print(time.perf_counter() - t)"
 CLI_RUNS = 15
 
@@ -44,8 +48,14 @@ def prompts(n: int) -> list:
 
 
 def load_ms(name: str) -> float:
-    runs = [float(subprocess.run([sys.executable, "-c", LOAD.format(name=name)], capture_output=True, text=True,
-                                 check=True, cwd=ROOT).stdout) for _ in range(5)]
+    runs = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", LOAD.format(name=name)], capture_output=True, text=True, check=True, cwd=ROOT
+            ).stdout
+        )
+        for _ in range(5)
+    ]
     return 1000 * statistics.median(runs)
 
 
@@ -90,10 +100,14 @@ def main() -> None:
             scorer.estimate(prompt)
             times.append(1000 * (time.perf_counter() - start))
         times.sort()
-        print(f"{name:<10} {load_ms(name):>8.1f} {statistics.median(times):>10.3f} {times[int(len(times) * 0.99)]:>8.3f}")
+        print(
+            f"{name:<10} {load_ms(name):>8.1f} {statistics.median(times):>10.3f} {times[int(len(times) * 0.99)]:>8.3f}"
+        )
     base, score = cli_startup()
-    print(f"`python -c pass` {base:.1f} ms; `echo hi | r42 score` ({DEFAULT_SCORER}) {score:.1f} ms "
-          f"= {score / base:.2f}x (medians of {CLI_RUNS}, interleaved)")
+    print(
+        f"`python -c pass` {base:.1f} ms; `echo hi | r42 score` ({DEFAULT_SCORER}) {score:.1f} ms "
+        f"= {score / base:.2f}x (medians of {CLI_RUNS}, interleaved)"
+    )
 
 
 if __name__ == "__main__":

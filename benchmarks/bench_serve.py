@@ -39,7 +39,9 @@ PATH = "/v1/chat/completions"
 
 
 def start_upstream() -> tuple[subprocess.Popen, int]:
-    process = subprocess.Popen([sys.executable, str(HERE / "loadlib.py"), "upstream"], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "loadlib.py"), "upstream"], stdout=subprocess.PIPE, text=True
+    )
     return process, int(process.stdout.readline().split()[1])
 
 
@@ -67,12 +69,25 @@ def wait_ready(url: str, timeout: float, process: subprocess.Popen) -> None:
 
 def start_r42(upstream: int, home: str, auth: bool, workers: int = 1) -> tuple[subprocess.Popen, int, dict[str, str]]:
     port = free_port()
-    env = {**os.environ, "R42_HOME": home, "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream}/v1", "OPENAI_API_KEY": "sk-bench",
-           "OLLAMA_HOST": "127.0.0.1:9", "R42_LMSTUDIO_BASE_URL": "http://127.0.0.1:9/v1", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "R42_HOME": home,
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream}/v1",
+        "OPENAI_API_KEY": "sk-bench",
+        "OLLAMA_HOST": "127.0.0.1:9",
+        "R42_LMSTUDIO_BASE_URL": "http://127.0.0.1:9/v1",
+        "PYTHONPATH": str(ROOT),
+    }
     headers: dict[str, str] = {}
     command = [sys.executable, "-m", "r42", "serve", "--port", str(port), "--workers", str(workers)]
     if auth:
-        key = subprocess.run([sys.executable, "-c", "from r42.store import create_key; print(create_key('bench').key)"], env=env, capture_output=True, text=True, check=True).stdout.strip()
+        key = subprocess.run(
+            [sys.executable, "-c", "from r42.store import create_key; print(create_key('bench').key)"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         headers["Authorization"] = f"Bearer {key}"
     else:
         command.append("--no-auth")
@@ -90,14 +105,30 @@ def start_litellm(binary: str, upstream: int, home: str) -> tuple[subprocess.Pop
     )
     port = free_port()
     env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": "sk-litellm-bench-" + "0" * 40}
-    process = subprocess.Popen([binary, "--config", str(config), "--port", str(port), "--num_workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [binary, "--config", str(config), "--port", str(port), "--num_workers", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_ready(f"http://127.0.0.1:{port}/health/liveliness", 120, process)
     return process, port
 
 
 def load(port: int, concurrency: int, stream: bool, duration: float, model: str, headers: dict[str, str]) -> dict:
-    command = [sys.executable, str(HERE / "loadlib.py"), "load", "--url", f"http://127.0.0.1:{port}{PATH}", "-c", str(concurrency),
-               "-d", str(duration), "--model", model]
+    command = [
+        sys.executable,
+        str(HERE / "loadlib.py"),
+        "load",
+        "--url",
+        f"http://127.0.0.1:{port}{PATH}",
+        "-c",
+        str(concurrency),
+        "-d",
+        str(duration),
+        "--model",
+        model,
+    ]
     if stream:
         command.append("--stream")
     for name, value in headers.items():
@@ -129,24 +160,38 @@ def main() -> None:
     home = tempfile.mkdtemp(prefix="r42-bench-serve-")
     upstream, upstream_port = start_upstream()
     processes = [upstream]
-    targets: list[tuple[str, int, str, dict[str, str], tuple[int, ...]]] = [("mock directly", upstream_port, "mock-model", {}, (1, 8, 64))]
+    targets: list[tuple[str, int, str, dict[str, str], tuple[int, ...]]] = [
+        ("mock directly", upstream_port, "mock-model", {}, (1, 8, 64))
+    ]
     notes = []
     try:
         r42, r42_port, headers = start_r42(upstream_port, home, args.auth)
         processes.append(r42)
         targets.append(("r42 serve (direct model)", r42_port, "openai/gpt-4o-mini", headers, (1, 8, 64)))
-        targets.append(("r42 serve (routed: auto)", r42_port, "auto", {**headers, "X-R42-Force-Route": "cloud"}, (1, 64)))
+        targets.append(
+            ("r42 serve (routed: auto)", r42_port, "auto", {**headers, "X-R42-Force-Route": "cloud"}, (1, 64))
+        )
         if args.workers > 1:
             many, many_port, many_headers = start_r42(upstream_port, home, args.auth, args.workers)
             processes.append(many)
             label = f"r42 --workers {args.workers}"
             targets.append((f"{label} (direct)", many_port, "openai/gpt-4o-mini", many_headers, (1, 8, 64)))
-            targets.append((f"{label} (routed)", many_port, "auto", {**many_headers, "X-R42-Force-Route": "cloud"}, (1, 64)))
+            targets.append(
+                (f"{label} (routed)", many_port, "auto", {**many_headers, "X-R42-Force-Route": "cloud"}, (1, 64))
+            )
         if os.path.exists(args.litellm):
             try:
                 litellm, litellm_port = start_litellm(args.litellm, upstream_port, home)
                 processes.append(litellm)
-                targets.append(("LiteLLM proxy", litellm_port, "mock-model", {"Authorization": "Bearer sk-litellm-bench-" + "0" * 40}, (1, 8, 64)))
+                targets.append(
+                    (
+                        "LiteLLM proxy",
+                        litellm_port,
+                        "mock-model",
+                        {"Authorization": "Bearer sk-litellm-bench-" + "0" * 40},
+                        (1, 8, 64),
+                    )
+                )
             except SystemExit as exc:
                 notes.append(f"LiteLLM proxy skipped: {exc}")
         else:
@@ -156,7 +201,9 @@ def main() -> None:
             for stream in (False, True):
                 for concurrency in levels:
                     load(port, concurrency, stream, 0.5, model, hdrs)  # warm up (connections, imports, caches)
-                    rows.append((name, stream, concurrency, load(port, concurrency, stream, args.duration, model, hdrs)))
+                    rows.append(
+                        (name, stream, concurrency, load(port, concurrency, stream, args.duration, model, hdrs))
+                    )
     finally:
         for process in processes:
             process.terminate()
@@ -166,14 +213,24 @@ def main() -> None:
 
 def report(rows: list, notes: list[str], args: argparse.Namespace) -> None:
     base = {(stream, c): result for name, stream, c, result in rows if name == "mock directly"}
-    print(f"{cpu_model()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.duration:g} s per point, r42 {'with a gateway key' if args.auth else '--no-auth'}")
-    print(f"{'target':<31} {'kind':<7} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'TTFB p50':>9} {'added TTFB':>11} {'errors':>7}")
+    print(
+        f"{cpu_model()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.duration:g} s per point, r42 {'with a gateway key' if args.auth else '--no-auth'}"
+    )
+    print(
+        f"{'target':<31} {'kind':<7} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'TTFB p50':>9} {'added TTFB':>11} {'errors':>7}"
+    )
     for name, stream, c, r in rows:
         b = base.get((stream, c))
         added = None if name == "mock directly" or not b or r["p50_ms"] is None else r["p50_ms"] - b["p50_ms"]
-        added_ttfb = None if name == "mock directly" or not b or r["ttfb_p50_ms"] is None or b["ttfb_p50_ms"] is None else r["ttfb_p50_ms"] - b["ttfb_p50_ms"]
-        print(f"{name:<31} {'stream' if stream else 'json':<7} {c:>3} {r['rps']:>8.0f} {fmt(r['p50_ms']):>8} {fmt(r['p99_ms']):>8} {fmt(added):>10} "
-              f"{fmt(r['ttfb_p50_ms']):>9} {fmt(added_ttfb):>11} {r['errors']:>7}")
+        added_ttfb = (
+            None
+            if name == "mock directly" or not b or r["ttfb_p50_ms"] is None or b["ttfb_p50_ms"] is None
+            else r["ttfb_p50_ms"] - b["ttfb_p50_ms"]
+        )
+        print(
+            f"{name:<31} {'stream' if stream else 'json':<7} {c:>3} {r['rps']:>8.0f} {fmt(r['p50_ms']):>8} {fmt(r['p99_ms']):>8} {fmt(added):>10} "
+            f"{fmt(r['ttfb_p50_ms']):>9} {fmt(added_ttfb):>11} {r['errors']:>7}"
+        )
     for note in notes:
         print(note)
 

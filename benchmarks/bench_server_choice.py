@@ -98,7 +98,10 @@ def _answer(data: bytes) -> bytes:
 async def _upstream_async(port: int, body: bytes, pool: list) -> bytes:
     reader, writer = pool.pop() if pool else await asyncio.open_connection("127.0.0.1", port)
     writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    writer.write(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (PATH.encode(), len(body), body))
+    writer.write(
+        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (PATH.encode(), len(body), body)
+    )
     head = await reader.readuntil(b"\r\n\r\n")
     lower = head.lower()
     start = lower.find(b"content-length:")
@@ -146,7 +149,17 @@ def start(command: list[str]) -> tuple[subprocess.Popen, int]:
 
 
 def load(port: int, concurrency: int, duration: float) -> dict:
-    command = [sys.executable, str(HERE / "loadlib.py"), "load", "--url", f"http://127.0.0.1:{port}{PATH}", "-c", str(concurrency), "-d", str(duration)]
+    command = [
+        sys.executable,
+        str(HERE / "loadlib.py"),
+        "load",
+        "--url",
+        f"http://127.0.0.1:{port}{PATH}",
+        "-c",
+        str(concurrency),
+        "-d",
+        str(duration),
+    ]
     return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
 
@@ -178,12 +191,16 @@ def main() -> None:
         upstream.terminate()
         upstream.wait()
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.duration:g} s per point")
-    print(f"{'server':<24} {'c=1 p50 ms':>11} {'added p50':>10} {'c=1 p99 ms':>11} {'c=64 req/s':>11} {'c=64 p99 ms':>12}")
+    print(
+        f"{'server':<24} {'c=1 p50 ms':>11} {'added p50':>10} {'c=1 p99 ms':>11} {'c=64 req/s':>11} {'c=64 p99 ms':>12}"
+    )
     base = rows[0][1][1]["p50_ms"]
     for name, result in rows:
         one, many = result[1], result[64]
         added = "" if name.startswith("mock") else f"{one['p50_ms'] - base:.3f}"
-        print(f"{name:<24} {one['p50_ms']:>11.3f} {added:>10} {one['p99_ms']:>11.3f} {many['rps']:>11.0f} {many['p99_ms']:>12.3f}")
+        print(
+            f"{name:<24} {one['p50_ms']:>11.3f} {added:>10} {one['p99_ms']:>11.3f} {many['rps']:>11.0f} {many['p99_ms']:>12.3f}"
+        )
 
 
 if __name__ == "__main__":

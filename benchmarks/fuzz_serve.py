@@ -40,13 +40,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import start_r42, start_upstream  # noqa: E402
 
 BODY = b'{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":5}'
-PATHS = [b"/v1/chat/completions", b"/v1/messages", b"/health", b"/", b"/v1/models", b"/metrics", b"/v1/classify",
-         b"/nowhere"]
+PATHS = [
+    b"/v1/chat/completions",
+    b"/v1/messages",
+    b"/health",
+    b"/",
+    b"/v1/models",
+    b"/metrics",
+    b"/v1/classify",
+    b"/nowhere",
+]
 METHODS = [b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"post", b"G-T", b"", b"GET GET", b"\x00"]
-VERSIONS = [b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.x", b"http/1.1", b"HTTP/1", b"HTTP/1.1 ", b"", b"HTTP/0.9",
-            b"HTTP/11"]
-NASTY = [b"\r", b"\n", b"\x00", b"\r\n", b"\r\n\r\n", b" ", b"\t", b":", b"\x7f", b"\xff", b"\xc3\xa9", b"%00",
-         b"\r\n "]
+VERSIONS = [
+    b"HTTP/1.1",
+    b"HTTP/1.0",
+    b"HTTP/2.0",
+    b"HTTP/1.x",
+    b"http/1.1",
+    b"HTTP/1",
+    b"HTTP/1.1 ",
+    b"",
+    b"HTTP/0.9",
+    b"HTTP/11",
+]
+NASTY = [
+    b"\r",
+    b"\n",
+    b"\x00",
+    b"\r\n",
+    b"\r\n\r\n",
+    b" ",
+    b"\t",
+    b":",
+    b"\x7f",
+    b"\xff",
+    b"\xc3\xa9",
+    b"%00",
+    b"\r\n ",
+]
 Parts = tuple[bytes, bytes, bytes, list[bytes], bytes]  # method, target, version, header lines, body
 
 
@@ -58,7 +89,7 @@ def chunked(body: bytes, rng: random.Random) -> bytes:
     out, at = b"", 0
     while at < len(body):
         size = rng.randint(1, len(body) - at)
-        out += b"%x\r\n%s\r\n" % (size, body[at:at + size])
+        out += b"%x\r\n%s\r\n" % (size, body[at : at + size])
         at += size
     return out + b"0\r\n\r\n"
 
@@ -71,8 +102,9 @@ def base(rng: random.Random) -> Parts:
     return method, path, b"HTTP/1.1", headers, body
 
 
-def mutate_framing(rng: random.Random, kind: int, method: bytes, path: bytes, version: bytes, headers: list[bytes],
-                   body: bytes) -> Parts:
+def mutate_framing(
+    rng: random.Random, kind: int, method: bytes, path: bytes, version: bytes, headers: list[bytes], body: bytes
+) -> Parts:
     headers = [h for h in headers if not h.lower().startswith(b"content-length")] if kind < 8 else headers
     if kind == 0:  # chunked with a size that lies
         wire = chunked(body or b"x", rng)
@@ -83,9 +115,20 @@ def mutate_framing(rng: random.Random, kind: int, method: bytes, path: bytes, ve
         bad = rng.choice([b"-3", b"0x3", b"+3", b"1_0", b" 3", b"3 3", b"ffffffffffffffffff", b"", b"g", b"3;\x00"])
         return method, path, version, headers + [b"Transfer-Encoding: chunked"], bad + b"\r\nabc\r\n0\r\n\r\n"
     if kind == 2:  # chunk terminators missing or wrong
-        return method, path, version, headers + [b"Transfer-Encoding: chunked"], rng.choice(
-            [b"3\r\nabcdef\r\n0\r\n\r\n", b"3\r\nabc0\r\n\r\n", b"3\r\nabc\n0\r\n\r\n",
-             b"3\r\nabc\r\n0\r\nX-T\r\n\r\n"])
+        return (
+            method,
+            path,
+            version,
+            headers + [b"Transfer-Encoding: chunked"],
+            rng.choice(
+                [
+                    b"3\r\nabcdef\r\n0\r\n\r\n",
+                    b"3\r\nabc0\r\n\r\n",
+                    b"3\r\nabc\n0\r\n\r\n",
+                    b"3\r\nabc\r\n0\r\nX-T\r\n\r\n",
+                ]
+            ),
+        )
     if kind == 3:  # both framings
         both = [b"Content-Length: %d" % len(body), b"Transfer-Encoding: chunked"]
         return method, path, version, headers + both, chunked(body or b"x", rng)
@@ -107,15 +150,44 @@ def mutate_framing(rng: random.Random, kind: int, method: bytes, path: bytes, ve
             return method, path, version, headers + [b"X-Big: " + b"a" * rng.randint(30_000, 70_000)], body
         return method, path, version, headers + [b"X-%d: 1" % i for i in range(rng.randint(90, 300))], body
     if kind == 10:  # folded, malformed or odd header lines
-        line = rng.choice([b" folded: yes", b"\tfolded", b"NoColon", b": empty-name", b"Bad Name: 1", b"Name : 1",
-                           b"X-\x01: 1", b"X: a\rb", b"X: a\nb", b"X: \x00", b"Host: a", b"Authorization: Bearer a",
-                           b"Connection: close, keep-alive"])
+        line = rng.choice(
+            [
+                b" folded: yes",
+                b"\tfolded",
+                b"NoColon",
+                b": empty-name",
+                b"Bad Name: 1",
+                b"Name : 1",
+                b"X-\x01: 1",
+                b"X: a\rb",
+                b"X: a\nb",
+                b"X: \x00",
+                b"Host: a",
+                b"Authorization: Bearer a",
+                b"Connection: close, keep-alive",
+            ]
+        )
         headers = list(headers)
         headers.insert(rng.randrange(len(headers) + 1), line)
         return method, path, version, headers, body
     # odd request lines and targets
-    target = rng.choice([path, b"http://127.0.0.1" + path, b"https://x:1" + path + b"?a=1", b"*", b"", b"v1/chat",
-                         b"/a b", b"/\xff", b"//" + path, path + b"#frag", b"/" + b"a" * 9000, b"http://", b"/%00"])
+    target = rng.choice(
+        [
+            path,
+            b"http://127.0.0.1" + path,
+            b"https://x:1" + path + b"?a=1",
+            b"*",
+            b"",
+            b"v1/chat",
+            b"/a b",
+            b"/\xff",
+            b"//" + path,
+            path + b"#frag",
+            b"/" + b"a" * 9000,
+            b"http://",
+            b"/%00",
+        ]
+    )
     return rng.choice(METHODS + [method] * 6), target, rng.choice(VERSIONS + [version] * 6), headers, body
 
 

@@ -25,15 +25,32 @@ import time
 
 import orjson
 
-COMPLETION = orjson.dumps({
-    "id": "chatcmpl-mock", "object": "chat.completion", "created": 1700000000, "model": "mock-model",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the mock upstream."}, "finish_reason": "stop", "logprobs": None}],
-    "usage": {"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15},
-})
+COMPLETION = orjson.dumps(
+    {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "mock-model",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello from the mock upstream."},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15},
+    }
+)
 
 
 def _chunk(delta: dict | None, finish: str | None = None, usage: dict | None = None) -> bytes:
-    body: dict = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000, "model": "mock-model"}
+    body: dict = {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "mock-model",
+    }
     body["choices"] = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
     if usage:
         body["usage"] = usage
@@ -43,14 +60,25 @@ def _chunk(delta: dict | None, finish: str | None = None, usage: dict | None = N
 STREAM_EVENTS = (
     [_chunk({"role": "assistant", "content": "Hello"})]
     + [_chunk({"content": word}) for word in (" from", " the", " mock", " upstream.")]
-    + [_chunk({}, "stop"), _chunk(None, usage={"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}), b"data: [DONE]\n\n"]
+    + [
+        _chunk({}, "stop"),
+        _chunk(None, usage={"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}),
+        b"data: [DONE]\n\n",
+    ]
 )
 STREAM_BODY = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in STREAM_EVENTS) + b"0\r\n\r\n"
-MODELS = orjson.dumps({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]})
+MODELS = orjson.dumps(
+    {"object": "list", "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]}
+)
 
 
 def _response(status: str, content_type: bytes, body: bytes) -> bytes:
-    return b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s" % (status.encode(), content_type, len(body), body)
+    return b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+        status.encode(),
+        content_type,
+        len(body),
+        body,
+    )
 
 
 # --- the mock upstream ---------------------------------------------------------------------------
@@ -71,7 +99,10 @@ async def _serve_upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWr
             if path.endswith(b"/models"):
                 writer.write(_response("200 OK", b"application/json", MODELS))
             elif b'"stream":true' in body.replace(b" ", b""):
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + STREAM_BODY)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    + STREAM_BODY
+                )
             else:
                 writer.write(_response("200 OK", b"application/json", COMPLETION))
             await writer.drain()
@@ -156,12 +187,16 @@ def build_request(url: str, body: dict, headers: dict[str, str] | None = None) -
     return parts.hostname or "127.0.0.1", parts.port or 80, request
 
 
-async def run_load(url: str, body: dict, headers: dict[str, str], concurrency: int, duration: float, warmup: float) -> dict:
+async def run_load(
+    url: str, body: dict, headers: dict[str, str], concurrency: int, duration: float, warmup: float
+) -> dict:
     host, port, request = build_request(url, body, headers)
     out: dict = {"latency": [], "ttfb": [], "errors": 0}
     now = time.perf_counter()
     warm_until, until = now + warmup, now + warmup + duration
-    results = await asyncio.gather(*(_worker(host, port, request, until, warm_until, out) for _ in range(concurrency)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(_worker(host, port, request, until, warm_until, out) for _ in range(concurrency)), return_exceptions=True
+    )
     failures = [r for r in results if isinstance(r, BaseException)]
     return {
         "concurrency": concurrency,

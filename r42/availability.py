@@ -30,7 +30,9 @@ class Availability:
 STORE_FILE = "r42.db"  # the SQLite store in R42_HOME (see r42.store)
 
 
-def find_credential(provider: Provider, env: Mapping[str, str] | None = None, user: str | None = None) -> Credential | None:
+def find_credential(
+    provider: Provider, env: Mapping[str, str] | None = None, user: str | None = None
+) -> Credential | None:
     """The provider's key. For a gateway user, their own stored key wins; then the provider's usual
     environment variable; then the global stored key (the store is opened only when it exists)."""
     env = os.environ if env is None else env
@@ -56,7 +58,9 @@ class CredentialCache:
         self.ttl = ttl
         self._found: dict[tuple[str, str | None], tuple[float, Credential | None]] = {}
 
-    def __call__(self, provider: Provider, env: Mapping[str, str] | None = None, user: str | None = None) -> Credential | None:
+    def __call__(
+        self, provider: Provider, env: Mapping[str, str] | None = None, user: str | None = None
+    ) -> Credential | None:
         now = time.monotonic()
         cached = self._found.get((provider.id, user))
         if cached is not None and now - cached[0] < self.ttl:
@@ -106,8 +110,13 @@ def builtin_model_installed() -> bool:
 class AvailabilityChecker:
     """Answers `check(provider)` once per provider; later calls hit the memo."""
 
-    def __init__(self, probe_timeout: float = 0.05, env: Mapping[str, str] | None = None, user: str | None = None,
-                 builtin: bool = True) -> None:
+    def __init__(
+        self,
+        probe_timeout: float = 0.05,
+        env: Mapping[str, str] | None = None,
+        user: str | None = None,
+        builtin: bool = True,
+    ) -> None:
         self.probe_timeout = probe_timeout
         self.builtin = builtin  # False on a gateway unless serve_builtin_local: clients may not start it
         self.env = os.environ if env is None else env

@@ -36,7 +36,9 @@ class Settings:
     max_output_tokens: int = 1024  # assumed output size when a request sets no max_tokens
     sensitive_policy: str = "local"  # a prompt with sensitive data: local (local models only) | redact | allow
     privacy_judge: bool = False  # r42 ask: a local model decides whether a prompt with privacy cues is private
-    privacy_judge_prompt: str | None = None  # the judge's prompt template ({prompt} is replaced); default in r42/privacy_judge.py
+    privacy_judge_prompt: str | None = (
+        None  # the judge's prompt template ({prompt} is replaced); default in r42/privacy_judge.py
+    )
     quality_floor: float = 0.25  # minimum quality for the simplest prompt
     quality_slope: float = 0.45  # extra quality needed per unit of complexity
     max_cost: float | None = None  # USD per request, None = no cap
@@ -54,7 +56,9 @@ class Settings:
     deadline: float = 300.0  # seconds for a whole request, every attempt included
     retry_after_max: float = 5.0  # a Retry-After up to this many seconds is waited out; longer: move on
     log_retention_days: int = 90  # routing log rows older than this are pruned; 0 keeps them all
-    stats_reference_model: str | None = None  # savings in `r42 stats` compare with this model (default: the strongest you could use)
+    stats_reference_model: str | None = (
+        None  # savings in `r42 stats` compare with this model (default: the strongest you could use)
+    )
     # provider and model health (r42/health.py): a circuit breaker per provider and per model
     health: bool = True  # count attempt outcomes and skip providers and models whose circuit is open
     health_window: int = 20  # attempts kept per provider and per model (the sliding window)
@@ -67,7 +71,9 @@ class Settings:
     # r42 serve
     serve_max_body: int = 32 * 1024 * 1024  # bytes in a request body (413 above)
     serve_max_concurrency: int = 256  # requests handled at once (503 with Retry-After above)
-    redis_url: str = field(default="", repr=False)  # redis://HOST:PORT/DB: rate-limit and budget counters and key news shared by every server
+    redis_url: str = field(
+        default="", repr=False
+    )  # redis://HOST:PORT/DB: rate-limit and budget counters and key news shared by every server
     serve_grace: float = 10.0  # seconds requests in flight get to finish on SIGINT/SIGTERM
     serve_builtin_local: bool = False  # may gateway clients start and use the built-in llama.cpp model (local/...)?
     origin: Mapping[str, str] = field(default_factory=dict, compare=False)  # not a setting: where each came from
@@ -98,7 +104,9 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(default, int):
             return int(value)
     except ValueError as exc:
-        raise ConfigError(f"setting {name}: {exc}", "fix the value in R42_" + name.upper() + " or config.toml") from None
+        raise ConfigError(
+            f"setting {name}: {exc}", "fix the value in R42_" + name.upper() + " or config.toml"
+        ) from None
     return str(value)
 
 
@@ -154,7 +162,9 @@ def load_settings(flags: Mapping[str, Any] | None = None, env: Mapping[str, str]
         values[name] = _coerce(name, value) if origin != "default" else value
         origins[name] = origin
     if values["sensitive_policy"] not in SENSITIVE_POLICIES:
-        raise ConfigError(f"unknown sensitive_policy {values['sensitive_policy']!r}", "one of: " + ", ".join(SENSITIVE_POLICIES))
+        raise ConfigError(
+            f"unknown sensitive_policy {values['sensitive_policy']!r}", "one of: " + ", ".join(SENSITIVE_POLICIES)
+        )
     if values["mode"] not in MODES:
         raise ConfigError(f"unknown mode {values['mode']!r}", "modes: " + ", ".join(MODES))
     return Settings(**values, origin=origins)

@@ -33,14 +33,20 @@ def _decode(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"input is not UTF-8 text (bad byte at offset {exc.start})", "pipe text or JSON into r42") from None
+        raise InputError(
+            f"input is not UTF-8 text (bad byte at offset {exc.start})", "pipe text or JSON into r42"
+        ) from None
 
 
 def _parse_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
-        problem = f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        problem = (
+            f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else "nested too deeply"
+        )
         raise InputError(f"invalid JSON: {problem}", "send one JSON object, NDJSON, or plain text (--text)") from None
     if not isinstance(value, dict):
         raise InputError(f"expected a JSON object, got {type(value).__name__}", "wrap the request in {...}")

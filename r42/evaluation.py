@@ -74,7 +74,9 @@ def load_rows(raw: bytes) -> list[Row]:
         if line.strip():
             rows.append(_row_of(line, number))
     if not rows:
-        raise InputError("the eval file has no rows", 'one JSON object per line: {"prompt": ..., "strong": 1, "weak": 0}')
+        raise InputError(
+            "the eval file has no rows", 'one JSON object per line: {"prompt": ..., "strong": 1, "weak": 0}'
+        )
     return rows
 
 
@@ -413,7 +415,9 @@ class Evaluation:
 ScoreFn = Callable[[Row], tuple[float, str | None]]  # row -> (complexity, top domain or None)
 
 
-def evaluate(rows: Sequence[Row], scorers: dict[str, ScoreFn], bins: int = BINS, seeds: int = RANDOM_SEEDS) -> Evaluation:
+def evaluate(
+    rows: Sequence[Row], scorers: dict[str, ScoreFn], bins: int = BINS, seeds: int = RANDOM_SEEDS
+) -> Evaluation:
     labels = [r.domain for r in rows]
     results = []
     for name, score in scorers.items():
@@ -454,7 +458,9 @@ def scorer_functions(names: Iterable[str], rows: Sequence[Row]) -> dict[str, Sco
             out[name] = lambda row, name=name: (row.scores[name], None)
         else:
             known = ", ".join(["default", *SCORERS, *precomputed_names(rows)])
-            raise UsageError(f"unknown scorer {name!r} (not registered, not in every row's 'scores')", "scorers: " + known)
+            raise UsageError(
+                f"unknown scorer {name!r} (not registered, not in every row's 'scores')", "scorers: " + known
+            )
     return out
 
 
@@ -487,9 +493,7 @@ def _scorer_json(result: ScorerResult) -> dict[str, Any]:
         "cpt80": _finite(r.cpt80),
         "strong_share_at_95": r.share95,
         "cost_saving_at_95": r.cost_saving95,
-        "curve": [
-            {"threshold": p.threshold, "strong_share": p.strong_share, "quality": p.quality} for p in r.curve
-        ],
+        "curve": [{"threshold": p.threshold, "strong_share": p.strong_share, "quality": p.quality} for p in r.curve],
     }
     if result.domains is not None:
         out["domain_accuracy"] = result.domains.accuracy
@@ -544,7 +548,9 @@ def _cut_for_top_share(ordered: list[float], share: float) -> float:
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
-def curves_svg(series: dict[str, list[tuple[float, float]]], guides: dict[str, float], title: str = "Quality vs strong-model calls") -> str:
+def curves_svg(
+    series: dict[str, list[tuple[float, float]]], guides: dict[str, float], title: str = "Quality vs strong-model calls"
+) -> str:
     """A small SVG line chart: one polyline per scorer (x = strong share 0..1, y = quality) and a
     dashed horizontal line per guide (strong only, weak only)."""
     from html import escape
@@ -561,11 +567,13 @@ def curves_svg(series: dict[str, list[tuple[float, float]]], guides: dict[str, f
     def sy(y: float) -> float:
         return top + (high - y) / (high - low) * (height - top - bottom)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{width / 2 - 60}" y="20" font-size="14">{escape(title)}</text>',
-           f'<line x1="{sx(0)}" y1="{sy(low)}" x2="{sx(1)}" y2="{sy(low)}" stroke="black"/>',
-           f'<line x1="{sx(0)}" y1="{sy(low)}" x2="{sx(0)}" y2="{sy(high)}" stroke="black"/>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{width / 2 - 60}" y="20" font-size="14">{escape(title)}</text>',
+        f'<line x1="{sx(0)}" y1="{sy(low)}" x2="{sx(1)}" y2="{sy(low)}" stroke="black"/>',
+        f'<line x1="{sx(0)}" y1="{sy(low)}" x2="{sx(0)}" y2="{sy(high)}" stroke="black"/>',
+    ]
     for tick in range(0, 101, 20):
         x = sx(tick / 100)
         out.append(f'<text x="{x - 10:.1f}" y="{sy(low) + 16:.1f}">{tick}%</text>')
@@ -576,7 +584,9 @@ def curves_svg(series: dict[str, list[tuple[float, float]]], guides: dict[str, f
     legend_y = top + 10
     for i, (name, y) in enumerate(guides.items()):
         colour = "#888888" if i else "#d62728"
-        out.append(f'<line x1="{sx(0)}" y1="{sy(y):.1f}" x2="{sx(1)}" y2="{sy(y):.1f}" stroke="{colour}" stroke-dasharray="6 4"/>')
+        out.append(
+            f'<line x1="{sx(0)}" y1="{sy(y):.1f}" x2="{sx(1)}" y2="{sy(y):.1f}" stroke="{colour}" stroke-dasharray="6 4"/>'
+        )
         out.append(f'<text x="{sx(1) + 8}" y="{legend_y}" fill="{colour}">- - {escape(name)}</text>')
         legend_y += 18
     for i, (name, points) in enumerate(series.items()):

@@ -34,8 +34,9 @@ LOCAL_MAX_TOKENS = 1024  # output bound for local servers when the request sets 
 class CandidatesFailed(AllFailedError):
     """Every candidate tried failed (or one failed in a way that would fail everywhere)."""
 
-    def __init__(self, message: str, attempts: list["Attempt"], hint: str | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, attempts: list["Attempt"], hint: str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message, hint)
         self.attempts = attempts
         self.retry_after = retry_after  # the shortest Retry-After an upstream asked for, in seconds
@@ -133,7 +134,9 @@ class Executor:
         if target.provider.local and "max_tokens" not in body and "max_completion_tokens" not in body:
             # A local server generates until its context is full when no limit is given (8,192
             # tokens, minutes on a laptop, longer when a small model loops): give it a bound.
-            body["max_tokens"] = min(LOCAL_MAX_TOKENS, target.model.max_output or LOCAL_MAX_TOKENS) if target.model else LOCAL_MAX_TOKENS
+            body["max_tokens"] = (
+                min(LOCAL_MAX_TOKENS, target.model.max_output or LOCAL_MAX_TOKENS) if target.model else LOCAL_MAX_TOKENS
+            )
         if not self.redact_cloud or target.provider.local:
             return body, None
         messages, redaction = redact_messages(request.get("messages") or [])
@@ -236,8 +239,9 @@ class Executor:
             from r42.health import Outcome, error_kind
 
             kind = "ok" if attempt.ok else error_kind(attempt.status, attempt.error)
-            outcome = Outcome(wall_clock.now(), target.provider.id, target.id, attempt.ok, attempt.status, kind,
-                              attempt.ms, ttft_ms)
+            outcome = Outcome(
+                wall_clock.now(), target.provider.id, target.id, attempt.ok, attempt.status, kind, attempt.ms, ttft_ms
+            )
             self.health.record(outcome)
 
     def note_failure(self, attempt: Attempt, following: Target | None) -> None:
@@ -389,8 +393,11 @@ class Fallback:
 
     def leftover(self) -> Limits:
         """The limits that remain for the candidates after these (attempts and time used count)."""
-        return replace(self.limits, max_attempts=max(1, self.limits.max_attempts - len(self.attempts)),
-                       deadline=max(self.remaining(), 0.001))
+        return replace(
+            self.limits,
+            max_attempts=max(1, self.limits.max_attempts - len(self.attempts)),
+            deadline=max(self.remaining(), 0.001),
+        )
 
     def tries(self, opener: Callable[[Endpoint], Any] | None = None) -> Iterator[tuple[Target, Any]]:
         """(target, what `opener` made of its endpoint: the executor's adapter by default) for each
@@ -476,13 +483,23 @@ class Fallback:
         if self.opened:  # it reached the provider (not a missing credential or base URL)
             self.x.observe(target, attempt, None)
         if exc.retry_after is not None:
-            self.retry_after = min(exc.retry_after, self.retry_after if self.retry_after is not None else exc.retry_after)
+            self.retry_after = min(
+                exc.retry_after, self.retry_after if self.retry_after is not None else exc.retry_after
+            )
         if not exc.retryable:
             self.stopped = f"{target.id} rejected the request (HTTP {exc.status}); other models would too"
-        elif exc.retry_after is not None and exc.retry_after <= self.limits.retry_after_max and exc.retry_after < self.remaining():
+        elif (
+            exc.retry_after is not None
+            and exc.retry_after <= self.limits.retry_after_max
+            and exc.retry_after < self.remaining()
+        ):
             self.retry_wait = exc.retry_after
         if notify:
-            following = None if self.stopped else (target if self.retry_wait is not None else (self.upcoming[0] if self.upcoming else None))
+            following = (
+                None
+                if self.stopped
+                else (target if self.retry_wait is not None else (self.upcoming[0] if self.upcoming else None))
+            )
             self.x.note_failure(attempt, following)
 
     def succeeded(self, target: Target) -> None:
@@ -497,7 +514,9 @@ class Fallback:
             restore_response(response, redaction)
         return Result(response, self.route(target, response.get("usage"), ttft_ms=None, redacted=redaction))
 
-    def route(self, target: Target, usage: dict[str, Any] | None, ttft_ms: int | None, redacted: Redaction | None = None) -> dict[str, Any]:
+    def route(
+        self, target: Target, usage: dict[str, Any] | None, ttft_ms: int | None, redacted: Redaction | None = None
+    ) -> dict[str, Any]:
         input_tokens, output_tokens = _tokens(usage)
         route: dict[str, Any] = {
             "model": target.id,
@@ -520,8 +539,12 @@ class Fallback:
             models = ", ".join(a.model for a in self.attempts)
             hint = "; ".join(dict.fromkeys(self.missing))
             return ProvidersMissing(f"no provider configured for {models}", self.attempts, hint)
-        return CandidatesFailed(f"every candidate failed ({tried} attempt{'s' if tried != 1 else ''}{reason})", self.attempts,
-                                "see the attempts above; r42 rank shows the candidates", self.retry_after)
+        return CandidatesFailed(
+            f"every candidate failed ({tried} attempt{'s' if tried != 1 else ''}{reason})",
+            self.attempts,
+            "see the attempts above; r42 rank shows the candidates",
+            self.retry_after,
+        )
 
 
 def _tokens(usage: dict[str, Any] | None) -> tuple[int | None, int | None]:

@@ -93,8 +93,14 @@ class Rules:
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Rules":
-        return cls(settings.health_window, settings.health_window_s, settings.health_failures,
-                   settings.health_error_rate, settings.health_min_attempts, settings.health_cooldown)
+        return cls(
+            settings.health_window,
+            settings.health_window_s,
+            settings.health_failures,
+            settings.health_error_rate,
+            settings.health_min_attempts,
+            settings.health_cooldown,
+        )
 
 
 @dataclass
@@ -166,9 +172,13 @@ class Circuit:
                 kinds[o.kind] = kinds.get(o.kind, 0) + 1
         state = self.state_at(now, rules)
         out: dict[str, Any] = {
-            "state": state, "attempts": len(self.window), "failures": self.failures(),
-            "consecutive_failures": self.consecutive, "errors": kinds,
-            "latency_ms_p50": _median(latencies), "ttft_ms_p50": _median(ttfts),
+            "state": state,
+            "attempts": len(self.window),
+            "failures": self.failures(),
+            "consecutive_failures": self.consecutive,
+            "errors": kinds,
+            "latency_ms_p50": _median(latencies),
+            "ttft_ms_p50": _median(ttfts),
             "last": round(self.window[-1].ts, 3) if self.window else None,
         }
         if state != CLOSED:
@@ -443,16 +453,25 @@ def prometheus_lines(circuits: dict[str, dict[str, Any]]) -> list[str]:
     ]
     rows = [(key.partition(":"), s) for key, s in circuits.items()]
     lines += [f'r42_health_circuit_state{{{k}="{_label(i)}"}} {STATE_NUMBER[s["state"]]}' for (k, _, i), s in rows]
-    lines += ["# HELP r42_health_window_attempts Attempts in the health window.",
-              "# TYPE r42_health_window_attempts gauge"]
+    lines += [
+        "# HELP r42_health_window_attempts Attempts in the health window.",
+        "# TYPE r42_health_window_attempts gauge",
+    ]
     lines += [f'r42_health_window_attempts{{{k}="{_label(i)}"}} {s["attempts"]}' for (k, _, i), s in rows]
-    lines += ["# HELP r42_health_window_failures Failed attempts in the health window.",
-              "# TYPE r42_health_window_failures gauge"]
+    lines += [
+        "# HELP r42_health_window_failures Failed attempts in the health window.",
+        "# TYPE r42_health_window_failures gauge",
+    ]
     lines += [f'r42_health_window_failures{{{k}="{_label(i)}"}} {s["failures"]}' for (k, _, i), s in rows]
-    lines += ["# HELP r42_health_latency_seconds Median latency of the answered attempts in the window.",
-              "# TYPE r42_health_latency_seconds gauge"]
-    lines += [f'r42_health_latency_seconds{{{k}="{_label(i)}"}} {s["latency_ms_p50"] / 1000:.3f}'
-              for (k, _, i), s in rows if s["latency_ms_p50"] is not None]
+    lines += [
+        "# HELP r42_health_latency_seconds Median latency of the answered attempts in the window.",
+        "# TYPE r42_health_latency_seconds gauge",
+    ]
+    lines += [
+        f'r42_health_latency_seconds{{{k}="{_label(i)}"}} {s["latency_ms_p50"] / 1000:.3f}'
+        for (k, _, i), s in rows
+        if s["latency_ms_p50"] is not None
+    ]
     return lines
 
 

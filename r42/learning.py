@@ -29,7 +29,11 @@ class Adjustment:
     slow: int = 0
 
     def reason(self, domain: str) -> str:
-        parts = [f"{n} {label}" for n, label in ((self.good, "good"), (self.bad, "bad"), (self.failures, "failed"), (self.slow, "slow")) if n]
+        parts = [
+            f"{n} {label}"
+            for n, label in ((self.good, "good"), (self.bad, "bad"), (self.failures, "failed"), (self.slow, "slow"))
+            if n
+        ]
         return f"learned {self.value:+.2f} from use in {domain} ({', '.join(parts)})"
 
 
@@ -37,7 +41,9 @@ def _decay(age_s: float, half_life_days: float) -> float:
     return 0.5 ** (max(0.0, age_s) / 86400.0 / half_life_days) if half_life_days > 0 else 1.0
 
 
-def learned_adjustments(user: str | None, half_life_days: float, now: float | None = None) -> dict[tuple[str, str | None], Adjustment]:
+def learned_adjustments(
+    user: str | None, half_life_days: float, now: float | None = None
+) -> dict[tuple[str, str | None], Adjustment]:
     """(model, domain) -> Adjustment for one user (None: the CLI user), from the store."""
     from r42.store.feedback import learning_reset_time, read_failed_attempts, read_feedback, read_slow_answers
 

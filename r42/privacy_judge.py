@@ -11,7 +11,7 @@ from typing import Any
 DEFAULT_PROMPT = (
     "You decide whether a message contains private information about a real person or organisation "
     "(health, money, legal matters, confidential business details, home address, identity documents).\n"
-    "Answer with one word, YES or NO.\n\nMessage:\n\"\"\"\n{prompt}\n\"\"\"\n\nPrivate (YES or NO)?"
+    'Answer with one word, YES or NO.\n\nMessage:\n"""\n{prompt}\n"""\n\nPrivate (YES or NO)?'
 )
 MAX_PROMPT_CHARS = 4000  # the judge sees the start of a long prompt only: enough to tell, cheap on a small model
 
@@ -30,7 +30,9 @@ def parse_verdict(answer: str) -> bool | None:
     return None
 
 
-def judge(router: Any, executor: Any, doc: dict[str, Any], score: dict[str, Any], template: str | None) -> dict[str, Any] | None:
+def judge(
+    router: Any, executor: Any, doc: dict[str, Any], score: dict[str, Any], template: str | None
+) -> dict[str, Any] | None:
     """Ask a local model; returns the verdict record for `score.signals` (None when not asked).
 
     `router`: routing.Router; `executor`: executor.Executor (the one that will answer the prompt).
@@ -46,7 +48,11 @@ def judge(router: Any, executor: Any, doc: dict[str, Any], score: dict[str, Any]
     if not candidates:
         return {"cues": cues, "verdict": None, "note": "no local model to ask"}
     text = "\n".join(message_text(m) for m in messages_of(doc) if m.get("role") == "user")
-    request = {"messages": [{"role": "user", "content": judge_prompt(template, text)}], "max_tokens": 3, "temperature": 0}
+    request = {
+        "messages": [{"role": "user", "content": judge_prompt(template, text)}],
+        "max_tokens": 3,
+        "temperature": 0,
+    }
     try:
         result = executor.complete(request, candidates)
     except Exception as exc:  # noqa: BLE001 - a failed judge leaves routing to the pattern finder

@@ -100,7 +100,9 @@ def estimated_latency(model: Model, output_tokens: int) -> float:
     return ttft + output_tokens / tps
 
 
-def _provider_gate(provider: Provider | None, c: Constraints, sensitive: bool, available: Callable[[str], Any]) -> tuple[str | None, str | None, str | None]:
+def _provider_gate(
+    provider: Provider | None, c: Constraints, sensitive: bool, available: Callable[[str], Any]
+) -> tuple[str | None, str | None, str | None]:
     """The provider-level filters, once per provider: (reason for every model, reason for its cloud
     models, reason for its local models); None where the filter passes."""
     if provider is None:
@@ -113,7 +115,11 @@ def _provider_gate(provider: Provider | None, c: Constraints, sensitive: bool, a
     elif c.force == "cloud":
         local_reason = "not cloud"
     if c.mode == "privacy" and not provider.private:
-        return None, cloud_reason or "privacy: provider may train on or keep data", local_reason or "privacy: provider may train on or keep data"
+        return (
+            None,
+            cloud_reason or "privacy: provider may train on or keep data",
+            local_reason or "privacy: provider may train on or keep data",
+        )
     if sensitive and not c.allow_cloud_sensitive:
         cloud_reason = cloud_reason or "sensitive data: local models only"
     if not c.include_unavailable:
@@ -147,9 +153,19 @@ def _prompt(score: dict[str, Any], c: Constraints) -> _Prompt:
     needs = score["needs"]
     context_needed = needs["context_tokens"]
     output_tokens = max(1, min(EXPECTED_OUTPUT_TOKENS, int(context_needed) - input_tokens))
-    return _Prompt(per_domain, overall_weight, input_tokens, output_tokens, context_needed, needs["tools"],
-                   needs["vision"], needs["json"], mode_weights(c.mode, complexity), required_quality(complexity, c),
-                   bool(score.get("sensitive")))
+    return _Prompt(
+        per_domain,
+        overall_weight,
+        input_tokens,
+        output_tokens,
+        context_needed,
+        needs["tools"],
+        needs["vision"],
+        needs["json"],
+        mode_weights(c.mode, complexity),
+        required_quality(complexity, c),
+        bool(score.get("sensitive")),
+    )
 
 
 def rank(catalog: Catalog, score: dict[str, Any], c: Constraints, availability: AvailabilityFn) -> Ranking:
@@ -195,12 +211,14 @@ def _prefer_healthy(candidates: list[Ranked], penalty: dict[str, tuple[float, fl
         while done + 1 < len(candidates) and round(candidates[done + 1].score, 4) == shown:
             done += 1
         if done > start:
-            candidates[start:done + 1] = sorted(candidates[start:done + 1],
-                                                key=lambda r: (penalty.get(r.model.id, unseen), r.model.id))
+            candidates[start : done + 1] = sorted(
+                candidates[start : done + 1], key=lambda r: (penalty.get(r.model.id, unseen), r.model.id)
+            )
 
 
-def _gates(catalog: Catalog, c: Constraints, sensitive: bool,
-           availability: AvailabilityFn) -> dict[str, tuple[str | None, str | None, str | None]]:
+def _gates(
+    catalog: Catalog, c: Constraints, sensitive: bool, availability: AvailabilityFn
+) -> dict[str, tuple[str | None, str | None, str | None]]:
     """_provider_gate for each provider that has models, asking `availability` once per provider."""
     memo: dict[str, Any] = {}
 
@@ -225,8 +243,14 @@ def _count(excluded: dict[str, int], reason: str, n: int) -> None:
         excluded[reason] = excluded.get(reason, 0) + n
 
 
-def _rank_group(models: tuple[Model, ...], p: _Prompt, c: Constraints, excluded: dict[str, int],
-                passing: list[Ranked], below: list[Ranked]) -> None:
+def _rank_group(
+    models: tuple[Model, ...],
+    p: _Prompt,
+    c: Constraints,
+    excluded: dict[str, int],
+    passing: list[Ranked],
+    below: list[Ranked],
+) -> None:
     """Filter and score one provider's models: each lands in `passing`, `below` (the quality
     required) or `excluded` (counted by reason). The arithmetic stays inline, on locals: this
     loop runs for every model of every prompt."""
@@ -238,7 +262,8 @@ def _rank_group(models: tuple[Model, ...], p: _Prompt, c: Constraints, excluded:
     unhealthy = health.models if health is not None else None
     for model in models:
         reason = (
-            "no longer offered" if not model.available
+            "no longer offered"
+            if not model.available
             else ("context too small" if model.context is not None and model.context < context_needed else None)
             or ("no tool support" if needs_tools and not model.tools else None)
             or ("no vision support" if needs_vision and not model.vision else None)
@@ -264,8 +289,9 @@ def _rank_group(models: tuple[Model, ...], p: _Prompt, c: Constraints, excluded:
             excluded[reason] = excluded.get(reason, 0) + 1
 
 
-def _place(ranked: Ranked, need: float, max_cost: float | None, passing: list[Ranked],
-           below: list[Ranked]) -> str | None:
+def _place(
+    ranked: Ranked, need: float, max_cost: float | None, passing: list[Ranked], below: list[Ranked]
+) -> str | None:
     """Add a scored model to the passing or the below-quality list; else the reason it is out."""
     if max_cost is not None and (ranked.cost_usd is None or ranked.cost_usd > max_cost):
         return "over max cost" if ranked.cost_usd is not None else "price unknown (max cost set)"
@@ -303,7 +329,9 @@ def reasons(r: Ranked, need: float, domain: str, availability_source: str | None
     return out
 
 
-def ranking_document(ranking: Ranking, score: dict[str, Any], top: int | None, availability: AvailabilityFn, catalog: Catalog) -> dict[str, Any]:
+def ranking_document(
+    ranking: Ranking, score: dict[str, Any], top: int | None, availability: AvailabilityFn, catalog: Catalog
+) -> dict[str, Any]:
     shown = ranking.candidates if top is None else ranking.candidates[:top]
     candidates = []
     for r in shown:
@@ -338,15 +366,23 @@ def privacy_explanation(score: dict[str, Any], c: Constraints, excluded: dict[st
     kinds = ", ".join(score.get("sensitive") or [])
     if kinds and not c.allow_cloud_sensitive:
         count = excluded.get("sensitive data: local models only", 0)
-        lines.append(f"kept local: the prompt holds sensitive data ({kinds}); {count} cloud models left out "
-                     "(sensitive_policy=local; --redact or --allow-cloud let cloud models answer)")
+        lines.append(
+            f"kept local: the prompt holds sensitive data ({kinds}); {count} cloud models left out "
+            "(sensitive_policy=local; --redact or --allow-cloud let cloud models answer)"
+        )
     elif kinds and c.redact_sensitive:
-        lines.append(f"the prompt holds sensitive data ({kinds}): cloud models get each value replaced by a placeholder, put back in the answer")
+        lines.append(
+            f"the prompt holds sensitive data ({kinds}): cloud models get each value replaced by a placeholder, put back in the answer"
+        )
     elif kinds:
-        lines.append(f"the prompt holds sensitive data ({kinds}) and may go to cloud models as it is (sensitive_policy=allow)")
+        lines.append(
+            f"the prompt holds sensitive data ({kinds}) and may go to cloud models as it is (sensitive_policy=allow)"
+        )
     if c.mode == "privacy":
         count = excluded.get("privacy: provider may train on or keep data", 0)
-        lines.append(f"privacy mode: only local models and providers that neither train on nor keep API data; {count} models left out")
+        lines.append(
+            f"privacy mode: only local models and providers that neither train on nor keep API data; {count} models left out"
+        )
     if not lines:
         lines.append("no privacy rule applied: no sensitive data found and the mode is not privacy")
     return lines
@@ -362,8 +398,10 @@ def privacy_allows(local: bool, provider: Provider | None, score: dict[str, Any]
     return not (score.get("sensitive") and not local and not c.allow_cloud_sensitive)
 
 
-BETTER_MODEL_HINT = ("for a better one, give r42 a provider key (export ANTHROPIC_API_KEY=..., or r42 keys set "
-                     "anthropic) or start Ollama or LM Studio")
+BETTER_MODEL_HINT = (
+    "for a better one, give r42 a provider key (export ANTHROPIC_API_KEY=..., or r42 keys set "
+    "anthropic) or start Ollama or LM Studio"
+)
 
 
 def weak_answer_note(doc: dict[str, Any]) -> str | None:
@@ -381,5 +419,7 @@ def weak_answer_note(doc: dict[str, Any]) -> str | None:
     if entry["quality"] >= need:
         return None
     domain = (doc.get("score") or {}).get("domain") or "this prompt"
-    return (f"{route['model']} answered, but its quality {entry['quality']:.2f} is below the {need:.2f} this prompt "
-            f"needs ({domain}): the answer may be wrong; {BETTER_MODEL_HINT}")
+    return (
+        f"{route['model']} answered, but its quality {entry['quality']:.2f} is below the {need:.2f} this prompt "
+        f"needs ({domain}): the answer may be wrong; {BETTER_MODEL_HINT}"
+    )

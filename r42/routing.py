@@ -99,8 +99,9 @@ class Router:
 
     # --- planning: from a pipe document to the candidates to try ---------------------------------
 
-    def plan(self, doc: dict[str, Any], constraints: Constraints, model: str | None = None,
-             top: int = 10) -> tuple[dict[str, Any], list[str]]:
+    def plan(
+        self, doc: dict[str, Any], constraints: Constraints, model: str | None = None, top: int = 10
+    ) -> tuple[dict[str, Any], list[str]]:
         """The document with its `score` and `ranking` (computed when missing, trusted when present)
         and the model ids to try, best first. `model` (--model) skips ranking altogether."""
         score = self.score(doc)
@@ -111,8 +112,9 @@ class Router:
             listed = ranking.get("candidates") or []
             candidates = [c["model"] for c in listed if isinstance(c, dict) and c.get("model")]
             if not candidates:
-                raise NoCandidateError("the document's ranking has no candidates",
-                                       "remove `ranking` to rank again, or pass --model")
+                raise NoCandidateError(
+                    "the document's ranking has no candidates", "remove `ranking` to rank again, or pass --model"
+                )
             return {**doc, "score": score}, self.privacy_guard(score, constraints, candidates)
         ranked = self.rank(score, constraints)
         if not ranked.candidates:
@@ -176,17 +178,24 @@ class Router:
             reasons.append(f"the prompt holds sensitive data ({kinds}), so only local models may answer it")
         if constraints.mode == "privacy":
             reasons.append("privacy mode allows only local models and providers that keep no data")
-        usable = [m for m in self.catalog.models if m.available and self._usable(m.provider, m.local, score, constraints)]
+        usable = [
+            m for m in self.catalog.models if m.available and self._usable(m.provider, m.local, score, constraints)
+        ]
         if not usable:
             return reasons  # nothing is configured: the hint says what to set
         needs = score.get("needs") or {}
         context = int(needs.get("context_tokens") or 0)
         largest = max(usable, key=lambda m: m.context or 0)
         if largest.context is not None and largest.context < context:
-            reasons.append(f"it needs {context:,} tokens of context; the largest configured model "
-                           f"({_named(largest)}) takes {largest.context:,}")
-        for need, attribute, what in (("tools", "tools", "tool support"), ("vision", "vision", "image input"),
-                                      ("json", "json", "JSON mode")):
+            reasons.append(
+                f"it needs {context:,} tokens of context; the largest configured model "
+                f"({_named(largest)}) takes {largest.context:,}"
+            )
+        for need, attribute, what in (
+            ("tools", "tools", "tool support"),
+            ("vision", "vision", "image input"),
+            ("json", "json", "JSON mode"),
+        ):
             if needs.get(need) and not any(getattr(m, attribute) for m in usable):
                 lacking = _named(usable[0]) if len(usable) == 1 else "no configured model"
                 reasons.append(f"it needs {what}, which {lacking} {'lacks' if len(usable) == 1 else 'has'}")
@@ -212,7 +221,10 @@ def outside_text_sensitive(body: dict[str, Any]) -> list[str]:
     for key, value in body.items():
         if key == "messages" and isinstance(value, list):
             for message in value:
-                _strings({k: v for k, v in message.items() if k != "content"} if isinstance(message, dict) else message, texts)
+                _strings(
+                    {k: v for k, v in message.items() if k != "content"} if isinstance(message, dict) else message,
+                    texts,
+                )
                 content = message.get("content") if isinstance(message, dict) else None
                 for part in content if isinstance(content, list) else []:
                     _strings(_unscored(part), texts)

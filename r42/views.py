@@ -41,6 +41,10 @@ def render_ranking(doc: dict[str, Any]) -> str:
         f"mode {ranking['mode']}, complexity {score.get('complexity', 0):.2f} ({score.get('level', '?')}), "
         f"domain {score.get('domain', '?')}, quality needed {ranking['required_quality']:.2f}"
     )
-    table = tabulate(rows, headers=["#", "model", "score", "quality", "cost/call", "latency", "why"]) if rows else "no candidate"
+    table = (
+        tabulate(rows, headers=["#", "model", "score", "quality", "cost/call", "latency", "why"])
+        if rows
+        else "no candidate"
+    )
     excluded = ", ".join(f"{reason}: {count}" for reason, count in ranking["excluded"].items())
     return "\n".join([head, table, f"excluded: {excluded or 'none'}"])

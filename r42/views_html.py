@@ -142,7 +142,7 @@ def stacked_histogram(bins: list[dict[str, Any]], colors: dict[str, str]) -> str
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{step * 0.8:.1f}" height="{h:.1f}"'
                 f' fill="{colors.get(model, PALETTE[-1])}">'
-                f'<title>{item["low"]:.1f}-{item["high"]:.1f}: {esc(model)} {num(count)}</title></rect>'
+                f"<title>{item['low']:.1f}-{item['high']:.1f}: {esc(model)} {num(count)}</title></rect>"
             )
         parts.append(f'<text x="{x + step * 0.4:.1f}" y="{height - 5}" text-anchor="middle">{item["low"]:.1f}</text>')
     parts.append("</svg>")
@@ -286,7 +286,7 @@ def complexity_panel(data: dict[str, Any]) -> str:
         f'<h2>Complexity and where each level went</h2><div class="grid"><div>{stacked_histogram(bins, colors)}'
         f'<p class="legend">{legend}<span><i class="sw" aria-hidden="true">{_swatch(PALETTE[-1])}</i>'
         "other</span></p></div>"
-        f'<div>{table(["complexity", "requests", "answered by (most first)"], rows)}</div></div>'
+        f"<div>{table(['complexity', 'requests', 'answered by (most first)'], rows)}</div></div>"
     )
 
 
@@ -300,7 +300,7 @@ def latency_panel(data: dict[str, Any]) -> str:
         [name, *(num(lat[key][p]) for p in ("p50", "p90", "p95", "p99"))]
         for name, key in (("latency (ms)", "latency_ms"), ("time to first token (ms)", "ttft_ms"))
     ]
-    return f'<h2>Latency</h2>{table(["answered requests", "p50", "p90", "p95", "p99"], rows)}'
+    return f"<h2>Latency</h2>{table(['answered requests', 'p50', 'p90', 'p95', 'p99'], rows)}"
 
 
 def errors_panel(data: dict[str, Any], filters: dict[str, str | None], form: bool) -> str:
@@ -321,11 +321,11 @@ def errors_panel(data: dict[str, Any], filters: dict[str, str | None], form: boo
         )
         items.append(
             f'<tr><td><details id="fail-{row["id"]}" data-request-id="{esc(row["request_id"])}">'
-            f'<summary>{esc(row["time"])}</summary>'
+            f"<summary>{esc(row['time'])}</summary>"
             f'<ol class="chain">{chain}</ol></details></td><td>{esc(row["user"] or "-")}</td>'
-            f'<td>{esc(row["endpoint"])}</td>'
-            f'<td>{esc(row["error"] or row["status"])}</td><td>{len(row["attempts"])}</td>'
-            f'<td>{esc(row["request_id"])}</td></tr>'
+            f"<td>{esc(row['endpoint'])}</td>"
+            f"<td>{esc(row['error'] or row['status'])}</td><td>{len(row['attempts'])}</td>"
+            f"<td>{esc(row['request_id'])}</td></tr>"
         )
     shown = f"{num(len(failed['rows']))} most recent of {num(failed['matched'])} failed requests"
     body = table(
@@ -340,7 +340,7 @@ def errors_panel(data: dict[str, Any], filters: dict[str, str | None], form: boo
                 f'<th scope="col">{h}</th>'
                 for h in ("time (UTC): open for attempts", "user", "endpoint", "error", "attempts", "request id")
             )
-            + f'</tr></thead><tbody>{"".join(items)}</tbody></table></div>'
+            + f"</tr></thead><tbody>{''.join(items)}</tbody></table></div>"
         )
     return f'<h2>Error review</h2>{controls}<p class="muted" data-matched="{failed["matched"]}">{shown}</p>{body}'
 
@@ -349,13 +349,13 @@ def _attempt(index: int, a: dict[str, Any]) -> str:
     if a["ok"]:
         return (
             f'<li class="attempt" data-ok="1">{esc(a["model"])}: answered'
-            f' (HTTP {esc(a["status"])}, {num(a["ms"])} ms)</li>'
+            f" (HTTP {esc(a['status'])}, {num(a['ms'])} ms)</li>"
         )
     then = f"; fell back to {esc(a['fallback'])}" if a["fallback"] else "; no fallback left"
     return (
         f'<li class="attempt" data-ok="0"><span class="bad">{esc(a["model"])}: {esc(a["kind"])}</span>'
-        f' (status {esc(a["status"] if a["status"] is not None else "none")}, {num(a["ms"])} ms)'
-        f' {esc(a["error"] or "")}{then}</li>'
+        f" (status {esc(a['status'] if a['status'] is not None else 'none')}, {num(a['ms'])} ms)"
+        f" {esc(a['error'] or '')}{then}</li>"
     )
 
 
@@ -388,7 +388,7 @@ def keys_panel(data: dict[str, Any]) -> str:
         for k in data["keys"]
     ]
     headers = ["key", "user", "requests this minute", "requests today (24 h)", "spend this month", "last used (UTC)"]
-    return f'<h2>Rate limits and budgets per key</h2>{table(headers, rows, empty="no active keys")}'
+    return f"<h2>Rate limits and budgets per key</h2>{table(headers, rows, empty='no active keys')}"
 
 
 def feedback_panel(data: dict[str, Any]) -> str:
@@ -406,8 +406,16 @@ def learning_table(changes: list[dict[str, Any]] | None) -> str:
     if changes is None:
         return '<h3>What learning changed</h3><p class="muted">Being worked out; it shows with the next refresh.</p>'
     rows = [
-        [esc(c["user"] or "(CLI)"), esc(c["model"]), esc(c["domain"] or "-"), f"{c['value']:+.3f}",
-         num(c["good"]), num(c["bad"]), num(c["failures"]), num(c["slow"])]
+        [
+            esc(c["user"] or "(CLI)"),
+            esc(c["model"]),
+            esc(c["domain"] or "-"),
+            f"{c['value']:+.3f}",
+            num(c["good"]),
+            num(c["bad"]),
+            num(c["failures"]),
+            num(c["slow"]),
+        ]
         for c in changes
     ]
     headers = ["user", "model", "domain", "rank adjustment", "good", "bad", "failed attempts", "slow"]
@@ -430,8 +438,18 @@ def health_panel(data: dict[str, Any]) -> str:
         state = STATE_WORDS.get(s["state"], s["state"])
         state_html = f'<span class="bad">{esc(state)}</span>' if s["state"] != "closed" else esc(state)
         errors = ", ".join(f"{k} {n}" for k, n in sorted(s["errors"].items())) or "-"
-        rows.append([esc(kind), esc(ident), state_html, f'{s["failures"]} / {s["attempts"]}', esc(errors),
-                     num(s["latency_ms_p50"]), num(s["ttft_ms_p50"]), esc(s.get("reason") or "")])
+        rows.append(
+            [
+                esc(kind),
+                esc(ident),
+                state_html,
+                f"{s['failures']} / {s['attempts']}",
+                esc(errors),
+                num(s["latency_ms_p50"]),
+                num(s["ttft_ms_p50"]),
+                esc(s.get("reason") or ""),
+            ]
+        )
     headers = ["kind", "name", "circuit", "failed / attempts", "errors", "p50 ms", "TTFT p50 ms", "reason"]
     note = '<p class="muted">The last attempts of each provider and model (r42 serve and r42 ask share them).</p>'
     rows_html = table(headers, rows, empty="no attempts in the window yet")

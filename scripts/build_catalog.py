@@ -92,6 +92,7 @@ Local models (``ollama/...``, ``lmstudio/...``) that are the same open-weight mo
 its measurements (``method`` says so); otherwise they get the size prior.  Speed is null everywhere: none of
 the sources has a tokens/s figure (Aider seconds per case is not a throughput).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -180,104 +181,318 @@ LOCAL_PRIVACY = {"trains_on_api_data": False, "retention_days": 0, "note": "runs
 # id -> provider record.  "litellm"/"modelsdev" give the provider keys in those sources.
 PROVIDERS = {
     "openai": dict(
-        name="OpenAI", protocol="openai", base_url="https://api.openai.com/v1", key_env=["OPENAI_API_KEY"],
-        base_url_env="OPENAI_BASE_URL", litellm=["openai"], modelsdev="openai", first_party=True,
-        privacy=_priv(False, 30, True, "API data not used for training by default; abuse-monitoring logs kept up "
-                      "to 30 days; zero data retention for eligible customers on request.",
-                      "https://openai.com/enterprise-privacy/")),
+        name="OpenAI",
+        protocol="openai",
+        base_url="https://api.openai.com/v1",
+        key_env=["OPENAI_API_KEY"],
+        base_url_env="OPENAI_BASE_URL",
+        litellm=["openai"],
+        modelsdev="openai",
+        first_party=True,
+        privacy=_priv(
+            False,
+            30,
+            True,
+            "API data not used for training by default; abuse-monitoring logs kept up "
+            "to 30 days; zero data retention for eligible customers on request.",
+            "https://openai.com/enterprise-privacy/",
+        ),
+    ),
     "anthropic": dict(
-        name="Anthropic", protocol="anthropic", base_url="https://api.anthropic.com", key_env=["ANTHROPIC_API_KEY"],
-        base_url_env="ANTHROPIC_BASE_URL", litellm=["anthropic"], modelsdev="anthropic", first_party=True,
-        privacy=_priv(False, None, True, "Commercial API inputs/outputs are not used for training; retention was "
-                      "30 days and was announced to shorten in 2025, exact current value unknown (null); zero "
-                      "data retention by agreement.", "https://privacy.anthropic.com/")),
+        name="Anthropic",
+        protocol="anthropic",
+        base_url="https://api.anthropic.com",
+        key_env=["ANTHROPIC_API_KEY"],
+        base_url_env="ANTHROPIC_BASE_URL",
+        litellm=["anthropic"],
+        modelsdev="anthropic",
+        first_party=True,
+        privacy=_priv(
+            False,
+            None,
+            True,
+            "Commercial API inputs/outputs are not used for training; retention was "
+            "30 days and was announced to shorten in 2025, exact current value unknown (null); zero "
+            "data retention by agreement.",
+            "https://privacy.anthropic.com/",
+        ),
+    ),
     "gemini": dict(
-        name="Google Gemini API", protocol="gemini", base_url="https://generativelanguage.googleapis.com/v1beta",
-        key_env=["GEMINI_API_KEY", "GOOGLE_API_KEY"], base_url_env="GOOGLE_GEMINI_BASE_URL", litellm=["gemini"],
-        modelsdev="google", first_party=True,
-        privacy=_priv(None, 55, None, "Depends on tier: paid (billing enabled) API data is not used for training; "
-                      "free-tier data may be used to improve Google products, hence null. Prompts kept ~55 days "
-                      "for abuse monitoring. ZDR availability on the Gemini API (vs Vertex AI) unknown.",
-                      "https://ai.google.dev/gemini-api/terms")),
+        name="Google Gemini API",
+        protocol="gemini",
+        base_url="https://generativelanguage.googleapis.com/v1beta",
+        key_env=["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+        base_url_env="GOOGLE_GEMINI_BASE_URL",
+        litellm=["gemini"],
+        modelsdev="google",
+        first_party=True,
+        privacy=_priv(
+            None,
+            55,
+            None,
+            "Depends on tier: paid (billing enabled) API data is not used for training; "
+            "free-tier data may be used to improve Google products, hence null. Prompts kept ~55 days "
+            "for abuse monitoring. ZDR availability on the Gemini API (vs Vertex AI) unknown.",
+            "https://ai.google.dev/gemini-api/terms",
+        ),
+    ),
     "mistral": dict(
-        name="Mistral AI", protocol="openai", base_url="https://api.mistral.ai/v1", key_env=["MISTRAL_API_KEY"],
-        base_url_env="R42_MISTRAL_BASE_URL", litellm=["mistral"], modelsdev="mistral", first_party=True,
-        privacy=_priv(False, 30, True, "La Plateforme (paid API) data not used for training; kept 30 days for "
-                      "abuse monitoring; zero retention on request.", "https://mistral.ai/terms")),
+        name="Mistral AI",
+        protocol="openai",
+        base_url="https://api.mistral.ai/v1",
+        key_env=["MISTRAL_API_KEY"],
+        base_url_env="R42_MISTRAL_BASE_URL",
+        litellm=["mistral"],
+        modelsdev="mistral",
+        first_party=True,
+        privacy=_priv(
+            False,
+            30,
+            True,
+            "La Plateforme (paid API) data not used for training; kept 30 days for "
+            "abuse monitoring; zero retention on request.",
+            "https://mistral.ai/terms",
+        ),
+    ),
     "groq": dict(
-        name="Groq", protocol="openai", base_url="https://api.groq.com/openai/v1", key_env=["GROQ_API_KEY"],
-        base_url_env="R42_GROQ_BASE_URL", litellm=["groq"], modelsdev="groq", first_party=False,
-        privacy=_priv(False, None, True, "Groq states it does not train on customer inputs; limited retention for "
-                      "reliability/abuse (duration unknown, null); zero data retention setting available.",
-                      "https://console.groq.com/docs/your-data")),
+        name="Groq",
+        protocol="openai",
+        base_url="https://api.groq.com/openai/v1",
+        key_env=["GROQ_API_KEY"],
+        base_url_env="R42_GROQ_BASE_URL",
+        litellm=["groq"],
+        modelsdev="groq",
+        first_party=False,
+        privacy=_priv(
+            False,
+            None,
+            True,
+            "Groq states it does not train on customer inputs; limited retention for "
+            "reliability/abuse (duration unknown, null); zero data retention setting available.",
+            "https://console.groq.com/docs/your-data",
+        ),
+    ),
     "deepseek": dict(
-        name="DeepSeek", protocol="openai", base_url="https://api.deepseek.com", key_env=["DEEPSEEK_API_KEY"],
-        base_url_env="R42_DEEPSEEK_BASE_URL", litellm=["deepseek"], modelsdev="deepseek", first_party=True,
-        privacy=_priv(True, None, False, "Privacy policy allows using inputs to improve/train services; data "
-                      "stored in the PRC; retention period not stated (null).",
-                      "https://platform.deepseek.com/downloads/DeepSeek%20Privacy%20Policy.html")),
+        name="DeepSeek",
+        protocol="openai",
+        base_url="https://api.deepseek.com",
+        key_env=["DEEPSEEK_API_KEY"],
+        base_url_env="R42_DEEPSEEK_BASE_URL",
+        litellm=["deepseek"],
+        modelsdev="deepseek",
+        first_party=True,
+        privacy=_priv(
+            True,
+            None,
+            False,
+            "Privacy policy allows using inputs to improve/train services; data "
+            "stored in the PRC; retention period not stated (null).",
+            "https://platform.deepseek.com/downloads/DeepSeek%20Privacy%20Policy.html",
+        ),
+    ),
     "openrouter": dict(
-        name="OpenRouter", protocol="openai", base_url="https://openrouter.ai/api/v1", key_env=["OPENROUTER_API_KEY"],
-        base_url_env="R42_OPENROUTER_BASE_URL", litellm=[], modelsdev=None, first_party=False,
-        privacy=_priv(None, None, True, "OpenRouter does not store prompts by default, but requests go to upstream "
-                      "providers whose training/retention policies differ (null); account settings can restrict "
-                      "routing to zero-data-retention endpoints.", "https://openrouter.ai/docs/features/privacy-and-logging")),
+        name="OpenRouter",
+        protocol="openai",
+        base_url="https://openrouter.ai/api/v1",
+        key_env=["OPENROUTER_API_KEY"],
+        base_url_env="R42_OPENROUTER_BASE_URL",
+        litellm=[],
+        modelsdev=None,
+        first_party=False,
+        privacy=_priv(
+            None,
+            None,
+            True,
+            "OpenRouter does not store prompts by default, but requests go to upstream "
+            "providers whose training/retention policies differ (null); account settings can restrict "
+            "routing to zero-data-retention endpoints.",
+            "https://openrouter.ai/docs/features/privacy-and-logging",
+        ),
+    ),
     "together": dict(
-        name="Together AI", protocol="openai", base_url="https://api.together.xyz/v1", key_env=["TOGETHER_API_KEY"],
-        base_url_env="R42_TOGETHER_BASE_URL", litellm=["together_ai"], modelsdev="togetherai", first_party=False,
-        privacy=_priv(None, None, True, "Training on and retention of prompts are account privacy settings "
-                      "(opt-in/opt-out); defaults not certain (null).", "https://www.together.ai/privacy")),
+        name="Together AI",
+        protocol="openai",
+        base_url="https://api.together.xyz/v1",
+        key_env=["TOGETHER_API_KEY"],
+        base_url_env="R42_TOGETHER_BASE_URL",
+        litellm=["together_ai"],
+        modelsdev="togetherai",
+        first_party=False,
+        privacy=_priv(
+            None,
+            None,
+            True,
+            "Training on and retention of prompts are account privacy settings "
+            "(opt-in/opt-out); defaults not certain (null).",
+            "https://www.together.ai/privacy",
+        ),
+    ),
     "fireworks": dict(
-        name="Fireworks AI", protocol="openai", base_url="https://api.fireworks.ai/inference/v1",
-        key_env=["FIREWORKS_API_KEY"], base_url_env="R42_FIREWORKS_BASE_URL", litellm=["fireworks_ai"],
-        modelsdev="fireworks-ai", first_party=False,
-        privacy=_priv(False, 0, True, "States that prompts/outputs of serverless open models are not logged or "
-                      "used for training by default (zero retention).", "https://fireworks.ai/privacy-policy")),
+        name="Fireworks AI",
+        protocol="openai",
+        base_url="https://api.fireworks.ai/inference/v1",
+        key_env=["FIREWORKS_API_KEY"],
+        base_url_env="R42_FIREWORKS_BASE_URL",
+        litellm=["fireworks_ai"],
+        modelsdev="fireworks-ai",
+        first_party=False,
+        privacy=_priv(
+            False,
+            0,
+            True,
+            "States that prompts/outputs of serverless open models are not logged or "
+            "used for training by default (zero retention).",
+            "https://fireworks.ai/privacy-policy",
+        ),
+    ),
     "xai": dict(
-        name="xAI", protocol="openai", base_url="https://api.x.ai/v1", key_env=["XAI_API_KEY"],
-        base_url_env="R42_XAI_BASE_URL", litellm=["xai"], modelsdev="xai", first_party=True,
-        privacy=_priv(False, 30, None, "API business data not used for training unless the team opts into data "
-                      "sharing; requests kept ~30 days; ZDR availability unknown (null).", "https://x.ai/legal/privacy-policy")),
+        name="xAI",
+        protocol="openai",
+        base_url="https://api.x.ai/v1",
+        key_env=["XAI_API_KEY"],
+        base_url_env="R42_XAI_BASE_URL",
+        litellm=["xai"],
+        modelsdev="xai",
+        first_party=True,
+        privacy=_priv(
+            False,
+            30,
+            None,
+            "API business data not used for training unless the team opts into data "
+            "sharing; requests kept ~30 days; ZDR availability unknown (null).",
+            "https://x.ai/legal/privacy-policy",
+        ),
+    ),
     "cerebras": dict(
-        name="Cerebras", protocol="openai", base_url="https://api.cerebras.ai/v1", key_env=["CEREBRAS_API_KEY"],
-        base_url_env="R42_CEREBRAS_BASE_URL", litellm=["cerebras"], modelsdev="cerebras", first_party=False,
-        privacy=_priv(False, None, None, "Inference API inputs not used for training; retention period unknown "
-                      "(null).", "https://www.cerebras.ai/privacy-policy")),
+        name="Cerebras",
+        protocol="openai",
+        base_url="https://api.cerebras.ai/v1",
+        key_env=["CEREBRAS_API_KEY"],
+        base_url_env="R42_CEREBRAS_BASE_URL",
+        litellm=["cerebras"],
+        modelsdev="cerebras",
+        first_party=False,
+        privacy=_priv(
+            False,
+            None,
+            None,
+            "Inference API inputs not used for training; retention period unknown (null).",
+            "https://www.cerebras.ai/privacy-policy",
+        ),
+    ),
     "perplexity": dict(
-        name="Perplexity", protocol="openai", base_url="https://api.perplexity.ai", key_env=["PERPLEXITY_API_KEY"],
-        base_url_env="R42_PERPLEXITY_BASE_URL", litellm=["perplexity"], modelsdev="perplexity", first_party=True,
-        privacy=_priv(False, None, None, "API data not used for training; retention unknown (null). Sonar models "
-                      "send queries to web search.", "https://www.perplexity.ai/hub/legal/privacy-policy")),
+        name="Perplexity",
+        protocol="openai",
+        base_url="https://api.perplexity.ai",
+        key_env=["PERPLEXITY_API_KEY"],
+        base_url_env="R42_PERPLEXITY_BASE_URL",
+        litellm=["perplexity"],
+        modelsdev="perplexity",
+        first_party=True,
+        privacy=_priv(
+            False,
+            None,
+            None,
+            "API data not used for training; retention unknown (null). Sonar models send queries to web search.",
+            "https://www.perplexity.ai/hub/legal/privacy-policy",
+        ),
+    ),
     "cohere": dict(
-        name="Cohere", protocol="openai", base_url="https://api.cohere.ai/compatibility/v1", key_env=["COHERE_API_KEY", "CO_API_KEY"],
-        base_url_env="R42_COHERE_BASE_URL", litellm=["cohere_chat"], modelsdev="cohere", first_party=True,
-        privacy=_priv(None, 30, True, "Data use for training depends on account data-control settings (null); "
-                      "logs ~30 days; zero retention for enterprise. Uses Cohere's OpenAI-compatible endpoint.",
-                      "https://cohere.com/data-usage-policy")),
+        name="Cohere",
+        protocol="openai",
+        base_url="https://api.cohere.ai/compatibility/v1",
+        key_env=["COHERE_API_KEY", "CO_API_KEY"],
+        base_url_env="R42_COHERE_BASE_URL",
+        litellm=["cohere_chat"],
+        modelsdev="cohere",
+        first_party=True,
+        privacy=_priv(
+            None,
+            30,
+            True,
+            "Data use for training depends on account data-control settings (null); "
+            "logs ~30 days; zero retention for enterprise. Uses Cohere's OpenAI-compatible endpoint.",
+            "https://cohere.com/data-usage-policy",
+        ),
+    ),
     "moonshot": dict(
-        name="Moonshot AI (Kimi)", protocol="openai", base_url="https://api.moonshot.ai/v1", key_env=["MOONSHOT_API_KEY"],
-        base_url_env="R42_MOONSHOT_BASE_URL", litellm=["moonshot"], modelsdev="moonshotai", first_party=True,
-        privacy=_priv(None, None, None, "Training use and retention of API data not verified (null).",
-                      "https://platform.moonshot.ai/docs")),
+        name="Moonshot AI (Kimi)",
+        protocol="openai",
+        base_url="https://api.moonshot.ai/v1",
+        key_env=["MOONSHOT_API_KEY"],
+        base_url_env="R42_MOONSHOT_BASE_URL",
+        litellm=["moonshot"],
+        modelsdev="moonshotai",
+        first_party=True,
+        privacy=_priv(
+            None,
+            None,
+            None,
+            "Training use and retention of API data not verified (null).",
+            "https://platform.moonshot.ai/docs",
+        ),
+    ),
     "zai": dict(
-        name="Z.ai (Zhipu GLM)", protocol="openai", base_url="https://api.z.ai/api/paas/v4", key_env=["ZAI_API_KEY"],
-        base_url_env="R42_ZAI_BASE_URL", litellm=["zai"], modelsdev="zai", first_party=True,
-        privacy=_priv(None, None, None, "Training use and retention of API data not verified (null).",
-                      "https://docs.z.ai/legal-agreement/privacy-policy")),
+        name="Z.ai (Zhipu GLM)",
+        protocol="openai",
+        base_url="https://api.z.ai/api/paas/v4",
+        key_env=["ZAI_API_KEY"],
+        base_url_env="R42_ZAI_BASE_URL",
+        litellm=["zai"],
+        modelsdev="zai",
+        first_party=True,
+        privacy=_priv(
+            None,
+            None,
+            None,
+            "Training use and retention of API data not verified (null).",
+            "https://docs.z.ai/legal-agreement/privacy-policy",
+        ),
+    ),
     "deepinfra": dict(
-        name="DeepInfra", protocol="openai", base_url="https://api.deepinfra.com/v1/openai", key_env=["DEEPINFRA_API_KEY"],
-        base_url_env="R42_DEEPINFRA_BASE_URL", litellm=["deepinfra"], modelsdev="deepinfra", first_party=False,
-        privacy=_priv(False, 0, True, "States that it does not store or train on inference inputs/outputs.",
-                      "https://deepinfra.com/privacy")),
+        name="DeepInfra",
+        protocol="openai",
+        base_url="https://api.deepinfra.com/v1/openai",
+        key_env=["DEEPINFRA_API_KEY"],
+        base_url_env="R42_DEEPINFRA_BASE_URL",
+        litellm=["deepinfra"],
+        modelsdev="deepinfra",
+        first_party=False,
+        privacy=_priv(
+            False,
+            0,
+            True,
+            "States that it does not store or train on inference inputs/outputs.",
+            "https://deepinfra.com/privacy",
+        ),
+    ),
     "ollama": dict(
-        name="Ollama (local)", protocol="ollama", base_url="http://127.0.0.1:11434", key_env=[],
-        base_url_env="OLLAMA_HOST", local=True, privacy=LOCAL_PRIVACY),
+        name="Ollama (local)",
+        protocol="ollama",
+        base_url="http://127.0.0.1:11434",
+        key_env=[],
+        base_url_env="OLLAMA_HOST",
+        local=True,
+        privacy=LOCAL_PRIVACY,
+    ),
     "lmstudio": dict(
-        name="LM Studio (local)", protocol="openai", base_url="http://127.0.0.1:1234/v1", key_env=[],
-        base_url_env="R42_LMSTUDIO_BASE_URL", local=True, privacy=LOCAL_PRIVACY),
+        name="LM Studio (local)",
+        protocol="openai",
+        base_url="http://127.0.0.1:1234/v1",
+        key_env=[],
+        base_url_env="R42_LMSTUDIO_BASE_URL",
+        local=True,
+        privacy=LOCAL_PRIVACY,
+    ),
     "local": dict(
-        name="r42 built-in (llama.cpp)", protocol="openai", base_url=None, key_env=[],
-        base_url_env="R42_LOCAL_BASE_URL", local=True, privacy=LOCAL_PRIVACY),
+        name="r42 built-in (llama.cpp)",
+        protocol="openai",
+        base_url=None,
+        key_env=[],
+        base_url_env="R42_LOCAL_BASE_URL",
+        local=True,
+        privacy=LOCAL_PRIVACY,
+    ),
 }
 
 EXCLUDE_RE = re.compile(
@@ -333,7 +548,6 @@ def norm_key(name: str) -> str:
     return canonical(s)
 
 
-
 def pretty_name(model: str) -> str:
     base = model.split("/")[-1]
     out = []
@@ -370,8 +584,10 @@ def collect_cloud():
             models[key] = rec
             return
         # merge: keep old (higher priority) values, fill gaps
-        if old["price"]["input"] is None and old["price"]["output"] is None and (
-            rec["price"]["input"] is not None or rec["price"]["output"] is not None
+        if (
+            old["price"]["input"] is None
+            and old["price"]["output"] is None
+            and (rec["price"]["input"] is not None or rec["price"]["output"] is not None)
         ):
             old["price"] = rec["price"]
         for f in ("context", "max_output"):
@@ -395,9 +611,9 @@ def collect_cloud():
         if pid is None or v.get("mode") != "chat":
             continue
         lp = v["litellm_provider"]
-        api = key[len(lp) + 1:] if key.startswith(lp + "/") else key
+        api = key[len(lp) + 1 :] if key.startswith(lp + "/") else key
         if pid == "deepseek" and api.startswith("deepseek/"):
-            api = api[len("deepseek/"):]
+            api = api[len("deepseek/") :]
         if pid == "fireworks" and not api.startswith("accounts/"):
             api = "accounts/fireworks/models/" + api  # Fireworks' full model path
         if EXCLUDE_RE.search(api):
@@ -505,10 +721,10 @@ def collect_cloud():
         brec = models.get(base)
         if brec is None:
             continue
-        same = (
-            (brec["price"]["input"], brec["price"]["output"]) == (rec["price"]["input"], rec["price"]["output"])
-            and brec["context"] == rec["context"]
-        )
+        same = (brec["price"]["input"], brec["price"]["output"]) == (
+            rec["price"]["input"],
+            rec["price"]["output"],
+        ) and brec["context"] == rec["context"]
         if same:
             brec["aliases"].add(f"{key[0]}/{rec['api']}")
             if PROVIDERS[key[0]].get("first_party"):
@@ -522,9 +738,24 @@ def collect_cloud():
 # ---------------------------------------------------------------------------------------------------------
 # benchmarks
 
-VARIANT_PREFERENCE = ["", "base", "medium", "medium-effort", "chat", "high", "high-effort", "highthinking",
-                      "thinking-auto-high-effort", "thinking-auto-medium-effort", "xhigh", "xhigh-effort",
-                      "low", "low-effort", "minimal", "nothinking"]
+VARIANT_PREFERENCE = [
+    "",
+    "base",
+    "medium",
+    "medium-effort",
+    "chat",
+    "high",
+    "high-effort",
+    "highthinking",
+    "thinking-auto-high-effort",
+    "thinking-auto-medium-effort",
+    "xhigh",
+    "xhigh-effort",
+    "low",
+    "low-effort",
+    "minimal",
+    "nothinking",
+]
 LB_VARIANT_RE = re.compile(
     r"-(thinking-(?:\d+k|auto)(?:-(?:low|medium|high|xhigh)-effort)?|(?:low|medium|high|xhigh)-effort|"
     r"highthinking|xhigh|high|low|medium|minimal|nothinking|base)$"
@@ -638,8 +869,15 @@ def load_benchmarks():
         cats = json.load(f)
     with open(SRC / "livebench_table_2026_01_08.csv", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    cat_metric = {"Coding": "code", "Agentic Coding": "agentic", "Mathematics": "lb_math", "Reasoning": "lb_reasoning",
-                  "Data Analysis": "data", "Language": "lb_language", "IF": "lb_if"}
+    cat_metric = {
+        "Coding": "code",
+        "Agentic Coding": "agentic",
+        "Mathematics": "lb_math",
+        "Reasoning": "lb_reasoning",
+        "Data Analysis": "data",
+        "Language": "lb_language",
+        "IF": "lb_if",
+    }
     best = {}
     for r in rows:
         base, var = split_variant(r["model"], LB_VARIANT_RE)
@@ -674,7 +912,7 @@ def load_benchmarks():
             continue
         model = cmd.split("--model", 1)[1].strip()
         raw = model.split()[0]
-        flags = model[len(raw):].strip()
+        flags = model[len(raw) :].strip()
         full = (raw.split("/")[-1] + (" " + flags if flags else "")).lower()
         if full in BENCH_NAME_OVERRIDES and BENCH_NAME_OVERRIDES[full] is None:
             continue
@@ -691,8 +929,12 @@ def load_benchmarks():
         add(key, "aider", float(chosen[key][1]["pass_rate_2"]) / 100.0, "aider")
 
     # Epoch runs
-    task_metric = {"GPQA diamond": "gpqa", "MATH level 5": "math5", "OTIS Mock AIME 2024-2025": "aime",
-                   "SWE-Bench verified": "swe"}
+    task_metric = {
+        "GPQA diamond": "gpqa",
+        "MATH level 5": "math5",
+        "OTIS Mock AIME 2024-2025": "aime",
+        "SWE-Bench verified": "swe",
+    }
     with open(SRC / "epoch" / "benchmarks_runs.csv", encoding="utf-8-sig") as f:
         runs = list(csv.DictReader(f))
     per = {}  # (metric, key, dated model) -> (rank, value)
@@ -746,10 +988,17 @@ DOMAIN_METRICS = {
     "chat": ["lb_if"],
 }
 METRIC_LABEL = {
-    "lb_code": "LiveBench coding+agentic coding", "aider": "Aider polyglot", "swe": "Epoch SWE-bench verified",
-    "lb_math": "LiveBench mathematics", "math5": "Epoch MATH level 5", "aime": "Epoch OTIS mock AIME",
-    "lb_reasoning": "LiveBench reasoning", "lb_language": "LiveBench language",
-    "lb_extraction": "LiveBench data analysis+language", "gpqa": "Epoch GPQA diamond", "mmlu": "MMLU (Epoch table)",
+    "lb_code": "LiveBench coding+agentic coding",
+    "aider": "Aider polyglot",
+    "swe": "Epoch SWE-bench verified",
+    "lb_math": "LiveBench mathematics",
+    "math5": "Epoch MATH level 5",
+    "aime": "Epoch OTIS mock AIME",
+    "lb_reasoning": "LiveBench reasoning",
+    "lb_language": "LiveBench language",
+    "lb_extraction": "LiveBench data analysis+language",
+    "gpqa": "Epoch GPQA diamond",
+    "mmlu": "MMLU (Epoch table)",
     "lb_if": "LiveBench instruction following",
 }
 
@@ -841,11 +1090,14 @@ class Quality:
         used = sorted({m for m in self.metrics[k] for d in measured if m in DOMAIN_METRICS[d]})
         srcs = sorted(self.sources[k])
         missing = [d for d in DOMAINS if d not in measured]
-        method = "measured: " + ", ".join(f"{d} ({'; '.join(METRIC_LABEL[m] for m in DOMAIN_METRICS[d] if m in used)})"
-                                          for d in measured)
+        method = "measured: " + ", ".join(
+            f"{d} ({'; '.join(METRIC_LABEL[m] for m in DOMAIN_METRICS[d] if m in used)})" for d in measured
+        )
         if missing:
-            method += ("; not measured, predicted from the measured domains (pairwise least-squares lines between "
-                       "domains over all measured models): " + ", ".join(missing))
+            method += (
+                "; not measured, predicted from the measured domains (pairwise least-squares lines between "
+                "domains over all measured models): " + ", ".join(missing)
+            )
         method += "; overall = mean of the 7 domains"
         if note:
             method = note + "; " + method
@@ -899,12 +1151,23 @@ LOCAL_MODELS = [
     ("deepseek-r1:14b", "deepseek-r1-distill-qwen-14b", "deepseek-r1-distill-qwen-14b", 131072, False, False, True),
 ]
 # Ollama's short tags that users type; mapped to the explicit tag above
-OLLAMA_SHORT = {"mistral-nemo:12b": ["mistral-nemo"], "phi4:14b": ["phi4"], "mistral:7b": ["mistral"],
-                "llama3.1:8b": ["llama3.1"], "llama3.2:3b": ["llama3.2"], "llama3.3:70b": ["llama3.3"],
-                "qwen2.5:7b": ["qwen2.5"], "qwen2.5-coder:7b": ["qwen2.5-coder"], "qwen3:8b": ["qwen3"],
-                "gemma2:9b": ["gemma2"], "gemma3:4b": ["gemma3"], "phi3:mini": ["phi3"],
-                "deepseek-coder:6.7b": ["deepseek-coder"], "deepseek-coder-v2:16b": ["deepseek-coder-v2"],
-                "deepseek-r1:7b": ["deepseek-r1:latest"]}
+OLLAMA_SHORT = {
+    "mistral-nemo:12b": ["mistral-nemo"],
+    "phi4:14b": ["phi4"],
+    "mistral:7b": ["mistral"],
+    "llama3.1:8b": ["llama3.1"],
+    "llama3.2:3b": ["llama3.2"],
+    "llama3.3:70b": ["llama3.3"],
+    "qwen2.5:7b": ["qwen2.5"],
+    "qwen2.5-coder:7b": ["qwen2.5-coder"],
+    "qwen3:8b": ["qwen3"],
+    "gemma2:9b": ["gemma2"],
+    "gemma3:4b": ["gemma3"],
+    "phi3:mini": ["phi3"],
+    "deepseek-coder:6.7b": ["deepseek-coder"],
+    "deepseek-coder-v2:16b": ["deepseek-coder-v2"],
+    "deepseek-r1:7b": ["deepseek-r1:latest"],
+}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -944,12 +1207,18 @@ def build():
     prior = ranked[len(ranked) // 4]
     cap = ranked[(len(ranked) * 9) // 10]  # estimates never exceed the 90th percentile of measured models
 
-    price_method = (f"estimate: overall = {pa:.3f} + {pb:.3f}*log10(blended USD/1M, (in+3*out)/4), least squares on "
-                    f"{len(xs)} measured models, capped at the measured 90th percentile ({cap:.3f}); domain = line fitted on measured models (domain vs overall)")
-    size_method = (f"estimate: overall = {sa:.3f} + {sb:.3f}*log10(params in B), least squares on {len(sxs)} measured "
-                   f"models whose name gives a size; domain = line fitted on measured models (domain vs overall)")
-    prior_method = ("estimate: no measurement, no paid price, no size in name: cautious prior = 25th percentile of "
-                    f"measured overall scores ({len(Q.full)} models)")
+    price_method = (
+        f"estimate: overall = {pa:.3f} + {pb:.3f}*log10(blended USD/1M, (in+3*out)/4), least squares on "
+        f"{len(xs)} measured models, capped at the measured 90th percentile ({cap:.3f}); domain = line fitted on measured models (domain vs overall)"
+    )
+    size_method = (
+        f"estimate: overall = {sa:.3f} + {sb:.3f}*log10(params in B), least squares on {len(sxs)} measured "
+        f"models whose name gives a size; domain = line fitted on measured models (domain vs overall)"
+    )
+    prior_method = (
+        "estimate: no measurement, no paid price, no size in name: cautious prior = 25th percentile of "
+        f"measured overall scores ({len(Q.full)} models)"
+    )
     est_sources = sorted({s for v in bsources.values() for s in v})
 
     def quality_for(api, price, free=False):
@@ -977,55 +1246,67 @@ def build():
             cand_aliases.add(api)
         if api.lower() != api:
             cand_aliases.add(mid.lower())
-        entries.append({
-            "id": mid,
-            "name": rec.get("display") or pretty_name(api),
-            "_aliases": cand_aliases,
-            "price": rec["price"],
-            "context": rec["context"],
-            "max_output": rec["max_output"],
-            "capabilities": rec["capabilities"],
-            "local": False,
-            "quality": q,
-            "speed": None,
-        })
+        entries.append(
+            {
+                "id": mid,
+                "name": rec.get("display") or pretty_name(api),
+                "_aliases": cand_aliases,
+                "price": rec["price"],
+                "context": rec["context"],
+                "max_output": rec["max_output"],
+                "capabilities": rec["capabilities"],
+                "local": False,
+                "quality": q,
+                "speed": None,
+            }
+        )
 
     for tag, lms, bkey, ctx, tools, vision, reasoning in LOCAL_MODELS:
         for pid, api, al in (("ollama", tag, OLLAMA_SHORT.get(tag, [])), ("lmstudio", lms, [])):
             bk = norm_key(bkey) if bkey else None
             if bk and Q.measured(bk):
-                q = Q.block_measured(bk, note=f"same open-weight model as benchmarked '{bkey}' (local quantisation "
-                                              "may score slightly lower)")
+                q = Q.block_measured(
+                    bk,
+                    note=f"same open-weight model as benchmarked '{bkey}' (local quantisation "
+                    "may score slightly lower)",
+                )
             else:
                 sz = param_billions(tag)
                 q = Q.block_estimate(sa + sb * math.log10(sz), "local model; " + size_method, est_sources)
-            entries.append({
-                "id": f"{pid}/{api}",
-                "name": f"{pretty_name(lms)} ({PROVIDERS[pid]['name']})",
-                "_aliases": {f"{pid}/{a}" for a in al},
-                "price": {"input": 0.0, "output": 0.0, "source": "local", "date": GENERATED},
-                "context": ctx,
-                "max_output": None,
-                "capabilities": {"tools": tools, "vision": vision, "json": True, "reasoning": reasoning},
-                "local": True,
-                "quality": q,
-                "speed": None,
-            })
+            entries.append(
+                {
+                    "id": f"{pid}/{api}",
+                    "name": f"{pretty_name(lms)} ({PROVIDERS[pid]['name']})",
+                    "_aliases": {f"{pid}/{a}" for a in al},
+                    "price": {"input": 0.0, "output": 0.0, "source": "local", "date": GENERATED},
+                    "context": ctx,
+                    "max_output": None,
+                    "capabilities": {"tools": tools, "vision": vision, "json": True, "reasoning": reasoning},
+                    "local": True,
+                    "quality": q,
+                    "speed": None,
+                }
+            )
 
-    weak = Q.block_estimate(0.02, "estimate: hand-set weak prior for a 135M-parameter model (no benchmark); use only "
-                                  "for trivial prompts", [])
-    entries.append({
-        "id": "local/smollm2-135m-instruct",
-        "name": "SmolLM2 135M Instruct (built-in, llama.cpp)",
-        "_aliases": {"smollm2-135m-instruct", "smollm2"},
-        "price": {"input": 0.0, "output": 0.0, "source": "local", "date": GENERATED},
-        "context": 8192,
-        "max_output": 2048,
-        "capabilities": {"tools": False, "vision": False, "json": False, "reasoning": False},
-        "local": True,
-        "quality": weak,
-        "speed": None,
-    })
+    weak = Q.block_estimate(
+        0.02,
+        "estimate: hand-set weak prior for a 135M-parameter model (no benchmark); use only for trivial prompts",
+        [],
+    )
+    entries.append(
+        {
+            "id": "local/smollm2-135m-instruct",
+            "name": "SmolLM2 135M Instruct (built-in, llama.cpp)",
+            "_aliases": {"smollm2-135m-instruct", "smollm2"},
+            "price": {"input": 0.0, "output": 0.0, "source": "local", "date": GENERATED},
+            "context": 8192,
+            "max_output": 2048,
+            "capabilities": {"tools": False, "vision": False, "json": False, "reasoning": False},
+            "local": True,
+            "quality": weak,
+            "speed": None,
+        }
+    )
 
     # aliases: unique across catalog, never equal to a model id; first-party providers win collisions
     ids = {e["id"].lower() for e in entries}
@@ -1047,18 +1328,20 @@ def build():
 
     out_models = []
     for e in sorted(entries, key=lambda x: x["id"]):
-        out_models.append({
-            "id": e["id"],
-            "name": e["name"],
-            "aliases": e["aliases"],
-            "price": e["price"],
-            "context": e["context"],
-            "max_output": e["max_output"],
-            "capabilities": e["capabilities"],
-            "local": e["local"],
-            "quality": e["quality"],
-            "speed": e["speed"],
-        })
+        out_models.append(
+            {
+                "id": e["id"],
+                "name": e["name"],
+                "aliases": e["aliases"],
+                "price": e["price"],
+                "context": e["context"],
+                "max_output": e["max_output"],
+                "capabilities": e["capabilities"],
+                "local": e["local"],
+                "quality": e["quality"],
+                "speed": e["speed"],
+            }
+        )
     ids_list = [m["id"] for m in out_models]
     assert len(ids_list) == len(set(ids_list)), "duplicate model ids"
 
@@ -1103,9 +1386,12 @@ def main(argv=None):
     if args.stats:
         ms = doc["models"]
         cloud = [m for m in ms if not m["local"]]
-        print(f"models={len(ms)} cloud={len(cloud)} local={len(ms) - len(cloud)} "
-              f"providers={len(doc['providers'])} measured={sum(not m['quality']['estimated'] for m in ms)} "
-              f"estimated={sum(m['quality']['estimated'] for m in ms)} bytes={len(text.encode())}", file=sys.stderr)
+        print(
+            f"models={len(ms)} cloud={len(cloud)} local={len(ms) - len(cloud)} "
+            f"providers={len(doc['providers'])} measured={sum(not m['quality']['estimated'] for m in ms)} "
+            f"estimated={sum(m['quality']['estimated'] for m in ms)} bytes={len(text.encode())}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -123,7 +123,11 @@ def man_page(path: tuple[str, ...], command: click.Command, ctx: click.Context) 
         for sub in command.list_commands(ctx):
             sub_command = command.get_command(ctx, sub)
             lines += [".TP", f".B {roff(sub)}", roff(sub_command.get_short_help_str(limit=200))]
-    env = {p.envvar: (p.help or "").split(".")[0] for p in command.get_params(ctx) if isinstance(getattr(p, "envvar", None), str)}
+    env = {
+        p.envvar: (p.help or "").split(".")[0]
+        for p in command.get_params(ctx)
+        if isinstance(getattr(p, "envvar", None), str)
+    }
     lines.append(".SH ENVIRONMENT")
     for var, text in {**env, **COMMON_ENV}.items():
         lines += [".TP", f".B {roff(var)}", roff(text)]
@@ -155,11 +159,15 @@ def settings_table() -> str:
     """Every field of r42/config.py's Settings with its variable, default and comment."""
     rows = ["| setting | environment | default | meaning |", "| --- | --- | --- | --- |"]
     source = (ROOT / "r42" / "config.py").read_text(encoding="utf-8")
-    block = source[source.index("class Settings:"): source.index("\n    origin: ", source.index("class Settings:"))]
+    block = source[source.index("class Settings:") : source.index("\n    origin: ", source.index("class Settings:"))]
     for line in block.splitlines():
         match = SETTING_LINE.match(line)
         if match:
-            name, default, meaning = (match.group(1), match.group(2), match.group(3)) if match.group(1) else (match.group(4), match.group(5), "")
+            name, default, meaning = (
+                (match.group(1), match.group(2), match.group(3))
+                if match.group(1)
+                else (match.group(4), match.group(5), "")
+            )
             rows.append(f"| `{name}` | `R42_{name.upper()}` | `{default}` | {meaning.replace('|', '/')} |")
     return "\n".join(rows)
 

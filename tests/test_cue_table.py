@@ -23,8 +23,12 @@ def reference_hits(cue: Cue, words: list[str]) -> int:
 
 
 CUES = DOMAIN_CUES + TERM_CUES
-VOCABULARY = sorted({w for cue in CUES for w in cue.words} | {w for cue in CUES for p in cue.phrases for w in p}
-                    | {p + "ing" for cue in CUES for p in cue.prefixes} | {"the", "a", "x"})
+VOCABULARY = sorted(
+    {w for cue in CUES for w in cue.words}
+    | {w for cue in CUES for p in cue.phrases for w in p}
+    | {p + "ing" for cue in CUES for p in cue.prefixes}
+    | {"the", "a", "x"}
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -190,9 +190,9 @@ def test_an_admin_signs_in_reads_every_panel_follows_a_failure_and_signs_out(bro
     size = browser.execute_script("return performance.getEntriesByType('navigation')[0].decodedBodySize")
     assert 0 < size <= 200_000
     for control in browser.find_elements(By.CSS_SELECTOR, "select, input:not([type=hidden])"):
-        assert browser.find_elements(
-            By.CSS_SELECTOR, f"label[for='{control.get_attribute('id')}']"
-        ), control.get_attribute("id")
+        assert browser.find_elements(By.CSS_SELECTOR, f"label[for='{control.get_attribute('id')}']"), (
+            control.get_attribute("id")
+        )
     browser.set_window_size(1280, 900)
     browser.get(gateway.url + "/dashboard?period=24h")
     assert screenshot(browser, tmp_path, "dashboard-1280.png").stat().st_size > 10_000

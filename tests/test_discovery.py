@@ -17,8 +17,10 @@ from tests.helpers import json_lines, run
 @pytest.fixture
 def ollama(monkeypatch):
     tags = [ollama_tag("qwen2.5:7b"), ollama_tag("freshmodel:14b", "14.8B", "qwen2")]
-    shows = {"qwen2.5:7b": ollama_show(context=32768, capabilities=("completion", "tools")),
-             "freshmodel:14b": ollama_show(context=65536, capabilities=("completion", "tools", "thinking"))}
+    shows = {
+        "qwen2.5:7b": ollama_show(context=32768, capabilities=("completion", "tools")),
+        "freshmodel:14b": ollama_show(context=65536, capabilities=("completion", "tools", "thinking")),
+    }
     with ListingFake("ollama", tags, shows=shows) as server:
         monkeypatch.setenv("OLLAMA_HOST", server.url.removeprefix("http://"))
         yield server
@@ -101,7 +103,11 @@ def test_an_ollama_server_with_nothing_pulled_makes_its_catalog_models_unavailab
 
 
 def test_lmstudio_discovery(monkeypatch):
-    models = [lmstudio_model("qwen2.5-7b-instruct"), lmstudio_model("mystery-vision-9b", "vlm", 8192), lmstudio_model("nomic-embed", "embeddings")]
+    models = [
+        lmstudio_model("qwen2.5-7b-instruct"),
+        lmstudio_model("mystery-vision-9b", "vlm", 8192),
+        lmstudio_model("nomic-embed", "embeddings"),
+    ]
     with ListingFake("lmstudio", models) as server:
         monkeypatch.setenv("R42_LMSTUDIO_BASE_URL", server.base_url)
         catalog = discover(load_catalog(), ttl=0)
@@ -115,7 +121,10 @@ def test_lmstudio_discovery(monkeypatch):
 # --- quality priors ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "size"), [("qwen2.5:7b", 7), ("llama-3.3-70b-instruct", 70), ("mixtral-8x7b", 56), ("qwen3-30b-a3b", 30), ("phi-4", None)])
+@pytest.mark.parametrize(
+    ("name", "size"),
+    [("qwen2.5:7b", 7), ("llama-3.3-70b-instruct", 70), ("mixtral-8x7b", 56), ("qwen3-30b-a3b", 30), ("phi-4", None)],
+)
 def test_param_billions(name, size):
     assert param_billions(name) == size
 

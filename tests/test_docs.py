@@ -17,7 +17,11 @@ gen = runpy.run_path(str(ROOT / "scripts" / "gen_docs.py"), run_name="gen_docs")
 def test_generated_files_are_up_to_date():
     import difflib
 
-    stale = {path: text for path, text in gen["generated"]().items() if not path.exists() or path.read_text(encoding="utf-8") != text}
+    stale = {
+        path: text
+        for path, text in gen["generated"]().items()
+        if not path.exists() or path.read_text(encoding="utf-8") != text
+    }
     if stale:
         path, text = next(iter(stale.items()))
         current = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
@@ -40,7 +44,12 @@ def test_a_man_page_per_command_with_the_sections():
 
 
 def test_dynamic_completion_of_modes():
-    env = {"_R42_COMPLETE": "bash_complete", "COMP_WORDS": "r42 rank --mode co", "COMP_CWORD": "3", "PATH": "/usr/bin:/bin"}
+    env = {
+        "_R42_COMPLETE": "bash_complete",
+        "COMP_WORDS": "r42 rank --mode co",
+        "COMP_CWORD": "3",
+        "PATH": "/usr/bin:/bin",
+    }
     proc = subprocess.run([sys.executable, "-m", "r42"], env=env, capture_output=True, text=True, check=False)
     assert "plain,cost" in proc.stdout and "plain,coding" in proc.stdout
 
@@ -50,7 +59,24 @@ def test_dynamic_completion_of_model_ids_and_users(isolated_env):
 
     assert run(["keys", "create", "alice"]).exit_code == 0
     env = {"R42_HOME": str(isolated_env), "PATH": "/usr/bin:/bin"}
-    models = subprocess.run([sys.executable, "-m", "r42"], env={**env, "_R42_COMPLETE": "bash_complete", "COMP_WORDS": "r42 ask --model anthropic/claude-son", "COMP_CWORD": "3"}, capture_output=True, text=True, check=False)
+    models = subprocess.run(
+        [sys.executable, "-m", "r42"],
+        env={
+            **env,
+            "_R42_COMPLETE": "bash_complete",
+            "COMP_WORDS": "r42 ask --model anthropic/claude-son",
+            "COMP_CWORD": "3",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert "plain,anthropic/claude-sonnet-4-5" in models.stdout
-    users = subprocess.run([sys.executable, "-m", "r42"], env={**env, "_R42_COMPLETE": "bash_complete", "COMP_WORDS": "r42 keys rotate al", "COMP_CWORD": "3"}, capture_output=True, text=True, check=False)
+    users = subprocess.run(
+        [sys.executable, "-m", "r42"],
+        env={**env, "_R42_COMPLETE": "bash_complete", "COMP_WORDS": "r42 keys rotate al", "COMP_CWORD": "3"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert "plain,alice" in users.stdout

@@ -29,5 +29,10 @@ def test_custom_endpoint_is_ranked_and_removed_again(isolated_env):
 
 def test_a_secret_never_lands_in_the_layer(isolated_env):
     secret = "sk-custom-0123456789abcdefghijklmnop"
-    assert run(["keys", "set", "remotevllm", "--base-url", "https://vllm.example.test/v1", "--model", "m"], input=secret).exit_code == 0
+    assert (
+        run(
+            ["keys", "set", "remotevllm", "--base-url", "https://vllm.example.test/v1", "--model", "m"], input=secret
+        ).exit_code
+        == 0
+    )
     assert secret not in (isolated_env / "catalog.endpoints.yaml").read_text()

@@ -28,7 +28,13 @@ CASES = [
 @pytest.mark.parametrize("args, stdin", CASES)
 def test_fast_path_matches_click(args, stdin):
     assert parse_fast_score(args) is not None
-    proc = subprocess.run([sys.executable, "-m", "r42", "score", *args], input=stdin, capture_output=True, env=os.environ.copy(), check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "r42", "score", *args],
+        input=stdin,
+        capture_output=True,
+        env=os.environ.copy(),
+        check=False,
+    )
     clicked = run(["score", *args], input=stdin)
     assert proc.stdout.decode() == clicked.stdout
     assert proc.returncode == clicked.exit_code
@@ -55,7 +61,9 @@ def test_file_argument(tmp_path):
     path.write_text("Write a haiku about the sea")
     proc = subprocess.run([sys.executable, "-m", "r42", "score", str(path)], capture_output=True, check=False)
     assert proc.returncode == 0 and b'"domain":"creative"' in proc.stdout
-    missing = subprocess.run([sys.executable, "-m", "r42", "score", str(tmp_path / "nope.txt")], capture_output=True, check=False)
+    missing = subprocess.run(
+        [sys.executable, "-m", "r42", "score", str(tmp_path / "nope.txt")], capture_output=True, check=False
+    )
     assert missing.returncode == 2 and missing.stderr.decode().startswith("r42: error: ")
 
 

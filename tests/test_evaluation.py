@@ -147,6 +147,7 @@ def test_interp_agrees_with_a_linear_scan_on_increasing_points(values, x) -> Non
 def test_equals_routellm_code_path_with_numpy_and_pandas() -> None:
     import numpy as np
     import pandas as pd
+
     trapz = getattr(np, "trapezoid", None) or np.trapz
     rng = random.Random(7)
     for trial in range(30):
@@ -184,6 +185,7 @@ def test_equals_routellm_code_path_with_numpy_and_pandas() -> None:
 
 def test_interp_matches_numpy_on_non_monotonic_curves() -> None:
     import numpy as np
+
     rng = random.Random(3)
     for _ in range(300):
         n = rng.choice([2, 3, 4, 5, 8, 11, 20])
@@ -239,19 +241,24 @@ def test_calibrate_never_exceeds_the_share(values, share) -> None:
 
 
 def test_load_rows_reads_prompt_messages_and_optional_fields() -> None:
-    raw = b'{"id": 1, "prompt": "hi", "strong": true, "weak": 0, "domain": "chat"}\n\n' \
-          b'{"messages": [{"role": "user", "content": "x"}], "strong": 8.5, "weak": 6, "strong_cost": 2, "weak_cost": 0.1}\n'
+    raw = (
+        b'{"id": 1, "prompt": "hi", "strong": true, "weak": 0, "domain": "chat"}\n\n'
+        b'{"messages": [{"role": "user", "content": "x"}], "strong": 8.5, "weak": 6, "strong_cost": 2, "weak_cost": 0.1}\n'
+    )
     rows = ev.load_rows(raw)
     assert rows[0].strong == 1.0 and rows[0].domain == "chat" and rows[0].id == "1"
     assert rows[1].strong == 8.5 and rows[1].weak_cost == 0.1 and rows[1].id == "3"
 
 
-@pytest.mark.parametrize("line, needle", [
-    (b'{"prompt": "x", "weak": 0}', "'strong'"),
-    (b'{"prompt": "x", "strong": 1, "weak": 0, "domain": "poetry"}', "unknown domain"),
-    (b'not json', "invalid JSON"),
-    (b'{"strong": 1, "weak": 0}', "no 'messages'"),
-])
+@pytest.mark.parametrize(
+    "line, needle",
+    [
+        (b'{"prompt": "x", "weak": 0}', "'strong'"),
+        (b'{"prompt": "x", "strong": 1, "weak": 0, "domain": "poetry"}', "unknown domain"),
+        (b"not json", "invalid JSON"),
+        (b'{"strong": 1, "weak": 0}', "no 'messages'"),
+    ],
+)
 def test_load_rows_names_the_bad_line(line: bytes, needle: str) -> None:
     with pytest.raises(ev.InputError) as info:
         ev.load_rows(b'{"prompt": "ok", "strong": 1, "weak": 0}\n' + line)
@@ -259,8 +266,10 @@ def test_load_rows_names_the_bad_line(line: bytes, needle: str) -> None:
 
 
 def test_costs_give_a_cost_saving() -> None:
-    rows = [ev.Row(str(i), [{"role": "user", "content": "q"}], 1.0, float(i >= 5), strong_cost=10.0, weak_cost=1.0)
-            for i in range(10)]
+    rows = [
+        ev.Row(str(i), [{"role": "user", "content": "q"}], 1.0, float(i >= 5), strong_cost=10.0, weak_cost=1.0)
+        for i in range(10)
+    ]
     metrics = ev.routing_metrics([1.0 - i / 10 for i in range(10)], rows)
     assert metrics.cost_saving95 is not None and 0.0 < metrics.cost_saving95 < 1.0
 
@@ -272,9 +281,21 @@ def _eval_file(tmp_path, n: int = 40):
     lines = []
     for i in range(n):
         hard = i % 2 == 0
-        prompt = ("Prove that the sum of the first n odd numbers is n squared, rigorously. " * (3 if hard else 0)) + f"q{i}"
-        lines.append(orjson.dumps({"id": i, "prompt": prompt, "strong": 1, "weak": 0 if hard else 1,
-                                   "domain": "math", "scores": {"oracle": 1.0 if hard else 0.0}}))
+        prompt = (
+            "Prove that the sum of the first n odd numbers is n squared, rigorously. " * (3 if hard else 0)
+        ) + f"q{i}"
+        lines.append(
+            orjson.dumps(
+                {
+                    "id": i,
+                    "prompt": prompt,
+                    "strong": 1,
+                    "weak": 0 if hard else 1,
+                    "domain": "math",
+                    "scores": {"oracle": 1.0 if hard else 0.0},
+                }
+            )
+        )
     path = tmp_path / "eval.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path
@@ -309,12 +330,15 @@ def test_eval_table_on_a_terminal_and_svg_plot(tmp_path) -> None:
     assert svg.startswith("<svg") and "polyline" in svg and "oracle" in svg
 
 
-@pytest.mark.parametrize("content, args", [
-    (b'{"prompt": "x", "strong": "good", "weak": 0}\n', []),
-    (b'{"prompt": "x", "strong": 1, "weak": 0}\n', ["--scorer", "nope"]),
-    (b'{"prompt": "x", "strong": 1, "weak": 0}\n', ["--plot", "x.pdf"]),
-    (b"\n", []),
-])
+@pytest.mark.parametrize(
+    "content, args",
+    [
+        (b'{"prompt": "x", "strong": "good", "weak": 0}\n', []),
+        (b'{"prompt": "x", "strong": 1, "weak": 0}\n', ["--scorer", "nope"]),
+        (b'{"prompt": "x", "strong": 1, "weak": 0}\n', ["--plot", "x.pdf"]),
+        (b"\n", []),
+    ],
+)
 def test_eval_bad_input_is_one_line_and_exit_2(tmp_path, content: bytes, args: list[str]) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_bytes(content)

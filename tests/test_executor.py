@@ -26,8 +26,16 @@ def catalog():
 @pytest.fixture
 def servers(monkeypatch):
     """Three OpenAI-compatible fakes configured as openai, groq and mistral."""
-    with OpenAIFake(reply="Answer from A.") as a, OpenAIFake(reply="Answer from B.") as b, OpenAIFake(reply="Answer from C.") as c:
-        for (key, url_var, server) in (("OPENAI_API_KEY", "OPENAI_BASE_URL", a), ("GROQ_API_KEY", "R42_GROQ_BASE_URL", b), ("MISTRAL_API_KEY", "R42_MISTRAL_BASE_URL", c)):
+    with (
+        OpenAIFake(reply="Answer from A.") as a,
+        OpenAIFake(reply="Answer from B.") as b,
+        OpenAIFake(reply="Answer from C.") as c,
+    ):
+        for key, url_var, server in (
+            ("OPENAI_API_KEY", "OPENAI_BASE_URL", a),
+            ("GROQ_API_KEY", "R42_GROQ_BASE_URL", b),
+            ("MISTRAL_API_KEY", "R42_MISTRAL_BASE_URL", c),
+        ):
             monkeypatch.setenv(key, "sk-test")
             monkeypatch.setenv(url_var, server.base_url)
         yield a, b, c
@@ -91,7 +99,9 @@ def executor(request):
     """A factory of executors: blocking (r42 ask, gateway workers) or on an event loop (r42 serve)."""
 
     def make(catalog, **limits):
-        blocking = Executor(catalog, Limits(**{"connect_timeout": 2, "first_byte_timeout": 2, **limits}), sleep=Sleeps())
+        blocking = Executor(
+            catalog, Limits(**{"connect_timeout": 2, "first_byte_timeout": 2, **limits}), sleep=Sleeps()
+        )
         return blocking if request.param == "thread" else OnLoop(blocking)
 
     return make
@@ -110,7 +120,21 @@ def test_first_candidate_answers(catalog, servers, executor):
     assert servers[1].requests == []
 
 
-@pytest.mark.parametrize("fault", [faults.status(500), faults.status(503), faults.status(408), faults.status(409), faults.status(401), faults.status(403), faults.reset_mid_stream(0), faults.malformed_json(), faults.context_too_long()], ids=["500", "503", "408", "409", "401-stale-key", "403", "reset", "malformed", "context"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        faults.status(500),
+        faults.status(503),
+        faults.status(408),
+        faults.status(409),
+        faults.status(401),
+        faults.status(403),
+        faults.reset_mid_stream(0),
+        faults.malformed_json(),
+        faults.context_too_long(),
+    ],
+    ids=["500", "503", "408", "409", "401-stale-key", "403", "reset", "malformed", "context"],
+)
 def test_moves_on_after_retryable_failures(catalog, servers, executor, fault):
     servers[0].fail(fault)
     result = executor(catalog).complete(QUESTION, [A, B])
@@ -207,7 +231,11 @@ def collect(run) -> str:
     return "".join((c["choices"][0]["delta"].get("content") or "") for c in run if c["choices"])
 
 
-@pytest.mark.parametrize("fault", [faults.reset_mid_stream(1), faults.truncated_stream(1), faults.status(503), faults.slow_first_byte(30)], ids=["reset", "truncated", "503", "slow"])
+@pytest.mark.parametrize(
+    "fault",
+    [faults.reset_mid_stream(1), faults.truncated_stream(1), faults.status(503), faults.slow_first_byte(30)],
+    ids=["reset", "truncated", "503", "slow"],
+)
 def test_stream_falls_back_before_the_first_token(catalog, servers, executor, fault):
     servers[0].fail(fault)
     run = executor(catalog, first_byte_timeout=0.3).stream(QUESTION, [A, B])
@@ -252,7 +280,9 @@ def test_stream_usage_and_cost(catalog, servers, executor):
     ],
     ids=["anthropic", "gemini", "ollama"],
 )
-def test_each_protocol_through_its_env_vars_with_fallback(catalog, servers, executor, monkeypatch, fake, key_var, url_var, model):
+def test_each_protocol_through_its_env_vars_with_fallback(
+    catalog, servers, executor, monkeypatch, fake, key_var, url_var, model
+):
     with fake(reply="Native answer.") as server:
         if key_var:
             monkeypatch.setenv(key_var, "sk-native")

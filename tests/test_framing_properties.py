@@ -24,8 +24,12 @@ quick = settings(max_examples=300, deadline=None, suppress_health_check=[HealthC
 
 
 @quick
-@given(method=st.sampled_from(["GET", "POST", "HEAD", "OPTIONS"]), path=paths,
-       headers=st.dictionaries(names, values, max_size=12), version=st.sampled_from(["HTTP/1.1", "HTTP/1.0"]))
+@given(
+    method=st.sampled_from(["GET", "POST", "HEAD", "OPTIONS"]),
+    path=paths,
+    headers=st.dictionaries(names, values, max_size=12),
+    version=st.sampled_from(["HTTP/1.1", "HTTP/1.0"]),
+)
 def test_a_well_formed_head_is_parsed_to_what_was_sent(method, path, headers, version):
     unique = {name.lower(): (name, value) for name, value in headers.items()}
     lines = [f"{method} {path} {version}"] + [f"{name}: {value}" for name, value in unique.values()]
@@ -73,7 +77,7 @@ def chunked_wire(draw: st.DrawFn) -> tuple[bytes, bytes]:
         size = draw(st.integers(1, max(1, len(body) - at)))
         ext = draw(st.sampled_from([b"", b";a=1", b";name"]))
         hexsize = draw(st.sampled_from([b"%x", b"%X", b"%04x"])) % size
-        wire += hexsize + ext + b"\r\n" + body[at:at + size] + b"\r\n"
+        wire += hexsize + ext + b"\r\n" + body[at : at + size] + b"\r\n"
         at += size
     trailers = draw(st.sampled_from([b"", b"X-T: 1\r\n", b"A: b\r\nC: d\r\n"]))
     return body, wire + b"0\r\n" + trailers + b"\r\n"
@@ -156,7 +160,7 @@ def test_the_chunk_decoder_gives_back_the_body(case):
 def test_a_chunk_longer_than_its_size_is_a_400_not_a_wait(case, delta):
     body = case[0] + b"tail!"  # longer than delta: the declared size is at least 1
     declared = len(body) - delta
-    assume(body[declared:declared + 2] != b"\r\n")  # else the bytes are a valid encoding of something shorter
+    assume(body[declared : declared + 2] != b"\r\n")  # else the bytes are a valid encoding of something shorter
     wire = b"%x\r\n%s\r\n0\r\n\r\n" % (declared, body)
     try:
         decode(wire)

@@ -1,4 +1,4 @@
-""""No model can serve this" is a 4xx that clients do not retry, in the API's own shape, saying what
+""" "No model can serve this" is a 4xx that clients do not retry, in the API's own shape, saying what
 is missing (issue 15, item 7). The SDKs keep their default retries (2): a 5xx would come back three
 times, a 4xx once. The gateway runs on loopback with no provider key; only the built-in model is
 configured (as on a fresh install with r42[local]; it is never started here, as it cannot serve
@@ -17,7 +17,11 @@ from tests.test_serve import TOOLS, log_rows
 BUILTIN = "local/smollm2-135m-instruct"
 # A Claude Code-sized request: a long system prompt and tool definitions, far past 8,192 tokens.
 SYSTEM = "You are a coding agent. Follow the repository's conventions. " * 3000
-ANTHROPIC_TOOL = {"name": "Bash", "description": "Run a command", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}
+ANTHROPIC_TOOL = {
+    "name": "Bash",
+    "description": "Run a command",
+    "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}},
+}
 
 
 @pytest.fixture
@@ -41,8 +45,13 @@ def test_a_request_too_long_for_every_configured_model_is_a_400(bare, model):
     running, key = bare
     client = anthropic.Anthropic(base_url=running.url, api_key=key)  # default retries
     with pytest.raises(anthropic.BadRequestError) as info:
-        client.messages.create(model=model, max_tokens=1024, system=SYSTEM, tools=[ANTHROPIC_TOOL],
-                               messages=[{"role": "user", "content": "fix the failing test"}])
+        client.messages.create(
+            model=model,
+            max_tokens=1024,
+            system=SYSTEM,
+            tools=[ANTHROPIC_TOOL],
+            messages=[{"role": "user", "content": "fix the failing test"}],
+        )
     error = info.value.body["error"]
     assert info.value.body["type"] == "error" and error["type"] == "invalid_request_error"
     assert "tokens of context; the largest configured model" in error["message"]
@@ -73,15 +82,21 @@ def test_a_claude_model_without_a_credential_on_messages(bare):
     assert requests_logged(running) == 1
 
 
-@pytest.mark.parametrize(("extra", "lacking"), [
-    ({"response_format": {"type": "json_object"}}, "JSON mode"),
-    ({"tools": TOOLS}, "tool support"),
-], ids=["json", "tools"])
+@pytest.mark.parametrize(
+    ("extra", "lacking"),
+    [
+        ({"response_format": {"type": "json_object"}}, "JSON mode"),
+        ({"tools": TOOLS}, "tool support"),
+    ],
+    ids=["json", "tools"],
+)
 def test_what_the_built_in_model_lacks_through_auto(bare, extra, lacking):
     running, key = bare
     client = openai.OpenAI(base_url=running.url + "/v1", api_key=key)
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "a JSON list of 3 colours"}], **extra)
+        client.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "a JSON list of 3 colours"}], **extra
+        )
     message = info.value.body["message"]
     assert f"it needs {lacking}, which the built-in model {BUILTIN} lacks" in message, message
     assert "set " in message  # and what to configure instead

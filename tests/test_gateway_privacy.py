@@ -44,8 +44,11 @@ def test_chat_completions_keep_a_key_off_the_cloud(gateway, key, upstreams, no_b
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-@pytest.mark.parametrize("model", [CLAUDE, f"anthropic/{CLAUDE}", DIRECT, "auto"],
-                         ids=["passthrough", "passthrough-id", "translated", "routed"])
+@pytest.mark.parametrize(
+    "model",
+    [CLAUDE, f"anthropic/{CLAUDE}", DIRECT, "auto"],
+    ids=["passthrough", "passthrough-id", "translated", "routed"],
+)
 def test_messages_keep_a_key_off_the_cloud(gateway, key, upstreams, no_builtin_model, model, stream):
     client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
     with pytest.raises(anthropic.BadRequestError) as info:
@@ -60,13 +63,17 @@ def test_messages_keep_a_key_off_the_cloud(gateway, key, upstreams, no_builtin_m
 
 def test_the_key_in_a_system_prompt_or_tool_result_counts_too(gateway, key, upstreams, no_builtin_model):
     client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
-    turns = [{"role": "user", "content": "deploy"},
-             {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "env", "input": {}}]},
-             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": f"KEY={SECRET}"}]}]
+    turns = [
+        {"role": "user", "content": "deploy"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "env", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": f"KEY={SECRET}"}]},
+    ]
     with pytest.raises(anthropic.BadRequestError):
         client.messages.create(model=CLAUDE, max_tokens=50, messages=turns)
     with pytest.raises(anthropic.BadRequestError):
-        client.messages.create(model=CLAUDE, max_tokens=50, system=f"use {SECRET}", messages=[{"role": "user", "content": "go"}])
+        client.messages.create(
+            model=CLAUDE, max_tokens=50, system=f"use {SECRET}", messages=[{"role": "user", "content": "go"}]
+        )
     assert received(*upstreams) == ""
 
 
@@ -101,10 +108,21 @@ def test_ask_with_a_named_model_keeps_a_key_off_the_cloud(upstreams, no_builtin_
     assert "api_key" in result.stderr and received(*upstreams) == ""
 
 
-TOOL_TURNS = [{"role": "user", "content": "deploy"},
-              {"role": "assistant", "content": None, "tool_calls": [
-                  {"id": "c1", "type": "function", "function": {"name": "env", "arguments": f'{{"OPENAI_API_KEY": "{SECRET}"}}'}}]},
-              {"role": "tool", "tool_call_id": "c1", "content": "done"}]
+TOOL_TURNS = [
+    {"role": "user", "content": "deploy"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "env", "arguments": f'{{"OPENAI_API_KEY": "{SECRET}"}}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": "done"},
+]
 
 
 @pytest.mark.parametrize("policy", ["local", "redact"])
@@ -120,10 +138,17 @@ def test_a_key_in_tool_call_arguments_never_reaches_the_cloud(monkeypatch, key, 
     assert received(*upstreams) == ""
 
 
-@pytest.mark.parametrize("block", [
-    {"type": "tool_use", "id": "t1", "name": "env", "input": {"key": SECRET}},
-    {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": f"OPENAI_API_KEY={SECRET}"}},
-], ids=["tool_use", "document"])
+@pytest.mark.parametrize(
+    "block",
+    [
+        {"type": "tool_use", "id": "t1", "name": "env", "input": {"key": SECRET}},
+        {
+            "type": "document",
+            "source": {"type": "text", "media_type": "text/plain", "data": f"OPENAI_API_KEY={SECRET}"},
+        },
+    ],
+    ids=["tool_use", "document"],
+)
 def test_a_key_in_a_relayed_block_never_reaches_anthropic(gateway, key, upstreams, no_builtin_model, block):
     client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
     role = "assistant" if block["type"] == "tool_use" else "user"

@@ -24,7 +24,9 @@ def test_the_error_reply_lists_each_attempt(oai, upstreams):
     assert info.value.status_code == 502
     error = info.value.body
     assert error["code"] == "all_candidates_failed" and "see the attempts above" not in error["message"]
-    assert error["attempts"] and {(a["model"], a["status"], a["kind"]) for a in error["attempts"]} == {(DIRECT, 503, "overloaded")}
+    assert error["attempts"] and {(a["model"], a["status"], a["kind"]) for a in error["attempts"]} == {
+        (DIRECT, 503, "overloaded")
+    }
     assert f"{DIRECT}: 503 overloaded" in error["message"]
 
 

@@ -25,13 +25,25 @@ CASES = [
     (CHAT, {"model": DIRECT, "messages": ["x"]}, "messages[0]"),
     (CHAT, {"model": DIRECT, "messages": [{"role": "user", "content": 1.5}]}, "messages[0].content"),
     (CHAT, {"model": DIRECT, "messages": [{"role": "user", "content": [{"text": 3}]}]}, "messages[0].content[0].text"),
-    (CHAT, {"model": DIRECT, "messages": HI, "tools": [{"type": "function", "function": {}}]}, "tools[0].function.name"),
+    (
+        CHAT,
+        {"model": DIRECT, "messages": HI, "tools": [{"type": "function", "function": {}}]},
+        "tools[0].function.name",
+    ),
     (CHAT, {"model": DIRECT, "messages": HI, "response_format": "json"}, "response_format"),
     (CHAT, {"model": DIRECT, "messages": HI, "temperature": "hot"}, "temperature"),
     (CHAT, {"model": DIRECT}, "messages"),
     (MESSAGES, {"model": CLAUDE, "max_tokens": 10, "messages": ["x"]}, "messages[0]"),
-    (MESSAGES, {"model": CLAUDE, "max_tokens": 10, "messages": [{"role": "user", "content": 1.5}]}, "messages[0].content"),
-    (MESSAGES, {"model": CLAUDE, "max_tokens": 10, "messages": [{"role": "user", "content": [{}]}]}, "messages[0].content[0].type"),
+    (
+        MESSAGES,
+        {"model": CLAUDE, "max_tokens": 10, "messages": [{"role": "user", "content": 1.5}]},
+        "messages[0].content",
+    ),
+    (
+        MESSAGES,
+        {"model": CLAUDE, "max_tokens": 10, "messages": [{"role": "user", "content": [{}]}]},
+        "messages[0].content[0].type",
+    ),
     (MESSAGES, {"model": CLAUDE, "max_tokens": "x", "messages": HI}, "max_tokens"),
     (MESSAGES, {"model": CLAUDE, "max_tokens": 10, "messages": HI, "system": 7}, "system"),
     (MESSAGES, {"model": CLAUDE, "max_tokens": 10, "messages": HI, "tools": [{"input_schema": {}}]}, "tools[0].name"),
@@ -85,31 +97,78 @@ def no_builtin_model(monkeypatch):
     monkeypatch.setattr(availability, "builtin_model_installed", lambda: False)
 
 
-LEAF = st.none() | st.booleans() | st.integers(-3, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12)
-JSON = st.recursive(LEAF, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                    max_leaves=8)
-PART = st.fixed_dictionaries({}, optional={"type": st.sampled_from(["text", "image_url", "image", "tool_use", "tool_result"]) | JSON,
-                                           "text": st.text(max_size=20) | JSON, "content": JSON, "source": JSON,
-                                           "image_url": JSON, "input": JSON, "id": JSON, "name": JSON})
+LEAF = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+JSON = st.recursive(
+    LEAF,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+PART = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["text", "image_url", "image", "tool_use", "tool_result"]) | JSON,
+        "text": st.text(max_size=20) | JSON,
+        "content": JSON,
+        "source": JSON,
+        "image_url": JSON,
+        "input": JSON,
+        "id": JSON,
+        "name": JSON,
+    },
+)
 MESSAGE = st.fixed_dictionaries(
-    {"role": st.sampled_from(sorted(ROLES)) | JSON, "content": st.text(max_size=30) | st.lists(PART, max_size=3) | JSON},
-    optional={"tool_calls": JSON | st.lists(st.fixed_dictionaries({}, optional={"id": JSON, "function": JSON}), max_size=2),
-              "name": JSON, "tool_call_id": JSON})
+    {
+        "role": st.sampled_from(sorted(ROLES)) | JSON,
+        "content": st.text(max_size=30) | st.lists(PART, max_size=3) | JSON,
+    },
+    optional={
+        "tool_calls": JSON | st.lists(st.fixed_dictionaries({}, optional={"id": JSON, "function": JSON}), max_size=2),
+        "name": JSON,
+        "tool_call_id": JSON,
+    },
+)
 MODEL = st.sampled_from([DIRECT, CLAUDE, "auto", "r42/cost", "anthropic/" + CLAUDE])
 FIELDS = {
-    "max_tokens": st.integers(0, 50) | JSON, "stream": st.booleans() | JSON,
+    "max_tokens": st.integers(0, 50) | JSON,
+    "stream": st.booleans() | JSON,
     "stream_options": st.fixed_dictionaries({}, optional={"include_usage": JSON}) | JSON,
-    "tools": JSON, "tool_choice": JSON, "response_format": JSON, "system": JSON, "temperature": JSON,
-    "stop": JSON, "stop_sequences": JSON, "n": JSON, "prompt": JSON, "score": JSON, "ranking": JSON, "mode": JSON,
-    "request_id": JSON, "verdict": JSON,
+    "tools": JSON,
+    "tool_choice": JSON,
+    "response_format": JSON,
+    "system": JSON,
+    "temperature": JSON,
+    "stop": JSON,
+    "stop_sequences": JSON,
+    "n": JSON,
+    "prompt": JSON,
+    "score": JSON,
+    "ranking": JSON,
+    "mode": JSON,
+    "request_id": JSON,
+    "verdict": JSON,
 }
 # Mostly well-formed bodies with some fields of any type (where the crashes were), and anything at all.
-BODY = (st.fixed_dictionaries({"model": MODEL | JSON, "messages": st.lists(MESSAGE, min_size=1, max_size=2)}, optional=FIELDS)
-        | st.fixed_dictionaries({}, optional={"model": JSON, "messages": JSON, **FIELDS}) | JSON)
+BODY = (
+    st.fixed_dictionaries(
+        {"model": MODEL | JSON, "messages": st.lists(MESSAGE, min_size=1, max_size=2)}, optional=FIELDS
+    )
+    | st.fixed_dictionaries({}, optional={"model": JSON, "messages": JSON, **FIELDS})
+    | JSON
+)
 
 
-ADMIN_FIELDS = st.fixed_dictionaries({}, optional={name: JSON | st.integers(0, 100) for name in
-                                                   ("user", "rpm", "rpd", "budget_usd", "expires", "admin", "key")})
+ADMIN_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        name: JSON | st.integers(0, 100) for name in ("user", "rpm", "rpd", "budget_usd", "expires", "admin", "key")
+    },
+)
 
 
 @pytest.fixture
@@ -127,8 +186,10 @@ def test_arbitrary_json_bodies_never_give_a_5xx(gateway, key, upstreams, no_buil
     assert response.status_code < 500, (body, response.text)
 
 
-@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/admin/keys"), ("PATCH", "/v1/admin/keys/{prefix}"),
-                                              ("PUT", "/v1/me/credentials/openai")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/v1/admin/keys"), ("PATCH", "/v1/admin/keys/{prefix}"), ("PUT", "/v1/me/credentials/openai")],
+)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=ADMIN_FIELDS | JSON)
 def test_arbitrary_json_to_the_admin_and_self_service_apis_never_gives_a_5xx(gateway, admin_key, method, path, body):

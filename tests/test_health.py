@@ -254,14 +254,26 @@ def test_r42_ask_in_another_process_shares_what_it_saw(servers, isolated_env):
     a.fail(*[faults.status(502)] * 4)
     env = {**os.environ, "R42_HEALTH_FAILURES": "4"}
     lines = b"".join(orjson.dumps({"prompt": f"question {i}"}) + b"\n" for i in range(4))
-    ask = subprocess.run([sys.executable, "-m", "r42", "ask", "--model", A], input=lines, capture_output=True,
-                         env=env, timeout=300, check=False)
+    ask = subprocess.run(
+        [sys.executable, "-m", "r42", "ask", "--model", A],
+        input=lines,
+        capture_output=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert ask.returncode != 0 and len(a.requests) == 4, ask.stderr
     board = Board(Rules(failures=4), SQLiteHealthStore(), announce=False)
     board.sync()
     assert board.circuits()["provider:openai"]["state"] == OPEN
-    rank = subprocess.run([sys.executable, "-m", "r42", "rank", "--top", "3"], input=b"What is the capital of France?",
-                          capture_output=True, env=env, timeout=300, check=False)
+    rank = subprocess.run(
+        [sys.executable, "-m", "r42", "rank", "--top", "3"],
+        input=b"What is the capital of France?",
+        capture_output=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert rank.returncode == 0, rank.stderr
     excluded = orjson.loads(rank.stdout)["ranking"]["excluded"]
     assert any(reason == "unhealthy: 4 of the last 4 attempts failed" for reason in excluded), excluded

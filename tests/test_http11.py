@@ -52,7 +52,16 @@ class RawServer:
                         return
                     buffer += data
                 head, _, rest = buffer.partition(b"\r\n\r\n")
-                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), b"0"))
+                length = int(
+                    next(
+                        (
+                            line.split(b":")[1]
+                            for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"content-length")
+                        ),
+                        b"0",
+                    )
+                )
                 while len(rest) < length:
                     rest += conn.recv(65536)
                 self.requests.append(head + b"\r\n\r\n" + rest[:length])
@@ -82,7 +91,11 @@ class RawServer:
 
 
 def ok(body: bytes = b'{"ok":true}', extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        len(body),
+        extra,
+        body,
+    )
 
 
 @pytest.fixture
@@ -107,7 +120,7 @@ def test_a_request_goes_out_whole_with_its_headers(client_of):
     assert request.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
     assert f"host: 127.0.0.1:{server.port}\r\n".encode() in request
     assert b"authorization: Bearer sk-test\r\n" in request and b"accept-encoding: identity\r\n" in request
-    assert request.endswith(b"content-length: 7\r\n\r\n{\"a\":1}")
+    assert request.endswith(b'content-length: 7\r\n\r\n{"a":1}')
 
 
 def test_connections_are_kept_alive_and_reused(client_of):
@@ -186,6 +199,7 @@ def test_a_provider_key_with_cr_or_lf_cannot_inject_a_header(client_of, bad):
         for make in (http11.Client, http11.AsyncClient):
             with pytest.raises(TransportError) as caught:
                 if make is http11.AsyncClient:
+
                     async def build(make: type = make) -> None:  # the async client is made inside a loop
                         make(server.url, {"Authorization": f"Bearer {bad}"}, 1.0, 1.0)
 
@@ -208,8 +222,9 @@ def test_a_per_request_header_with_a_bare_lf_is_refused(client_of):
 
 
 def test_obsolete_line_folding_in_a_response_is_unfolded(client_of):
-    server, client = client_of(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Long: first\r\n  second\r\n\tthird\r\n\r\n"
-                               b"{}")
+    server, client = client_of(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Long: first\r\n  second\r\n\tthird\r\n\r\n{}"
+    )
     reply = client.post("x", b"{}")
     assert reply.headers["x-long"] == "first second third" and reply.content == b"{}"
 
@@ -232,7 +247,9 @@ def test_chunked_bodies_with_extensions_and_trailers(client_of):
 def test_a_stream_yields_chunks_as_they_come(client_of):
     events = [b"data: %d\n\n" % i for i in range(3)]
     body = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
-    server, client = client_of(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+    server, client = client_of(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    )
     with client.stream("x", b"{}") as reply:
         assert reply.headers["content-type"] == "text/event-stream"
         assert b"".join(reply.iter_bytes()) == b"".join(events)
@@ -278,7 +295,16 @@ def test_secrets_never_appear_in_transport_errors(client_of):
 
 
 def test_environment_proxies_choose_httpx(monkeypatch):
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+    ):
         monkeypatch.delenv(name, raising=False)
     http11.environment_proxies.cache_clear()
     assert not proxied("https://api.openai.com/v1")

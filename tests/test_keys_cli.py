@@ -66,7 +66,12 @@ def test_list_piped_is_json_without_secrets(monkeypatch):
     assert SECRET not in result.stdout and "sk-env-SECRET" not in result.stdout and key not in result.stdout
     doc = orjson.loads(result.stdout)
     [entry] = doc["keys"]
-    assert entry["user"] == "alice" and key.startswith(entry["prefix"]) and entry["rpm"] == 5 and entry["last_used"] is None
+    assert (
+        entry["user"] == "alice"
+        and key.startswith(entry["prefix"])
+        and entry["rpm"] == 5
+        and entry["last_used"] is None
+    )
     sources = {(c["provider"], c["source"]): c["used"] for c in doc["credentials"]}
     assert sources[("anthropic", "store")] is True
     assert sources[("openai", "env OPENAI_API_KEY")] is True
@@ -214,7 +219,16 @@ def test_a_custom_endpoint_lists_its_models(models_server):
     assert store.custom_providers()["myvllm"]["local"] is True
     assert run(["keys", "get", "myvllm"]).stdout == "vllm-key-0123456789\n"
     listed = orjson.loads(run(["keys", "list"]).stdout)["credentials"]
-    assert listed == [{"provider": "myvllm", "user": None, "source": "store", "base_url": models_server, "models": ["llama3", "qwen2.5-coder"], "used": True}]
+    assert listed == [
+        {
+            "provider": "myvllm",
+            "user": None,
+            "source": "store",
+            "base_url": models_server,
+            "models": ["llama3", "qwen2.5-coder"],
+            "used": True,
+        }
+    ]
 
 
 def test_a_keyless_endpoint_with_named_models_and_an_unreachable_one():

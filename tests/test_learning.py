@@ -24,7 +24,15 @@ def routed(prompt: str) -> tuple[dict, list[str]]:
 
 
 def answer(model: str, domain: str, request_id: str, user: str | None = None, at: float | None = None) -> None:
-    write_route(endpoint="ask", model=model, domain=domain, request_id=request_id, user=user, attempts=[{"model": model, "ok": True, "ms": 5}], at=at)
+    write_route(
+        endpoint="ask",
+        model=model,
+        domain=domain,
+        request_id=request_id,
+        user=user,
+        attempts=[{"model": model, "ok": True, "ms": 5}],
+        at=at,
+    )
 
 
 def test_consistent_bad_feedback_moves_a_model_in_one_domain_only():
@@ -66,8 +74,16 @@ def test_feedback_decays_and_reset_forgets():
 
 def test_failed_attempts_in_the_log_count_against_a_model():
     for i in range(6):
-        write_route(endpoint="ask", model="openai/gpt-4o", domain="code", request_id=f"f{i}",
-                    attempts=[{"model": "groq/llama-3.1-8b-instant", "ok": False, "status": 503}, {"model": "openai/gpt-4o", "ok": True}])
+        write_route(
+            endpoint="ask",
+            model="openai/gpt-4o",
+            domain="code",
+            request_id=f"f{i}",
+            attempts=[
+                {"model": "groq/llama-3.1-8b-instant", "ok": False, "status": 503},
+                {"model": "openai/gpt-4o", "ok": True},
+            ],
+        )
     learned = learned_adjustments(None, 14.0)
     assert learned[("groq/llama-3.1-8b-instant", "code")].value < -0.1
     assert ("openai/gpt-4o", "code") not in learned
@@ -107,10 +123,22 @@ def test_feedback_on_a_real_ask(monkeypatch):
 
 def test_slow_answers_count_against_a_model():
     for i in range(5):
-        write_route(endpoint="ask", model="ollama/llama3.1:8b", domain="chat", request_id=f"s{i}", latency_ms=45_000,
-                    attempts=[{"model": "ollama/llama3.1:8b", "ok": True}])
-        write_route(endpoint="ask", model="openai/gpt-4o-mini", domain="chat", request_id=f"q{i}", latency_ms=800,
-                    attempts=[{"model": "openai/gpt-4o-mini", "ok": True}])
+        write_route(
+            endpoint="ask",
+            model="ollama/llama3.1:8b",
+            domain="chat",
+            request_id=f"s{i}",
+            latency_ms=45_000,
+            attempts=[{"model": "ollama/llama3.1:8b", "ok": True}],
+        )
+        write_route(
+            endpoint="ask",
+            model="openai/gpt-4o-mini",
+            domain="chat",
+            request_id=f"q{i}",
+            latency_ms=800,
+            attempts=[{"model": "openai/gpt-4o-mini", "ok": True}],
+        )
     learned = learned_adjustments(None, 14.0)
     slow = learned[("ollama/llama3.1:8b", "chat")]
     assert slow.value < -0.05 and slow.slow == 5 and "5 slow" in slow.reason("chat")

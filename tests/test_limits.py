@@ -29,7 +29,11 @@ class BigSpender(OpenAIFake):
     def handle(self, http, request, fault):  # noqa: ANN001
         if request.method == "POST" and request.path.endswith("/chat/completions"):
             answer = completion(self.turn(request.json), request.json.get("model", "fake"))
-            answer["usage"] = {"prompt_tokens": 20, "completion_tokens": OUTPUT_TOKENS, "total_tokens": 20 + OUTPUT_TOKENS}
+            answer["usage"] = {
+                "prompt_tokens": 20,
+                "completion_tokens": OUTPUT_TOKENS,
+                "total_tokens": 20 + OUTPUT_TOKENS,
+            }
             http.send_json(200, answer)
             return
         super().handle(http, request, fault)
@@ -71,7 +75,12 @@ def post(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, str]]
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     try:
-        conn.request("POST", "/v1/chat/completions", orjson.dumps(body), {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/v1/chat/completions",
+            orjson.dumps(body),
+            {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
         response = conn.getresponse()
         response.read()
         return response.status, {k.lower(): v for k, v in response.getheaders()}
@@ -118,7 +127,11 @@ def test_budget_holds_under_fifty_parallel_requests(gateway, upstream):
     from r42.store import create_key, list_keys, usage
 
     key = create_key("budget", budget_usd=1.0).key
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "write a long essay"}], "max_tokens": OUTPUT_TOKENS}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "write a long essay"}],
+        "max_tokens": OUTPUT_TOKENS,
+    }
     results = burst(gateway.url, key, 50, body)
     gateway.gateway.log.flush()
     answered = sum(status == 200 for status, _ in results)

@@ -23,7 +23,13 @@ def test_plain_text_becomes_a_user_message():
 
 
 def test_one_json_object_passes_every_key_through():
-    body = {"id": "req-1", "model": "x", "temperature": 0.2, "messages": [{"role": "user", "content": "hi"}], "extra": {"a": [1, 2]}}
+    body = {
+        "id": "req-1",
+        "model": "x",
+        "temperature": 0.2,
+        "messages": [{"role": "user", "content": "hi"}],
+        "extra": {"a": [1, 2]},
+    }
     result = run(["score"], input=orjson.dumps(body))
     doc = orjson.loads(result.stdout)
     for key, value in body.items():
@@ -38,7 +44,12 @@ def test_prompt_shorthand():
 
 
 def test_batch_keeps_order_and_goes_on_after_a_bad_line():
-    lines = ['{"id": 1, "prompt": "hi"}', "{not json", '{"id": 3, "messages": "nope"}', '{"id": 4, "prompt": "Solve x^2 = 4"}']
+    lines = [
+        '{"id": 1, "prompt": "hi"}',
+        "{not json",
+        '{"id": 3, "messages": "nope"}',
+        '{"id": 4, "prompt": "Solve x^2 = 4"}',
+    ]
     result = run(["score"], input="\n".join(lines) + "\n")
     out = json_lines(result.stdout)
     assert len(out) == 4
@@ -58,7 +69,16 @@ def test_error_lines_pass_through_a_later_stage_in_place():
 
 
 def test_bad_input_gives_one_line_error_and_exit_code():
-    cases = [b"", b"   \n", b"\x00\x01\x02binary", b"\xff\xfe\xfa", b'{"messages": [{"role": "user"}]}', b'{"messages": [{"role": "wizard", "content": "x"}]}', b'{"prompt": 5}', b"{oops"]
+    cases = [
+        b"",
+        b"   \n",
+        b"\x00\x01\x02binary",
+        b"\xff\xfe\xfa",
+        b'{"messages": [{"role": "user"}]}',
+        b'{"messages": [{"role": "wizard", "content": "x"}]}',
+        b'{"prompt": 5}',
+        b"{oops",
+    ]
     for raw in cases:
         result = run(["score"], input=raw)
         assert result.exit_code == ExitCode.USAGE, raw
@@ -88,7 +108,9 @@ def test_large_prompt_gives_a_normal_result():
 
 
 def test_python_dash_m_runs():
-    proc = subprocess.run([sys.executable, "-m", "r42", "score"], input=b"hello there", capture_output=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "r42", "score"], input=b"hello there", capture_output=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert orjson.loads(proc.stdout)["score"]["domain"] == "chat"
 
@@ -101,7 +123,12 @@ json_values = st.recursive(
 
 
 @settings(max_examples=60, deadline=None)
-@given(extra=st.dictionaries(st.text(min_size=1, max_size=10).filter(lambda k: k not in ("messages", "prompt")), json_values, max_size=5), text=st.text(min_size=1, max_size=200))
+@given(
+    extra=st.dictionaries(
+        st.text(min_size=1, max_size=10).filter(lambda k: k not in ("messages", "prompt")), json_values, max_size=5
+    ),
+    text=st.text(min_size=1, max_size=200),
+)
 def test_documents_round_trip(extra, text):
     doc = {**extra, "messages": [{"role": "user", "content": text}]}
     items = read_items(dumps(doc))

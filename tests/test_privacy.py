@@ -68,15 +68,21 @@ def no_builtin_model(monkeypatch):
     monkeypatch.setattr(availability, "builtin_model_installed", lambda: False)
 
 
-@pytest.mark.parametrize(("args", "code"), [
-    (["--mode", "privacy"], 4), ([], 4), (["--cloud"], 3),
-    (["--model", "openai/gpt-4o-mini"], 3), (["--mode", "privacy", "--model", "openai/gpt-4o-mini"], 3),
-])
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["--mode", "privacy"], 4),
+        ([], 4),
+        (["--cloud"], 3),
+        (["--model", "openai/gpt-4o-mini"], 3),
+        (["--mode", "privacy", "--model", "openai/gpt-4o-mini"], 3),
+    ],
+)
 def test_a_prompt_with_a_key_never_reaches_the_cloud(cloud, no_builtin_model, args, code):
     result = run(["ask", *args, "--explain"], input=PROMPT)
     assert cloud.requests == []  # not one byte of the prompt reached the cloud provider
     assert result.exit_code == code, result.stderr
-    assert ("privacy" in result.stderr or "sensitive" in result.stderr or "Ollama" in result.stderr), result.stderr
+    assert "privacy" in result.stderr or "sensitive" in result.stderr or "Ollama" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("args", [["--mode", "privacy"], []])
@@ -124,12 +130,14 @@ HEALTH = "My doctor says my diagnosis is type 2 diabetes. What should I eat this
 @pytest.fixture
 def judged(monkeypatch, cloud):
     """A local LM Studio server (a loopback fake) as the judge, the cloud fake as the alternative."""
+
     def with_verdict(verdict: str):
         local = OpenAIFake(reply=verdict)
         local.__enter__()
         monkeypatch.setenv("R42_LMSTUDIO_BASE_URL", local.base_url)
         monkeypatch.setenv("R42_PRIVACY_JUDGE", "1")
         return local
+
     made = []
     yield lambda verdict: made.append(with_verdict(verdict)) or made[-1]
     for server in made:

@@ -14,7 +14,16 @@ from tests.fakes import AnthropicFake, GeminiFake, OllamaFake, OpenAIFake, fault
 
 KEY = "sk-secret-test-key-0123456789"
 REPLY = "Paris is the capital of France."
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
 PIXEL = "data:image/png;base64," + base64.b64encode(b"\x89PNG fake pixel").decode()
 
 FAKES = {"openai": OpenAIFake, "anthropic": AnthropicFake, "gemini": GeminiFake, "ollama": OllamaFake}
@@ -26,7 +35,9 @@ def wire(request):
     protocol = request.param
     with FAKES[protocol](reply=REPLY, api_key=None if protocol == "ollama" else KEY) as server:
         base = server.base_url
-        adapter = open_adapter(Endpoint(protocol, protocol, base, None if protocol == "ollama" else KEY, connect_timeout=2, read_timeout=1))
+        adapter = open_adapter(
+            Endpoint(protocol, protocol, base, None if protocol == "ollama" else KEY, connect_timeout=2, read_timeout=1)
+        )
         yield protocol, server, adapter
         adapter.close()
 
@@ -103,16 +114,33 @@ def test_system_prompt_and_history_reach_the_wire(wire):
 
 def test_settings_reach_the_wire(wire):
     protocol, server, adapter = wire
-    ask(adapter, [{"role": "user", "content": "List three colours as JSON"}], max_tokens=50, temperature=0.2, stop=["END"], response_format={"type": "json_object"})
+    ask(
+        adapter,
+        [{"role": "user", "content": "List three colours as JSON"}],
+        max_tokens=50,
+        temperature=0.2,
+        stop=["END"],
+        response_format={"type": "json_object"},
+    )
     body = server.requests[-1].json
     if protocol == "openai":
-        assert (body["max_tokens"], body["temperature"], body["stop"], body["response_format"]) == (50, 0.2, ["END"], {"type": "json_object"})
+        assert (body["max_tokens"], body["temperature"], body["stop"], body["response_format"]) == (
+            50,
+            0.2,
+            ["END"],
+            {"type": "json_object"},
+        )
     elif protocol == "anthropic":
         assert (body["max_tokens"], body["temperature"], body["stop_sequences"]) == (50, 0.2, ["END"])
         assert "JSON" in body["system"]  # Anthropic has no JSON mode: asked for in the system prompt
     elif protocol == "gemini":
         config = body["generationConfig"]
-        assert (config["maxOutputTokens"], config["temperature"], config["stopSequences"], config["responseMimeType"]) == (50, 0.2, ["END"], "application/json")
+        assert (
+            config["maxOutputTokens"],
+            config["temperature"],
+            config["stopSequences"],
+            config["responseMimeType"],
+        ) == (50, 0.2, ["END"], "application/json")
     else:
         assert body["options"] == {"temperature": 0.2, "num_predict": 50, "stop": ["END"]}
         assert body["format"] == "json"
@@ -127,7 +155,10 @@ def test_images_reach_the_wire(wire):
     if protocol == "openai":
         assert body["messages"][0]["content"] == content
     elif protocol == "anthropic":
-        assert body["messages"][0]["content"][1] == {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
+        assert body["messages"][0]["content"][1] == {
+            "type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": data},
+        }
     elif protocol == "gemini":
         inline = body["contents"][0]["parts"][1]["inlineData"]  # the SDK writes mime_type; the API takes both spellings
         assert inline["data"] == data and (inline.get("mimeType") or inline.get("mime_type")) == "image/png"
@@ -145,7 +176,9 @@ def test_tool_call_round_trip(wire, stream):
         assert [c["name"] for c in calls] == ["get_weather"]
         assert orjson.loads(calls[0]["arguments"]) == {"city": "Paris"}
         call_id = calls[0]["id"]
-        finishes = [c["choices"][0]["finish_reason"] for c in first if c["choices"] and c["choices"][0]["finish_reason"]]
+        finishes = [
+            c["choices"][0]["finish_reason"] for c in first if c["choices"] and c["choices"][0]["finish_reason"]
+        ]
         assert finishes == ["tool_calls"]
     else:
         message = first["choices"][0]["message"]
@@ -154,22 +187,35 @@ def test_tool_call_round_trip(wire, stream):
         assert orjson.loads(message["tool_calls"][0]["function"]["arguments"]) == {"city": "Paris"}
         call_id = message["tool_calls"][0]["id"]
     assert call_id
-    tool_call = {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
-    follow_up = question + [{"role": "assistant", "content": None, "tool_calls": [tool_call]}, {"role": "tool", "tool_call_id": call_id, "content": "18C and sunny"}]
+    tool_call = {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    follow_up = question + [
+        {"role": "assistant", "content": None, "tool_calls": [tool_call]},
+        {"role": "tool", "tool_call_id": call_id, "content": "18C and sunny"},
+    ]
     second = ask(adapter, follow_up, stream=stream, tools=TOOLS)
     text = streamed_text(second) if stream else second["choices"][0]["message"]["content"]
     assert text == "The tool said: 18C and sunny"
     body = server.requests[-1].json
     if protocol == "anthropic":
-        assert body["messages"][1]["content"] == [{"type": "tool_use", "id": call_id, "name": "get_weather", "input": {"city": "Paris"}}]
-        assert body["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": call_id, "content": "18C and sunny"}]
+        assert body["messages"][1]["content"] == [
+            {"type": "tool_use", "id": call_id, "name": "get_weather", "input": {"city": "Paris"}}
+        ]
+        assert body["messages"][2]["content"] == [
+            {"type": "tool_result", "tool_use_id": call_id, "content": "18C and sunny"}
+        ]
         assert body["tools"][0]["input_schema"] == TOOLS[0]["function"]["parameters"]
     elif protocol == "gemini":
         assert body["contents"][1]["parts"][0]["functionCall"]["name"] == "get_weather"
         assert body["contents"][2]["parts"][0]["functionResponse"]["name"] == "get_weather"
         assert body["contents"][2]["parts"][0]["functionResponse"]["response"] == {"result": "18C and sunny"}
     elif protocol == "ollama":
-        assert body["messages"][1]["tool_calls"] == [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]
+        assert body["messages"][1]["tool_calls"] == [
+            {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+        ]
         assert body["messages"][2] == {"role": "tool", "content": "18C and sunny", "tool_name": "get_weather"}
     else:
         assert body["messages"][2] == follow_up[2]
@@ -188,7 +234,12 @@ RETRYABLE_FAULTS = {
 
 
 STREAM_ONLY_FAULTS = ("reset", "truncated")  # a connection cut or a stream ending early mid-stream
-FAULT_CASES = [(name, stream) for name in sorted(RETRYABLE_FAULTS) for stream in (False, True) if stream or name not in STREAM_ONLY_FAULTS]
+FAULT_CASES = [
+    (name, stream)
+    for name in sorted(RETRYABLE_FAULTS)
+    for stream in (False, True)
+    if stream or name not in STREAM_ONLY_FAULTS
+]
 
 
 @pytest.mark.parametrize("name, stream", FAULT_CASES, ids=[f"{n}-{'stream' if s else 'json'}" for n, s in FAULT_CASES])
@@ -224,7 +275,11 @@ def test_other_4xx_are_not_retryable(wire):
 
 def test_secrets_never_appear_in_errors(wire):
     protocol, server, adapter = wire
-    server.fail(faults.status(401, body={"error": {"message": f"Incorrect API key provided: {KEY}", "type": "invalid_request_error"}}))
+    server.fail(
+        faults.status(
+            401, body={"error": {"message": f"Incorrect API key provided: {KEY}", "type": "invalid_request_error"}}
+        )
+    )
     with pytest.raises(ProviderError) as caught:
         ask(adapter, [{"role": "user", "content": "hi"}])
     assert KEY not in str(caught.value) and KEY not in repr(caught.value)
@@ -233,7 +288,9 @@ def test_secrets_never_appear_in_errors(wire):
 
 def test_connection_refused_is_retryable():
     for protocol in FAKES:
-        adapter = open_adapter(Endpoint(protocol, protocol, "http://127.0.0.1:9", KEY, connect_timeout=1, read_timeout=1))
+        adapter = open_adapter(
+            Endpoint(protocol, protocol, "http://127.0.0.1:9", KEY, connect_timeout=1, read_timeout=1)
+        )
         with pytest.raises(ProviderError) as caught:
             adapter.complete({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
         assert caught.value.retryable and caught.value.status is None, protocol

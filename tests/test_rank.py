@@ -18,9 +18,30 @@ from r42.scoring import score_document
 from tests.helpers import json_lines, run
 
 PROVIDERS = {
-    "cloudco": {"name": "CloudCo", "protocol": "openai", "base_url": "https://api.cloudco.test/v1", "key_env": ["CLOUDCO_API_KEY"], "local": False, "privacy": {"trains_on_api_data": True, "retention_days": 30}},
-    "safeco": {"name": "SafeCo", "protocol": "openai", "base_url": "https://api.safeco.test/v1", "key_env": ["SAFECO_API_KEY"], "local": False, "privacy": {"trains_on_api_data": False, "retention_days": 0}},
-    "ollama": {"name": "Ollama", "protocol": "ollama", "base_url": "http://127.0.0.1:11434", "key_env": [], "base_url_env": "OLLAMA_HOST", "local": True},
+    "cloudco": {
+        "name": "CloudCo",
+        "protocol": "openai",
+        "base_url": "https://api.cloudco.test/v1",
+        "key_env": ["CLOUDCO_API_KEY"],
+        "local": False,
+        "privacy": {"trains_on_api_data": True, "retention_days": 30},
+    },
+    "safeco": {
+        "name": "SafeCo",
+        "protocol": "openai",
+        "base_url": "https://api.safeco.test/v1",
+        "key_env": ["SAFECO_API_KEY"],
+        "local": False,
+        "privacy": {"trains_on_api_data": False, "retention_days": 0},
+    },
+    "ollama": {
+        "name": "Ollama",
+        "protocol": "ollama",
+        "base_url": "http://127.0.0.1:11434",
+        "key_env": [],
+        "base_url_env": "OLLAMA_HOST",
+        "local": True,
+    },
 }
 
 
@@ -69,7 +90,9 @@ def test_auto_sends_simple_prompts_local_and_hard_ones_to_the_strongest():
     assert ids(simple)[0] == "ollama/llama3.2:3b"
     hard = rank(
         catalog,
-        score_for("Design a distributed, lock-free concurrent queue in Rust, thread-safe for all edge cases, with a formal proof of linearizability and benchmarks. It must never allocate."),
+        score_for(
+            "Design a distributed, lock-free concurrent queue in Rust, thread-safe for all edge cases, with a formal proof of linearizability and benchmarks. It must never allocate."
+        ),
         Constraints(),
         all_available,
     )
@@ -143,18 +166,32 @@ def test_max_cost_and_min_quality():
 
 def test_relaxed_when_no_model_is_good_enough():
     catalog = small_catalog([model("ollama/llama3.2:3b", 0.1, price=(0, 0), local=True)])
-    ranking = rank(catalog, score_for("Prove the Riemann hypothesis rigorously, with a formal proof."), Constraints(), all_available)
+    ranking = rank(
+        catalog,
+        score_for("Prove the Riemann hypothesis rigorously, with a formal proof."),
+        Constraints(),
+        all_available,
+    )
     assert ranking.relaxed and ids(ranking) == ["ollama/llama3.2:3b"]
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), mode=st.sampled_from(["auto", "balanced", "quality", "speed", "cost", "coding"]), text=st.text(min_size=1, max_size=300))
+@given(
+    seed=st.integers(0, 10_000),
+    mode=st.sampled_from(["auto", "balanced", "quality", "speed", "cost", "coding"]),
+    text=st.text(min_size=1, max_size=300),
+)
 def test_rank_is_stable_when_the_catalog_is_shuffled(seed, mode, text):
     shuffled = list(MODELS)
     random.Random(seed).shuffle(shuffled)
     s = score_for(text)
     first = rank(small_catalog(MODELS), s, Constraints(mode=mode), all_available)
-    second = rank(_build({"providers": PROVIDERS, "models": {m["id"]: m for m in shuffled}}, ("t",)), s, Constraints(mode=mode), all_available)
+    second = rank(
+        _build({"providers": PROVIDERS, "models": {m["id"]: m for m in shuffled}}, ("t",)),
+        s,
+        Constraints(mode=mode),
+        all_available,
+    )
     assert ids(first) == ids(second)
     assert [r.score for r in first.candidates] == sorted((r.score for r in first.candidates), reverse=True)
 
@@ -167,7 +204,9 @@ def test_shipped_catalog_loads_with_required_coverage():
     cloud = [m for m in catalog.models if not m.local]
     assert len(cloud) >= 300
     assert len({m.provider for m in cloud}) >= 12
-    assert any(m.id.startswith("ollama/") for m in catalog.models) and any(m.id.startswith("lmstudio/") for m in catalog.models)
+    assert any(m.id.startswith("ollama/") for m in catalog.models) and any(
+        m.id.startswith("lmstudio/") for m in catalog.models
+    )
 
 
 def test_rank_command_readme_pipe():
@@ -199,7 +238,10 @@ def test_rank_with_a_key_uses_that_provider(monkeypatch):
 
 
 def test_batch_rank_keeps_order():
-    result = run(["rank", "--include-unavailable", "--top", "2"], input='{"id": "a", "prompt": "hi"}\n{"id": "b", "prompt": "Solve 2x+3=7"}\n')
+    result = run(
+        ["rank", "--include-unavailable", "--top", "2"],
+        input='{"id": "a", "prompt": "hi"}\n{"id": "b", "prompt": "Solve 2x+3=7"}\n',
+    )
     out = json_lines(result.stdout)
     assert [d["id"] for d in out] == ["a", "b"] and all(len(d["ranking"]["candidates"]) == 2 for d in out)
 
@@ -209,7 +251,9 @@ def test_user_catalog_is_merged_over_the_shipped_one(isolated_env):
     (isolated_env / "catalog.yaml").write_text(
         "models:\n  - id: ollama/llama3.2:3b\n    quality: {overall: 0.99, code: 0.99, math: 0.99, reasoning: 0.99, creative: 0.99, extraction: 0.99, knowledge: 0.99, chat: 0.99}\n"
     )
-    result = run(["rank", "--mode", "local", "--include-unavailable", "--top", "1"], input="Prove Fermat's little theorem")
+    result = run(
+        ["rank", "--mode", "local", "--include-unavailable", "--top", "1"], input="Prove Fermat's little theorem"
+    )
     assert orjson.loads(result.stdout)["ranking"]["candidates"][0]["model"] == "ollama/llama3.2:3b"
 
 
@@ -222,7 +266,9 @@ def test_broken_user_catalog_names_file_line_and_field(isolated_env):
     assert f"{path}:4: models[0].price.input" in result.stderr
     path.write_text("models: [\n")
     result = run(["rank"], input="hi")
-    assert result.exit_code == ExitCode.CONFIG and "invalid YAML" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert (
+        result.exit_code == ExitCode.CONFIG and "invalid YAML" in result.stderr and len(result.stderr.splitlines()) == 1
+    )
     path.write_text("models:\n  - id: newco/model\n")
     result = run(["rank"], input="hi")
     assert result.exit_code == ExitCode.CONFIG and "unknown provider 'newco'" in result.stderr
@@ -232,10 +278,18 @@ def test_calibration_sets_cut_points_that_rank_uses(isolated_env, tmp_path):
     from r42.ranking import calibrated_complexity
 
     prompts = tmp_path / "mine.txt"
-    lines = ["hi", "thanks!", "What is the capital of Peru?", "Translate 'good morning' to French",
-             "Prove that there are infinitely many primes.", "Write a Python function that merges two sorted lists.",
-             "Design a rate limiter for a distributed API gateway and prove it never admits more than N requests per window.",
-             "Summarize this paragraph in one sentence: the meeting moved to Tuesday.", "hello there", "Explain quicksort"]
+    lines = [
+        "hi",
+        "thanks!",
+        "What is the capital of Peru?",
+        "Translate 'good morning' to French",
+        "Prove that there are infinitely many primes.",
+        "Write a Python function that merges two sorted lists.",
+        "Design a rate limiter for a distributed API gateway and prove it never admits more than N requests per window.",
+        "Summarize this paragraph in one sentence: the meeting moved to Tuesday.",
+        "hello there",
+        "Explain quicksort",
+    ]
     prompts.write_text("\n".join(lines) + "\n")
     result = run(["score", "--calibrate", str(prompts), "--strong-share", "0.3"])
     assert result.exit_code == 0, result.stderr

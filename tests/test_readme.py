@@ -52,8 +52,19 @@ def test_the_readme_test_command_is_the_ci_command():
 
 def test_pytest_dash_q_with_the_projects_config_prints_how_many_passed(tmp_path):
     (tmp_path / "test_one.py").write_text("def test_one():\n    assert True\n")
-    command = [sys.executable, "-m", "pytest", "-q", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path),
-               "-p", "no:cacheprovider", str(tmp_path / "test_one.py")]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        "--rootdir",
+        str(tmp_path),
+        "-p",
+        "no:cacheprovider",
+        str(tmp_path / "test_one.py"),
+    ]
     proc = subprocess.run(command, capture_output=True, check=False)
     assert proc.returncode == 0, proc.stdout
     assert re.search(rb"^1 passed in [\d.]+s", proc.stdout, re.M), proc.stdout

@@ -20,8 +20,10 @@ def test_score_fields_and_levels():
     s = score_of("hi")
     assert set(s) == {"complexity", "level", "domain", "domains", "tokens", "needs", "sensitive", "signals", "scorer"}
     assert s["level"] == "simple" and s["domain"] == "chat" and s["scorer"].startswith("trained@")
-    maths = score_of("Let $S$ be the set of positive integers $n$ such that $n^2 + 12n - 2007$ is a perfect square. "
-                     "Find the remainder when the sum of the elements of $S$ is divided by $1000$.")
+    maths = score_of(
+        "Let $S$ be the set of positive integers $n$ such that $n^2 + 12n - 2007$ is a perfect square. "
+        "Find the remainder when the sum of the elements of $S$ is divided by $1000$."
+    )
     # P(cheap fails where strong succeeds) about 0.3 (the within-source model: competition maths scores 0.24 on
     # average out of source, 0.36 is its true rate), on the border of complex_from (0.3): never `simple`
     assert maths["complexity"] > 0.25 and maths["level"] != "simple"
@@ -57,7 +59,15 @@ def test_domains(prompt, domain):
 def test_needs_from_the_request():
     s = score_document(
         {
-            "messages": [{"role": "user", "content": [{"type": "text", "text": "what is in this picture?"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}],
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is in this picture?"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                    ],
+                }
+            ],
             "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}],
             "response_format": {"type": "json_object"},
             "max_tokens": 500,
@@ -164,8 +174,12 @@ def test_score_is_deterministic_and_in_range(text):
 
 def test_every_message_is_scanned_for_sensitive_data_and_privacy_cues():
     long_system = "You are a careful assistant. " * 1000  # 29,000 characters before the question
-    doc = {"messages": [{"role": "system", "content": long_system},
-                        {"role": "user", "content": "My diagnosis came back; email it to bob@example.com"}]}
+    doc = {
+        "messages": [
+            {"role": "system", "content": long_system},
+            {"role": "user", "content": "My diagnosis came back; email it to bob@example.com"},
+        ]
+    }
     score = score_document(doc, load_settings())
     assert score["sensitive"] == ["email"]
     assert score["signals"]["privacy_cues"] == ["health"]

@@ -23,7 +23,9 @@ from tests.test_serve import DIRECT, REPLY, gateway, key, log_rows, upstreams  #
 BODY = orjson.dumps({"model": DIRECT, "messages": [{"role": "user", "content": "hi"}]})
 
 
-def post(url: str, path: str, body: bytes = BODY, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def post(
+    url: str, path: str, body: bytes = BODY, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     conn.request("POST", path, body, {"Content-Type": "application/json", **(headers or {})})
@@ -78,7 +80,10 @@ def test_header_case_does_not_matter_and_query_keys_are_ignored(gateway, key):
 
 
 def test_duplicate_credentials_and_smuggling_shapes_are_rejected(gateway, key):
-    dup = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s" % (key.encode(), key.encode(), len(BODY), BODY)
+    dup = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+        % (key.encode(), key.encode(), len(BODY), BODY)
+    )
     assert raw(gateway.url, dup).startswith(b"HTTP/1.1 400")
     both = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     assert raw(gateway.url, both).startswith(b"HTTP/1.1 400")
@@ -111,7 +116,11 @@ def test_requests_per_minute_limit_gives_429_with_rate_headers(gateway):
     assert [s for s, _, _ in statuses] == [200, 200, 429]
     status, headers, body = statuses[2]
     assert int(headers["retry-after"]) >= 1
-    assert headers["x-ratelimit-limit"] == "2" and headers["x-ratelimit-remaining"] == "0" and int(headers["x-ratelimit-reset"]) >= 1
+    assert (
+        headers["x-ratelimit-limit"] == "2"
+        and headers["x-ratelimit-remaining"] == "0"
+        and int(headers["x-ratelimit-reset"]) >= 1
+    )
     assert orjson.loads(body)["error"]["type"] == "rate_limit_error"
     assert statuses[0][1]["x-ratelimit-remaining"] == "1"
 
@@ -163,7 +172,9 @@ def test_concurrency_cap_gives_503_with_retry_after(upstreams, key):
     with serve_in_thread(load_settings(), limits=limits) as running:
         oa.fail(faults.slow_first_byte(1.0))
         first: list = []
-        thread = threading.Thread(target=lambda: first.append(post(running.url, "/v1/chat/completions", headers={"x-api-key": key})))
+        thread = threading.Thread(
+            target=lambda: first.append(post(running.url, "/v1/chat/completions", headers={"x-api-key": key}))
+        )
         thread.start()
         while running.gateway.metrics.inflight == 0:
             time.sleep(0.01)
@@ -196,7 +207,9 @@ def test_accepted_sockets_have_nodelay(gateway):
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         sock.recv(4096)
         writers = list(gateway.server.connections)
-        assert writers and all(w.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for w in writers)
+        assert writers and all(
+            w.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for w in writers
+        )
 
 
 class EndlessFake(OpenAIFake):
@@ -224,7 +237,10 @@ def test_client_disconnect_mid_stream_releases_upstream_and_logs(monkeypatch, ke
             host, port = running.url.removeprefix("http://").split(":")
             body = orjson.dumps({"model": DIRECT, "messages": [{"role": "user", "content": "hi"}], "stream": True})
             sock = socket.create_connection((host, int(port)), timeout=10)
-            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-api-key: %s\r\nContent-Length: %d\r\n\r\n%s" % (key.encode(), len(body), body))
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nx-api-key: %s\r\nContent-Length: %d\r\n\r\n%s"
+                % (key.encode(), len(body), body)
+            )
             received = b""
             while b"word" not in received:
                 received += sock.recv(4096)
@@ -244,7 +260,9 @@ def test_graceful_shutdown_lets_requests_in_flight_finish(upstreams, key):
     running = serve_in_thread(load_settings()).start()
     oa.fail(faults.slow_first_byte(0.5))
     result: list = []
-    thread = threading.Thread(target=lambda: result.append(post(running.url, "/v1/chat/completions", headers={"x-api-key": key})))
+    thread = threading.Thread(
+        target=lambda: result.append(post(running.url, "/v1/chat/completions", headers={"x-api-key": key}))
+    )
     thread.start()
     while running.gateway.metrics.inflight == 0:
         time.sleep(0.01)

@@ -7,9 +7,11 @@ from hypothesis import strategies as st
 
 from r42.formats import sse
 
-STREAM = (b": keep-alive\r\n\r\nevent: message_start\r\ndata: {\"a\": 1}\r\n\r\n"
-          b"data: line one\ndata: line two\n\nid: 7\rretry: 100\rdata: cr only\r\r"
-          b"data: [DONE]\n\ndata: cut without its blank line")
+STREAM = (
+    b': keep-alive\r\n\r\nevent: message_start\r\ndata: {"a": 1}\r\n\r\n'
+    b"data: line one\ndata: line two\n\nid: 7\rretry: 100\rdata: cr only\r\r"
+    b"data: [DONE]\n\ndata: cut without its blank line"
+)
 
 
 def events(pieces: list[bytes]) -> list[sse.Event]:
@@ -21,7 +23,11 @@ def events(pieces: list[bytes]) -> list[sse.Event]:
 def test_the_grammar():
     got = events([STREAM])
     assert [(e.event, e.data) for e in got] == [
-        ("message_start", '{"a": 1}'), (None, "line one\nline two"), (None, "cr only"), (None, "[DONE]"), (None, "cut without its blank line"),
+        ("message_start", '{"a": 1}'),
+        (None, "line one\nline two"),
+        (None, "cr only"),
+        (None, "[DONE]"),
+        (None, "cut without its blank line"),
     ]
     assert got[2].id == "7" and got[2].retry == 100
 

@@ -36,8 +36,20 @@ def fresh_connections(isolated_env, monkeypatch):
 
 
 def route(**fields):
-    base = {"endpoint": "ask", "status": "ok", "model": "cheap/small", "mode": "cost", "domain": "code", "complexity": 0.4,
-            "input_tokens": 1000, "output_tokens": 500, "cost_usd": 0.001, "latency_ms": 100.0, "ttft_ms": 20.0, "at": T0}
+    base = {
+        "endpoint": "ask",
+        "status": "ok",
+        "model": "cheap/small",
+        "mode": "cost",
+        "domain": "code",
+        "complexity": 0.4,
+        "input_tokens": 1000,
+        "output_tokens": 500,
+        "cost_usd": 0.001,
+        "latency_ms": 100.0,
+        "ttft_ms": 20.0,
+        "at": T0,
+    }
     base.update(fields)
     return store.write_route(**base)
 
@@ -47,14 +59,24 @@ def route(**fields):
 
 def test_write_route_keeps_the_fields_and_cleans_attempts():
     attempts = [
-        {"model": "a/x", "ok": False, "status": 503, "ms": 120, "error": "overloaded " * 100, "prompt": "SECRET PROMPT", "body": {"x": 1}},
+        {
+            "model": "a/x",
+            "ok": False,
+            "status": 503,
+            "ms": 120,
+            "error": "overloaded " * 100,
+            "prompt": "SECRET PROMPT",
+            "body": {"x": 1},
+        },
         {"model": "cheap/small", "ok": True, "status": 200, "ms": 90},
     ]
     row_id = route(attempts=attempts, user="alice", request_id="req-1", key_id=7)
     [row] = store.read_routes()
     assert row["id"] == row_id and row["user"] == "alice" and row["request_id"] == "req-1" and row["key_id"] == 7
     assert row["time"] == "2026-03-10T12:00:00Z" and row["n_attempts"] == 2
-    assert set(row["attempts"][0]) == {"model", "ok", "status", "ms", "error"} and len(row["attempts"][0]["error"]) == 200
+    assert (
+        set(row["attempts"][0]) == {"model", "ok", "status", "ms", "error"} and len(row["attempts"][0]["error"]) == 200
+    )
     assert row["input_tokens"] == 1000 and row["cost_usd"] == 0.001 and row["status"] == "ok"
 
 
@@ -65,13 +87,31 @@ def test_the_log_never_holds_the_prompt_or_the_answer(isolated_env):
         "score": {"complexity": 0.71, "domain": "reasoning", "level": "complex"},
         "ranking": {"mode": "quality", "candidates": []},
         "response": {"choices": [{"message": {"role": "assistant", "content": "ANSWER-TEXT-that-must-not-be-logged"}}]},
-        "route": {"model": "big/one", "attempts": [{"model": "big/one", "ok": True, "status": 200, "ms": 800}],
-                  "usage": {"input_tokens": 12, "output_tokens": 34}, "cost_usd": 0.002, "latency_ms": 810, "ttft_ms": 95},
+        "route": {
+            "model": "big/one",
+            "attempts": [{"model": "big/one", "ok": True, "status": 200, "ms": 800}],
+            "usage": {"input_tokens": 12, "output_tokens": 34},
+            "cost_usd": 0.002,
+            "latency_ms": 810,
+            "ttft_ms": 95,
+        },
     }
     store.write_route_from_document(doc, endpoint="ask", user="alice")
     [row] = store.read_routes()
-    assert (row["request_id"], row["mode"], row["domain"], row["complexity"], row["model"]) == ("req-42", "quality", "reasoning", 0.71, "big/one")
-    assert (row["input_tokens"], row["output_tokens"], row["cost_usd"], row["latency_ms"], row["ttft_ms"]) == (12, 34, 0.002, 810, 95)
+    assert (row["request_id"], row["mode"], row["domain"], row["complexity"], row["model"]) == (
+        "req-42",
+        "quality",
+        "reasoning",
+        0.71,
+        "big/one",
+    )
+    assert (row["input_tokens"], row["output_tokens"], row["cost_usd"], row["latency_ms"], row["ttft_ms"]) == (
+        12,
+        34,
+        0.002,
+        810,
+        95,
+    )
     assert row["status"] == "ok"
     blob = b"".join(p.read_bytes() for p in isolated_env.glob("r42.db*"))
     assert b"PROMPT-TEXT" not in blob and b"ANSWER-TEXT" not in blob
@@ -208,11 +248,24 @@ def test_compute_stats_totals_groups_savings_and_latency():
     reference = Reference("big/one", 10.0, 30.0, "chosen")  # USD per 1M tokens
     for index in range(20):
         route(at=T0 + index, latency_ms=float(index + 1) * 10, user="alice", mode="cost")
-    route(at=T0 + DAY, status="error", error="AllFailedError", model=None, input_tokens=None, output_tokens=None, cost_usd=None, latency_ms=5000.0, mode="quality", user="bob")
+    route(
+        at=T0 + DAY,
+        status="error",
+        error="AllFailedError",
+        model=None,
+        input_tokens=None,
+        output_tokens=None,
+        cost_usd=None,
+        latency_ms=5000.0,
+        mode="quality",
+        user="bob",
+    )
     route(at=T0 + DAY, model="big/one", cost_usd=0.025, mode="quality", user="bob", latency_ms=1000.0, domain="math")
     result = compute_stats(store.iter_routes(), reference)
     totals = result["totals"]
-    assert totals["requests"] == 22 and totals["errors"] == 1 and totals["error_rate"] == pytest.approx(1 / 22, abs=1e-4)
+    assert (
+        totals["requests"] == 22 and totals["errors"] == 1 and totals["error_rate"] == pytest.approx(1 / 22, abs=1e-4)
+    )
     assert totals["input_tokens"] == 21_000 and totals["output_tokens"] == 10_500
     assert totals["cost_usd"] == pytest.approx(20 * 0.001 + 0.025)
     # each answered request on the reference would cost 1000*10/1e6 + 500*30/1e6 = 0.025
@@ -240,17 +293,38 @@ def test_compute_stats_of_nothing():
 
 def make_model(model_id: str, overall: float, price: float | None, local: bool = False) -> Model:
     return Model(
-        id=model_id, provider=model_id.split("/")[0], name=model_id, aliases=(), price_input=price, price_output=price,
-        context=100_000, max_output=None, tools=True, vision=False, json=True, reasoning=False, local=local,
-        quality={"overall": overall}, quality_estimated=False, quality_method="", tokens_per_s=None, ttft_s=None,
+        id=model_id,
+        provider=model_id.split("/")[0],
+        name=model_id,
+        aliases=(),
+        price_input=price,
+        price_output=price,
+        context=100_000,
+        max_output=None,
+        tools=True,
+        vision=False,
+        json=True,
+        reasoning=False,
+        local=local,
+        quality={"overall": overall},
+        quality_estimated=False,
+        quality_method="",
+        tokens_per_s=None,
+        ttft_s=None,
     )
 
 
 def small_catalog() -> Catalog:
-    providers = {pid: Provider(pid, pid, "openai", None, (f"{pid.upper()}_API_KEY",), None, pid == "ollama") for pid in ("openai", "anthropic", "ollama")}
+    providers = {
+        pid: Provider(pid, pid, "openai", None, (f"{pid.upper()}_API_KEY",), None, pid == "ollama")
+        for pid in ("openai", "anthropic", "ollama")
+    }
     models = (
-        make_model("openai/mini", 0.5, 0.5), make_model("openai/big", 0.8, 10.0), make_model("anthropic/best", 0.9, 15.0),
-        make_model("anthropic/unpriced", 0.99, None), make_model("ollama/huge", 0.95, 0.0, local=True),
+        make_model("openai/mini", 0.5, 0.5),
+        make_model("openai/big", 0.8, 10.0),
+        make_model("anthropic/best", 0.9, 15.0),
+        make_model("anthropic/unpriced", 0.99, None),
+        make_model("ollama/huge", 0.95, 0.0, local=True),
     )
     return Catalog(providers, models, "", ())
 
@@ -316,7 +390,12 @@ def test_stats_on_a_terminal_is_a_table():
     route(user="alice")
     route(status="error", cost_usd=None)
     out = io.BytesIO()
-    result = CliRunner().invoke(cli, ["stats", "--reference", reference_id()[0]], obj=Terminal(stdout=out, stdout_isatty=True), catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["stats", "--reference", reference_id()[0]],
+        obj=Terminal(stdout=out, stdout_isatty=True),
+        catch_exceptions=False,
+    )
     text = out.getvalue().decode()
     assert result.exit_code == 0
     assert "requests    2" in text and "50.0%" in text and "savings" in text and "p95" in text and "cheap/small" in text

@@ -203,7 +203,9 @@ def test_a_new_key_is_long_random_and_stored_only_as_a_hash(isolated_env):
 def test_authenticate(isolated_env):
     new = store.create_key("alice", rpm=10, rpd=100, budget_usd=5.0)
     record = store.authenticate(new.key)
-    assert record is not None and record.user == "alice" and (record.rpm, record.rpd, record.budget_usd) == (10, 100, 5.0)
+    assert (
+        record is not None and record.user == "alice" and (record.rpm, record.rpd, record.budget_usd) == (10, 100, 5.0)
+    )
     tampered = new.key[:-1] + ("A" if new.key[-1] != "A" else "B")
     assert store.authenticate(tampered) is None
     assert store.authenticate(new.key[:PREFIX_LENGTH]) is None
@@ -240,7 +242,9 @@ def test_remembered_authentication_forgets_at_once_when_the_store_changes(isolat
     assert store.authenticate_cached(second.key) is None
     third = store.create_key("carol")
     assert store.authenticate_cached(third.key).user == "carol"
-    subprocess.run([sys.executable, "-c", f"from r42.store import revoke; revoke({third.key!r})"], check=True, env=os.environ)  # another process
+    subprocess.run(
+        [sys.executable, "-c", f"from r42.store import revoke; revoke({third.key!r})"], check=True, env=os.environ
+    )  # another process
     assert store.authenticate_cached(third.key) is None
 
 
@@ -249,7 +253,10 @@ def test_an_ambiguous_prefix_is_refused(isolated_env):
     conn = db.connect()
     user_id = conn.execute("SELECT id FROM users").fetchone()[0]
     for prefix in ("r42_abcd1111", "r42_abcd2222"):  # two keys whose names share 8 characters
-        conn.execute("INSERT INTO gateway_keys (user_id, prefix, hash, created) VALUES (?, ?, ?, 0)", (user_id, prefix, os.urandom(32)))
+        conn.execute(
+            "INSERT INTO gateway_keys (user_id, prefix, hash, created) VALUES (?, ?, ?, 0)",
+            (user_id, prefix, os.urandom(32)),
+        )
     with pytest.raises(UsageError) as info:
         store.revoke("r42_abcd")
     assert "matches 2 keys" in info.value.message
@@ -309,7 +316,9 @@ SECRET = "sk-proj-THIS-IS-A-TEST-SECRET-0123456789abcdef"
 
 def test_credentials_are_encrypted_and_never_in_the_file_in_clear(isolated_env):
     store.set_credential("openai", SECRET)
-    store.set_credential("myvllm", "vllm-SECRET-abcdef0123456789", base_url="http://127.0.0.1:8000/v1", models=["llama3"])
+    store.set_credential(
+        "myvllm", "vllm-SECRET-abcdef0123456789", base_url="http://127.0.0.1:8000/v1", models=["llama3"]
+    )
     assert SECRET.encode() not in store_bytes(isolated_env)
     assert b"vllm-SECRET" not in store_bytes(isolated_env)
     store.close_thread_connection()
@@ -383,7 +392,9 @@ def test_custom_endpoints_become_catalog_providers_and_models(isolated_env):
     assert providers["myvllm"]["base_url"] == "http://localhost:8000/v1" and providers["myvllm"]["local"] is True
     assert providers["corp"]["local"] is False and providers["corp"]["privacy"]["trains_on_api_data"] is None
     assert sorted(m["id"] for m in models) == ["corp/big", "myvllm/llama3", "myvllm/qwen2.5-coder"]
-    check_catalog({"providers": providers, "models": models}, Path("custom"))  # complete entries in the catalog's schema
+    check_catalog(
+        {"providers": providers, "models": models}, Path("custom")
+    )  # complete entries in the catalog's schema
     assert store.lookup_credential("myvllm") == Credential("", "store, no key")
     assert store.lookup_credential("corp").secret == "corp-key-0123456789"
 
@@ -407,6 +418,12 @@ def test_score_does_not_load_sqlite_or_cryptography(isolated_env):
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("sqlite3", "cryptography", "r42")) )
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "R42_HOME": str(isolated_env)}, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "R42_HOME": str(isolated_env)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "sqlite3" not in out.stdout and "cryptography" not in out.stdout and "r42.store" not in out.stdout

@@ -45,8 +45,14 @@ def by_id(cat, model_id):
 
 @pytest.fixture
 def openai_fake(monkeypatch):
-    models = [openai_model("gpt-4o"), openai_model("gpt-4o-mini"), openai_model("gpt-9-turbo-preview"),
-              openai_model("text-embedding-3-small"), openai_model("whisper-1"), openai_model("dall-e-3")]
+    models = [
+        openai_model("gpt-4o"),
+        openai_model("gpt-4o-mini"),
+        openai_model("gpt-9-turbo-preview"),
+        openai_model("text-embedding-3-small"),
+        openai_model("whisper-1"),
+        openai_model("dall-e-3"),
+    ]
     with ListingFake("openai", models, api_key="sk-test") as server:
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
@@ -104,8 +110,11 @@ def test_user_edits_win_over_a_sync(monkeypatch, isolated_env):
     user_file = isolated_env / "catalog.yaml"
     user_file.write_text("models:\n  - id: groq/llama-3.1-8b-instant\n    context: 4096\n")
     original = user_file.read_bytes()
-    models = [openai_model("llama-3.1-8b-instant", context_window=65536, max_completion_tokens=8192, active=True),
-              openai_model("llama-guard-4-12b", active=True), openai_model("old-model-x", active=False)]
+    models = [
+        openai_model("llama-3.1-8b-instant", context_window=65536, max_completion_tokens=8192, active=True),
+        openai_model("llama-guard-4-12b", active=True),
+        openai_model("old-model-x", active=False),
+    ]
     with ListingFake("openai", models, api_key="gsk") as server:
         monkeypatch.setenv("GROQ_API_KEY", "gsk")
         monkeypatch.setenv("R42_GROQ_BASE_URL", server.base_url)
@@ -122,8 +131,12 @@ def test_user_edits_win_over_a_sync(monkeypatch, isolated_env):
 
 
 def test_anthropic_pages_with_after_id_and_sends_its_headers(monkeypatch):
-    models = [anthropic_model("claude-opus-4-7", context=1000000, max_tokens=128000), anthropic_model("claude-sonnet-4-5"),
-              anthropic_model("claude-haiku-4-5"), anthropic_model("claude-opus-9-20270101", display="Claude Opus 9")]
+    models = [
+        anthropic_model("claude-opus-4-7", context=1000000, max_tokens=128000),
+        anthropic_model("claude-sonnet-4-5"),
+        anthropic_model("claude-haiku-4-5"),
+        anthropic_model("claude-opus-9-20270101", display="Claude Opus 9"),
+    ]
     with ListingFake("anthropic", models, api_key="sk-ant", page_size=1) as server:
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant")
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
@@ -141,8 +154,12 @@ def test_anthropic_pages_with_after_id_and_sends_its_headers(monkeypatch):
 
 
 def test_gemini_follows_page_tokens_and_keeps_only_generate_content_models(monkeypatch):
-    models = [gemini_model("gemini-2.5-pro"), gemini_model("text-embedding-004", methods=("embedContent",)),
-              gemini_model("gemini-2.5-flash"), gemini_model("gemini-4-ultra", context=2097152)]
+    models = [
+        gemini_model("gemini-2.5-pro"),
+        gemini_model("text-embedding-004", methods=("embedContent",)),
+        gemini_model("gemini-2.5-flash"),
+        gemini_model("gemini-4-ultra", context=2097152),
+    ]
     with ListingFake("gemini", models, api_key="AIza-test", page_size=2) as server:
         monkeypatch.setenv("GEMINI_API_KEY", "AIza-test")
         monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.base_url)
@@ -156,9 +173,11 @@ def test_gemini_follows_page_tokens_and_keeps_only_generate_content_models(monke
 
 
 def test_openrouter_prices_change_with_source_and_date(monkeypatch, isolated_env):
-    models = [openrouter_model("deepseek/deepseek-v4-flash", "0.0000002", "0.0000004", params=("tools", "reasoning")),
-              openrouter_model("newlab/brand-new-70b", "0.0000009", "0.0000009"),
-              openrouter_model("openrouter/auto", "-1", "-1")]
+    models = [
+        openrouter_model("deepseek/deepseek-v4-flash", "0.0000002", "0.0000004", params=("tools", "reasoning")),
+        openrouter_model("newlab/brand-new-70b", "0.0000009", "0.0000009"),
+        openrouter_model("openrouter/auto", "-1", "-1"),
+    ]
     with ListingFake("openrouter", models, api_key="sk-or") as server:
         monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or")
         monkeypatch.setenv("R42_OPENROUTER_BASE_URL", server.base_url)
@@ -168,7 +187,12 @@ def test_openrouter_prices_change_with_source_and_date(monkeypatch, isolated_env
     assert change["fields"]["price.input"] == [0.126, 0.2] and change["fields"]["price.output"] == [0.252, 0.4]
     assert change["fields"]["capabilities.json"] == [True, False]
     entry = next(m for m in layer(isolated_env)["models"] if m["id"] == "openrouter/deepseek/deepseek-v4-flash")
-    assert entry["price"] == {"input": 0.2, "output": 0.4, "source": "openrouter API (/models)", "date": summary["date"]}
+    assert entry["price"] == {
+        "input": 0.2,
+        "output": 0.4,
+        "source": "openrouter API (/models)",
+        "date": summary["date"],
+    }
     assert entry["synced"]["fields"] == ["capabilities", "price"]
     new = by_id(load_catalog(), "openrouter/newlab/brand-new-70b")
     assert (new.price_input, new.price_output) == (0.9, 0.9)
@@ -184,13 +208,22 @@ def test_xai_prices_in_cents_per_100m_tokens(monkeypatch):
         code, summary, _ = sync("xai", "--dry-run")
     assert code == 0
     assert summary["providers"]["xai"]["listed"] == 1
-    assert not any(c["id"] == "xai/grok-3" and "price.input" in c["fields"] for c in summary["changed"])  # $3 / $15, as shipped
+    assert not any(
+        c["id"] == "xai/grok-3" and "price.input" in c["fields"] for c in summary["changed"]
+    )  # $3 / $15, as shipped
 
 
 def test_ollama_tags_and_show(monkeypatch):
-    tags = [ollama_tag("qwen2.5:7b"), ollama_tag("wizard-unknown:13b", "13B", "llama"), ollama_tag("nomic-embed-text:latest", "137M", "nomic-bert")]
-    shows = {"qwen2.5:7b": ollama_show(context=32768), "wizard-unknown:13b": ollama_show("llama", 8192, ("completion", "vision")),
-             "nomic-embed-text:latest": ollama_show("nomic-bert", 2048, ("embedding",))}
+    tags = [
+        ollama_tag("qwen2.5:7b"),
+        ollama_tag("wizard-unknown:13b", "13B", "llama"),
+        ollama_tag("nomic-embed-text:latest", "137M", "nomic-bert"),
+    ]
+    shows = {
+        "qwen2.5:7b": ollama_show(context=32768),
+        "wizard-unknown:13b": ollama_show("llama", 8192, ("completion", "vision")),
+        "nomic-embed-text:latest": ollama_show("nomic-bert", 2048, ("embedding",)),
+    }
     with ListingFake("ollama", tags, shows=shows) as server:
         monkeypatch.setenv("OLLAMA_HOST", server.url.removeprefix("http://"))
         code, summary, _ = sync("ollama")
@@ -204,7 +237,11 @@ def test_ollama_tags_and_show(monkeypatch):
 
 
 def test_lmstudio_rich_listing_then_openai_compatible_fallback(monkeypatch):
-    models = [lmstudio_model("qwen2.5-7b-instruct"), lmstudio_model("qwen2-vl-7b-instruct", "vlm"), lmstudio_model("text-embedding-nomic", "embeddings")]
+    models = [
+        lmstudio_model("qwen2.5-7b-instruct"),
+        lmstudio_model("qwen2-vl-7b-instruct", "vlm"),
+        lmstudio_model("text-embedding-nomic", "embeddings"),
+    ]
     with ListingFake("lmstudio", models) as server:
         monkeypatch.setenv("R42_LMSTUDIO_BASE_URL", server.base_url)
         code, summary, _ = sync("lmstudio", "--dry-run")
@@ -225,7 +262,12 @@ def test_one_failing_provider_is_reported_and_the_others_still_apply(openai_fake
         monkeypatch.setenv("ANTHROPIC_BASE_URL", bad.url)
         code, summary, _ = sync("openai", "anthropic")
     assert code == 1
-    assert summary["failed"] == [{"provider": "anthropic", "error": "HTTP 401: invalid x-api-key (check the key: ANTHROPIC_API_KEY or `r42 keys set anthropic`)"}]
+    assert summary["failed"] == [
+        {
+            "provider": "anthropic",
+            "error": "HTTP 401: invalid x-api-key (check the key: ANTHROPIC_API_KEY or `r42 keys set anthropic`)",
+        }
+    ]
     assert "openai/gpt-9-turbo-preview" in summary["added"]
     assert not any(m.startswith("anthropic/") for m in summary["unavailable"])
     assert {m["id"].split("/")[0] for m in layer(isolated_env)["models"]} == {"openai"}
@@ -268,7 +310,10 @@ def test_a_slow_provider_times_out(openai_fake):
     ("fault", "message"),
     [
         (faults.malformed_json(), "malformed response from"),
-        (faults.status(200, body={"object": "list", "data": "not a list"}), "malformed response: expected a list under 'data'"),
+        (
+            faults.status(200, body={"object": "list", "data": "not a list"}),
+            "malformed response: expected a list under 'data'",
+        ),
         (faults.status(200, body={"object": "list", "data": []}), "the listing holds no chat model"),
     ],
 )
@@ -311,12 +356,16 @@ def test_progress_goes_to_stderr_only(openai_fake):
 
 def test_the_written_layer_validates(openai_fake, isolated_env):
     sync("openai")
-    result = CliRunner().invoke(cli, ["catalog", "validate", str(isolated_env / "catalog.sync.yaml"), "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["catalog", "validate", str(isolated_env / "catalog.sync.yaml"), "--json"], catch_exceptions=False
+    )
     assert result.exit_code == 0 and orjson.loads(result.output)["ok"] is True
 
 
 def test_loose_key_matches_snapshots_and_latest():
-    assert loose_key("anthropic/claude-3-5-haiku-20241022", "anthropic") == loose_key("claude-3-5-haiku-latest", "anthropic")
+    assert loose_key("anthropic/claude-3-5-haiku-20241022", "anthropic") == loose_key(
+        "claude-3-5-haiku-latest", "anthropic"
+    )
     assert loose_key("models/gemini-2.5-pro", "gemini") == "gemini-2.5-pro"
     assert loose_key("llama3.2:latest", "ollama") == "llama3.2"
     assert loose_key("gpt-4o", "openai") != loose_key("gpt-4o-mini", "openai")

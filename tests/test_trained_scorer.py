@@ -46,20 +46,24 @@ def test_trained_against_the_current_heuristic(scorer: TrainedScorer) -> None:
     assert scorer.meta["heuristic_version"] == HeuristicScorer.version
 
 
-@pytest.mark.parametrize("text", [
-    "Reading the documentation of a library: what is the default encoding of open() in Python 3?",
-    "hi",
-    "Let $f(x) = x^3 - 3x + 1$. How many real roots does f(f(x)) = 0 have?",
-    "word " * 3000,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Reading the documentation of a library: what is the default encoding of open() in Python 3?",
+        "hi",
+        "Let $f(x) = x^3 - 3x + 1$. How many real roots does f(f(x)) = 0 have?",
+        "word " * 3000,
+    ],
+)
 def test_the_logit_equals_the_training_features(scorer: TrainedScorer, text: str) -> None:
     # The scorer sums cached per-word weights (when its representation has n-grams); training sees bucket
     # counts, the standardised statistics and the kind's prior. Both must give the same logit.
     heuristic = HeuristicScorer().estimate(_prompt(text))
     counts = hashed_counts(text, scorer._buckets) if scorer._buckets else {}
     stats = text_statistics(text, heuristic)
-    dense = sum(c * (stats[f] - m) / s for f, m, s, c in
-                zip(scorer._features, scorer._mean, scorer._scale, scorer._dense_coef))
+    dense = sum(
+        c * (stats[f] - m) / s for f, m, s, c in zip(scorer._features, scorer._mean, scorer._scale, scorer._dense_coef)
+    )
     prior = scorer._kind_prior.get(kind_of(text, stats, heuristic), 0.0)
     expected = scorer._intercept + prior + sum(scorer._coef[k] * v for k, v in counts.items()) + dense
     assert scorer.logit(text, heuristic) == pytest.approx(expected, abs=1e-4)
@@ -67,20 +71,35 @@ def test_the_logit_equals_the_training_features(scorer: TrainedScorer, text: str
 
 
 # None of these is in data/routing/handwritten_easy.jsonl: they test generalisation, not recall.
-@pytest.mark.parametrize("text", ["hello there!", "Hi, good morning to you", "thanks a bunch", "thank you very much :)",
-                                  "ok great, thanks for that", "hey, how is your day going?"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hello there!",
+        "Hi, good morning to you",
+        "thanks a bunch",
+        "thank you very much :)",
+        "ok great, thanks for that",
+        "hey, how is your day going?",
+    ],
+)
 def test_small_talk_is_below_a_tenth(scorer: TrainedScorer, text: str) -> None:
     assert scorer.estimate(_prompt(text)).complexity < 0.1
 
 
 def test_competition_maths_and_code_tracing_score_above_a_lookup(scorer: TrainedScorer) -> None:
     lookup = scorer.estimate(_prompt("What is the capital of Australia?")).complexity
-    maths = scorer.estimate(_prompt(
-        "Let $S$ be the set of positive integers $n$ such that $n^2 + 12n - 2007$ is a perfect square. "
-        "Find the remainder when the sum of the elements of $S$ is divided by $1000$.")).complexity
-    code = scorer.estimate(_prompt(
-        "What does this print?\ndef f(xs):\n    out = []\n    for i, x in enumerate(xs):\n"
-        "        out.insert(i % 3, x * i)\n    return out\nprint(f([4, 1, 7, 2, 9]))")).complexity
+    maths = scorer.estimate(
+        _prompt(
+            "Let $S$ be the set of positive integers $n$ such that $n^2 + 12n - 2007$ is a perfect square. "
+            "Find the remainder when the sum of the elements of $S$ is divided by $1000$."
+        )
+    ).complexity
+    code = scorer.estimate(
+        _prompt(
+            "What does this print?\ndef f(xs):\n    out = []\n    for i, x in enumerate(xs):\n"
+            "        out.insert(i % 3, x * i)\n    return out\nprint(f([4, 1, 7, 2, 9]))"
+        )
+    ).complexity
     # ten points of probability more that the cheap model fails where the strong one succeeds
     assert maths > lookup + 0.1 and code > lookup + 0.1
 
@@ -95,10 +114,14 @@ def test_scores_in_range_and_domains_sum_to_one(text: str) -> None:
 
 
 def test_deterministic_across_processes() -> None:
-    code = ("from r42.scoring import prompt_of; from r42.scoring.trained import TrainedScorer; "
-            "print(TrainedScorer().estimate(prompt_of([{'role': 'user', 'content': 'Prove that 17 is prime'}])).complexity)")
-    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
-            for _ in range(2)}
+    code = (
+        "from r42.scoring import prompt_of; from r42.scoring.trained import TrainedScorer; "
+        "print(TrainedScorer().estimate(prompt_of([{'role': 'user', 'content': 'Prove that 17 is prime'}])).complexity)"
+    )
+    runs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+        for _ in range(2)
+    }
     assert len(runs) == 1
 
 
@@ -151,12 +174,14 @@ def test_r42_eval_routes_maths_before_small_talk_with_the_default_scorer(tmp_pat
     from tests.helpers import run
 
     easy = ["hello!", "thanks, bye", "good night", "what's the capital of Spain?", "how are you doing?", "ok cool"]
-    hard = ["Find the number of ordered pairs $(a,b)$ of integers with $a^2 + b^2 = 2025$ and $a < b$.",
-            "Let $p(x)$ be a monic cubic with $p(1)=3$, $p(2)=7$, $p(3)=13$. Compute $p(5)$ modulo 11.",
-            "What does this print?\ndef g(s):\n    return ''.join(sorted(set(s), key=s.rindex))\nprint(g('abracadabra'))",
-            "How many positive divisors of $30^4$ are neither perfect squares nor perfect cubes?",
-            "assert f([3, 1, 2]) == ??\ndef f(xs):\n    xs.insert(1, xs.pop())\n    return xs[::-1]",
-            "Compute $\\sum_{k=1}^{100} \\lfloor \\sqrt{k} \\rfloor$."]
+    hard = [
+        "Find the number of ordered pairs $(a,b)$ of integers with $a^2 + b^2 = 2025$ and $a < b$.",
+        "Let $p(x)$ be a monic cubic with $p(1)=3$, $p(2)=7$, $p(3)=13$. Compute $p(5)$ modulo 11.",
+        "What does this print?\ndef g(s):\n    return ''.join(sorted(set(s), key=s.rindex))\nprint(g('abracadabra'))",
+        "How many positive divisors of $30^4$ are neither perfect squares nor perfect cubes?",
+        "assert f([3, 1, 2]) == ??\ndef f(xs):\n    xs.insert(1, xs.pop())\n    return xs[::-1]",
+        "Compute $\\sum_{k=1}^{100} \\lfloor \\sqrt{k} \\rfloor$.",
+    ]
     lines = [{"id": f"e{i}", "prompt": t, "strong": 1, "weak": 1, "scores": {"oracle": 0}} for i, t in enumerate(easy)]
     lines += [{"id": f"h{i}", "prompt": t, "strong": 1, "weak": 0, "scores": {"oracle": 1}} for i, t in enumerate(hard)]
     path = tmp_path / "set.jsonl"

@@ -281,7 +281,12 @@ def test_hook_ids_complete_in_the_shell(isolated_env):
     import sys
 
     hook_id = add("http://127.0.0.1:9/x", "key.expired")
-    env = {"_R42_COMPLETE": "bash_complete", "COMP_WORDS": "r42 hooks test hook_", "COMP_CWORD": "3",
-           "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "R42_HOME": str(isolated_env)}
+    env = {
+        "_R42_COMPLETE": "bash_complete",
+        "COMP_WORDS": "r42 hooks test hook_",
+        "COMP_CWORD": "3",
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "R42_HOME": str(isolated_env),
+    }
     proc = subprocess.run([sys.executable, "-m", "r42"], env=env, capture_output=True, text=True, check=False)
     assert f"plain,{hook_id}" in proc.stdout.splitlines()

@@ -192,9 +192,13 @@ def test_sigterm_lets_a_request_in_flight_finish(two_workers, upstream):
 
 
 def test_workers_option_errors():
-    result = subprocess.run([sys.executable, "-m", "r42", "serve", "--workers", "0"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "r42", "serve", "--workers", "0"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and "--workers must be 1 or more" in result.stderr
-    result = subprocess.run([sys.executable, "-m", "r42", "serve", "--workers", "many"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "r42", "serve", "--workers", "many"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and "whole number or auto" in result.stderr
 
 

@@ -152,7 +152,12 @@ ENDPOINTS_FILE = "catalog.endpoints.yaml"  # custom endpoints stored with `r42 k
 def catalog_layers(extra: str | None = None) -> list[tuple[str, Path]]:
     """Every catalog file r42 reads, in load order (later wins), whether it exists or not."""
     home = home_dir()
-    layers = [("shipped", shipped_catalog_path()), ("sync", home / SYNC_FILE), ("endpoints", home / ENDPOINTS_FILE), ("user", home / "catalog.yaml")]
+    layers = [
+        ("shipped", shipped_catalog_path()),
+        ("sync", home / SYNC_FILE),
+        ("endpoints", home / ENDPOINTS_FILE),
+        ("user", home / "catalog.yaml"),
+    ]
     if extra:
         layers.append(("setting", Path(extra).expanduser()))
     return layers
@@ -223,7 +228,9 @@ def merge_files(files: list[Path], base: dict[str, Any] | None = None) -> dict[s
         data = read_yaml(path)
         if data is None:
             continue
-        check_catalog(data, path, partial=index > 0, known_models=set(merged["models"]), known_providers=set(merged["providers"]))
+        check_catalog(
+            data, path, partial=index > 0, known_models=set(merged["models"]), known_providers=set(merged["providers"])
+        )
         for key in ("generated", "schema"):
             if key in data and index == 0:
                 merged[key] = data[key]
@@ -306,6 +313,8 @@ def write_endpoints_layer(providers: dict[str, Any], models: list[dict[str, Any]
         return
     import yaml
 
-    header = "# Written by `r42 keys set --base-url` / `r42 keys rm`. Put your own changes in catalog.yaml, which wins.\n"
+    header = (
+        "# Written by `r42 keys set --base-url` / `r42 keys rm`. Put your own changes in catalog.yaml, which wins.\n"
+    )
     doc = {"providers": providers, "models": sorted(models, key=lambda m: m["id"])}
     write_atomic(path, (header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120)).encode("utf-8"))

@@ -111,5 +111,9 @@ def apply_listings(catalog: Catalog, listings: dict[str, list[dict[str, Any]]]) 
 
 def _refresh(model: Model, entry: dict[str, Any]) -> Model:
     """A known model the server has: available, with the server's context and capabilities when stated."""
-    caps = {k: v for k, v in entry.get("capabilities", {}).items() if k in ("tools", "vision", "reasoning") and isinstance(v, bool)}
+    caps = {
+        k: v
+        for k, v in entry.get("capabilities", {}).items()
+        if k in ("tools", "vision", "reasoning") and isinstance(v, bool)
+    }
     return replace(model, available=True, context=entry.get("context") or model.context, **caps)

@@ -87,7 +87,13 @@ class Estimator:
         overall = [m.quality["overall"] for m in self.measured]
         self.cautious = _clip(statistics.quantiles(overall, n=4)[0]) if len(overall) >= 4 else 0.3
         self.cap = _clip(statistics.quantiles(overall, n=10)[-1]) if len(overall) >= 10 else 0.7
-        self.price_line = _line([(math.log10(b), m.quality["overall"]) for m in self.measured if not m.local and (b := blended_price(m.price_input, m.price_output))])
+        self.price_line = _line(
+            [
+                (math.log10(b), m.quality["overall"])
+                for m in self.measured
+                if not m.local and (b := blended_price(m.price_input, m.price_output))
+            ]
+        )
         sizes = [(param_billions(m.id), m.quality["overall"]) for m in self.measured]
         self.size_line = _line([(math.log10(s), q) for s, q in sizes if s])
         self.domain_lines = {d: _line([(m.quality["overall"], m.quality[d]) for m in self.measured]) for d in DOMAINS}
@@ -100,25 +106,47 @@ class Estimator:
         matches.sort(key=lambda m: (m.quality_estimated, m.provider != provider, m.id))
         return matches[0]
 
-    def quality(self, model_id: str, provider: str, price_in: float | None = None, price_out: float | None = None, size_b: float | None = None, local: bool = False) -> dict[str, Any]:
+    def quality(
+        self,
+        model_id: str,
+        provider: str,
+        price_in: float | None = None,
+        price_out: float | None = None,
+        size_b: float | None = None,
+        local: bool = False,
+    ) -> dict[str, Any]:
         """A catalog `quality` block for a model the catalog does not have."""
         sibling = self.sibling(model_id, provider)
         if sibling is not None:
             scores = {k: sibling.quality[k] for k in ("overall", *DOMAINS)}
-            method = f"joined from {sibling.id} (same model by name)" + (f"; {sibling.quality_method}" if sibling.quality_method else "")
+            method = f"joined from {sibling.id} (same model by name)" + (
+                f"; {sibling.quality_method}" if sibling.quality_method else ""
+            )
             return {**scores, "estimated": sibling.quality_estimated, "method": method}
         overall, method = self._overall(model_id, provider, price_in, price_out, size_b, local)
         return self.spread(overall, method)
 
-    def _overall(self, model_id: str, provider: str, price_in: float | None, price_out: float | None, size_b: float | None, local: bool) -> tuple[float, str]:
+    def _overall(
+        self,
+        model_id: str,
+        provider: str,
+        price_in: float | None,
+        price_out: float | None,
+        size_b: float | None,
+        local: bool,
+    ) -> tuple[float, str]:
         blended = None if local else blended_price(price_in, price_out)
         if blended and self.price_line:
             a, b = self.price_line
-            return min(self.cap, _clip(a + b * math.log10(blended))), f"estimate: overall = {a:.3f} + {b:.3f}*log10(blended USD/1M) fitted on measured cloud models"
+            return min(
+                self.cap, _clip(a + b * math.log10(blended))
+            ), f"estimate: overall = {a:.3f} + {b:.3f}*log10(blended USD/1M) fitted on measured cloud models"
         size = size_b or param_billions(model_id)
         if size and self.size_line:
             a, b = self.size_line
-            return _clip(a + b * math.log10(size)), f"estimate: overall = {a:.3f} + {b:.3f}*log10(params in B, {size:g}B) fitted on measured models"
+            return _clip(
+                a + b * math.log10(size)
+            ), f"estimate: overall = {a:.3f} + {b:.3f}*log10(params in B, {size:g}B) fitted on measured models"
         own = [m.quality["overall"] for m in self.measured if m.provider == provider]
         if len(own) >= 3:
             return _clip(statistics.median(own)), f"estimate: median overall of {len(own)} measured {provider} models"

@@ -45,7 +45,9 @@ def _keep(m: Model, f: Filters) -> bool:
         return False
     if f.local is not None and m.local is not f.local:
         return False
-    if f.max_price is not None and (m.price_input is None or m.price_output is None or max(m.price_input, m.price_output) > f.max_price):
+    if f.max_price is not None and (
+        m.price_input is None or m.price_output is None or max(m.price_input, m.price_output) > f.max_price
+    ):
         return False
     if any(m.quality.get(domain, 0.0) < q for domain, q in f.min_quality):
         return False
@@ -80,7 +82,11 @@ def model_record(m: Model) -> dict[str, Any]:
         "capabilities": {cap: getattr(m, cap) for cap in CAPABILITIES},
         "local": m.local,
         "available": m.available,
-        "quality": {**{k: round(v, 3) for k, v in m.quality.items()}, "estimated": m.quality_estimated, "method": m.quality_method},
+        "quality": {
+            **{k: round(v, 3) for k, v in m.quality.items()},
+            "estimated": m.quality_estimated,
+            "method": m.quality_method,
+        },
         "speed": {"tokens_per_s": m.tokens_per_s, "ttft_s": m.ttft_s},
     }
 
@@ -103,6 +109,17 @@ def validate_file(path: Path) -> dict[str, Any]:
         from r42.catalog import _cached_merge
 
         base = _cached_merge([shipped])
-        check_catalog(data if data is not None else {}, path, partial=True, known_models=set(base["models"]), known_providers=set(base["providers"]))
+        check_catalog(
+            data if data is not None else {},
+            path,
+            partial=True,
+            known_models=set(base["models"]),
+            known_providers=set(base["providers"]),
+        )
     data = data or {}
-    return {"file": str(path), "ok": True, "models": len(data.get("models") or []), "providers": len(data.get("providers") or {})}
+    return {
+        "file": str(path),
+        "ok": True,
+        "models": len(data.get("models") or []),
+        "providers": len(data.get("providers") or {}),
+    }

@@ -36,7 +36,11 @@ def _check_provider(pid: str, p: Any, where: Field) -> None:
     if "protocol" in p:
         _need(p["protocol"] in PROTOCOLS, (*where, "protocol"), f"must be one of {', '.join(PROTOCOLS)}")
     if "key_env" in p:
-        _need(isinstance(p["key_env"], list) and all(isinstance(k, str) for k in p["key_env"]), (*where, "key_env"), "must be a list of variable names")
+        _need(
+            isinstance(p["key_env"], list) and all(isinstance(k, str) for k in p["key_env"]),
+            (*where, "key_env"),
+            "must be a list of variable names",
+        )
     for key in ("base_url", "base_url_env", "name"):
         if key in p:
             _need(p[key] is None or isinstance(p[key], str), (*where, key), "must be a string")
@@ -57,10 +61,18 @@ def _check_model(m: Any, where: Field, partial: bool, providers: set[str]) -> No
     for key in ("input", "output"):
         if key in price:
             value = price[key]
-            _need(value is None or (_is_number(value) and value >= 0), (*where, "price", key), "must be a number >= 0 (USD per 1M tokens) or null")
+            _need(
+                value is None or (_is_number(value) and value >= 0),
+                (*where, "price", key),
+                "must be a number >= 0 (USD per 1M tokens) or null",
+            )
     for key in ("context", "max_output"):
         if key in m:
-            _need(m[key] is None or (isinstance(m[key], int) and not isinstance(m[key], bool) and m[key] > 0), (*where, key), "must be a positive integer or null")
+            _need(
+                m[key] is None or (isinstance(m[key], int) and not isinstance(m[key], bool) and m[key] > 0),
+                (*where, key),
+                "must be a positive integer or null",
+            )
     caps = m.get("capabilities", {})
     _need(isinstance(caps, dict), (*where, "capabilities"), "must be a mapping")
     for key, value in caps.items():
@@ -69,9 +81,17 @@ def _check_model(m: Any, where: Field, partial: bool, providers: set[str]) -> No
     _need(isinstance(quality, dict), (*where, "quality"), "must be a mapping")
     for key in QUALITY_KEYS:
         if key in quality and quality[key] is not None:
-            _need(_is_number(quality[key]) and 0 <= quality[key] <= 1, (*where, "quality", key), "must be a number from 0 to 1")
+            _need(
+                _is_number(quality[key]) and 0 <= quality[key] <= 1,
+                (*where, "quality", key),
+                "must be a number from 0 to 1",
+            )
     if "aliases" in m:
-        _need(isinstance(m["aliases"], list) and all(isinstance(a, str) for a in m["aliases"]), (*where, "aliases"), "must be a list of strings")
+        _need(
+            isinstance(m["aliases"], list) and all(isinstance(a, str) for a in m["aliases"]),
+            (*where, "aliases"),
+            "must be a list of strings",
+        )
 
 
 def _check(data: Any, partial: bool, known_providers: set[str]) -> None:
@@ -87,7 +107,13 @@ def _check(data: Any, partial: bool, known_providers: set[str]) -> None:
         _check_model(m, ("models", index), partial, all_providers)
 
 
-def check_catalog(data: Any, path: Path, partial: bool = False, known_models: set[str] | None = None, known_providers: set[str] | None = None) -> None:
+def check_catalog(
+    data: Any,
+    path: Path,
+    partial: bool = False,
+    known_models: set[str] | None = None,
+    known_providers: set[str] | None = None,
+) -> None:
     """Raise ConfigError naming file, line and field of the first problem.
 
     partial: a user's file may give only some fields of a model that already exists; a model new
@@ -98,10 +124,14 @@ def check_catalog(data: Any, path: Path, partial: bool = False, known_models: se
         if partial:
             for index, m in enumerate(data.get("models") or []):
                 if m["id"] not in (known_models or set()):
-                    _check_model(m, ("models", index), False, (known_providers or set()) | set(data.get("providers") or {}))
+                    _check_model(
+                        m, ("models", index), False, (known_providers or set()) | set(data.get("providers") or {})
+                    )
     except _Problem as problem:
         line = _line_of(path, problem.where)
-        name = ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in problem.where).replace(".[", "[")
+        name = ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in problem.where).replace(
+            ".[", "["
+        )
         location = f"{path}:{line}" if line else str(path)
         raise ConfigError(f"{location}: {name or 'catalog'}: {problem.message}", "fix the catalog file") from None
 

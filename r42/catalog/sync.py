@@ -28,7 +28,17 @@ from typing import Any, Callable
 
 from r42.availability import base_url_of, find_credential, port_open
 from r42.fileio import write_atomic
-from r42.catalog import SYNC_FILE, Catalog, Provider, _build, _cached_merge, _deep_merge, catalog_layers, read_yaml, shipped_catalog_path
+from r42.catalog import (
+    SYNC_FILE,
+    Catalog,
+    Provider,
+    _build,
+    _cached_merge,
+    _deep_merge,
+    catalog_layers,
+    read_yaml,
+    shipped_catalog_path,
+)
 from r42.catalog.estimate import Estimator
 from r42.config import ensure_home, home_dir
 from r42.errors import NoCredentialsError, UsageError
@@ -73,13 +83,26 @@ class _Fetch:
     """One provider's fetch: a client, its base URL, its key and the timeout."""
 
     def __init__(self, client: Any, provider: Provider, base_url: str, secret: str | None, timeout: float) -> None:
-        self.client, self.provider, self.base, self.secret, self.timeout = client, provider, base_url.rstrip("/"), secret, timeout
+        self.client, self.provider, self.base, self.secret, self.timeout = (
+            client,
+            provider,
+            base_url.rstrip("/"),
+            secret,
+            timeout,
+        )
         self.paths: list[str] = []
 
     def bearer(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
 
-    def json(self, path: str, headers: dict[str, str] | None = None, params: dict[str, Any] | None = None, body: Any = None, base: str | None = None) -> Any:
+    def json(
+        self,
+        path: str,
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        base: str | None = None,
+    ) -> Any:
         import httpx
 
         url = (base or self.base) + path
@@ -87,7 +110,9 @@ class _Fetch:
             self.paths.append(path)
         for attempt in range(2):
             try:
-                response = self.client.request("POST" if body is not None else "GET", url, headers=headers, params=params, json=body)
+                response = self.client.request(
+                    "POST" if body is not None else "GET", url, headers=headers, params=params, json=body
+                )
             except httpx.TimeoutException:
                 raise FetchError(f"timed out after {self.timeout:g}s ({url})") from None
             except httpx.HTTPError as exc:
@@ -149,9 +174,17 @@ def _int(value: Any) -> int | None:
 def _entry(provider: str, model: str, **fields: Any) -> dict[str, Any]:
     """A listed model in catalog shape; None means the API did not say."""
     caps = {k: v for k, v in (fields.pop("capabilities", None) or {}).items() if isinstance(v, bool)}
-    return {"id": f"{provider}/{model}", "name": fields.get("name"), "aliases": list(fields.get("aliases") or []), "price": fields.get("price"),
-            "context": _int(fields.get("context")), "max_output": _int(fields.get("max_output")), "capabilities": caps,
-            "local": bool(fields.get("local", False)), "size_b": fields.get("size_b")}
+    return {
+        "id": f"{provider}/{model}",
+        "name": fields.get("name"),
+        "aliases": list(fields.get("aliases") or []),
+        "price": fields.get("price"),
+        "context": _int(fields.get("context")),
+        "max_output": _int(fields.get("max_output")),
+        "capabilities": caps,
+        "local": bool(fields.get("local", False)),
+        "size_b": fields.get("size_b"),
+    }
 
 
 # --- fetchers, one per API shape -----------------------------------------------------------------
@@ -176,18 +209,31 @@ def _openai_like(f: _Fetch) -> list[dict[str, Any]]:
         caps = item.get("capabilities") if isinstance(item.get("capabilities"), dict) else {}
         if caps.get("completion_chat") is False or item.get("supports_chat") is False:
             continue
-        stated = {"tools": caps.get("function_calling", item.get("supports_tools")), "vision": caps.get("vision", item.get("supports_image_input")),
-                  "reasoning": caps.get("reasoning")}
+        stated = {
+            "tools": caps.get("function_calling", item.get("supports_tools")),
+            "vision": caps.get("vision", item.get("supports_image_input")),
+            "reasoning": caps.get("reasoning"),
+        }
         pricing = item.get("pricing") if isinstance(item.get("pricing"), dict) else {}
         price = _price(pricing.get("input"), pricing.get("output"), 1.0) if pricing else None
-        out.append(_entry(f.provider.id, mid, name=item.get("display_name"), aliases=[a for a in item.get("aliases") or [] if isinstance(a, str)],
-                          context=item.get("context_window") or item.get("max_context_length") or item.get("context_length"),
-                          max_output=item.get("max_completion_tokens"), capabilities=stated, price=price))
+        out.append(
+            _entry(
+                f.provider.id,
+                mid,
+                name=item.get("display_name"),
+                aliases=[a for a in item.get("aliases") or [] if isinstance(a, str)],
+                context=item.get("context_window") or item.get("max_context_length") or item.get("context_length"),
+                max_output=item.get("max_completion_tokens"),
+                capabilities=stated,
+                price=price,
+            )
+        )
     return out
 
 
 def _price(prompt: Any, completion: Any, scale: float) -> dict[str, float | None] | None:
     """Prices to USD per 1M tokens; a negative or missing value is unknown (None)."""
+
     def one(value: Any) -> float | None:
         try:
             number = float(value) * scale
@@ -204,14 +250,31 @@ def _openrouter(f: _Fetch) -> list[dict[str, Any]]:
     out = []
     for item in _items(f.json("/models", f.bearer()), "data"):
         mid, arch = item.get("id"), item.get("architecture") or {}
-        if not isinstance(mid, str) or EXCLUDE_RE.search(mid) or "text" not in (arch.get("output_modalities") or ["text"]):
+        if (
+            not isinstance(mid, str)
+            or EXCLUDE_RE.search(mid)
+            or "text" not in (arch.get("output_modalities") or ["text"])
+        ):
             continue
         params = set(item.get("supported_parameters") or [])
         pricing, top = item.get("pricing") or {}, item.get("top_provider") or {}
-        caps = {"tools": "tools" in params, "json": bool(params & {"response_format", "structured_outputs"}),
-                "reasoning": bool(params & {"reasoning", "include_reasoning"}), "vision": "image" in (arch.get("input_modalities") or [])}
-        out.append(_entry("openrouter", mid, name=item.get("name"), price=_price(pricing.get("prompt"), pricing.get("completion"), 1e6),
-                          context=item.get("context_length") or top.get("context_length"), max_output=top.get("max_completion_tokens"), capabilities=caps))
+        caps = {
+            "tools": "tools" in params,
+            "json": bool(params & {"response_format", "structured_outputs"}),
+            "reasoning": bool(params & {"reasoning", "include_reasoning"}),
+            "vision": "image" in (arch.get("input_modalities") or []),
+        }
+        out.append(
+            _entry(
+                "openrouter",
+                mid,
+                name=item.get("name"),
+                price=_price(pricing.get("prompt"), pricing.get("completion"), 1e6),
+                context=item.get("context_length") or top.get("context_length"),
+                max_output=top.get("max_completion_tokens"),
+                capabilities=caps,
+            )
+        )
     return out
 
 
@@ -230,8 +293,20 @@ def _anthropic(f: _Fetch) -> list[dict[str, Any]]:
                 value = caps.get(name)
                 return value.get("supported") if isinstance(value, dict) else None
 
-            out.append(_entry("anthropic", item["id"], name=item.get("display_name"), context=item.get("max_input_tokens"), max_output=item.get("max_tokens"),
-                              capabilities={"vision": supported("image_input"), "json": supported("structured_outputs"), "reasoning": supported("thinking")}))
+            out.append(
+                _entry(
+                    "anthropic",
+                    item["id"],
+                    name=item.get("display_name"),
+                    context=item.get("max_input_tokens"),
+                    max_output=item.get("max_tokens"),
+                    capabilities={
+                        "vision": supported("image_input"),
+                        "json": supported("structured_outputs"),
+                        "reasoning": supported("thinking"),
+                    },
+                )
+            )
         if not page.get("has_more"):
             return out
         after = page.get("last_id")
@@ -244,13 +319,28 @@ def _gemini(f: _Fetch) -> list[dict[str, Any]]:
     """models.list: GET {base}/models?pageSize=1000&pageToken=..., key in x-goog-api-key."""
     out, token, seen = [], None, set()
     for _ in range(MAX_PAGES):
-        page = f.json("/models", {"x-goog-api-key": f.secret or ""}, {"pageSize": 1000, **({"pageToken": token} if token else {})})
+        page = f.json(
+            "/models", {"x-goog-api-key": f.secret or ""}, {"pageSize": 1000, **({"pageToken": token} if token else {})}
+        )
         for item in _items(page, "models"):
             name = str(item.get("name") or "").removeprefix("models/")
-            if not name or EXCLUDE_RE.search(name) or "generateContent" not in (item.get("supportedGenerationMethods") or []):
+            if (
+                not name
+                or EXCLUDE_RE.search(name)
+                or "generateContent" not in (item.get("supportedGenerationMethods") or [])
+            ):
                 continue
             caps = {"reasoning": item["thinking"]} if isinstance(item.get("thinking"), bool) else {}
-            out.append(_entry("gemini", name, name=item.get("displayName"), context=item.get("inputTokenLimit"), max_output=item.get("outputTokenLimit"), capabilities=caps))
+            out.append(
+                _entry(
+                    "gemini",
+                    name,
+                    name=item.get("displayName"),
+                    context=item.get("inputTokenLimit"),
+                    max_output=item.get("outputTokenLimit"),
+                    capabilities=caps,
+                )
+            )
         token = page.get("nextPageToken")
         if not token:
             return out
@@ -271,10 +361,21 @@ def _xai(f: _Fetch) -> list[dict[str, Any]]:
     out = []
     for item in _items(payload, "models"):
         mid = item.get("id")
-        if not isinstance(mid, str) or EXCLUDE_RE.search(mid) or "text" not in (item.get("output_modalities") or ["text"]):
+        if (
+            not isinstance(mid, str)
+            or EXCLUDE_RE.search(mid)
+            or "text" not in (item.get("output_modalities") or ["text"])
+        ):
             continue
-        out.append(_entry("xai", mid, aliases=item.get("aliases"), price=_price(item.get("prompt_text_token_price"), item.get("completion_text_token_price"), 1e-4),
-                          capabilities={"vision": "image" in (item.get("input_modalities") or [])}))
+        out.append(
+            _entry(
+                "xai",
+                mid,
+                aliases=item.get("aliases"),
+                price=_price(item.get("prompt_text_token_price"), item.get("completion_text_token_price"), 1e-4),
+                capabilities={"vision": "image" in (item.get("input_modalities") or [])},
+            )
+        )
     return out
 
 
@@ -299,9 +400,22 @@ def _ollama(f: _Fetch) -> list[dict[str, Any]]:
             continue
         info = show.get("model_info") or {} if isinstance(show, dict) else {}
         arch = info.get("general.architecture")
-        caps = {"tools": "tools" in caps_list, "vision": "vision" in caps_list, "reasoning": "thinking" in caps_list} if isinstance(caps_list, list) else {}
-        out.append(_entry("ollama", name, context=info.get(f"{arch}.context_length") if arch else None, capabilities=caps, price={"input": 0.0, "output": 0.0},
-                          local=True, size_b=parse_size(details.get("parameter_size"))))
+        caps = (
+            {"tools": "tools" in caps_list, "vision": "vision" in caps_list, "reasoning": "thinking" in caps_list}
+            if isinstance(caps_list, list)
+            else {}
+        )
+        out.append(
+            _entry(
+                "ollama",
+                name,
+                context=info.get(f"{arch}.context_length") if arch else None,
+                capabilities=caps,
+                price={"input": 0.0, "output": 0.0},
+                local=True,
+                size_b=parse_size(details.get("parameter_size")),
+            )
+        )
     return out
 
 
@@ -322,17 +436,33 @@ def _lmstudio(f: _Fetch) -> list[dict[str, Any]]:
         if not isinstance(mid, str) or item.get("type") not in ("llm", "vlm") or EXCLUDE_RE.search(mid):
             continue
         caps = {"vision": True} if item.get("type") == "vlm" else {}
-        out.append(_entry("lmstudio", mid, context=item.get("max_context_length"), capabilities=caps, price={"input": 0.0, "output": 0.0}, local=True,
-                          size_b=parse_size(item.get("params_string"))))
+        out.append(
+            _entry(
+                "lmstudio",
+                mid,
+                context=item.get("max_context_length"),
+                capabilities=caps,
+                price={"input": 0.0, "output": 0.0},
+                local=True,
+                size_b=parse_size(item.get("params_string")),
+            )
+        )
     return out
 
 
 FETCHERS: dict[str, Callable[[_Fetch], list[dict[str, Any]]]] = {
-    "openrouter": _openrouter, "anthropic": _anthropic, "gemini": _gemini, "xai": _xai, "ollama": _ollama, "lmstudio": _lmstudio,
+    "openrouter": _openrouter,
+    "anthropic": _anthropic,
+    "gemini": _gemini,
+    "xai": _xai,
+    "ollama": _ollama,
+    "lmstudio": _lmstudio,
 }
 
 
-def fetch_listing(provider: Provider, base_url: str, secret: str | None, timeout: float, allow_empty: bool = False) -> Listing:
+def fetch_listing(
+    provider: Provider, base_url: str, secret: str | None, timeout: float, allow_empty: bool = False
+) -> Listing:
     """One provider's chat models; errors are caught and put in `Listing.error`.
 
     An empty listing is an error unless allow_empty (a local server with nothing pulled): a sync
@@ -367,7 +497,9 @@ class Job:
     secret: str | None
 
 
-def select_jobs(catalog: Catalog, names: tuple[str, ...], probe_timeout: float = 0.3) -> tuple[list[Job], dict[str, str]]:
+def select_jobs(
+    catalog: Catalog, names: tuple[str, ...], probe_timeout: float = 0.3
+) -> tuple[list[Job], dict[str, str]]:
     """Providers to fetch, and the named ones that cannot be (with the reason).
 
     Without names: every provider with a credential, and every local server that answers.
@@ -474,7 +606,11 @@ def override_for(known: dict[str, Any], entry: dict[str, Any], stamp: Stamp) -> 
     changes: dict[str, Any] = {}
     price, old_price = entry.get("price") or {}, known.get("price") or {}
     if any(price.get(k) is not None and not _same(price[k], old_price.get(k)) for k in ("input", "output")):
-        changes["price"] = {**{k: v for k, v in price.items() if v is not None}, "source": stamp.source, "date": stamp.date}
+        changes["price"] = {
+            **{k: v for k, v in price.items() if v is not None},
+            "source": stamp.source,
+            "date": stamp.date,
+        }
     for key in ("context", "max_output"):
         if entry.get(key) is not None and entry[key] != known.get(key):
             changes[key] = entry[key]
@@ -486,10 +622,16 @@ def override_for(known: dict[str, Any], entry: dict[str, Any], stamp: Stamp) -> 
         changes["available"] = True
     if not changes:
         return {}
-    return {"id": known["id"], **changes, "synced": {"source": stamp.source, "date": stamp.date, "fields": sorted(changes)}}
+    return {
+        "id": known["id"],
+        **changes,
+        "synced": {"source": stamp.source, "date": stamp.date, "fields": sorted(changes)},
+    }
 
 
-def new_entry(entry: dict[str, Any], previous: dict[str, Any] | None, estimator: Estimator, stamp: Stamp) -> dict[str, Any]:
+def new_entry(
+    entry: dict[str, Any], previous: dict[str, Any] | None, estimator: Estimator, stamp: Stamp
+) -> dict[str, Any]:
     """A complete catalog entry for a model the shipped catalog does not have."""
     provider = entry["id"].split("/", 1)[0]
     sibling = estimator.sibling(entry["id"], provider)
@@ -503,12 +645,18 @@ def new_entry(entry: dict[str, Any], previous: dict[str, Any] | None, estimator:
     if not price and same_provider is not None:  # a snapshot of a model we know: same price
         price = {"input": same_provider.price_input, "output": same_provider.price_output}
     quality = (previous or {}).get("quality") or estimator.quality(
-        entry["id"], provider, price.get("input"), price.get("output"), entry.get("size_b"), entry["local"])
+        entry["id"], provider, price.get("input"), price.get("output"), entry.get("size_b"), entry["local"]
+    )
     return {
         "id": entry["id"],
         "name": entry.get("name") or entry["id"].split("/", 1)[1],
         "aliases": entry["aliases"],
-        "price": {"input": price.get("input"), "output": price.get("output"), "source": stamp.source, "date": stamp.date},
+        "price": {
+            "input": price.get("input"),
+            "output": price.get("output"),
+            "source": stamp.source,
+            "date": stamp.date,
+        },
         "context": entry.get("context") or (sibling.context if sibling else None),
         "max_output": entry.get("max_output") or (sibling.max_output if sibling else None),
         "capabilities": caps,
@@ -518,7 +666,14 @@ def new_entry(entry: dict[str, Any], previous: dict[str, Any] | None, estimator:
     }
 
 
-def plan_provider(listing: Listing, shipped: dict[str, Any], old_layer: dict[str, Any], before: dict[str, Any], estimator: Estimator, date: str) -> dict[str, dict[str, Any]]:
+def plan_provider(
+    listing: Listing,
+    shipped: dict[str, Any],
+    old_layer: dict[str, Any],
+    before: dict[str, Any],
+    estimator: Estimator,
+    date: str,
+) -> dict[str, dict[str, Any]]:
     """The new sync-layer entries of one provider, from its listing."""
     pid, stamp = listing.provider, Stamp(listing.source, date)
     mine = {mid: m for mid, m in before.items() if mid.split("/", 1)[0] == pid}
@@ -541,19 +696,36 @@ def plan_provider(listing: Listing, shipped: dict[str, Any], old_layer: dict[str
         if mid in listed or any(loose_key(n, pid) in listed_loose for n in (mid, *(m.get("aliases") or []))):
             continue
         base = {"id": mid} if mid in shipped else dict(old_layer.get(mid) or m)
-        layer[mid] = {**base, "available": False, "synced": {"source": stamp.source, "date": date, "fields": ["available"]}}
+        layer[mid] = {
+            **base,
+            "available": False,
+            "synced": {"source": stamp.source, "date": date, "fields": ["available"]},
+        }
     return layer
 
 
 # --- the summary -----------------------------------------------------------------------------------
 
-FIELDS = ("price.input", "price.output", "context", "max_output", *(f"capabilities.{c}" for c in CAPABILITIES), "available")
+FIELDS = (
+    "price.input",
+    "price.output",
+    "context",
+    "max_output",
+    *(f"capabilities.{c}" for c in CAPABILITIES),
+    "available",
+)
 
 
 def _flat(m: dict[str, Any]) -> dict[str, Any]:
     price, caps = m.get("price") or {}, m.get("capabilities") or {}
-    return {"price.input": price.get("input"), "price.output": price.get("output"), "context": m.get("context"), "max_output": m.get("max_output"),
-            **{f"capabilities.{c}": bool(caps.get(c)) for c in CAPABILITIES}, "available": m.get("available", True) is not False}
+    return {
+        "price.input": price.get("input"),
+        "price.output": price.get("output"),
+        "context": m.get("context"),
+        "max_output": m.get("max_output"),
+        **{f"capabilities.{c}": bool(caps.get(c)) for c in CAPABILITIES},
+        "available": m.get("available", True) is not False,
+    }
 
 
 def diff_models(before: dict[str, Any], after: dict[str, Any], providers: set[str]) -> dict[str, Any]:
@@ -603,13 +775,22 @@ def merge_models(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_sync(catalog: Catalog, names: tuple[str, ...] = (), dry_run: bool = False, timeout: float = 20.0, extra: str | None = None,
-             progress: Callable[[Listing], None] | None = None, today: str | None = None) -> dict[str, Any]:
+def run_sync(
+    catalog: Catalog,
+    names: tuple[str, ...] = (),
+    dry_run: bool = False,
+    timeout: float = 20.0,
+    extra: str | None = None,
+    progress: Callable[[Listing], None] | None = None,
+    today: str | None = None,
+) -> dict[str, Any]:
     """Fetch, plan, write (unless dry_run); returns the summary of changes."""
     jobs, failed = select_jobs(catalog, names)
     if not jobs and not failed:
-        raise NoCredentialsError("no provider to sync: no credential is set and no local server answers",
-                                 "set a key such as OPENAI_API_KEY (or run `r42 keys set PROVIDER`), or start Ollama or LM Studio")
+        raise NoCredentialsError(
+            "no provider to sync: no credential is set and no local server answers",
+            "set a key such as OPENAI_API_KEY (or run `r42 keys set PROVIDER`), or start Ollama or LM Studio",
+        )
     listings = fetch_all(jobs, timeout, progress)
     date = today or datetime.now(timezone.utc).date().isoformat()
     path = sync_layer_path()
@@ -625,35 +806,77 @@ def run_sync(catalog: Catalog, names: tuple[str, ...] = (), dry_run: bool = Fals
         new_models.update(plan_provider(listing, shipped["models"], old_models, before, estimator, date))
     summary = diff_models(before, merge_models(shipped["models"], new_models), set(ok))
     edits = user_edits(extra)
-    touched = [(c["id"], set(c["fields"])) for c in summary["changed"]] + [(mid, {"available"}) for mid in summary["unavailable"]]
-    kept = [{"id": mid, "fields": sorted(fields & edits[mid])} for mid, fields in touched if fields & edits.get(mid, set())]
+    touched = [(c["id"], set(c["fields"])) for c in summary["changed"]] + [
+        (mid, {"available"}) for mid in summary["unavailable"]
+    ]
+    kept = [
+        {"id": mid, "fields": sorted(fields & edits[mid])} for mid, fields in touched if fields & edits.get(mid, set())
+    ]
     failed.update({pid: listing.error for pid, listing in listings.items() if listing.error is not None})
     if not dry_run and ok:
-        write_layer(path, old, new_models, catalog, shipped["providers"], {pid: {"date": date, "source": listing.source, "models": len(listing.entries)} for pid, listing in ok.items()})
+        write_layer(
+            path,
+            old,
+            new_models,
+            catalog,
+            shipped["providers"],
+            {
+                pid: {"date": date, "source": listing.source, "models": len(listing.entries)}
+                for pid, listing in ok.items()
+            },
+        )
     return {
-        "dry_run": dry_run, "file": str(path), "date": date,
-        "providers": {pid: {"ok": True, "listed": len(listing.entries), "source": listing.source} for pid, listing in sorted(ok.items())},
+        "dry_run": dry_run,
+        "file": str(path),
+        "date": date,
+        "providers": {
+            pid: {"ok": True, "listed": len(listing.entries), "source": listing.source}
+            for pid, listing in sorted(ok.items())
+        },
         **summary,
         "kept_user_edits": kept,
         "failed": [{"provider": pid, "error": reason} for pid, reason in sorted(failed.items())],
     }
 
 
-def write_layer(path: Path, old: dict[str, Any], models: dict[str, Any], catalog: Catalog, shipped_providers: dict[str, Any], synced: dict[str, Any]) -> None:
+def write_layer(
+    path: Path,
+    old: dict[str, Any],
+    models: dict[str, Any],
+    catalog: Catalog,
+    shipped_providers: dict[str, Any],
+    synced: dict[str, Any],
+) -> None:
     """Write the layer atomically (a temp file, then os.replace): a reader never sees half of it."""
     import yaml
 
     ensure_home()
     custom = {m.split("/", 1)[0] for m in models} - set(shipped_providers)  # providers only a user file defines
-    providers = {**(old.get("providers") or {}), **{pid: _provider_block(catalog.providers[pid]) for pid in custom if pid in catalog.providers}}
-    doc: dict[str, Any] = {"schema": 1, "generator": "r42 catalog sync", "synced": {**(old.get("synced") or {}), **synced}}
+    providers = {
+        **(old.get("providers") or {}),
+        **{pid: _provider_block(catalog.providers[pid]) for pid in custom if pid in catalog.providers},
+    }
+    doc: dict[str, Any] = {
+        "schema": 1,
+        "generator": "r42 catalog sync",
+        "synced": {**(old.get("synced") or {}), **synced},
+    }
     if providers:
         doc["providers"] = providers
     doc["models"] = [models[mid] for mid in sorted(models)]
-    header = "# Written by `r42 catalog sync`: rewritten on every sync. Put your own changes in catalog.yaml, which wins.\n"
+    header = (
+        "# Written by `r42 catalog sync`: rewritten on every sync. Put your own changes in catalog.yaml, which wins.\n"
+    )
     text = header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120)
     write_atomic(path, text.encode("utf-8"))
 
 
 def _provider_block(p: Provider) -> dict[str, Any]:
-    return {"name": p.name, "protocol": p.protocol, "base_url": p.base_url, "key_env": list(p.key_env), "base_url_env": p.base_url_env, "local": p.local}
+    return {
+        "name": p.name,
+        "protocol": p.protocol,
+        "base_url": p.base_url,
+        "key_env": list(p.key_env),
+        "base_url_env": p.base_url_env,
+        "local": p.local,
+    }

@@ -112,7 +112,15 @@ def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True, callback=print_version, help="Show the version, catalog, scorer and home directory, and exit.")
+@click.option(
+    "-V",
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=print_version,
+    help="Show the version, catalog, scorer and home directory, and exit.",
+)
 def cli() -> None:
     """Route each prompt to the model that should answer it.
 

@@ -24,7 +24,15 @@ from r42.terminal import Terminal
 class Asker:
     """What one `r42 ask` run holds: router, executor and the user's choices; answers documents."""
 
-    def __init__(self, settings: Settings, term: Terminal, model: str | None = None, force: str | None = None, max_attempts: int | None = None, explain: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        term: Terminal,
+        model: str | None = None,
+        force: str | None = None,
+        max_attempts: int | None = None,
+        explain: bool = False,
+    ) -> None:
         self.settings = settings
         self.explain = explain
         self.term = term
@@ -33,8 +41,11 @@ class Asker:
         self.noted = False  # the weak-answer note goes to stderr once per run, not once per prompt
         self.router = Router.from_settings(settings)
         self.executor = Executor(
-            self.router.catalog, Limits.from_settings(settings, max_attempts), on_failure=self._note_failure,
-            redact_cloud=settings.sensitive_policy == "redact", health=self.router.health,
+            self.router.catalog,
+            Limits.from_settings(settings, max_attempts),
+            on_failure=self._note_failure,
+            redact_cloud=settings.sensitive_policy == "redact",
+            health=self.router.health,
         )
         if model:
             self.executor.target(model)  # an unknown model or provider fails now, before any input is read
@@ -54,7 +65,9 @@ class Asker:
             doc = self.judged(doc)
         doc, candidates = self.router.plan(doc, constraints, self.model)
         if self.explain:
-            for line in privacy_explanation(doc["score"], constraints, (doc.get("ranking") or {}).get("excluded") or {}):
+            for line in privacy_explanation(
+                doc["score"], constraints, (doc.get("ranking") or {}).get("excluded") or {}
+            ):
                 self.term.note(f"r42: {line}")
         return doc, request_body(doc, messages), candidates
 
@@ -71,7 +84,9 @@ class Asker:
             score["sensitive"] = sorted({*score["sensitive"], "judged_private"})
         if self.explain:
             verdict = {True: "private", False: "not private", None: "undecided"}[record["verdict"]]
-            self.term.note(f"r42: privacy judge ({record.get('model') or record.get('note')}): {verdict}, cues {', '.join(record['cues'])}")
+            self.term.note(
+                f"r42: privacy judge ({record.get('model') or record.get('note')}): {verdict}, cues {', '.join(record['cues'])}"
+            )
         return {**doc, "score": score}
 
     def answer(self, doc: dict[str, Any]) -> dict[str, Any]:
@@ -153,7 +168,9 @@ def answer_to_terminal(asker: Asker, doc: dict[str, Any]) -> dict[str, Any]:
     calls = run.result.response["choices"][0]["message"].get("tool_calls") or []
     for call in calls:
         function = call["function"]
-        term.write(f"{'' if ended_with_newline else chr(10)}[tool call] {function['name']}({function['arguments']})\n".encode())
+        term.write(
+            f"{'' if ended_with_newline else chr(10)}[tool call] {function['name']}({function['arguments']})\n".encode()
+        )
         ended_with_newline = True
     if not ended_with_newline:
         term.write(b"\n")

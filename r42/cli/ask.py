@@ -26,17 +26,57 @@ from r42.pipeline import for_each_item
 @input_options
 @mode_option
 @scorer_option
-@click.option("--model", "model", metavar="PROVIDER/MODEL", default=None, shell_complete=complete_models, help="Ask this model directly (no ranking); an id or alias from the catalog.")
+@click.option(
+    "--model",
+    "model",
+    metavar="PROVIDER/MODEL",
+    default=None,
+    shell_complete=complete_models,
+    help="Ask this model directly (no ranking); an id or alias from the catalog.",
+)
 @click.option("--local", "force", flag_value="local", help="Only local models.")
 @click.option("--cloud", "force", flag_value="cloud", help="Only cloud models.")
-@click.option("--max-cost", type=click.FloatRange(min=0), default=None, cls=SettingOption, envvar="R42_MAX_COST", show_envvar=True, help="Highest estimated USD per call.")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=None, cls=SettingOption, envvar="R42_MAX_ATTEMPTS", show_envvar=True, help="Most models (and retries) to try per prompt [default: 4].")
-@click.option("--stream", "stream", is_flag=True, help="Piped: write NDJSON events (start, delta, done) as the answer arrives.")
+@click.option(
+    "--max-cost",
+    type=click.FloatRange(min=0),
+    default=None,
+    cls=SettingOption,
+    envvar="R42_MAX_COST",
+    show_envvar=True,
+    help="Highest estimated USD per call.",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=None,
+    cls=SettingOption,
+    envvar="R42_MAX_ATTEMPTS",
+    show_envvar=True,
+    help="Most models (and retries) to try per prompt [default: 4].",
+)
+@click.option(
+    "--stream", "stream", is_flag=True, help="Piped: write NDJSON events (start, delta, done) as the answer arrives."
+)
 @click.option("--interactive", "-i", is_flag=True, help="Chat: history, and /info /route /mode /model /clear /exit.")
 @privacy_options
 @explain_option
 @click.pass_context
-def ask(ctx: click.Context, input_file, form, force_json, mode, scorer, model, force, max_cost, max_attempts, stream, interactive, sensitive_policy, explain) -> None:
+def ask(
+    ctx: click.Context,
+    input_file,
+    form,
+    force_json,
+    mode,
+    scorer,
+    model,
+    force,
+    max_cost,
+    max_attempts,
+    stream,
+    interactive,
+    sensitive_policy,
+    explain,
+) -> None:
     """Answer each prompt with the best ranked model, falling back when one fails.
 
     Scores and ranks first when the document has no `score`/`ranking` (a `ranking` already there is
@@ -51,7 +91,9 @@ def ask(ctx: click.Context, input_file, form, force_json, mode, scorer, model, f
       echo "Write a haiku" | r42 ask --stream --mode cost
       r42 ask -i
     """
-    settings = load_settings({"mode": mode, "scorer": scorer, "max_cost": max_cost, "sensitive_policy": sensitive_policy})
+    settings = load_settings(
+        {"mode": mode, "scorer": scorer, "max_cost": max_cost, "sensitive_policy": sensitive_policy}
+    )
     term = terminal_of(ctx)
     try:
         asker = Asker(settings, term, model, force, max_attempts, explain)

@@ -74,17 +74,53 @@ def catalog() -> None:
 
 @catalog.command("list")
 @click.option("--provider", "providers", multiple=True, help="Only this provider (repeatable).")
-@click.option("--capability", "capabilities", type=CAPABILITY_CHOICE, multiple=True, help="Only models with this capability (repeatable: all of them).")
+@click.option(
+    "--capability",
+    "capabilities",
+    type=CAPABILITY_CHOICE,
+    multiple=True,
+    help="Only models with this capability (repeatable: all of them).",
+)
 @click.option("--local", "where", flag_value="local", help="Only local models.")
 @click.option("--cloud", "where", flag_value="cloud", help="Only cloud models.")
-@click.option("--max-price", type=click.FloatRange(min=0), default=None, help="Highest input and output price, USD per 1M tokens (unknown prices are left out).")
-@click.option("--min-quality", "min_quality", type=MinQuality(), multiple=True, help="Minimum quality, overall (0.6) or in a domain (code=0.6); repeatable.")
-@click.option("--configured", is_flag=True, help="Only providers r42 can call now (a credential, or a local server that answers).")
+@click.option(
+    "--max-price",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Highest input and output price, USD per 1M tokens (unknown prices are left out).",
+)
+@click.option(
+    "--min-quality",
+    "min_quality",
+    type=MinQuality(),
+    multiple=True,
+    help="Minimum quality, overall (0.6) or in a domain (code=0.6); repeatable.",
+)
+@click.option(
+    "--configured", is_flag=True, help="Only providers r42 can call now (a credential, or a local server that answers)."
+)
 @click.option("--all", "include_unavailable", is_flag=True, help="Include models their provider no longer lists.")
-@click.option("--sort", type=click.Choice(["id", "quality", "price", "context"]), default="id", show_default=True, help="Order of the rows.")
+@click.option(
+    "--sort",
+    type=click.Choice(["id", "quality", "price", "context"]),
+    default="id",
+    show_default=True,
+    help="Order of the rows.",
+)
 @click.option("--json", "force_json", is_flag=True, help="Write NDJSON even on a terminal.")
 @click.pass_context
-def list_models(ctx: click.Context, providers, capabilities, where, max_price, min_quality, configured, include_unavailable, sort, force_json) -> None:
+def list_models(
+    ctx: click.Context,
+    providers,
+    capabilities,
+    where,
+    max_price,
+    min_quality,
+    configured,
+    include_unavailable,
+    sort,
+    force_json,
+) -> None:
     """List models: a table on a terminal, one JSON object per model (NDJSON) in a pipe.
 
     \b
@@ -104,7 +140,15 @@ def list_models(ctx: click.Context, providers, capabilities, where, max_price, m
 
         checker = AvailabilityChecker(settings.local_probe_timeout)
         usable = lambda pid: checker.check(cat.providers[pid]).ok  # noqa: E731
-    filters = Filters(tuple(providers), tuple(capabilities), None if where is None else where == "local", max_price, tuple(min_quality), include_unavailable, usable)
+    filters = Filters(
+        tuple(providers),
+        tuple(capabilities),
+        None if where is None else where == "local",
+        max_price,
+        tuple(min_quality),
+        include_unavailable,
+        usable,
+    )
     records = [model_record(m) for m in select(cat, filters, sort)]
     _emit(terminal_of(ctx), records, render_table, force_json)
     if not records:
@@ -154,7 +198,12 @@ def path(ctx: click.Context, force_json: bool) -> None:
     from r42.config import load_settings
 
     records = layer_records(load_settings().catalog)
-    _emit(terminal_of(ctx), records, lambda rs: "\n".join(f"{r['layer']:<8} {r['path']}{'' if r['exists'] else '  (not there)'}" for r in rs), force_json)
+    _emit(
+        terminal_of(ctx),
+        records,
+        lambda rs: "\n".join(f"{r['layer']:<8} {r['path']}{'' if r['exists'] else '  (not there)'}" for r in rs),
+        force_json,
+    )
 
 
 @catalog.command()
@@ -183,10 +232,22 @@ def validate(ctx: click.Context, file: Path, force_json: bool) -> None:
 @catalog.command()
 @click.argument("providers", nargs=-1, shell_complete=complete_providers)
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=None, cls=SettingOption, envvar="R42_SYNC_TIMEOUT", show_envvar=True, help="Seconds per request to a provider (default 20).")
-@click.option("--progress/--no-progress", default=None, help="Progress lines on stderr (default: when stderr is a terminal).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    cls=SettingOption,
+    envvar="R42_SYNC_TIMEOUT",
+    show_envvar=True,
+    help="Seconds per request to a provider (default 20).",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress lines on stderr (default: when stderr is a terminal)."
+)
 @click.pass_context
-def sync(ctx: click.Context, providers: tuple[str, ...], dry_run: bool, timeout: float | None, progress: bool | None) -> None:
+def sync(
+    ctx: click.Context, providers: tuple[str, ...], dry_run: bool, timeout: float | None, progress: bool | None
+) -> None:
     """Update the catalog from the providers' own model-listing APIs.
 
     Fetches every provider with a credential and every local server that answers (or only the
@@ -209,7 +270,10 @@ def sync(ctx: click.Context, providers: tuple[str, ...], dry_run: bool, timeout:
 
     def report(listing) -> None:
         if show_progress:
-            term.note(f"r42: {listing.provider}: " + (f"failed: {listing.error}" if listing.error else f"{len(listing.entries)} models"))
+            term.note(
+                f"r42: {listing.provider}: "
+                + (f"failed: {listing.error}" if listing.error else f"{len(listing.entries)} models")
+            )
 
     summary = run_sync(cat, providers, dry_run, timeout or settings.sync_timeout, settings.catalog, report)
     if term.stdout_isatty:
@@ -218,8 +282,10 @@ def sync(ctx: click.Context, providers: tuple[str, ...], dry_run: bool, timeout:
         term.write(dumps(summary) + b"\n")
     if show_progress:
         verb = "would change" if dry_run else "changed"
-        term.note(f"r42: {len(summary['added'])} added, {len(summary['changed'])} {verb}, {len(summary['unavailable'])} unavailable"
-                  + (f", {len(summary['failed'])} providers failed" if summary["failed"] else ""))
+        term.note(
+            f"r42: {len(summary['added'])} added, {len(summary['changed'])} {verb}, {len(summary['unavailable'])} unavailable"
+            + (f", {len(summary['failed'])} providers failed" if summary["failed"] else "")
+        )
     if summary["failed"]:
         ctx.exit(int(ExitCode.ERROR))
 
@@ -240,13 +306,18 @@ def render_table(records: list[dict[str, Any]]) -> str:
             _money(r["price"]["input"]),
             _money(r["price"]["output"]),
             "?" if r["context"] is None else f"{r['context']:,}",
-            "".join(letter if r["capabilities"][cap] else "-" for cap, letter in (("tools", "t"), ("vision", "v"), ("json", "j"), ("reasoning", "r"))),
+            "".join(
+                letter if r["capabilities"][cap] else "-"
+                for cap, letter in (("tools", "t"), ("vision", "v"), ("json", "j"), ("reasoning", "r"))
+            ),
             ("~" if r["quality"]["estimated"] else "") + f"{r['quality']['overall']:.2f}",
             "local" if r["local"] else "",
         ]
         for r in records
     ]
-    table = tabulate(rows, headers=["model", "in $/1M", "out $/1M", "context", "tvjr", "quality", ""], disable_numparse=True)
+    table = tabulate(
+        rows, headers=["model", "in $/1M", "out $/1M", "context", "tvjr", "quality", ""], disable_numparse=True
+    )
     return f"{table}\n{len(records)} models; tvjr = tools, vision, json, reasoning; ~ = estimated quality"
 
 
@@ -261,7 +332,10 @@ def render_model(r: dict[str, Any]) -> str:
         f"can do      {caps}",
         f"runs        {'locally' if r['local'] else 'in the cloud'}",
         f"quality     {q['overall']:.2f} overall ({'estimated' if q['estimated'] else 'measured'})",
-        "            " + ", ".join(f"{d} {q[d]:.2f}" for d in ("code", "math", "reasoning", "creative", "extraction", "knowledge", "chat")),
+        "            "
+        + ", ".join(
+            f"{d} {q[d]:.2f}" for d in ("code", "math", "reasoning", "creative", "extraction", "knowledge", "chat")
+        ),
         f"method      {q['method'] or '-'}",
     ]
     return "\n".join(lines)

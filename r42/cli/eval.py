@@ -14,16 +14,33 @@ from r42.errors import InputError, UsageError
 
 @click.command("eval")
 @click.argument("eval_file", type=click.File("rb"), metavar="FILE")
-@click.option("--scorer", "scorers", multiple=True, metavar="NAME",
-              help="A scorer to evaluate (repeatable): a registered one, or a score every row carries in 'scores'. "
-                   "Default: every registered scorer and every precomputed score.")
-@click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Draw the quality-vs-strong-share curves to FILE.svg (or FILE.png when matplotlib is installed).")
-@click.option("--seeds", type=click.IntRange(1, 10_000), default=100, show_default=True,
-              help="Seeds of the random router whose band is reported.")
+@click.option(
+    "--scorer",
+    "scorers",
+    multiple=True,
+    metavar="NAME",
+    help="A scorer to evaluate (repeatable): a registered one, or a score every row carries in 'scores'. "
+    "Default: every registered scorer and every precomputed score.",
+)
+@click.option(
+    "--plot",
+    "plot_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Draw the quality-vs-strong-share curves to FILE.svg (or FILE.png when matplotlib is installed).",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="Seeds of the random router whose band is reported.",
+)
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
 @click.pass_context
-def eval_command(ctx: click.Context, eval_file, scorers: tuple[str, ...], plot_file: Path | None, seeds: int, force_json: bool) -> None:
+def eval_command(
+    ctx: click.Context, eval_file, scorers: tuple[str, ...], plot_file: Path | None, seeds: int, force_json: bool
+) -> None:
     """Measure how well scorers route: APGR, CPT(50%), CPT(80%), the strong-call share at 95% of
     strong-only quality, and domain accuracy when rows carry a domain.
 
@@ -69,15 +86,17 @@ def render(report: dict[str, Any]) -> str:
 
     table = []
     for name, s in sorted(report["scorers"].items(), key=lambda kv: -(kv[1]["apgr"] or 0)):
-        table.append([
-            name,
-            "-" if s["apgr"] is None else f"{s['apgr']:.3f}",
-            pct(s["cpt50"]),
-            pct(s["cpt80"]),
-            pct(s["strong_share_at_95"]),
-            pct(s["cost_saving_at_95"]),
-            pct(s.get("domain_accuracy")),
-        ])
+        table.append(
+            [
+                name,
+                "-" if s["apgr"] is None else f"{s['apgr']:.3f}",
+                pct(s["cpt50"]),
+                pct(s["cpt80"]),
+                pct(s["strong_share_at_95"]),
+                pct(s["cost_saving_at_95"]),
+                pct(s.get("domain_accuracy")),
+            ]
+        )
     band = report["random_band"]
     headers = ["scorer", "APGR", "CPT(50%)", "CPT(80%)", "strong @95%", "saving @95%", "domain acc"]
     lines = [
@@ -110,7 +129,9 @@ def _plot_png(path: Path, series: dict[str, list[tuple[float, float]]], guides: 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UsageError("a .png plot needs matplotlib, which is not installed", "use --plot FILE.svg, or pip install matplotlib") from None
+        raise UsageError(
+            "a .png plot needs matplotlib, which is not installed", "use --plot FILE.svg, or pip install matplotlib"
+        ) from None
     figure, axes = plt.subplots(figsize=(8, 5))
     for name, points in series.items():
         axes.plot([100 * x for x, _ in points], [y for _, y in points], marker=".", label=name)

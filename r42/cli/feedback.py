@@ -60,4 +60,8 @@ def reset(ctx: click.Context, user: str | None) -> None:
     from r42.store.feedback import reset_learning
 
     removed = reset_learning(user)
-    terminal_of(ctx).note(f"r42: forgot {removed} feedback entries" + (f" of user {user}" if user else "") + "; earlier errors no longer count")
+    terminal_of(ctx).note(
+        f"r42: forgot {removed} feedback entries"
+        + (f" of user {user}" if user else "")
+        + "; earlier errors no longer count"
+    )

@@ -35,7 +35,9 @@ class Chat:
         }
 
     def run(self) -> None:
-        self.term.note(f"r42 chat · mode {self.asker.mode} · {self.asker.model or 'routed per turn'} · /help for commands, Ctrl-D to leave")
+        self.term.note(
+            f"r42 chat · mode {self.asker.mode} · {self.asker.model or 'routed per turn'} · /help for commands, Ctrl-D to leave"
+        )
         while True:
             line = self._read()
             if line is None:
@@ -101,7 +103,9 @@ class Chat:
         lines = [summary_line(doc)]
         score = doc.get("score")
         if score:
-            lines.append(f"prompt: complexity {score['complexity']:.2f} ({score['level']}), domain {score['domain']}, {score['tokens']} tokens")
+            lines.append(
+                f"prompt: complexity {score['complexity']:.2f} ({score['level']}), domain {score['domain']}, {score['tokens']} tokens"
+            )
         ranking = doc.get("ranking")
         if ranking:
             lines.append(f"ranking ({ranking['mode']}, quality needed {ranking['required_quality']:.2f}):")
@@ -110,7 +114,9 @@ class Chat:
         else:
             lines.append("model pinned with /model or --model: no ranking")
         for attempt in doc["route"]["attempts"]:
-            lines.append(f"  attempt {attempt['model']}: {'ok' if attempt['ok'] else attempt['error']} ({attempt['ms']} ms)")
+            lines.append(
+                f"  attempt {attempt['model']}: {'ok' if attempt['ok'] else attempt['error']} ({attempt['ms']} ms)"
+            )
         self.term.note("\n".join(lines))
         return True
 

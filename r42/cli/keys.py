@@ -64,15 +64,29 @@ def keys() -> None:
 @click.argument("user", shell_complete=complete_users)
 @click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute (default: no limit).")
 @click.option("--rpd", type=click.IntRange(min=0), default=None, help="Requests per day (default: no limit).")
-@click.option("--budget", type=click.FloatRange(min=0), default=None, help="USD per calendar month (default: no limit).")
-@click.option("--expires", default=None, metavar="DURATION|DATE",
-              help="Expire after a duration (90s, 12h, 30d, 2w) or at an ISO 8601 date or time"
-                   " (UTC unless given; default: never).")
+@click.option(
+    "--budget", type=click.FloatRange(min=0), default=None, help="USD per calendar month (default: no limit)."
+)
+@click.option(
+    "--expires",
+    default=None,
+    metavar="DURATION|DATE",
+    help="Expire after a duration (90s, 12h, 30d, 2w) or at an ISO 8601 date or time"
+    " (UTC unless given; default: never).",
+)
 @click.option("--admin", is_flag=True, help="An admin key: may manage gateway keys over HTTP (/v1/admin/keys).")
 @click.option("--json", "force_json", is_flag=True, help="Write the key and its record as JSON.")
 @click.pass_context
-def create(ctx: click.Context, user: str, rpm: int | None, rpd: int | None, budget: float | None, expires: str | None,
-           admin: bool, force_json: bool) -> None:
+def create(
+    ctx: click.Context,
+    user: str,
+    rpm: int | None,
+    rpd: int | None,
+    budget: float | None,
+    expires: str | None,
+    admin: bool,
+    force_json: bool,
+) -> None:
     """Create a gateway key for USER and print it (once: only its hash is stored).
 
     \b
@@ -149,8 +163,12 @@ def rotate(ctx: click.Context, user_or_prefix: str, force_json: bool) -> None:
 
 @keys.command("list")
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
-@click.option("--expiring", default=None, metavar="DURATION",
-              help="Only keys that expire within DURATION (e.g. 7d), those already expired included.")
+@click.option(
+    "--expiring",
+    default=None,
+    metavar="DURATION",
+    help="Only keys that expire within DURATION (e.g. 7d), those already expired included.",
+)
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
 @click.pass_context
 def list_command(ctx: click.Context, include_revoked: bool, expiring: str | None, force_json: bool) -> None:
@@ -198,12 +216,30 @@ def credential_sources(env: dict[str, str] | None = None) -> list[dict[str, Any]
         for name in provider.key_env:
             if env.get(name):
                 env_providers.add(provider.id)
-                out.append({"provider": provider.id, "user": None, "source": f"env {name}", "base_url": None, "models": None, "used": _first_env(provider, env) == name})
+                out.append(
+                    {
+                        "provider": provider.id,
+                        "user": None,
+                        "source": f"env {name}",
+                        "base_url": None,
+                        "models": None,
+                        "used": _first_env(provider, env) == name,
+                    }
+                )
     for c in store.list_credentials():
         # A user's own key wins for that user; a global stored key only when no env variable is set.
         shadowed = c.user is None and c.provider in env_providers
         source = "store" if c.has_secret else "store (no key)"
-        out.append({"provider": c.provider, "user": c.user, "source": source, "base_url": c.base_url, "models": list(c.models) or None, "used": not shadowed})
+        out.append(
+            {
+                "provider": c.provider,
+                "user": c.user,
+                "source": source,
+                "base_url": c.base_url,
+                "models": list(c.models) or None,
+                "used": not shadowed,
+            }
+        )
     return out
 
 
@@ -220,27 +256,58 @@ def _state(record: store.KeyRecord) -> str:
 
 def render_list(records: list[store.KeyRecord], credentials: list[dict[str, Any]]) -> str:
     key_rows = [
-        [r.user, r.prefix + "…", iso(r.created), iso(r.last_used) or "never", _limit(r.rpm), _limit(r.rpd),
-         _money(r.budget_usd), iso(r.expires) or "never", _state(r)]
+        [
+            r.user,
+            r.prefix + "…",
+            iso(r.created),
+            iso(r.last_used) or "never",
+            _limit(r.rpm),
+            _limit(r.rpd),
+            _money(r.budget_usd),
+            iso(r.expires) or "never",
+            _state(r),
+        ]
         for r in records
     ]
     headers = ["user", "key", "created", "last used", "rpm", "rpd", "budget/month", "expires", "state"]
     keys_table = tabulate(key_rows, headers=headers) if key_rows else "no gateway keys (r42 keys create USER)"
     cred_rows = [
-        [c["provider"], c["user"] or "(all)", c["source"], c.get("base_url") or "", "yes" if c["used"] else "no (env wins)"]
+        [
+            c["provider"],
+            c["user"] or "(all)",
+            c["source"],
+            c.get("base_url") or "",
+            "yes" if c["used"] else "no (env wins)",
+        ]
         for c in credentials
     ]
-    cred_table = tabulate(cred_rows, headers=["provider", "user", "credential from", "base url", "used"]) if cred_rows else "no provider credentials (set one: printf %s \"$KEY\" | r42 keys set PROVIDER)"
+    cred_table = (
+        tabulate(cred_rows, headers=["provider", "user", "credential from", "base url", "used"])
+        if cred_rows
+        else 'no provider credentials (set one: printf %s "$KEY" | r42 keys set PROVIDER)'
+    )
     return f"{keys_table}\n\n{cred_table}"
 
 
 @keys.command("set")
 @click.argument("provider", shell_complete=complete_providers)
-@click.option("--user", default=None, shell_complete=complete_users, help="Only for this gateway user (overrides the global credential for them).")
+@click.option(
+    "--user",
+    default=None,
+    shell_complete=complete_users,
+    help="Only for this gateway user (overrides the global credential for them).",
+)
 @click.option("--base-url", default=None, help="Make PROVIDER a custom OpenAI-compatible endpoint at this URL.")
-@click.option("--model", "models", multiple=True, help="A model the custom endpoint serves (repeatable; default: ask its /models).")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="A model the custom endpoint serves (repeatable; default: ask its /models).",
+)
 @click.pass_context
-def set_command(ctx: click.Context, provider: str, user: str | None, base_url: str | None, models: tuple[str, ...]) -> None:
+def set_command(
+    ctx: click.Context, provider: str, user: str | None, base_url: str | None, models: tuple[str, ...]
+) -> None:
     """Store PROVIDER's key, encrypted. The key comes from stdin or a hidden prompt, never from argv.
 
     \b
@@ -261,9 +328,14 @@ def set_command(ctx: click.Context, provider: str, user: str | None, base_url: s
     audit.record(audit.cli_actor(), "credential.set", provider, {"user": user, "base_url": base_url})
     refresh_endpoints_layer()
     if not had_master_key and store.master_key_path().exists():
-        term.note(f"r42: created the master key {store.master_key_path()}: back it up; without it the stored credentials cannot be read")
+        term.note(
+            f"r42: created the master key {store.master_key_path()}: back it up; without it the stored credentials cannot be read"
+        )
     where = f" for user {user}" if user else ""
-    term.note(f"r42: stored the credential for {provider}{where}" + (f" ({len(models)} model{'' if len(models) == 1 else 's'})" if base_url else ""))
+    term.note(
+        f"r42: stored the credential for {provider}{where}"
+        + (f" ({len(models)} model{'' if len(models) == 1 else 's'})" if base_url else "")
+    )
 
 
 def _is_custom(provider: str) -> bool:
@@ -275,10 +347,16 @@ def _check_provider_name(provider: str, base_url: str | None, user: str | None) 
 
     known = load_catalog().providers
     if base_url is not None and provider in known:
-        raise UsageError(f"{provider} is a built-in provider", "give the custom endpoint a name of its own, e.g. my" + provider)
+        raise UsageError(
+            f"{provider} is a built-in provider", "give the custom endpoint a name of its own, e.g. my" + provider
+        )
     if base_url is None and provider not in known and not _is_custom(provider):
         close = difflib.get_close_matches(provider, list(known), n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else "add --base-url URL to store a custom endpoint under this name"
+        hint = (
+            f"did you mean {', '.join(close)}?"
+            if close
+            else "add --base-url URL to store a custom endpoint under this name"
+        )
         raise UsageError(f"unknown provider {provider!r}", hint)
 
 
@@ -291,7 +369,9 @@ def read_secret(term: Terminal, provider: str, optional: bool) -> str:
         text = term.stdin.read().decode("utf-8", "replace")
     secret = text.strip()
     if not secret and not optional:
-        raise UsageError(f"no key given for {provider}", f"{SECRET_NOT_ON_ARGV}: printf %s \"$KEY\" | r42 keys set {provider}")
+        raise UsageError(
+            f"no key given for {provider}", f'{SECRET_NOT_ON_ARGV}: printf %s "$KEY" | r42 keys set {provider}'
+        )
     if any(ch.isspace() for ch in secret):
         raise UsageError("the key contains whitespace", "pipe only the key itself")
     return secret
@@ -305,9 +385,13 @@ def _list_endpoint_models(term: Terminal, base_url: str, secret: str) -> list[st
     try:
         response = httpx.get(base_url.rstrip("/") + "/models", headers=headers, timeout=5.0)
         response.raise_for_status()
-        names = [m["id"] for m in response.json().get("data", []) if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        names = [
+            m["id"] for m in response.json().get("data", []) if isinstance(m, dict) and isinstance(m.get("id"), str)
+        ]
     except (httpx.HTTPError, ValueError, AttributeError, TypeError) as exc:
-        term.note(f"r42: warning: could not list the models of {base_url} ({type(exc).__name__}); add them with --model NAME")
+        term.note(
+            f"r42: warning: could not list the models of {base_url} ({type(exc).__name__}); add them with --model NAME"
+        )
         return []
     if not names:
         term.note(f"r42: warning: {base_url} lists no models; add them with --model NAME")
@@ -316,7 +400,9 @@ def _list_endpoint_models(term: Terminal, base_url: str, secret: str) -> list[st
 
 @keys.command("get")
 @click.argument("provider", shell_complete=complete_providers)
-@click.option("--user", default=None, shell_complete=complete_users, help="This user's credential (falls back to the global one).")
+@click.option(
+    "--user", default=None, shell_complete=complete_users, help="This user's credential (falls back to the global one)."
+)
 @click.pass_context
 def get_command(ctx: click.Context, provider: str, user: str | None) -> None:
     """Print PROVIDER's stored key (the user's own with --user, else the global one).
@@ -327,7 +413,9 @@ def get_command(ctx: click.Context, provider: str, user: str | None) -> None:
     """
     found = store.get_secret(provider, user)
     if found is None or not found.secret:
-        raise NoCredentialsError(f"no stored key for {provider}", f"store one: printf %s \"$KEY\" | r42 keys set {provider}")
+        raise NoCredentialsError(
+            f"no stored key for {provider}", f'store one: printf %s "$KEY" | r42 keys set {provider}'
+        )
     terminal_of(ctx).write(found.secret.encode() + b"\n")
 
 
@@ -368,13 +456,16 @@ def rotate_master_command(ctx: click.Context) -> None:
 
     count, backup = rotate_master_key()
     audit.record(audit.cli_actor(), "credential.rotate_master", None, {"secrets": count})
-    terminal_of(ctx).note(f"r42: re-encrypted {count} stored secret{'s' if count != 1 else ''} under a new master key;"
-                          f" the old key is in {backup} (delete it once the new one is backed up)")
+    terminal_of(ctx).note(
+        f"r42: re-encrypted {count} stored secret{'s' if count != 1 else ''} under a new master key;"
+        f" the old key is in {backup} (delete it once the new one is backed up)"
+    )
 
 
 @keys.command("audit")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
-              help="How many of the latest entries.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="How many of the latest entries."
+)
 @click.option("--action", default=None, help="Only this action or family (key, key.create, hook, ...).")
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
 @click.pass_context

@@ -11,7 +11,9 @@ from r42.store.stats import parse_since
 
 
 @click.command("log")
-@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True, help="How many of the most recent rows.")
+@click.option(
+    "--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True, help="How many of the most recent rows."
+)
 @click.option("--since", default=None, help="Only rows since then: 7d, 24h, 30m, or a date.")
 @click.option("--user", default=None, help="Only this gateway user's rows.")
 @click.pass_context

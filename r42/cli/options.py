@@ -46,10 +46,20 @@ def mode_option(func: Callable) -> Callable:
 
 def privacy_options(func: Callable) -> Callable:
     """--allow-cloud / --redact: what a prompt with sensitive data may do (setting sensitive_policy)."""
-    func = click.option("--redact", "sensitive_policy", flag_value="redact", default=None,
-                        help="Let prompts with sensitive data go to cloud models with each value replaced by a placeholder (restored in the answer).")(func)
-    func = click.option("--allow-cloud", "sensitive_policy", flag_value="allow", default=None,
-                        help="Let prompts with sensitive data go to cloud models as they are.")(func)
+    func = click.option(
+        "--redact",
+        "sensitive_policy",
+        flag_value="redact",
+        default=None,
+        help="Let prompts with sensitive data go to cloud models with each value replaced by a placeholder (restored in the answer).",
+    )(func)
+    func = click.option(
+        "--allow-cloud",
+        "sensitive_policy",
+        flag_value="allow",
+        default=None,
+        help="Let prompts with sensitive data go to cloud models as they are.",
+    )(func)
     return func
 
 

@@ -14,9 +14,14 @@ def input_options(func: Callable) -> Callable:
     """FILE argument and the input/output format flags every pipe command shares."""
     func = click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")(func)
     func = click.option(
-        "--nl", "form", flag_value="nl", help="Read NDJSON: one request per line (detected when several lines hold objects)."
+        "--nl",
+        "form",
+        flag_value="nl",
+        help="Read NDJSON: one request per line (detected when several lines hold objects).",
     )(func)
-    func = click.option("--text", "form", flag_value="text", help="Read stdin as one plain-text prompt, even if it looks like JSON.")(func)
+    func = click.option(
+        "--text", "form", flag_value="text", help="Read stdin as one plain-text prompt, even if it looks like JSON."
+    )(func)
     func = click.argument("input_file", required=False, type=click.File("rb"), metavar="[FILE]")(func)
     return func
 

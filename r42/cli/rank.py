@@ -19,18 +19,55 @@ from r42.views import render_ranking
 @input_options
 @mode_option
 @scorer_option
-@click.option("--top", "-n", type=click.IntRange(min=1), default=10, show_default=True, help="How many candidates to keep.")
+@click.option(
+    "--top", "-n", type=click.IntRange(min=1), default=10, show_default=True, help="How many candidates to keep."
+)
 @click.option("--all", "show_all", is_flag=True, help="Keep every candidate.")
 @click.option("--include-unavailable", is_flag=True, help="Rank as if every provider were configured.")
-@click.option("--max-cost", type=click.FloatRange(min=0), default=None, cls=SettingOption, envvar="R42_MAX_COST", show_envvar=True, help="Highest estimated USD per call.")
-@click.option("--min-quality", type=click.FloatRange(0, 1), default=None, help="Strict minimum quality (0..1), instead of the one derived from complexity.")
-@click.option("--provider", "providers", multiple=True, shell_complete=complete_providers, help="Only these providers (repeatable).")
+@click.option(
+    "--max-cost",
+    type=click.FloatRange(min=0),
+    default=None,
+    cls=SettingOption,
+    envvar="R42_MAX_COST",
+    show_envvar=True,
+    help="Highest estimated USD per call.",
+)
+@click.option(
+    "--min-quality",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Strict minimum quality (0..1), instead of the one derived from complexity.",
+)
+@click.option(
+    "--provider",
+    "providers",
+    multiple=True,
+    shell_complete=complete_providers,
+    help="Only these providers (repeatable).",
+)
 @privacy_options
 @explain_option
 @click.option("--local", "force", flag_value="local", help="Only local models.")
 @click.option("--cloud", "force", flag_value="cloud", help="Only cloud models.")
 @click.pass_context
-def rank(ctx: click.Context, input_file, form, force_json, mode, scorer, top, show_all, include_unavailable, max_cost, min_quality, providers, sensitive_policy, explain, force) -> None:
+def rank(
+    ctx: click.Context,
+    input_file,
+    form,
+    force_json,
+    mode,
+    scorer,
+    top,
+    show_all,
+    include_unavailable,
+    max_cost,
+    min_quality,
+    providers,
+    sensitive_policy,
+    explain,
+    force,
+) -> None:
     """Rank the catalog's models for each prompt, best first, with reasons.
 
     Adds `ranking` (and `score`, when missing) and passes every other key through. Exits 3 when
@@ -40,9 +77,13 @@ def rank(ctx: click.Context, input_file, form, force_json, mode, scorer, top, sh
     Example:
       echo "Prove that the square root of 2 is irrational" | r42 score | r42 rank --mode cost --include-unavailable
     """
-    settings = load_settings({"mode": mode, "scorer": scorer, "max_cost": max_cost, "sensitive_policy": sensitive_policy})
+    settings = load_settings(
+        {"mode": mode, "scorer": scorer, "max_cost": max_cost, "sensitive_policy": sensitive_policy}
+    )
     router = Router.from_settings(settings)
-    constraints = router.constraints(include_unavailable=include_unavailable, min_quality=min_quality, providers=tuple(providers), force=force)
+    constraints = router.constraints(
+        include_unavailable=include_unavailable, min_quality=min_quality, providers=tuple(providers), force=force
+    )
     term = terminal_of(ctx)
     empty = []
 
@@ -52,7 +93,9 @@ def rank(ctx: click.Context, input_file, form, force_json, mode, scorer, top, sh
         if not ranking.candidates:
             empty.append(doc.get("id"))
         elif ranking.relaxed:
-            term.note(f"r42: warning: no model reaches quality {ranking.required_quality:.2f}; showing the best available")
+            term.note(
+                f"r42: warning: no model reaches quality {ranking.required_quality:.2f}; showing the best available"
+            )
         if explain:
             for line in privacy_explanation(score, constraints, ranking.excluded):
                 term.note(f"r42: {line}")
@@ -60,5 +103,7 @@ def rank(ctx: click.Context, input_file, form, force_json, mode, scorer, top, sh
 
     run_stage(ctx, stage, render_ranking, input_file, form, force_json)
     if empty:
-        term.note("r42: error: no model satisfies the prompt's needs and the constraints (see ranking.excluded; --include-unavailable ranks as if every provider were configured)")
+        term.note(
+            "r42: error: no model satisfies the prompt's needs and the constraints (see ranking.excluded; --include-unavailable ranks as if every provider were configured)"
+        )
         ctx.exit(int(ExitCode.NO_CANDIDATE))

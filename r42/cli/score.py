@@ -17,11 +17,25 @@ from r42.views import render_score
 @click.command()
 @input_options
 @scorer_option
-@click.option("--calibrate", "calibrate_file", type=click.File("rb"), default=None, metavar="PROMPTS",
-              help="Instead of scoring: find the cut points that send --strong-share of these prompts (text lines or NDJSON) to strong models, and save them in config.toml.")
-@click.option("--strong-share", type=click.FloatRange(0, 1), default=0.3, show_default=True, help="With --calibrate: the share of prompts to treat as complex.")
+@click.option(
+    "--calibrate",
+    "calibrate_file",
+    type=click.File("rb"),
+    default=None,
+    metavar="PROMPTS",
+    help="Instead of scoring: find the cut points that send --strong-share of these prompts (text lines or NDJSON) to strong models, and save them in config.toml.",
+)
+@click.option(
+    "--strong-share",
+    type=click.FloatRange(0, 1),
+    default=0.3,
+    show_default=True,
+    help="With --calibrate: the share of prompts to treat as complex.",
+)
 @click.pass_context
-def score(ctx: click.Context, input_file, form, force_json: bool, scorer: str | None, calibrate_file, strong_share: float) -> None:
+def score(
+    ctx: click.Context, input_file, form, force_json: bool, scorer: str | None, calibrate_file, strong_share: float
+) -> None:
     """Estimate how hard a prompt is, its domain, what it needs and what sensitive data it holds.
 
     Adds `score` to each document and passes every other key through.
@@ -58,6 +72,12 @@ def calibrate_levels(ctx: click.Context, raw: bytes, settings, strong_share: flo
     simple_below, complex_from = calibrate(complexities, strong_share)
     path = write_config_values({"simple_below": round(simple_below, 6), "complex_from": round(complex_from, 6)})
     share = sum(c >= complex_from for c in complexities) / len(complexities)
-    result = {"prompts": len(docs), "strong_share": strong_share, "complex_share": round(share, 4),
-              "simple_below": round(simple_below, 6), "complex_from": round(complex_from, 6), "config": str(path)}
+    result = {
+        "prompts": len(docs),
+        "strong_share": strong_share,
+        "complex_share": round(share, 4),
+        "simple_below": round(simple_below, 6),
+        "complex_from": round(complex_from, 6),
+        "config": str(path),
+    }
     terminal_of(ctx).write(json.dumps(result, separators=(",", ":")).encode() + b"\n")

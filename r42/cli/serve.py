@@ -18,19 +18,70 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="R42_SERVE_HOST", show_envvar=True, help="Address to listen on (0.0.0.0 for every interface).")
-@click.option("--port", type=click.IntRange(0, 65535), default=4242, show_default=True, envvar="R42_SERVE_PORT", show_envvar=True, help="Port to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="R42_SERVE_HOST",
+    show_envvar=True,
+    help="Address to listen on (0.0.0.0 for every interface).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=4242,
+    show_default=True,
+    envvar="R42_SERVE_PORT",
+    show_envvar=True,
+    help="Port to listen on.",
+)
 @click.option("--no-auth", is_flag=True, help="Accept requests without a gateway key (loopback addresses only).")
 @mode_option
-@click.option("--max-body", type=click.IntRange(min=1024), default=None, cls=SettingOption, envvar="R42_SERVE_MAX_BODY", show_envvar=True, help="Largest request body in bytes (413 above) [default: 32 MiB].")
-@click.option("--max-concurrency", type=click.IntRange(min=1), default=None, cls=SettingOption, envvar="R42_SERVE_MAX_CONCURRENCY", show_envvar=True, help="Requests handled at once (503 above) [default: 256].")
-@click.option("--access-log", "access_log", metavar="FILE", default=None,
-              help="Append one line per request (time, status, method, path, model, ms, request id) to FILE; "
-                   "- for stderr [default: stderr on a terminal, else none].")
-@click.option("--workers", default="1", show_default=True, metavar="N|auto", envvar="R42_SERVE_WORKERS", show_envvar=True,
-              help="Worker processes accepting on the one port (auto: one per core); limits hold across them.")
-def serve(host: str, port: int, no_auth: bool, mode: str | None, max_body: int | None, max_concurrency: int | None,
-          access_log: str | None, workers: str) -> None:
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=1024),
+    default=None,
+    cls=SettingOption,
+    envvar="R42_SERVE_MAX_BODY",
+    show_envvar=True,
+    help="Largest request body in bytes (413 above) [default: 32 MiB].",
+)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    cls=SettingOption,
+    envvar="R42_SERVE_MAX_CONCURRENCY",
+    show_envvar=True,
+    help="Requests handled at once (503 above) [default: 256].",
+)
+@click.option(
+    "--access-log",
+    "access_log",
+    metavar="FILE",
+    default=None,
+    help="Append one line per request (time, status, method, path, model, ms, request id) to FILE; "
+    "- for stderr [default: stderr on a terminal, else none].",
+)
+@click.option(
+    "--workers",
+    default="1",
+    show_default=True,
+    metavar="N|auto",
+    envvar="R42_SERVE_WORKERS",
+    show_envvar=True,
+    help="Worker processes accepting on the one port (auto: one per core); limits hold across them.",
+)
+def serve(
+    host: str,
+    port: int,
+    no_auth: bool,
+    mode: str | None,
+    max_body: int | None,
+    max_concurrency: int | None,
+    access_log: str | None,
+    workers: str,
+) -> None:
     """Serve the OpenAI and Anthropic APIs with r42's routing.
 
     \b
@@ -90,13 +141,20 @@ def _serve_workers(settings: Settings, host: str, port: int, no_auth: bool, acce
     from r42.server.workers import Supervisor, listen, serving_on
 
     if no_auth and not is_loopback(host):
-        raise UsageError(f"--no-auth is only allowed on a loopback address, not {host}", "bind to 127.0.0.1, or create keys with `r42 keys create USER`")
+        raise UsageError(
+            f"--no-auth is only allowed on a loopback address, not {host}",
+            "bind to 127.0.0.1, or create keys with `r42 keys create USER`",
+        )
     limits = limits_of(settings)
     try:
         sock = listen(host, port)
     except OSError as exc:
-        reason = "the address is already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or type(exc).__name__)
-        raise UsageError(f"cannot listen on {host}:{port}: {reason}", "choose another --port, or stop the server using it") from None
+        reason = (
+            "the address is already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or type(exc).__name__)
+        )
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {reason}", "choose another --port, or stop the server using it"
+        ) from None
     log_file = _access_log_file(access_log)
 
     def work(sock: socket.socket) -> None:
@@ -111,7 +169,10 @@ def _serve_workers(settings: Settings, host: str, port: int, no_auth: bool, acce
     if no_auth:
         click.echo("r42: warning: --no-auth: anyone who can reach this address can use your provider keys", err=True)
     where = f"http://{host}:{sock.getsockname()[1]}"
-    click.echo(f"r42 serve: listening on {where} with {count} workers (OpenAI: {where}/v1, Anthropic: {where}); Ctrl-C stops", err=True)
+    click.echo(
+        f"r42 serve: listening on {where} with {count} workers (OpenAI: {where}/v1, Anthropic: {where}); Ctrl-C stops",
+        err=True,
+    )
     try:
         Supervisor(count, sock, work, grace=limits.grace).run()
     finally:

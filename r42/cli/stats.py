@@ -24,7 +24,17 @@ def _ms(value: float | None) -> str:
 
 def _group_rows(groups: dict[str, dict[str, Any]]) -> list[list[Any]]:
     return [
-        [key, g["requests"], f"{100 * g['error_rate']:.1f}%", g["input_tokens"], g["output_tokens"], f"${g['cost_usd']:.4f}", f"${g['savings_usd']:.4f}", _ms(g["latency_ms"]["p50"]), _ms(g["latency_ms"]["p95"])]
+        [
+            key,
+            g["requests"],
+            f"{100 * g['error_rate']:.1f}%",
+            g["input_tokens"],
+            g["output_tokens"],
+            f"${g['cost_usd']:.4f}",
+            f"${g['savings_usd']:.4f}",
+            _ms(g["latency_ms"]["p50"]),
+            _ms(g["latency_ms"]["p95"]),
+        ]
         for key, g in groups.items()
     ]
 
@@ -39,7 +49,9 @@ def render_stats(result: dict[str, Any]) -> str:
         f"requests    {t['requests']} from {result['first']} to {result['last']}, {t['errors']} errors ({100 * t['error_rate']:.1f}%)",
         f"tokens      {t['input_tokens']} in, {t['output_tokens']} out",
         f"cost        ${t['cost_usd']:.4f}",
-        f"savings     ${t['savings_usd']:.4f}{pct} against {ref['model']} (${t['reference_cost_usd']:.4f}; {ref['why']})" if ref else "savings     - (no priced reference model)",
+        f"savings     ${t['savings_usd']:.4f}{pct} against {ref['model']} (${t['reference_cost_usd']:.4f}; {ref['why']})"
+        if ref
+        else "savings     - (no priced reference model)",
         f"latency     p50 {_ms(t['latency_ms']['p50'])} ms, p95 {_ms(t['latency_ms']['p95'])} ms; first token p50 {_ms(t['ttft_ms']['p50'])} ms, p95 {_ms(t['ttft_ms']['p95'])} ms",
     ]
     headers = ["requests", "errors", "tokens in", "tokens out", "cost", "saved", "p50 ms", "p95 ms"]
@@ -53,9 +65,15 @@ def render_health(circuits: dict[str, dict[str, Any]]) -> str:
     if not circuits:
         return "no attempts in the health window (nothing was asked recently, or health is off)"
     rows = [
-        [key, c["state"], f"{c['failures']}/{c['attempts']}",
-         ", ".join(f"{k} {n}" for k, n in sorted(c["errors"].items())) or "-",
-         _ms(c["latency_ms_p50"]), _ms(c["ttft_ms_p50"]), c.get("reason") or ""]
+        [
+            key,
+            c["state"],
+            f"{c['failures']}/{c['attempts']}",
+            ", ".join(f"{k} {n}" for k, n in sorted(c["errors"].items())) or "-",
+            _ms(c["latency_ms_p50"]),
+            _ms(c["ttft_ms_p50"]),
+            c.get("reason") or "",
+        ]
         for key, c in circuits.items()
     ]
     headers = ["provider / model", "circuit", "failed", "errors", "p50 ms", "ttft p50 ms", "reason"]
@@ -84,14 +102,32 @@ def html_report(scope: Scope, ref: Any) -> str:
 @click.command()
 @click.option("--since", default=None, help="Only requests since then: 7d, 24h, 30m, 2w, or a date (2026-01-31).")
 @click.option("--user", default=None, shell_complete=complete_users, help="Only this gateway user's requests.")
-@click.option("--reference", default=None, cls=SettingOption, envvar="R42_STATS_REFERENCE_MODEL", show_envvar=True, help="Compute savings against this model (default: the strongest model you have a credential for).")
+@click.option(
+    "--reference",
+    default=None,
+    cls=SettingOption,
+    envvar="R42_STATS_REFERENCE_MODEL",
+    show_envvar=True,
+    help="Compute savings against this model (default: the strongest model you have a credential for).",
+)
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
 @click.option("--html", "as_html", is_flag=True, help="Write the dashboard's panels as one standalone HTML page.")
-@click.option("--health", "show_health", is_flag=True,
-              help="Show each provider's and model's circuit (state, failures, latency) instead.")
+@click.option(
+    "--health",
+    "show_health",
+    is_flag=True,
+    help="Show each provider's and model's circuit (state, failures, latency) instead.",
+)
 @click.pass_context
-def stats(ctx: click.Context, since: str | None, user: str | None, reference: str | None, force_json: bool,
-          as_html: bool, show_health: bool) -> None:
+def stats(
+    ctx: click.Context,
+    since: str | None,
+    user: str | None,
+    reference: str | None,
+    force_json: bool,
+    as_html: bool,
+    show_health: bool,
+) -> None:
     """Totals and breakdowns of the routing log by model, mode, domain, user and day.
 
     Cost, savings against a reference model, latency p50/p95 and error rate. A table on a

@@ -14,8 +14,21 @@ from r42.formats import openai as oa
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; used when the request sets none
 JSON_INSTRUCTION = "Respond with a single JSON object and nothing else."
 
-STOP_TO_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls", "refusal": "content_filter", "pause_turn": "stop"}
-FINISH_TO_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal", "function_call": "tool_use"}
+STOP_TO_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
+FINISH_TO_STOP = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+    "function_call": "tool_use",
+}
 
 
 # --- OpenAI request -> Anthropic request ---------------------------------------------------------
@@ -43,7 +56,12 @@ def request_to_anthropic(request: dict[str, Any]) -> dict[str, Any]:
     tools = oa.function_tools(request)
     if tools:
         params["tools"] = [
-            {"name": t["name"], "description": t.get("description", ""), "input_schema": t.get("parameters") or {"type": "object", "properties": {}}} for t in tools
+            {
+                "name": t["name"],
+                "description": t.get("description", ""),
+                "input_schema": t.get("parameters") or {"type": "object", "properties": {}},
+            }
+            for t in tools
         ]
         choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"))
         if choice:
@@ -63,14 +81,25 @@ def _split_system(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[
 def _message(message: dict[str, Any]) -> dict[str, Any]:
     role = message.get("role")
     if role in ("tool", "function"):
-        result = {"type": "tool_result", "tool_use_id": message.get("tool_call_id") or message.get("name", ""), "content": _tool_result_content(message.get("content"))}
+        result = {
+            "type": "tool_result",
+            "tool_use_id": message.get("tool_call_id") or message.get("name", ""),
+            "content": _tool_result_content(message.get("content")),
+        }
         return {"role": "user", "content": [result]}
     blocks = [_block(part) for part in oa.parts_of(message.get("content"))]
     blocks = [b for b in blocks if b is not None]
     if role == "assistant":
         for call in message.get("tool_calls") or []:
             function = call.get("function") or {}
-            blocks.append({"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""), "input": oa.parse_arguments(function.get("arguments"))})
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": call.get("id", ""),
+                    "name": function.get("name", ""),
+                    "input": oa.parse_arguments(function.get("arguments")),
+                }
+            )
         return {"role": "assistant", "content": blocks}
     return {"role": "user", "content": blocks}
 
@@ -127,7 +156,11 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
 def usage_to_openai(usage: dict[str, Any] | None) -> dict[str, int] | None:
     if not usage:
         return None
-    prompt = (usage.get("input_tokens") or 0) + (usage.get("cache_read_input_tokens") or 0) + (usage.get("cache_creation_input_tokens") or 0)
+    prompt = (
+        (usage.get("input_tokens") or 0)
+        + (usage.get("cache_read_input_tokens") or 0)
+        + (usage.get("cache_creation_input_tokens") or 0)
+    )
     return oa.usage(prompt, usage.get("output_tokens"))
 
 
@@ -145,7 +178,9 @@ def message_to_openai(message: dict[str, Any]) -> dict[str, Any]:
     if thinking:
         out_message["reasoning_content"] = "".join(thinking)
     finish = STOP_TO_FINISH.get(message.get("stop_reason") or "", "stop")
-    return oa.completion(message.get("model", ""), out_message, finish, usage_to_openai(message.get("usage")), id=message.get("id"))
+    return oa.completion(
+        message.get("model", ""), out_message, finish, usage_to_openai(message.get("usage")), id=message.get("id")
+    )
 
 
 class StreamToOpenAI:
@@ -186,7 +221,12 @@ class StreamToOpenAI:
         if block.get("type") == "tool_use":
             position = len(self.tool_index)
             self.tool_index[index] = position
-            call = {"index": position, "id": block.get("id", ""), "type": "function", "function": {"name": block.get("name", ""), "arguments": ""}}
+            call = {
+                "index": position,
+                "id": block.get("id", ""),
+                "type": "function",
+                "function": {"name": block.get("name", ""), "arguments": ""},
+            }
             yield self._chunk({"tool_calls": [call]})
         elif block.get("type") == "text" and block.get("text"):
             yield self._chunk({"content": block["text"]})
@@ -214,7 +254,12 @@ def request_to_openai(params: dict[str, Any]) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     system = params.get("system")
     if system:
-        messages.append({"role": "system", "content": system if isinstance(system, str) else "".join(b.get("text", "") for b in system)})
+        messages.append(
+            {
+                "role": "system",
+                "content": system if isinstance(system, str) else "".join(b.get("text", "") for b in system),
+            }
+        )
     for message in params.get("messages") or []:
         messages.extend(_to_openai_messages(message))
     out: dict[str, Any] = {"model": params.get("model"), "messages": messages, "max_tokens": params.get("max_tokens")}
@@ -224,7 +269,17 @@ def request_to_openai(params: dict[str, Any]) -> dict[str, Any]:
     if params.get("stop_sequences"):
         out["stop"] = params["stop_sequences"]
     if params.get("tools"):
-        out["tools"] = [{"type": "function", "function": {"name": t["name"], "description": t.get("description", ""), "parameters": t.get("input_schema")}} for t in params["tools"]]
+        out["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t["name"],
+                    "description": t.get("description", ""),
+                    "parameters": t.get("input_schema"),
+                },
+            }
+            for t in params["tools"]
+        ]
     choice = params.get("tool_choice") or {}
     mapping = {"any": "required", "none": "none", "auto": "auto"}
     if choice.get("type") == "tool":
@@ -247,13 +302,23 @@ def _to_openai_messages(message: dict[str, Any]) -> list[dict[str, Any]]:
             parts.append({"type": "text", "text": block.get("text", "")})
         elif kind == "image":
             source = block.get("source") or {}
-            url = source.get("url") if source.get("type") == "url" else f"data:{source.get('media_type')};base64,{source.get('data')}"
+            url = (
+                source.get("url")
+                if source.get("type") == "url"
+                else f"data:{source.get('media_type')};base64,{source.get('data')}"
+            )
             parts.append({"type": "image_url", "image_url": {"url": url}})
         elif kind == "tool_use":
             calls.append(oa.tool_call(block.get("id", ""), block.get("name", ""), block.get("input")))
         elif kind == "tool_result":
             body = block.get("content")
-            results.append({"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": body if isinstance(body, str) else oa.text_of(body)})
+            results.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": block.get("tool_use_id", ""),
+                    "content": body if isinstance(body, str) else oa.text_of(body),
+                }
+            )
     out: list[dict[str, Any]] = list(results)
     if message["role"] == "assistant":
         text = oa.text_of(parts)
@@ -273,7 +338,14 @@ def completion_to_anthropic(response: dict[str, Any]) -> dict[str, Any]:
         blocks.append({"type": "text", "text": text})
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
-        blocks.append({"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""), "input": oa.parse_arguments(function.get("arguments"))})
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id", ""),
+                "name": function.get("name", ""),
+                "input": oa.parse_arguments(function.get("arguments")),
+            }
+        )
     usage = response.get("usage") or {}
     return {
         "id": response.get("id", ""),
@@ -304,7 +376,16 @@ class ChunksToAnthropic:
         if not self.started:
             self.started = True
             self.model = self.model or chunk.get("model", "")
-            message = {"id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}
+            message = {
+                "id": self.id,
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": [],
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            }
             yield "message_start", {"type": "message_start", "message": message}
         if chunk.get("usage"):
             self.usage = chunk["usage"]
@@ -312,7 +393,14 @@ class ChunksToAnthropic:
             delta = choice.get("delta") or {}
             if delta.get("content"):
                 yield from self._open("text", {"type": "text", "text": ""})
-                yield "content_block_delta", {"type": "content_block_delta", "index": self.block, "delta": {"type": "text_delta", "text": delta["content"]}}
+                yield (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": self.block,
+                        "delta": {"type": "text_delta", "text": delta["content"]},
+                    },
+                )
             for call in delta.get("tool_calls") or []:
                 yield from self._tool_delta(call)
             if choice.get("finish_reason"):
@@ -330,10 +418,21 @@ class ChunksToAnthropic:
         index = call.get("index", 0)
         function = call.get("function") or {}
         if index not in self.tool_blocks:
-            yield from self._open("tool_use", {"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""), "input": {}}, key=index)
+            yield from self._open(
+                "tool_use",
+                {"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""), "input": {}},
+                key=index,
+            )
             self.tool_blocks[index] = self.block
         if function.get("arguments"):
-            yield "content_block_delta", {"type": "content_block_delta", "index": self.tool_blocks[index], "delta": {"type": "input_json_delta", "partial_json": function["arguments"]}}
+            yield (
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": self.tool_blocks[index],
+                    "delta": {"type": "input_json_delta", "partial_json": function["arguments"]},
+                },
+            )
 
     def _close(self) -> Iterator[tuple[str, dict[str, Any]]]:
         if self.block_kind is not None:
@@ -344,5 +443,8 @@ class ChunksToAnthropic:
         yield from self._close()
         stop = FINISH_TO_STOP.get(self.finish or "stop", "end_turn")
         usage = {"output_tokens": self.usage.get("completion_tokens", 0)}
-        yield "message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": usage}
+        yield (
+            "message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": usage},
+        )
         yield "message_stop", {"type": "message_stop"}

@@ -12,14 +12,25 @@ from typing import Any, Iterator
 
 from r42.formats import openai as oa
 
-FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter", "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter", "IMAGE_SAFETY": "content_filter"}
+FINISH = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+}
 
 
 def request_to_gemini(request: dict[str, Any]) -> dict[str, Any]:
     """The generateContent body (without the model, which goes in the URL)."""
     messages = request.get("messages") or []
     system = [oa.text_of(m.get("content")) for m in messages if m.get("role") in ("system", "developer")]
-    names = {c.get("id", ""): (c.get("function") or {}).get("name", "") for m in messages for c in m.get("tool_calls") or []}
+    names = {
+        c.get("id", ""): (c.get("function") or {}).get("name", "") for m in messages for c in m.get("tool_calls") or []
+    }
     contents = _merge([_content(m, names) for m in messages if m.get("role") not in ("system", "developer")])
     body: dict[str, Any] = {"contents": contents}
     if any(system):
@@ -55,7 +66,13 @@ def _tool_config(choice: Any) -> dict[str, Any] | None:
 
 def _generation_config(request: dict[str, Any]) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    for key, name in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed"), ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
+    for key, name in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("seed", "seed"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+    ):
         if request.get(key) is not None:
             config[name] = request[key]
     if oa.max_tokens_of(request):
@@ -74,7 +91,10 @@ def _content(message: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     role = message.get("role")
     if role in ("tool", "function"):
         call_id = message.get("tool_call_id", "")
-        response = {"name": names.get(call_id) or message.get("name", ""), "response": {"result": oa.text_of(message.get("content"))}}
+        response = {
+            "name": names.get(call_id) or message.get("name", ""),
+            "response": {"result": oa.text_of(message.get("content"))},
+        }
         if call_id:
             response["id"] = call_id
         return {"role": "user", "parts": [{"functionResponse": response}]}
@@ -130,7 +150,11 @@ def _split(parts: list[dict[str, Any]], first_call: int = 0) -> tuple[str, str, 
     for part in parts:
         if "functionCall" in part:
             call = part["functionCall"]
-            calls.append(oa.tool_call(call.get("id") or f"call_{first_call + len(calls)}", call.get("name", ""), call.get("args")))
+            calls.append(
+                oa.tool_call(
+                    call.get("id") or f"call_{first_call + len(calls)}", call.get("name", ""), call.get("args")
+                )
+            )
         elif part.get("thought"):
             thought.append(part.get("text", ""))
         elif "text" in part:
@@ -151,7 +175,13 @@ def response_to_openai(response: dict[str, Any], model: str = "") -> dict[str, A
     if thought:
         message["reasoning_content"] = thought
     finish = _finish(reason or "STOP", bool(calls))
-    return oa.completion(response.get("modelVersion") or model, message, finish, usage_to_openai(response.get("usageMetadata")), id=response.get("responseId"))
+    return oa.completion(
+        response.get("modelVersion") or model,
+        message,
+        finish,
+        usage_to_openai(response.get("usageMetadata")),
+        id=response.get("responseId"),
+    )
 
 
 class StreamToOpenAI:

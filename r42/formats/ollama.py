@@ -16,14 +16,23 @@ DONE_TO_FINISH = {"stop": "stop", "length": "length", "load": "stop", "unload": 
 def request_to_ollama(request: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments for ollama's Client.chat (the /api/chat body without `stream`)."""
     names = _tool_names(request.get("messages") or [])
-    params: dict[str, Any] = {"model": request["model"], "messages": [_message(m, names) for m in request.get("messages") or []]}
+    params: dict[str, Any] = {
+        "model": request["model"],
+        "messages": [_message(m, names) for m in request.get("messages") or []],
+    }
     if request.get("tools"):
         params["tools"] = [t for t in request["tools"] if t.get("type", "function") == "function"]
     wants_json, schema = oa.json_mode_of(request)
     if wants_json:
         params["format"] = schema or "json"
     options: dict[str, Any] = {}
-    for key, name in (("temperature", "temperature"), ("top_p", "top_p"), ("seed", "seed"), ("presence_penalty", "presence_penalty"), ("frequency_penalty", "frequency_penalty")):
+    for key, name in (
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("seed", "seed"),
+        ("presence_penalty", "presence_penalty"),
+        ("frequency_penalty", "frequency_penalty"),
+    ):
         if request.get(key) is not None:
             options[name] = request[key]
     if oa.max_tokens_of(request):
@@ -37,7 +46,9 @@ def request_to_ollama(request: dict[str, Any]) -> dict[str, Any]:
 
 def _tool_names(messages: list[dict[str, Any]]) -> dict[str, str]:
     """tool_call_id -> function name, since Ollama's tool messages name the tool, not the call."""
-    return {c.get("id", ""): (c.get("function") or {}).get("name", "") for m in messages for c in m.get("tool_calls") or []}
+    return {
+        c.get("id", ""): (c.get("function") or {}).get("name", "") for m in messages for c in m.get("tool_calls") or []
+    }
 
 
 def _message(message: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
@@ -52,12 +63,24 @@ def _message(message: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
         return out
     parts = oa.parts_of(message.get("content"))
     out = {"role": role, "content": oa.text_of(parts)}
-    images = [inline[1] for inline in (oa.split_data_url(oa.image_url_of(p) or "") for p in parts if p.get("type") == "image_url") if inline]
+    images = [
+        inline[1]
+        for inline in (oa.split_data_url(oa.image_url_of(p) or "") for p in parts if p.get("type") == "image_url")
+        if inline
+    ]
     if images:
         out["images"] = images
     calls = message.get("tool_calls") or []
     if calls:
-        out["tool_calls"] = [{"function": {"name": (c.get("function") or {}).get("name", ""), "arguments": oa.parse_arguments((c.get("function") or {}).get("arguments"))}} for c in calls]
+        out["tool_calls"] = [
+            {
+                "function": {
+                    "name": (c.get("function") or {}).get("name", ""),
+                    "arguments": oa.parse_arguments((c.get("function") or {}).get("arguments")),
+                }
+            }
+            for c in calls
+        ]
     return out
 
 
@@ -65,7 +88,9 @@ def _calls(message: dict[str, Any]) -> list[dict[str, Any]]:
     calls = []
     for index, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") or {}
-        calls.append(oa.tool_call(call.get("id") or f"call_{index}", function.get("name", ""), function.get("arguments")))
+        calls.append(
+            oa.tool_call(call.get("id") or f"call_{index}", function.get("name", ""), function.get("arguments"))
+        )
     return calls
 
 

@@ -85,8 +85,15 @@ def chunk(
     created: int | None = None,
 ) -> dict[str, Any]:
     """One chat.completion.chunk; delta None gives the usage-only chunk (empty choices)."""
-    out: dict[str, Any] = {"id": id, "object": "chat.completion.chunk", "created": created or int(time.time()), "model": model}
-    out["choices"] = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+    out: dict[str, Any] = {
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created or int(time.time()),
+        "model": model,
+    }
+    out["choices"] = (
+        [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+    )
     if usage is not None:
         out["usage"] = usage
     return out
@@ -101,7 +108,9 @@ def assistant_message(text: str | None, tool_calls: list[dict[str, Any]] | None 
 
 def tool_call(id: str, name: str, arguments: Any) -> dict[str, Any]:
     """An OpenAI tool call; `arguments` as the JSON text OpenAI uses (dicts are encoded)."""
-    text = arguments if isinstance(arguments, str) else orjson.dumps(arguments if arguments is not None else {}).decode()
+    text = (
+        arguments if isinstance(arguments, str) else orjson.dumps(arguments if arguments is not None else {}).decode()
+    )
     return {"id": id, "type": "function", "function": {"name": name, "arguments": text}}
 
 
@@ -121,7 +130,11 @@ def text_of(content: Any) -> str:
         return ""
     if isinstance(content, str):
         return content
-    return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") in ("text", "input_text", None))
+    return "".join(
+        part.get("text", "")
+        for part in content
+        if isinstance(part, dict) and part.get("type") in ("text", "input_text", None)
+    )
 
 
 def parts_of(content: Any) -> list[dict[str, Any]]:
@@ -174,7 +187,9 @@ def json_mode_of(request: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
 
 def function_tools(request: dict[str, Any]) -> list[dict[str, Any]]:
     """The `function` objects of the request's tools ({name, description, parameters})."""
-    return [t["function"] for t in request.get("tools") or [] if t.get("type", "function") == "function" and "function" in t]
+    return [
+        t["function"] for t in request.get("tools") or [] if t.get("type", "function") == "function" and "function" in t
+    ]
 
 
 def chunk_has_token(chunk: dict[str, Any]) -> bool:
@@ -220,7 +235,9 @@ class Accumulator:
             self.reasoning.append(delta["reasoning_content"])
         for call in delta.get("tool_calls") or []:
             index = call.get("index", len(self.tool_calls))
-            slot = self.tool_calls.setdefault(index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+            slot = self.tool_calls.setdefault(
+                index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+            )
             if call.get("id"):
                 slot["id"] = call["id"]
             function = call.get("function") or {}

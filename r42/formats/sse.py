@@ -55,7 +55,7 @@ class Decoder:
                 break
             end, width = cut
             self._line(buffer[:end].decode("utf-8", errors="replace"), events)
-            buffer = buffer[end + width:]
+            buffer = buffer[end + width :]
         self.buffer = buffer
         return events
 

@@ -97,7 +97,9 @@ def is_retryable(status: int | None, message: str) -> bool:
     return bool(MOVE_ON_PATTERNS.search(message))
 
 
-def provider_error(status: int | None, message: str, retry_after: float | None = None, secret: str | None = None) -> ProviderError:
+def provider_error(
+    status: int | None, message: str, retry_after: float | None = None, secret: str | None = None
+) -> ProviderError:
     """A classified ProviderError with a short message that never contains the secret."""
     text = redact(" ".join(str(message).split()), secret)
     if len(text) > MAX_MESSAGE:

@@ -7,7 +7,15 @@ import inspect
 from typing import Any, Iterator
 
 from r42.formats.anthropic import StreamToOpenAI, message_to_openai, request_to_anthropic
-from r42.providers import Endpoint, ProviderError, error_message, provider_error, retry_after_of, transport_error_types, transport_message
+from r42.providers import (
+    Endpoint,
+    ProviderError,
+    error_message,
+    provider_error,
+    retry_after_of,
+    transport_error_types,
+    transport_message,
+)
 
 # Error types an Anthropic stream can report in an `error` event (HTTP status already 200).
 STREAM_ERROR_STATUS = {"overloaded_error": 529, "api_error": 500, "rate_limit_error": 429, "timeout_error": 504}
@@ -20,7 +28,12 @@ class AnthropicAdapter:
         self.endpoint = endpoint
         self.sdk = anthropic
         self.failures = (anthropic.AnthropicError, ValueError, *transport_error_types())
-        timeout = anthropic.Timeout(connect=endpoint.connect_timeout, read=endpoint.read_timeout, write=endpoint.read_timeout, pool=endpoint.connect_timeout)
+        timeout = anthropic.Timeout(
+            connect=endpoint.connect_timeout,
+            read=endpoint.read_timeout,
+            write=endpoint.read_timeout,
+            pool=endpoint.connect_timeout,
+        )
         self.client = anthropic.Anthropic(
             api_key=endpoint.api_key or "none",
             base_url=endpoint.base_url,
@@ -65,7 +78,11 @@ class AnthropicAdapter:
         sdk = self.sdk
         secret = self.endpoint.api_key
         if isinstance(exc, sdk.APITimeoutError):
-            return provider_error(None, f"timeout (connect {self.endpoint.connect_timeout:g}s, read {self.endpoint.read_timeout:g}s)", secret=secret)
+            return provider_error(
+                None,
+                f"timeout (connect {self.endpoint.connect_timeout:g}s, read {self.endpoint.read_timeout:g}s)",
+                secret=secret,
+            )
         if isinstance(exc, sdk.APIConnectionError):
             cause = exc.__cause__ or exc.__context__
             return provider_error(None, f"connection failed: {cause or exc}", secret=secret)

@@ -28,7 +28,10 @@ class GeminiAdapter:
         self.errors = errors
         self.types = types
         root, version = split_base_url(endpoint.base_url)
-        options: dict[str, Any] = {"base_url": root, "timeout": int(max(endpoint.connect_timeout, endpoint.read_timeout) * 1000)}
+        options: dict[str, Any] = {
+            "base_url": root,
+            "timeout": int(max(endpoint.connect_timeout, endpoint.read_timeout) * 1000),
+        }
         options["api_version"] = version or "v1beta"  # the Gemini API's current version, as in the catalog
         # No retry_options: the SDK then makes exactly one attempt; r42's fallback decides.
         self.client = genai.Client(api_key=endpoint.api_key or "none", http_options=types.HttpOptions(**options))
@@ -42,7 +45,11 @@ class GeminiAdapter:
         config = {key: body[key] for key in ("systemInstruction", "tools", "toolConfig") if key in body}
         config.update(body.get("generationConfig") or {})
         config["automaticFunctionCalling"] = {"disable": True}
-        return {"model": request["model"], "contents": body["contents"], "config": self.types.GenerateContentConfig.model_validate(config)}
+        return {
+            "model": request["model"],
+            "contents": body["contents"],
+            "config": self.types.GenerateContentConfig.model_validate(config),
+        }
 
     def complete(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -70,7 +77,11 @@ class GeminiAdapter:
             retry_after = _retry_delay(exc.details)
             return provider_error(status, message, retry_after, secret)
         if isinstance(exc, ValueError):
-            return ProviderError(None, f"malformed response: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", retryable=True)
+            return ProviderError(
+                None,
+                f"malformed response: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                retryable=True,
+            )
         return provider_error(None, transport_message(exc), secret=secret)
 
 

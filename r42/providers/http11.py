@@ -59,8 +59,11 @@ def check_headers(headers: dict[str, str]) -> None:
     provider key holding CR/LF; the message names the header, never its value."""
     for name, value in headers.items():
         if TOKEN.fullmatch(name) is None or BAD_VALUE.search(value) is not None:
-            raise TransportError("invalid_header", f"the upstream header {name[:40]!r} holds a character HTTP does not "
-                                 "allow (CR, LF or another control character): check the provider's API key settings")
+            raise TransportError(
+                "invalid_header",
+                f"the upstream header {name[:40]!r} holds a character HTTP does not "
+                "allow (CR, LF or another control character): check the provider's API key settings",
+            )
 
 
 class Reply:
@@ -163,7 +166,7 @@ class BodyDecoder:
         while data and not self.done:
             if self.state == "data":
                 take = data[: self.left]
-                data = data[len(take):]
+                data = data[len(take) :]
                 self.left -= len(take)  # type: ignore[operator]
                 out.append(take)
                 if self.left == 0:
@@ -175,7 +178,7 @@ class BodyDecoder:
                     raise TransportError("broken", "connection broken: malformed chunked body")
                 self.pending = data
                 break
-            line, data = data[:end], data[end + 2:]
+            line, data = data[:end], data[end + 2 :]
             if self.state == "crlf":
                 if line:
                     raise TransportError("broken", "connection broken: malformed chunk")
@@ -199,7 +202,7 @@ class BodyDecoder:
         self.left -= len(take)
         if self.left == 0:
             self.done = True
-            self.rest = data[len(take):]
+            self.rest = data[len(take) :]
         return [take] if take else []
 
     def eof(self) -> None:
@@ -268,7 +271,6 @@ class _Body(_Releases):
         self.release(self.keep and not decoder.rest)
 
 
-
 class Origin:
     """Kept-alive connections to one scheme://host:port, shared by every thread."""
 
@@ -317,6 +319,7 @@ class Origin:
                 raise TransportError("connect", f"TLS with {where} failed ({_describe(exc)})") from None
         return _Connection(sock)
 
+
 _origins: dict[tuple[str, str, int], Origin] = {}
 _origins_lock = threading.Lock()
 
@@ -359,7 +362,12 @@ class _RequestHead:
         if headers:
             check_headers(headers)
             tail += "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1")
-        return b"POST %s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n%s" % ((self.prefix + path).encode("latin-1"), tail, len(body), body)
+        return b"POST %s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n%s" % (
+            (self.prefix + path).encode("latin-1"),
+            tail,
+            len(body),
+            body,
+        )
 
 
 class Client:
@@ -502,8 +510,17 @@ class AsyncOrigin:
 class AsyncReply(_Releases):
     """A response head; its body with `read()` or `async for piece in reply.iter_bytes()`."""
 
-    def __init__(self, origin: AsyncOrigin, conn: _AsyncConnection, status: int, reason: str, headers: dict[str, str],
-                 decoder: BodyDecoder, keep: bool, read_timeout: float | None) -> None:
+    def __init__(
+        self,
+        origin: AsyncOrigin,
+        conn: _AsyncConnection,
+        status: int,
+        reason: str,
+        headers: dict[str, str],
+        decoder: BodyDecoder,
+        keep: bool,
+        read_timeout: float | None,
+    ) -> None:
         self.origin = origin
         self.conn: _AsyncConnection | None = conn
         self.status = status
@@ -524,7 +541,9 @@ class AsyncReply(_Releases):
             return
         try:
             while not decoder.done:
-                async with asyncio.timeout(self.read_timeout):  # no data for read_timeout: give up (None: timed by the caller)
+                async with asyncio.timeout(
+                    self.read_timeout
+                ):  # no data for read_timeout: give up (None: timed by the caller)
                     data = await conn.reader.read(READ_SIZE)
                 if not data:
                     decoder.eof()
@@ -548,9 +567,10 @@ class AsyncReply(_Releases):
         self.release(self.keep and not decoder.rest)
 
 
-
 # Per event loop: a connection belongs to the loop that opened it (and goes when the loop goes).
-_async_origins: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncOrigin]]" = weakref.WeakKeyDictionary()  # by URL
+_async_origins: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncOrigin]]" = (
+    weakref.WeakKeyDictionary()
+)  # by URL
 
 
 def async_origin_of(url: str) -> AsyncOrigin:
@@ -629,7 +649,9 @@ def _describe(exc: BaseException) -> str:
 # --- choosing the transport ---------------------------------------------------------------------
 
 
-def client_for(base_url: str, headers: dict[str, str], connect_timeout: float, read_timeout: float) -> "Client | HttpxClient":
+def client_for(
+    base_url: str, headers: dict[str, str], connect_timeout: float, read_timeout: float
+) -> "Client | HttpxClient":
     """This client, or httpx's when an environment proxy applies to the URL."""
     cls = HttpxClient if proxied(base_url) else Client
     return cls(base_url, headers, connect_timeout, read_timeout)
@@ -659,7 +681,9 @@ class HttpxClient:
     def stream(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> Iterator[Reply]:
         with self._errors():
             with self.client.stream("POST", path, content=body, headers=headers) as response:
-                yield Reply(response.status_code, response.reason_phrase, dict(response.headers), self._chunks(response))
+                yield Reply(
+                    response.status_code, response.reason_phrase, dict(response.headers), self._chunks(response)
+                )
 
     def _chunks(self, response) -> Iterator[bytes]:  # noqa: ANN001
         with self._errors():
@@ -683,7 +707,6 @@ class HttpxClient:
 
     def close(self) -> None:
         self.client.close()
-
 
 
 def proxied(url: str) -> bool:

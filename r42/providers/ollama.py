@@ -15,7 +15,12 @@ class OllamaAdapter:
 
         self.endpoint = endpoint
         self.sdk = ollama
-        timeout = httpx.Timeout(connect=endpoint.connect_timeout, read=endpoint.read_timeout, write=endpoint.read_timeout, pool=endpoint.connect_timeout)
+        timeout = httpx.Timeout(
+            connect=endpoint.connect_timeout,
+            read=endpoint.read_timeout,
+            write=endpoint.read_timeout,
+            pool=endpoint.connect_timeout,
+        )
         headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else None
         self.client = ollama.Client(host=endpoint.base_url, timeout=timeout, headers=headers)  # the SDK never retries
         self.failures = (ollama.ResponseError, ConnectionError, ValueError, *transport_error_types())
@@ -42,10 +47,18 @@ class OllamaAdapter:
 
     def _error(self, exc: Exception) -> ProviderError:
         if isinstance(exc, self.sdk.ResponseError):
-            status = exc.status_code if exc.status_code and exc.status_code > 0 else None  # -1: an error line mid-stream
+            status = (
+                exc.status_code if exc.status_code and exc.status_code > 0 else None
+            )  # -1: an error line mid-stream
             return provider_error(status, str(exc.error), secret=self.endpoint.api_key)
         if isinstance(exc, ConnectionError):
-            return provider_error(None, f"cannot connect to Ollama at {self.endpoint.base_url}", secret=self.endpoint.api_key)
+            return provider_error(
+                None, f"cannot connect to Ollama at {self.endpoint.base_url}", secret=self.endpoint.api_key
+            )
         if isinstance(exc, ValueError):
-            return ProviderError(None, f"malformed response: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", retryable=True)
+            return ProviderError(
+                None,
+                f"malformed response: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                retryable=True,
+            )
         return provider_error(None, transport_message(exc), secret=self.endpoint.api_key)

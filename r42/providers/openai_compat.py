@@ -40,7 +40,9 @@ class OpenAICompatAdapter:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         try:
-            self.client = client_for(endpoint.base_url, _headers(endpoint), endpoint.connect_timeout, endpoint.read_timeout)
+            self.client = client_for(
+                endpoint.base_url, _headers(endpoint), endpoint.connect_timeout, endpoint.read_timeout
+            )
         except TransportError as exc:
             raise ProviderError(None, exc.message, retryable=True) from None
 
@@ -75,7 +77,9 @@ class AsyncOpenAICompatAdapter:
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
         try:
-            self.client = AsyncClient(endpoint.base_url, _headers(endpoint), endpoint.connect_timeout, endpoint.read_timeout)
+            self.client = AsyncClient(
+                endpoint.base_url, _headers(endpoint), endpoint.connect_timeout, endpoint.read_timeout
+            )
         except TransportError as exc:
             raise ProviderError(None, exc.message, retryable=True) from None
 
@@ -112,7 +116,9 @@ def completion_of(response: Any, endpoint: Endpoint) -> dict[str, Any]:
     check(response, endpoint)
     data = _json_of(response)
     if not isinstance(data.get("choices"), list):
-        raise provider_error(response.status, error_message(data, "the response has no choices"), secret=endpoint.api_key)
+        raise provider_error(
+            response.status, error_message(data, "the response has no choices"), secret=endpoint.api_key
+        )
     return data
 
 
@@ -198,7 +204,13 @@ def _as_chunks(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
         delta = {k: v for k, v in message.items() if v is not None}
         for index, call in enumerate(delta.get("tool_calls") or []):
             call.setdefault("index", index)
-        yield {**data, "object": "chat.completion.chunk", "choices": [{"index": choice.get("index", 0), "delta": delta, "finish_reason": choice.get("finish_reason")}]}
+        yield {
+            **data,
+            "object": "chat.completion.chunk",
+            "choices": [
+                {"index": choice.get("index", 0), "delta": delta, "finish_reason": choice.get("finish_reason")}
+            ],
+        }
 
 
 def transport_error(exc: TransportError, endpoint: Endpoint) -> ProviderError:

@@ -36,5 +36,7 @@ class RandomScorer:
         self.seed = seed
 
     def estimate(self, prompt: Prompt) -> Estimate:
-        digest = hashlib.blake2b(f"{self.seed}\x00{prompt.context}\x00{prompt.last_user}".encode(), digest_size=8).digest()
+        digest = hashlib.blake2b(
+            f"{self.seed}\x00{prompt.context}\x00{prompt.last_user}".encode(), digest_size=8
+        ).digest()
         return Estimate(int.from_bytes(digest, "big") / 2**64, dict(_UNIFORM), {"seed": self.seed})

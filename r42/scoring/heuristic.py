@@ -29,46 +29,96 @@ class Cue:
 
 
 DOMAIN_CUES: tuple[Cue, ...] = (
-    Cue("code", 1.2, "python, javascript, typescript, java, rust, golang, c++, c#, sql, bash, html, css, react, api, "
-        "regex, json, yaml, docker, kubernetes, git, numpy, pandas, django, flask, node, npm"),
-    Cue("code", 1.0, "code, function, bug, debug, compile, compiler, refactor, script, program, implement, stack trace, "
+    Cue(
+        "code",
+        1.2,
+        "python, javascript, typescript, java, rust, golang, c++, c#, sql, bash, html, css, react, api, "
+        "regex, json, yaml, docker, kubernetes, git, numpy, pandas, django, flask, node, npm",
+    ),
+    Cue(
+        "code",
+        1.0,
+        "code, function, bug, debug, compile, compiler, refactor, script, program, implement, stack trace, "
         "exception, variable, method, library, endpoint, unit test, algorithm, runtime, syntax, queue, data structure, "
         "lock-free, linked list, hashmap, hash map, database, server, backend, frontend, app, class, interface, module",
-        "thread, concurren"),
-    Cue("math", 1.3, "prove, proof, theorem, lemma, integral, derivative, equation, equations, solve, probability, matrix, "
+        "thread, concurren",
+    ),
+    Cue(
+        "math",
+        1.3,
+        "prove, proof, theorem, lemma, integral, derivative, equation, equations, solve, probability, matrix, "
         "polynomial, prime, primes, modulo, calculate, compute, sum of, how many, geometry, triangle, algebra, calculus, "
-        "irrational, factorial, logarithm, expected value, variance, limit", "eigen, converge"),
-    Cue("reasoning", 1.0, "why, analyze, analyse, analysis, compare, tradeoff, trade-off, tradeoffs, trade-offs, pros and cons, "
+        "irrational, factorial, logarithm, expected value, variance, limit",
+        "eigen, converge",
+    ),
+    Cue(
+        "reasoning",
+        1.0,
+        "why, analyze, analyse, analysis, compare, tradeoff, trade-off, tradeoffs, trade-offs, pros and cons, "
         "plan, strategy, evaluate, step by step, argue, implication, implications, decide, should i, puzzle, riddle, infer, "
-        "deduce, design, architecture, assess, critique, suppose, assume, given that, what would happen", "reason, logic"),
-    Cue("creative", 1.4, "story, stories, poem, poetry, haiku, song, lyrics, novel, fiction, character, roleplay, role-play, "
+        "deduce, design, architecture, assess, critique, suppose, assume, given that, what would happen",
+        "reason, logic",
+    ),
+    Cue(
+        "creative",
+        1.4,
+        "story, stories, poem, poetry, haiku, song, lyrics, novel, fiction, character, roleplay, role-play, "
         "pretend, imagine, screenplay, slogan, tagline, marketing, ad copy, blog post, creative, rap, limerick, fantasy, "
-        "narrative, dialogue, joke, funny"),
+        "narrative, dialogue, joke, funny",
+    ),
     Cue("creative", 0.6, "write a, write an, compose, come up with, brainstorm, invent"),
-    Cue("extraction", 1.5, "summarize, summarise, summary, tldr, tl;dr, translate, translation, extract, list all, rewrite, "
+    Cue(
+        "extraction",
+        1.5,
+        "summarize, summarise, summary, tldr, tl;dr, translate, translation, extract, list all, rewrite, "
         "rephrase, paraphrase, reformat, convert, parse, classify, categorize, categorise, proofread, correct the grammar, "
         "bullet points, key points, into json, as a table, fill in, following text, following article, following passage, "
-        "following email, following document, following paragraph, this text, this article, this email, this document"),
-    Cue("knowledge", 1.0, "what is, what are, who is, who was, who were, when did, when was, where is, where was, explain, "
+        "following email, following document, following paragraph, this text, this article, this email, this document",
+    ),
+    Cue(
+        "knowledge",
+        1.0,
+        "what is, what are, who is, who was, who were, when did, when was, where is, where was, explain, "
         "define, definition, history, meaning of, difference between, how does, how do, which of the following, describe, "
-        "capital of", "fact"),
-    Cue("chat", 1.6, "hi, hello, hey, thanks, thank you, how are you, good morning, good night, lol, ok, okay, cool, nice, "
-        "bye, who are you, what's up"),
+        "capital of",
+        "fact",
+    ),
+    Cue(
+        "chat",
+        1.6,
+        "hi, hello, hey, thanks, thank you, how are you, good morning, good night, lol, ok, okay, cool, nice, "
+        "bye, who are you, what's up",
+    ),
 )
-HARD = Cue("hard_words", 0.45, "prove, derive, distributed, edge case, edge cases, complexity, asymptotic, thread-safe, "
-           "lock-free, compiler, kernel, production, security, multi-step, from scratch, in depth, comprehensive, detailed, "
-           "research, novel, benchmark, benchmarks, inference, theorem, nuanced, ambiguous, counterexample, without using",
-           "optimi, concurren, scalab, rigorous, formal, cryptograph, vulnerab, contradict, constraint")
-CONSTRAINTS = Cue("constraints", 0.18, "must, should, ensure, exactly, at least, at most, no more than, without, only, "
-                  "do not, don't, never, always, make sure, requirement, requirements")
-EASY = Cue("easy_words", -0.5, "simple, quick, quickly, brief, briefly, short, one sentence, one word, in a nutshell, "
-           "eli5, basic, example of, yes or no")
+HARD = Cue(
+    "hard_words",
+    0.45,
+    "prove, derive, distributed, edge case, edge cases, complexity, asymptotic, thread-safe, "
+    "lock-free, compiler, kernel, production, security, multi-step, from scratch, in depth, comprehensive, detailed, "
+    "research, novel, benchmark, benchmarks, inference, theorem, nuanced, ambiguous, counterexample, without using",
+    "optimi, concurren, scalab, rigorous, formal, cryptograph, vulnerab, contradict, constraint",
+)
+CONSTRAINTS = Cue(
+    "constraints",
+    0.18,
+    "must, should, ensure, exactly, at least, at most, no more than, without, only, "
+    "do not, don't, never, always, make sure, requirement, requirements",
+)
+EASY = Cue(
+    "easy_words",
+    -0.5,
+    "simple, quick, quickly, brief, briefly, short, one sentence, one word, in a nutshell, "
+    "eli5, basic, example of, yes or no",
+)
 
 # Structure a keyword list cannot see.
 # Speed: re tries a branch that starts with \b at every position of the text, one that starts with
 # a literal only where that literal is; `def(?<=\bdef)` is `\bdef` written literal first (the same
 # matches), and `\w\.\w+\(\)` counts what `\w+\.\w+\(\)` did without backtracking through each word.
-CODE_SHAPES = re.compile(r"```|def(?<=\bdef) \w|class(?<=\bclass) \w+[:({]|function(?<=\bfunction)\s*\w*\(|=>|#include|^\s*import \w|;\s*$|Traceback \(most recent|\w\.\w+\(\)", re.M)
+CODE_SHAPES = re.compile(
+    r"```|def(?<=\bdef) \w|class(?<=\bclass) \w+[:({]|function(?<=\bfunction)\s*\w*\(|=>|#include|^\s*import \w|;\s*$|Traceback \(most recent|\w\.\w+\(\)",
+    re.M,
+)
 MATH_SHAPES = re.compile(r"\d\s*[-+*/^×÷=]\s*\d|\\frac|\\sum|\\int|\$[^$\n]+\$|x(?<=\bx)\s*[=<>]|f(?<=\bf)\(x\)|√|π")
 CHOICES = re.compile(r"^\s*[A-D][.)]\s", re.M)
 LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.M)
@@ -76,7 +126,15 @@ WORD = re.compile(r"[\w+#'-]+")
 
 PRIOR = {"code": 0.3, "math": 0.2, "reasoning": 0.3, "creative": 0.2, "extraction": 0.2, "knowledge": 0.5, "chat": 0.3}
 # How demanding a domain is for a small model, before any other evidence (logit offsets).
-DOMAIN_DIFFICULTY = {"code": 0.7, "math": 1.2, "reasoning": 0.6, "creative": -0.1, "extraction": -0.2, "knowledge": 0.0, "chat": -1.2}
+DOMAIN_DIFFICULTY = {
+    "code": 0.7,
+    "math": 1.2,
+    "reasoning": 0.6,
+    "creative": -0.1,
+    "extraction": -0.2,
+    "knowledge": 0.0,
+    "chat": -1.2,
+}
 SHAPE_CUES = ((CODE_SHAPES, "code", 2.0), (MATH_SHAPES, "math", 1.6), (CHOICES, "knowledge", 1.2))
 
 
@@ -109,7 +167,9 @@ class CueTable:
         for position, word in enumerate(words):
             matched: tuple[int, ...] = table.get(word, ())
             if any_prefix and word.startswith(any_prefix):
-                matched = matched + tuple(i for i, prefixes in self.prefixed if i not in matched and word.startswith(prefixes))
+                matched = matched + tuple(
+                    i for i, prefixes in self.prefixed if i not in matched and word.startswith(prefixes)
+                )
             for index in matched:
                 counts[index] += 1
             candidates = starts.get(word)
@@ -173,7 +233,7 @@ class HeuristicScorer:
         text = prompt.last_user
         words = words_of(text)
         hits = LAST_TURN.hits(words)
-        hard, constraints, easy = hits[len(DOMAIN_CUES):]
+        hard, constraints, easy = hits[len(DOMAIN_CUES) :]
         cue = cue_scores(text, hits)
         if prompt.context:
             # Earlier turns say what the conversation is about, at a third of the weight.

@@ -32,6 +32,7 @@ class LazyPattern:
     def finditer(self, text: str):  # noqa: ANN201 - an iterator of matches
         return self._get().finditer(text)
 
+
 _EMAIL = LazyPattern(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # International numbers start with +; without it, only the North American 3-3-4 shape counts.
 _PHONE = LazyPattern(
@@ -70,7 +71,22 @@ _API_KEY = LazyPattern(
 )
 
 
-_KEY_PREFIXES = ("sk-", "AKIA", "ASIA", "AIza", "gh", "glpat-", "xox", "_live_", "hf_", "gsk_", "xai-", "npm_", "SG.", "r42_")
+_KEY_PREFIXES = (
+    "sk-",
+    "AKIA",
+    "ASIA",
+    "AIza",
+    "gh",
+    "glpat-",
+    "xox",
+    "_live_",
+    "hf_",
+    "gsk_",
+    "xai-",
+    "npm_",
+    "SG.",
+    "r42_",
+)
 _SECRET_WORDS = ("password", "passwd", "pwd", "passphrase", "secret", "key", "token")
 
 
@@ -164,8 +180,24 @@ def find_sensitive_spans(text: str) -> list[tuple[str, int, int]]:
 # Words that often come with private matters but are no proof of them: the privacy judge (a local
 # model, when the user turns it on) decides these cases; alone they never change routing.
 PRIVACY_CUES: dict[str, frozenset[str]] = {
-    "health": frozenset({"diagnosis", "diagnosed", "prescription", "prescribed", "symptoms", "patient", "therapy", "therapist",
-                         "medication", "hiv", "pregnant", "pregnancy", "depression", "medical"}),
+    "health": frozenset(
+        {
+            "diagnosis",
+            "diagnosed",
+            "prescription",
+            "prescribed",
+            "symptoms",
+            "patient",
+            "therapy",
+            "therapist",
+            "medication",
+            "hiv",
+            "pregnant",
+            "pregnancy",
+            "depression",
+            "medical",
+        }
+    ),
     "finance": frozenset({"salary", "payslip", "mortgage", "debt", "bankruptcy", "tax", "taxes", "loan", "credit"}),
     "legal": frozenset({"lawsuit", "divorce", "custody", "arrested", "convicted", "lawyer", "attorney", "settlement"}),
     "confidential": frozenset({"confidential", "nda", "proprietary", "internal-only", "unreleased", "secret"}),

@@ -54,7 +54,7 @@ def word_keys(token: str) -> list[bytes]:
     if token.isalpha() and len(token) > 2:
         padded = "<" + token + ">"
         for n in CHAR_GRAMS:
-            keys.extend(("c" + padded[i:i + n]).encode() for i in range(len(padded) - n + 1))
+            keys.extend(("c" + padded[i : i + n]).encode() for i in range(len(padded) - n + 1))
     return keys
 
 
@@ -141,8 +141,9 @@ class TrainedScorer:
             coef.frombytes(coef_path.read_bytes())
             self._load(weights, coef)
         except (OSError, KeyError, ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
-            raise ConfigError(f"cannot load the trained scorer's weights: {exc}",
-                              "reinstall r42 or use --scorer heuristic") from None
+            raise ConfigError(
+                f"cannot load the trained scorer's weights: {exc}", "reinstall r42 or use --scorer heuristic"
+            ) from None
         from r42.scoring.heuristic import HeuristicScorer
 
         self._heuristic = HeuristicScorer()
@@ -179,8 +180,9 @@ class TrainedScorer:
     def logit(self, text: str, heuristic: Estimate) -> float:
         """The regression's raw output (before calibration) for one text."""
         stats = text_statistics(text, heuristic)
-        dense = sum(c * (stats[f] - m) / s for f, m, s, c in
-                    zip(self._features, self._mean, self._scale, self._dense_coef))
+        dense = sum(
+            c * (stats[f] - m) / s for f, m, s, c in zip(self._features, self._mean, self._scale, self._dense_coef)
+        )
         prior = self._kind_prior.get(kind_of(text, stats, heuristic), 0.0) if self._kind_prior else 0.0
         return self._intercept + prior + dense + (self._ngrams(text) if self._buckets else 0.0)
 
@@ -204,6 +206,10 @@ class TrainedScorer:
         heuristic = self._heuristic.estimate(prompt)
         p = self.probability(self.logit(prompt.last_user, heuristic))
         # the heuristic's evidence (it reads the whole conversation) stays visible next to the probability
-        signals = {**heuristic.signals, "p_cheap_fails": round(p, 4), "heuristic": round(heuristic.complexity, 4),
-                   "domains_from": "heuristic"}
+        signals = {
+            **heuristic.signals,
+            "p_cheap_fails": round(p, 4),
+            "heuristic": round(heuristic.complexity, 4),
+            "domains_from": "heuristic",
+        }
         return Estimate(p, heuristic.domains, signals)

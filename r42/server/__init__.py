@@ -45,13 +45,25 @@ def is_loopback(host: str) -> bool:
 
 
 def limits_of(settings: Settings) -> ServerLimits:
-    return ServerLimits(max_body=int(settings.serve_max_body), max_concurrency=int(settings.serve_max_concurrency),
-                        grace=float(settings.serve_grace))
+    return ServerLimits(
+        max_body=int(settings.serve_max_body),
+        max_concurrency=int(settings.serve_max_concurrency),
+        grace=float(settings.serve_grace),
+    )
 
 
-def build(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, no_auth: bool = False, limits: ServerLimits | None = None) -> tuple[Gateway, HTTPServer]:
+def build(
+    settings: Settings,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    no_auth: bool = False,
+    limits: ServerLimits | None = None,
+) -> tuple[Gateway, HTTPServer]:
     if no_auth and not is_loopback(host):
-        raise UsageError(f"--no-auth is only allowed on a loopback address, not {host}", "bind to 127.0.0.1, or create keys with `r42 keys create USER`")
+        raise UsageError(
+            f"--no-auth is only allowed on a loopback address, not {host}",
+            "bind to 127.0.0.1, or create keys with `r42 keys create USER`",
+        )
     limits = limits or limits_of(settings)
     gateway = Gateway(settings, no_auth=no_auth, limits=limits)
     server = HTTPServer(gateway, host, port, limits, on_error=gateway.http_error, before_body=gateway.before_body)
@@ -64,7 +76,9 @@ class Running:
     def __init__(self, gateway: Gateway, server: HTTPServer) -> None:
         self.gateway = gateway
         self.server = server
-        self.thread = threading.Thread(target=server.run, kwargs={"install_signals": False}, name="r42-serve", daemon=True)
+        self.thread = threading.Thread(
+            target=server.run, kwargs={"install_signals": False}, name="r42-serve", daemon=True
+        )
 
     def start(self) -> "Running":
         self.thread.start()
@@ -90,6 +104,12 @@ class Running:
         self.stop()
 
 
-def serve_in_thread(settings: Settings, host: str = DEFAULT_HOST, port: int = 0, no_auth: bool = False, limits: ServerLimits | None = None) -> Running:
+def serve_in_thread(
+    settings: Settings,
+    host: str = DEFAULT_HOST,
+    port: int = 0,
+    no_auth: bool = False,
+    limits: ServerLimits | None = None,
+) -> Running:
     gateway, server = build(settings, host, port, no_auth, limits)
     return Running(gateway, server)

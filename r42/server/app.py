@@ -86,11 +86,15 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/docs"): Route(openapi.docs_page, auth=False),
 }
 # Every /v1 route is served under /api too (/api/classify, /api/feedback, /api/messages, ...).
-ROUTES.update({(method, "/api" + path[3:]): route for (method, path), route in list(ROUTES.items())
-               if path.startswith("/v1/")})
+ROUTES.update(
+    {(method, "/api" + path[3:]): route for (method, path), route in list(ROUTES.items()) if path.startswith("/v1/")}
+)
 # one trailing segment, under /v1 and its /api twin
-PATH_PARAMETERS = {f"/{root}/{path}": name for root in ("v1", "api")
-                   for path, name in (("admin/keys", "{prefix}"), ("me/credentials", "{provider}"))}
+PATH_PARAMETERS = {
+    f"/{root}/{path}": name
+    for root in ("v1", "api")
+    for path, name in (("admin/keys", "{prefix}"), ("me/credentials", "{provider}"))
+}
 
 
 def route_path(path: str) -> str:
@@ -304,8 +308,10 @@ class Gateway:
         call.status, call.error_kind = 500, f"internal_error {type(exc).__name__}"
         if call.outcome != "error":
             call.ended("error", call.route, f"internal error ({type(exc).__name__})")
-        print(f"r42: error: {call.request.method} {call.request.path} {call.id}: internal error ({type(exc).__name__})",
-              file=sys.stderr)
+        print(
+            f"r42: error: {call.request.method} {call.request.path} {call.id}: internal error ({type(exc).__name__})",
+            file=sys.stderr,
+        )
         if os.environ.get("R42_DEBUG"):
             traceback.print_exception(exc)
         if call.channel.started:
@@ -317,7 +323,12 @@ class Gateway:
             call.finish()
         with self.metrics.lock:
             self.metrics.inflight -= 1
-        self.metrics.request(call.endpoint if route else "unknown", call.status, time.perf_counter() - call.request.started, call.error_kind)
+        self.metrics.request(
+            call.endpoint if route else "unknown",
+            call.status,
+            time.perf_counter() - call.request.started,
+            call.error_kind,
+        )
         if self.access_log is not None:
             self.access_log(access_line(call))
 
@@ -325,7 +336,9 @@ class Gateway:
         path = route_path(request.path)
         if any(known == path for _, known in ROUTES):
             allowed = ", ".join(sorted(m for m, p in ROUTES if p == path))
-            return GatewayError(405, f"{request.method} is not allowed on {request.path}", "method_not_allowed", [("Allow", allowed)])
+            return GatewayError(
+                405, f"{request.method} is not allowed on {request.path}", "method_not_allowed", [("Allow", allowed)]
+            )
         return GatewayError(404, f"no endpoint {request.path}", "not_found")
 
     def error_response(self, call: Call, error: GatewayError) -> Response:
@@ -366,12 +379,19 @@ class Gateway:
             return Caller()
         key = presented_key(request)
         if not key:
-            raise GatewayError(401, "missing gateway key: send it as `Authorization: Bearer r42_...` or `x-api-key: r42_...`", "missing_api_key", [("WWW-Authenticate", 'Bearer realm="r42"')])
+            raise GatewayError(
+                401,
+                "missing gateway key: send it as `Authorization: Bearer r42_...` or `x-api-key: r42_...`",
+                "missing_api_key",
+                [("WWW-Authenticate", 'Bearer realm="r42"')],
+            )
         from r42.store import authenticate_cached
 
         record = authenticate_cached(key)
         if record is None:
-            raise GatewayError(401, "invalid or revoked gateway key", "invalid_api_key", [("WWW-Authenticate", 'Bearer realm="r42"')])
+            raise GatewayError(
+                401, "invalid or revoked gateway key", "invalid_api_key", [("WWW-Authenticate", 'Bearer realm="r42"')]
+            )
         if record.expires is not None:
             admin.refuse_expired(record)
         return Caller(record.user, record)
@@ -391,7 +411,9 @@ class Gateway:
         if not has_limits(record):
             return
         if self.shared is not None:
-            admission = self.shared_call(lambda: self.shared.admit(record, call.id, lambda: spent_this_month(record.id)))
+            admission = self.shared_call(
+                lambda: self.shared.admit(record, call.id, lambda: spent_this_month(record.id))
+            )
         else:
             admission = admit(record)
         call.caller.rate_headers = rate_headers(record, admission.used, admission.hit)
@@ -408,7 +430,9 @@ class Gateway:
         try:
             return action()
         except SharedError as exc:
-            raise GatewayError(503, f"the limits cannot be checked now ({exc})", "limits_unavailable", [("Retry-After", "1")]) from None
+            raise GatewayError(
+                503, f"the limits cannot be checked now ({exc})", "limits_unavailable", [("Retry-After", "1")]
+            ) from None
 
     def reserve_budget(self, call: Call, candidates: list[str], request: dict[str, Any]) -> None:
         """Hold the worst case of this request against the key's budget (429 when it is spent)."""
@@ -474,8 +498,12 @@ class Gateway:
         from r42.server.upstream import pooled_open
 
         return Executor(
-            self.router.catalog, limits or self.executor_limits, user=user, opener=pooled_open,
-            redact_cloud=self.router.settings.sensitive_policy == "redact", credential_of=self.credentials,
+            self.router.catalog,
+            limits or self.executor_limits,
+            user=user,
+            opener=pooled_open,
+            redact_cloud=self.router.settings.sensitive_policy == "redact",
+            credential_of=self.credentials,
             health=self.router.health,
         )
 
@@ -489,15 +517,42 @@ class Gateway:
         usage = route.get("usage") or {}
         latency_ms = route.get("latency_ms") or int((time.perf_counter() - call.request.started) * 1000)
         row: dict[str, Any] = {
-            "endpoint": call.endpoint, "status": status, "model": route.get("model"), "user": call.caller.user,
-            "mode": call.mode, "complexity": score.get("complexity"), "domain": score.get("domain"),
-            "attempts": route.get("attempts"), "input_tokens": usage.get("input_tokens"),
-            "output_tokens": usage.get("output_tokens"), "cost_usd": route.get("cost_usd"), "latency_ms": latency_ms,
-            "ttft_ms": route.get("ttft_ms"), "request_id": call.id, "key_id": call.caller.key.id if call.caller.key else None,
-            "error": call.error, "retention_days": self.settings.log_retention_days,
+            "endpoint": call.endpoint,
+            "status": status,
+            "model": route.get("model"),
+            "user": call.caller.user,
+            "mode": call.mode,
+            "complexity": score.get("complexity"),
+            "domain": score.get("domain"),
+            "attempts": route.get("attempts"),
+            "input_tokens": usage.get("input_tokens"),
+            "output_tokens": usage.get("output_tokens"),
+            "cost_usd": route.get("cost_usd"),
+            "latency_ms": latency_ms,
+            "ttft_ms": route.get("ttft_ms"),
+            "request_id": call.id,
+            "key_id": call.caller.key.id if call.caller.key else None,
+            "error": call.error,
+            "retention_days": self.settings.log_retention_days,
             "at": time.time(),  # when the request ended, not when its batch is written
         }
-        self.recent.append({k: row[k] for k in ("endpoint", "status", "model", "mode", "complexity", "domain", "latency_ms", "ttft_ms", "error")} | {"time": row["at"]})
+        self.recent.append(
+            {
+                k: row[k]
+                for k in (
+                    "endpoint",
+                    "status",
+                    "model",
+                    "mode",
+                    "complexity",
+                    "domain",
+                    "latency_ms",
+                    "ttft_ms",
+                    "error",
+                )
+            }
+            | {"time": row["at"]}
+        )
         if route.get("model") and status == "ok":
             self.metrics.answered(call.endpoint, route["model"], route)
         key = call.caller.key
@@ -567,18 +622,29 @@ def spent_this_month(key_id: int) -> float:
 def limit_error(hit: Any) -> GatewayError:
     """The 429 for a LimitHit, with Retry-After."""
     what = {"rpm": "requests per minute", "rpd": "requests per day", "budget": "USD per month"}[hit.limit]
-    return GatewayError(429, f"this key's limit of {hit.value:g} {what} is reached; retry in {hit.retry_after_s} s",
-                        f"{hit.limit}_limit_exceeded", [("Retry-After", str(hit.retry_after_s))])
+    return GatewayError(
+        429,
+        f"this key's limit of {hit.value:g} {what} is reached; retry in {hit.retry_after_s} s",
+        f"{hit.limit}_limit_exceeded",
+        [("Retry-After", str(hit.retry_after_s))],
+    )
 
 
 def rate_headers(record: Any, used: Any, hit: Any) -> list[tuple[str, str]]:
     """X-RateLimit-* for the tightest request limit of the key."""
     now = time.time()
-    for limit, count, oldest, window in (("rpm", used.requests_minute, used.oldest_minute, 60), ("rpd", used.requests_day, used.oldest_day, 86_400)):
+    for limit, count, oldest, window in (
+        ("rpm", used.requests_minute, used.oldest_minute, 60),
+        ("rpd", used.requests_day, used.oldest_day, 86_400),
+    ):
         value = getattr(record, limit)
         if value is None:
             continue
         remaining = max(0, value - count - (0 if hit else 1))
         reset = max(1, int((oldest or now) + window - now) + 1)
-        return [("X-RateLimit-Limit", str(value)), ("X-RateLimit-Remaining", str(remaining)), ("X-RateLimit-Reset", str(reset))]
+        return [
+            ("X-RateLimit-Limit", str(value)),
+            ("X-RateLimit-Remaining", str(remaining)),
+            ("X-RateLimit-Reset", str(reset)),
+        ]
     return []

@@ -69,8 +69,13 @@ class Call:
     def id(self) -> str:
         return self.request.id
 
-    def planned(self, score: dict[str, Any], mode: str | None, candidates: list[str] | None = None,
-                request: dict[str, Any] | None = None) -> None:
+    def planned(
+        self,
+        score: dict[str, Any],
+        mode: str | None,
+        candidates: list[str] | None = None,
+        request: dict[str, Any] | None = None,
+    ) -> None:
         """The request was scored (and ranked, when routed); given the candidates and the upstream
         request, a key's budget holds the request's worst-case cost from here on (429 when spent)."""
         self.score, self.mode = score, mode

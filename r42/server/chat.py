@@ -54,25 +54,31 @@ class Plan:
     limits: Limits | None = None  # what is left of the fallback policy's limits after the pass-through
 
 
-def plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None = None,
-                 raw: dict[str, Any] | None = None) -> Plan:
+def plan_request(
+    gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None = None, raw: dict[str, Any] | None = None
+) -> Plan:
     """Score (and rank, when routed) one chat request; raises GatewayError for bad routing input.
     `raw`: the body as the client sent it, when `body` is its translation (/v1/messages)."""
     with call.request.heavy:  # a big body waits its turn (r42.server.http.LOOP_BODY_MAX)
         return _plan_request(gw, call, body, model_fallback, raw)
 
 
-def _plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None,
-                  raw: dict[str, Any] | None) -> Plan:
+def _plan_request(
+    gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None, raw: dict[str, Any] | None
+) -> Plan:
     headers = call.request.headers
     mode_header = headers.get("x-r42-mode")
     if mode_header is not None and mode_header not in MODES:
-        raise GatewayError(400, f"X-R42-Mode must be one of {', '.join(MODES)}, got {mode_header[:40]!r}", "invalid_mode")
+        raise GatewayError(
+            400, f"X-R42-Mode must be one of {', '.join(MODES)}, got {mode_header[:40]!r}", "invalid_mode"
+        )
     force = headers.get("x-r42-force-route") or headers.get("x-force-route")
     if force is not None:
         force = force.strip().lower()
         if force not in ("local", "cloud"):
-            raise GatewayError(400, f"X-R42-Force-Route must be local or cloud, got {force[:40]!r}", "invalid_force_route")
+            raise GatewayError(
+                400, f"X-R42-Force-Route must be local or cloud, got {force[:40]!r}", "invalid_force_route"
+            )
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise GatewayError(400, "'model' must be a string", "invalid_model", param="model")
@@ -80,9 +86,13 @@ def _plan_request(gw: Gateway, call: Call, body: dict[str, Any], model_fallback:
         raise GatewayError(400, "'model' must be ASCII without control characters", "invalid_model", param="model")
     mode, direct = routing_of(gw, model, mode_header, model_fallback)
     if direct and direct.split("/", 1)[0] == BUILTIN_LOCAL and not gw.settings.serve_builtin_local:
-        raise GatewayError(403, "the built-in local model is off on this gateway; the operator can allow it with "
-                           "R42_SERVE_BUILTIN_LOCAL=1 (or serve_builtin_local in config.toml)", "builtin_local_disabled",
-                           param="model")
+        raise GatewayError(
+            403,
+            "the built-in local model is off on this gateway; the operator can allow it with "
+            "R42_SERVE_BUILTIN_LOCAL=1 (or serve_builtin_local in config.toml)",
+            "builtin_local_disabled",
+            param="model",
+        )
     doc = {k: v for k, v in body.items() if k not in PIPE_KEYS}
     messages = messages_of(doc)
     router = gw.router_for(call.caller.user)
@@ -109,14 +119,21 @@ def _count_hidden_sensitive(router: Any, doc: dict[str, Any], constraints: Any, 
         constraints.allow_cloud_sensitive = constraints.redact_sensitive = False
 
 
-def routing_of(gw: Gateway, model: str | None, mode_header: str | None, fallback: str | None) -> tuple[str | None, str | None]:
+def routing_of(
+    gw: Gateway, model: str | None, mode_header: str | None, fallback: str | None
+) -> tuple[str | None, str | None]:
     """(mode, None) for a routed request, (None, model id) for a direct one."""
     if not model or model in ROUTING_ALIASES:
         return mode_header or gw.settings.mode, None
     prefix, _, rest = model.partition("/")
     if prefix in ROUTING_ALIASES:
         if rest not in MODES:
-            raise GatewayError(400, f"unknown routing mode {rest[:40]!r} in model {model[:60]!r}; use r42/<mode> with one of {', '.join(MODES)}", "invalid_mode", param="model")
+            raise GatewayError(
+                400,
+                f"unknown routing mode {rest[:40]!r} in model {model[:60]!r}; use r42/<mode> with one of {', '.join(MODES)}",
+                "invalid_mode",
+                param="model",
+            )
         return mode_header or rest, None
     catalog = gw.router.catalog
     target = catalog.resolve(model)
@@ -124,7 +141,12 @@ def routing_of(gw: Gateway, model: str | None, mode_header: str | None, fallback
         return None, target.id
     if fallback and fallback.split("/", 1)[0] in catalog.providers:
         return None, fallback
-    raise GatewayError(404, f"unknown model {model[:80]!r}: use a catalog id (provider/model), or auto, r42/<mode>", "model_not_found", param="model")
+    raise GatewayError(
+        404,
+        f"unknown model {model[:80]!r}: use a catalog id (provider/model), or auto, r42/<mode>",
+        "model_not_found",
+        param="model",
+    )
 
 
 # --- POST /v1/chat/completions ------------------------------------------------------------------
@@ -240,14 +262,23 @@ def _record_streamed(gw: Gateway, call: Call, plan_: Plan, run: Any) -> None:
     call.ended("ok", route)
 
 
-def _stream_broken(gw: Gateway, call: Call, plan_: Plan, exc: StreamBrokenError, sse_error: Callable[..., bytes]) -> None:
+def _stream_broken(
+    gw: Gateway, call: Call, plan_: Plan, exc: StreamBrokenError, sse_error: Callable[..., bytes]
+) -> None:
     """The upstream failed after the answer had started: an SSE error event ends the stream."""
     error = GatewayError(502, exc.one_line(), "upstream_stream_broken")
     _write_quietly(call.channel, sse_error(error, call.id))
     call.ended("error", exc.route, "StreamBrokenError")
 
 
-def _relay_stream(gw: Gateway, call: Call, plan_: Plan, executor: Any, write_body: Callable[..., None], sse_error: Callable[..., bytes]) -> None:
+def _relay_stream(
+    gw: Gateway,
+    call: Call,
+    plan_: Plan,
+    executor: Any,
+    write_body: Callable[..., None],
+    sse_error: Callable[..., bytes],
+) -> None:
     """Stream an answer in one wire format (`write_body`) and record how it ended: whole, broken
     upstream after it had started (an SSE error event), or abandoned by the client."""
     run, first, chunks = _start_stream(gw, call, plan_, executor)
@@ -349,7 +380,14 @@ class ChunksToEvents(fa.ChunksToAnthropic):
                     yield "ping", {"type": "ping"}
                     starting = False
                 yield from self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
-                yield "content_block_delta", {"type": "content_block_delta", "index": self.block, "delta": {"type": "thinking_delta", "thinking": reasoning}}
+                yield (
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": self.block,
+                        "delta": {"type": "thinking_delta", "thinking": reasoning},
+                    },
+                )
         for event in super().feed(chunk):
             yield event
             if event[0] == "message_start":
@@ -358,7 +396,10 @@ class ChunksToEvents(fa.ChunksToAnthropic):
     def end(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for name, data in super().end():
             if name == "message_delta":
-                data["usage"] = {"input_tokens": self.usage.get("prompt_tokens", 0), "output_tokens": self.usage.get("completion_tokens", 0)}
+                data["usage"] = {
+                    "input_tokens": self.usage.get("prompt_tokens", 0),
+                    "output_tokens": self.usage.get("completion_tokens", 0),
+                }
             yield name, data
 
 
@@ -397,4 +438,3 @@ def count_tokens(gw: Gateway, call: Call) -> Response:
     if body.get("tools"):
         tokens += len(orjson.dumps(body["tools"])) // 4
     return json_response({"input_tokens": tokens})
-

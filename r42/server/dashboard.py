@@ -296,7 +296,9 @@ def dashboard_data(gw: Gateway, call: Call) -> Response:
     data, filters = _data(gw, viewer, call.request)
     body = {**data, "panels": render_panels(data, filters)}
     headers = [
-        ("Content-Type", "application/json"), ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")
+        ("Content-Type", "application/json"),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
     ]
     return Response(200, orjson.dumps(body), headers)
 

@@ -15,20 +15,41 @@ import orjson
 from r42.errors import AllFailedError, InputError, NoCandidateError, NoCredentialsError, R42Error, UsageError
 
 OPENAI_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-    408: "timeout_error", 413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
 }
 ANTHROPIC_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-    408: "timeout_error", 413: "request_too_large", 422: "invalid_request_error", 429: "rate_limit_error", 529: "overloaded_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    529: "overloaded_error",
 }
 
 
 class GatewayError(Exception):
     """A request the gateway answers with an error status."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, headers: list[tuple[str, str]] | None = None,
-                 param: str | None = None, kind: str | None = None, attempts: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        param: str | None = None,
+        kind: str | None = None,
+        attempts: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.attempts = attempts  # each upstream attempt (model, status, kind, message) when upstreams failed
         self.kind = kind  # the body's error type, when not the status's usual one (e.g. key_expired)
@@ -79,8 +100,11 @@ def attempt_kind(status: int | None, message: str | None) -> str:
 
 def attempt_details(attempts: list[Any]) -> list[dict[str, Any]]:
     """The failed attempts of a request for its error body: model, status, kind, the upstream's message."""
-    return [{"model": a.model, "status": a.status, "kind": attempt_kind(a.status, a.error), "message": a.error}
-            for a in attempts if not a.ok]
+    return [
+        {"model": a.model, "status": a.status, "kind": attempt_kind(a.status, a.error), "message": a.error}
+        for a in attempts
+        if not a.ok
+    ]
 
 
 def _described(exc: AllFailedError, details: list[dict[str, Any]]) -> str:

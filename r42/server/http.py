@@ -37,11 +37,28 @@ from typing import Any, Awaitable, Callable, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 REASONS = {
-    100: "Continue", 200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-    404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required",
-    413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity", 429: "Too Many Requests",
-    431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
-    503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported", 529: "Overloaded",
+    100: "Continue",
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    411: "Length Required",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
+    529: "Overloaded",
 }
 # RFC 9110 field syntax. A name is a token; a received value may hold visible ASCII, obs-text,
 # spaces and tabs, never another control character (a bare CR or LF would split it downstream).
@@ -76,8 +93,20 @@ class ServerLimits:
 
 
 class Request:
-    __slots__ = ("method", "path", "query_string", "version", "headers", "body", "client", "keep_alive", "id", "started",
-                 "_query", "heavy")
+    __slots__ = (
+        "method",
+        "path",
+        "query_string",
+        "version",
+        "headers",
+        "body",
+        "client",
+        "keep_alive",
+        "id",
+        "started",
+        "_query",
+        "heavy",
+    )
 
     def __init__(self, method: str, target: str, version: str, headers: dict[str, str], client: str) -> None:
         self.method = method
@@ -150,8 +179,9 @@ class Handler(Protocol):
         """A whole Response, or None after streaming through the channel."""
 
 
-def encode_head(status: int, headers: list[tuple[str, str]], keep_alive: bool, length: int | None,
-                chunked: bool = True) -> bytes:
+def encode_head(
+    status: int, headers: list[tuple[str, str]], keep_alive: bool, length: int | None, chunked: bool = True
+) -> bytes:
     """The status line and headers. `length` None: a body of unknown length, chunked, or (for an
     HTTP/1.0 client, `chunked` False) delimited by closing the connection. Raises InvalidHeader
     rather than write a header that could split the response."""
@@ -182,9 +212,17 @@ class Channel:
     Every write checks that the client is still there and raises ClientGone otherwise.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep_alive: bool,
-                 write_timeout: float, pool: ThreadPoolExecutor | None = None, chunked: bool = True,
-                 head_only: bool = False) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        keep_alive: bool,
+        write_timeout: float,
+        pool: ThreadPoolExecutor | None = None,
+        chunked: bool = True,
+        head_only: bool = False,
+    ) -> None:
         self.loop = loop
         # HTTP/1.0 has no chunked coding: the body runs until the connection closes.
         self.chunked = chunked
@@ -359,9 +397,15 @@ class _Deadline:
 class HTTPServer:
     """Serves `handler` on host:port until stopped (signal, `stop()`, or the loop ending)."""
 
-    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 4242, limits: ServerLimits | None = None,
-                 on_error: Callable[[Request | None, int, str], Response] | None = None,
-                 before_body: Callable[[Request], Response | None] | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 4242,
+        limits: ServerLimits | None = None,
+        on_error: Callable[[Request | None, int, str], Response] | None = None,
+        before_body: Callable[[Request], Response | None] | None = None,
+    ) -> None:
         self.handler = handler
         # Asked on a worker before `100 Continue` is sent: a Response (401, 404...) refuses the
         # upload, so that a client with a wrong key does not send its body first.
@@ -423,7 +467,12 @@ class HTTPServer:
             await asyncio.sleep(tick)
             now = time.monotonic()
             for deadline in list(self.deadlines.values()):
-                if deadline.until is not None and now > deadline.until and deadline.expired is None and deadline.task is not None:
+                if (
+                    deadline.until is not None
+                    and now > deadline.until
+                    and deadline.expired is None
+                    and deadline.task is not None
+                ):
                     deadline.expired = deadline.phase
                     deadline.task.cancel()
 
@@ -480,7 +529,9 @@ class HTTPServer:
         except (ConnectionError, asyncio.CancelledError):
             pass
 
-    async def _read_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str, deadline: _Deadline) -> Request | None:
+    async def _read_request(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str, deadline: _Deadline
+    ) -> Request | None:
         """The next request, or None when the connection is done. A wait that outlives its limit
         ends in the sweeper's cancellation (handled in _connection)."""
         self.idle.add(writer)
@@ -556,8 +607,16 @@ class HTTPServer:
         head_only = request.method == "HEAD"
         if head_only:  # answered as GET without its body (Claude Code sends HEAD / first)
             request.method = "GET"
-        channel = Channel(loop, reader, writer, keep_alive, self.limits.write_timeout, self.pool,
-                          chunked=request.version == "HTTP/1.1", head_only=head_only)
+        channel = Channel(
+            loop,
+            reader,
+            writer,
+            keep_alive,
+            self.limits.write_timeout,
+            self.pool,
+            chunked=request.version == "HTTP/1.1",
+            head_only=head_only,
+        )
         big = len(request.body) > LOOP_BODY_MAX
         if big:
             self._big_bodies(+1)
@@ -606,7 +665,9 @@ class HTTPServer:
             channel.finish()
         return response
 
-    async def _work_on_loop(self, handling: Awaitable[Response | None], request: Request, channel: Channel) -> Response | None:
+    async def _work_on_loop(
+        self, handling: Awaitable[Response | None], request: Request, channel: Channel
+    ) -> Response | None:
         """_work for a handler that runs on the loop."""
         try:
             response = await handling
@@ -628,8 +689,9 @@ class HTTPServer:
             return None
         return self.on_error(request, 500, f"internal error ({type(exc).__name__})")
 
-    async def _send(self, writer: asyncio.StreamWriter, response: Response, keep_alive: bool,
-                    head_only: bool = False) -> None:
+    async def _send(
+        self, writer: asyncio.StreamWriter, response: Response, keep_alive: bool, head_only: bool = False
+    ) -> None:
         try:
             data = encode_response(response, keep_alive, head_only)
         except InvalidHeader as exc:  # a handler bug; never a header that splits the response

@@ -28,8 +28,12 @@ def health(gw: Gateway, call: Call) -> Response:
     OpenAPI: - -> Health"""
     router = gw.router_for(None)
     providers = {pid: router.availability.check(p).ok for pid, p in sorted(gw.router.catalog.providers.items())}
-    body: dict[str, Any] = {"status": "ok", "version": VERSION, "uptime_s": round(time.time() - gw.started, 1),
-                            "providers": providers}
+    body: dict[str, Any] = {
+        "status": "ok",
+        "version": VERSION,
+        "uptime_s": round(time.time() - gw.started, 1),
+        "providers": providers,
+    }
     if (call.request.query.get("verbose") or ["0"])[0] not in ("0", "", "false", "no"):
         body["health"] = health_report(gw)
     return json_response(body)
@@ -65,10 +69,23 @@ def models(gw: Gateway, call: Call) -> Response:
     OpenAPI: - -> ModelList"""
     user = _optional_user(gw, call)
     router = gw.router_for(user)
-    reachable = [m for m in gw.router.catalog.models if router.availability.check(gw.router.catalog.providers[m.provider]).ok]
+    reachable = [
+        m for m in gw.router.catalog.models if router.availability.check(gw.router.catalog.providers[m.provider]).ok
+    ]
     if call.request.headers.get("anthropic-version"):
-        data: list[dict[str, Any]] = [{"type": "model", "id": alias, "display_name": f"r42 routing ({alias})", "created_at": "1970-01-01T00:00:00Z"} for alias in ALIAS_IDS]
-        data += [{"type": "model", "id": m.id, "display_name": m.name, "created_at": "1970-01-01T00:00:00Z"} for m in reachable]
+        data: list[dict[str, Any]] = [
+            {
+                "type": "model",
+                "id": alias,
+                "display_name": f"r42 routing ({alias})",
+                "created_at": "1970-01-01T00:00:00Z",
+            }
+            for alias in ALIAS_IDS
+        ]
+        data += [
+            {"type": "model", "id": m.id, "display_name": m.name, "created_at": "1970-01-01T00:00:00Z"}
+            for m in reachable
+        ]
         return json_response({"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
     data = [{"id": alias, "object": "model", "created": 0, "owned_by": "r42"} for alias in ALIAS_IDS]
     data += [{"id": m.id, "object": "model", "created": 0, "owned_by": m.provider} for m in reachable]
@@ -141,13 +158,26 @@ def status_page(gw: Gateway, call: Call) -> Response:
     OpenAPI: - -> Html"""
     rows = []
     for item in reversed(list(gw.recent)):
-        cells = [time.strftime("%H:%M:%S", time.gmtime(item["time"])), item["endpoint"], item["status"], item["model"] or "",
-                 item["mode"] or "direct", "" if item["complexity"] is None else f"{item['complexity']:.2f}", item["domain"] or "",
-                 item["latency_ms"] if item["latency_ms"] is not None else "", item["ttft_ms"] if item["ttft_ms"] is not None else ""]
+        cells = [
+            time.strftime("%H:%M:%S", time.gmtime(item["time"])),
+            item["endpoint"],
+            item["status"],
+            item["model"] or "",
+            item["mode"] or "direct",
+            "" if item["complexity"] is None else f"{item['complexity']:.2f}",
+            item["domain"] or "",
+            item["latency_ms"] if item["latency_ms"] is not None else "",
+            item["ttft_ms"] if item["ttft_ms"] is not None else "",
+        ]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     uptime = int(time.time() - gw.started)
-    page = PAGE.format(version=VERSION, uptime=f"{uptime // 3600}h {uptime % 3600 // 60}m {uptime % 60}s", requests=gw.metrics.total_requests,
-                       inflight=gw.metrics.inflight, rows="\n".join(rows) or '<tr><td colspan="9">none yet</td></tr>')
+    page = PAGE.format(
+        version=VERSION,
+        uptime=f"{uptime // 3600}h {uptime % 3600 // 60}m {uptime % 60}s",
+        requests=gw.metrics.total_requests,
+        inflight=gw.metrics.inflight,
+        rows="\n".join(rows) or '<tr><td colspan="9">none yet</td></tr>',
+    )
     return Response(200, page.encode(), [("Content-Type", "text/html; charset=utf-8")])
 
 

@@ -81,25 +81,57 @@ class Metrics:
     def render(self) -> bytes:
         with self.lock:
             lines = [
-                "# HELP r42_uptime_seconds Seconds since the gateway started.", "# TYPE r42_uptime_seconds gauge",
+                "# HELP r42_uptime_seconds Seconds since the gateway started.",
+                "# TYPE r42_uptime_seconds gauge",
                 f"r42_uptime_seconds {time.time() - self.started:.3f}",
-                "# HELP r42_requests_in_flight Requests being handled now.", "# TYPE r42_requests_in_flight gauge",
+                "# HELP r42_requests_in_flight Requests being handled now.",
+                "# TYPE r42_requests_in_flight gauge",
                 f"r42_requests_in_flight {self.inflight}",
-                "# HELP r42_requests_total Requests answered, by endpoint and HTTP status.", "# TYPE r42_requests_total counter",
+                "# HELP r42_requests_total Requests answered, by endpoint and HTTP status.",
+                "# TYPE r42_requests_total counter",
             ]
-            lines += [f'r42_requests_total{{endpoint="{_label(e)}",status="{s}"}} {n}' for (e, s), n in sorted(self.requests.items())]
-            lines += ["# HELP r42_errors_total Failed requests, by endpoint and kind.", "# TYPE r42_errors_total counter"]
-            lines += [f'r42_errors_total{{endpoint="{_label(e)}",kind="{_label(k)}"}} {n}' for (e, k), n in sorted(self.errors.items())]
-            lines += ["# HELP r42_request_duration_seconds Time from request to the end of the response.", "# TYPE r42_request_duration_seconds histogram"]
+            lines += [
+                f'r42_requests_total{{endpoint="{_label(e)}",status="{s}"}} {n}'
+                for (e, s), n in sorted(self.requests.items())
+            ]
+            lines += [
+                "# HELP r42_errors_total Failed requests, by endpoint and kind.",
+                "# TYPE r42_errors_total counter",
+            ]
+            lines += [
+                f'r42_errors_total{{endpoint="{_label(e)}",kind="{_label(k)}"}} {n}'
+                for (e, k), n in sorted(self.errors.items())
+            ]
+            lines += [
+                "# HELP r42_request_duration_seconds Time from request to the end of the response.",
+                "# TYPE r42_request_duration_seconds histogram",
+            ]
             for endpoint, histogram in sorted(self.latency.items()):
                 lines += histogram.lines("r42_request_duration_seconds", f'endpoint="{_label(endpoint)}"')
-            lines += ["# HELP r42_time_to_first_token_seconds Time to the first token of a stream.", "# TYPE r42_time_to_first_token_seconds histogram"]
+            lines += [
+                "# HELP r42_time_to_first_token_seconds Time to the first token of a stream.",
+                "# TYPE r42_time_to_first_token_seconds histogram",
+            ]
             for endpoint, histogram in sorted(self.ttft.items()):
                 lines += histogram.lines("r42_time_to_first_token_seconds", f'endpoint="{_label(endpoint)}"')
-            lines += ["# HELP r42_model_requests_total Requests answered, by the model that answered.", "# TYPE r42_model_requests_total counter"]
-            lines += [f'r42_model_requests_total{{model="{_label(m)}"}} {n}' for m, n in sorted(self.model_requests.items())]
-            lines += ["# HELP r42_tokens_total Tokens reported by providers, by model and direction.", "# TYPE r42_tokens_total counter"]
-            lines += [f'r42_tokens_total{{model="{_label(m)}",direction="{d}"}} {n}' for (m, d), n in sorted(self.tokens.items())]
-            lines += ["# HELP r42_cost_usd_total Cost in USD from catalog prices, by model.", "# TYPE r42_cost_usd_total counter"]
+            lines += [
+                "# HELP r42_model_requests_total Requests answered, by the model that answered.",
+                "# TYPE r42_model_requests_total counter",
+            ]
+            lines += [
+                f'r42_model_requests_total{{model="{_label(m)}"}} {n}' for m, n in sorted(self.model_requests.items())
+            ]
+            lines += [
+                "# HELP r42_tokens_total Tokens reported by providers, by model and direction.",
+                "# TYPE r42_tokens_total counter",
+            ]
+            lines += [
+                f'r42_tokens_total{{model="{_label(m)}",direction="{d}"}} {n}'
+                for (m, d), n in sorted(self.tokens.items())
+            ]
+            lines += [
+                "# HELP r42_cost_usd_total Cost in USD from catalog prices, by model.",
+                "# TYPE r42_cost_usd_total counter",
+            ]
             lines += [f'r42_cost_usd_total{{model="{_label(m)}"}} {c:.8f}' for m, c in sorted(self.cost.items())]
         return ("\n".join(lines) + "\n").encode()

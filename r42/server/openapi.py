@@ -38,71 +38,138 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {
         "type": "object",
         "description": "OpenAI's error shape (Anthropic's on /v1/messages: {type, error, request_id}).",
-        "properties": {"error": {"type": "object", "properties": {
-            "message": {"type": "string"}, "type": {"type": "string"}, "code": {"type": ["string", "null"]},
-            "param": {"type": ["string", "null"]}}}},
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "code": {"type": ["string", "null"]},
+                    "param": {"type": ["string", "null"]},
+                },
+            }
+        },
     },
     "ChatRequest": {
-        "type": "object", "required": ["messages"],
+        "type": "object",
+        "required": ["messages"],
         "properties": {
             "model": {"type": "string", "description": "a catalog model, or auto / r42 / r42/<mode> to route"},
-            "messages": _MESSAGES, "stream": {"type": "boolean"}, "tools": {"type": "array"},
-            "max_tokens": {"type": "integer"}, "temperature": {"type": "number"},
+            "messages": _MESSAGES,
+            "stream": {"type": "boolean"},
+            "tools": {"type": "array"},
+            "max_tokens": {"type": "integer"},
+            "temperature": {"type": "number"},
         },
     },
     "ChatCompletion": {
-        "type": "object", "description": "chat.completion, or a text/event-stream of chunks when stream is true",
-        "properties": {"id": {"type": "string"}, "object": {"type": "string"}, "model": {"type": "string"},
-                       "choices": {"type": "array"}, "usage": {"type": "object"}},
+        "type": "object",
+        "description": "chat.completion, or a text/event-stream of chunks when stream is true",
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"type": "string"},
+            "model": {"type": "string"},
+            "choices": {"type": "array"},
+            "usage": {"type": "object"},
+        },
     },
     "MessagesRequest": {
-        "type": "object", "required": ["messages"],
-        "properties": {"model": {"type": "string"}, "messages": _MESSAGES, "max_tokens": {"type": "integer"},
-                       "system": {}, "stream": {"type": "boolean"}, "tools": {"type": "array"}},
+        "type": "object",
+        "required": ["messages"],
+        "properties": {
+            "model": {"type": "string"},
+            "messages": _MESSAGES,
+            "max_tokens": {"type": "integer"},
+            "system": {},
+            "stream": {"type": "boolean"},
+            "tools": {"type": "array"},
+        },
     },
     "Message": {
-        "type": "object", "description": "Anthropic's message, or its event stream when stream is true",
-        "properties": {"id": {"type": "string"}, "type": {"type": "string"}, "role": {"type": "string"},
-                       "content": {"type": "array"}, "usage": {"type": "object"}},
+        "type": "object",
+        "description": "Anthropic's message, or its event stream when stream is true",
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"type": "string"},
+            "role": {"type": "string"},
+            "content": {"type": "array"},
+            "usage": {"type": "object"},
+        },
     },
     "TokenCount": {"type": "object", "properties": {"input_tokens": {"type": "integer"}}},
     "Document": {
-        "type": "object", "description": "A pipe document (docs/pipe.md): {messages} or {prompt}, or text/plain",
+        "type": "object",
+        "description": "A pipe document (docs/pipe.md): {messages} or {prompt}, or text/plain",
         "properties": {"messages": _MESSAGES, "prompt": {"type": "string"}, "mode": {"type": "string"}},
     },
     "ScoredDocument": {
-        "type": "object", "properties": {"score": {"type": "object", "properties": {
-            "complexity": {"type": "number"}, "domain": {"type": "string"}, "tokens": {"type": "integer"}}}},
+        "type": "object",
+        "properties": {
+            "score": {
+                "type": "object",
+                "properties": {
+                    "complexity": {"type": "number"},
+                    "domain": {"type": "string"},
+                    "tokens": {"type": "integer"},
+                },
+            }
+        },
     },
     "RankedDocument": {
-        "type": "object", "properties": {"score": _OBJECT, "ranking": {"type": "object", "properties": {
-            "mode": {"type": "string"}, "candidates": {"type": "array"},
-            "excluded": {"type": "object", "additionalProperties": {"type": "integer"},
-                         "description": "models left out, counted by reason (unhealthy: ... for open circuits)"}}}},
+        "type": "object",
+        "properties": {
+            "score": _OBJECT,
+            "ranking": {
+                "type": "object",
+                "properties": {
+                    "mode": {"type": "string"},
+                    "candidates": {"type": "array"},
+                    "excluded": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer"},
+                        "description": "models left out, counted by reason (unhealthy: ... for open circuits)",
+                    },
+                },
+            },
+        },
     },
     "Feedback": {
-        "type": "object", "required": ["request_id", "verdict"],
-        "properties": {"request_id": {"type": "string"}, "verdict": {"enum": ["good", "bad"]},
-                       "reason": {"type": "string"}},
+        "type": "object",
+        "required": ["request_id", "verdict"],
+        "properties": {
+            "request_id": {"type": "string"},
+            "verdict": {"enum": ["good", "bad"]},
+            "reason": {"type": "string"},
+        },
     },
     "ModelList": {"type": "object", "properties": {"object": {"type": "string"}, "data": {"type": "array"}}},
     "Health": {
-        "type": "object", "required": ["status"],
+        "type": "object",
+        "required": ["status"],
         "properties": {
-            "status": {"type": "string"}, "version": {"type": "string"}, "uptime_s": {"type": "number"},
+            "status": {"type": "string"},
+            "version": {"type": "string"},
+            "uptime_s": {"type": "number"},
             "providers": {"type": "object", "additionalProperties": {"type": "boolean"}},
-            "health": {"type": "object", "description": "with ?verbose=1: circuits by provider and by model",
-                       "properties": {"enabled": {"type": "boolean"}, "providers": _CIRCUITS, "models": _CIRCUITS}},
+            "health": {
+                "type": "object",
+                "description": "with ?verbose=1: circuits by provider and by model",
+                "properties": {"enabled": {"type": "boolean"}, "providers": _CIRCUITS, "models": _CIRCUITS},
+            },
         },
     },
     "Circuit": {
         "type": "object",
         "properties": {
-            "state": {"enum": ["closed", "half_open", "open"]}, "attempts": {"type": "integer"},
-            "failures": {"type": "integer"}, "consecutive_failures": {"type": "integer"},
+            "state": {"enum": ["closed", "half_open", "open"]},
+            "attempts": {"type": "integer"},
+            "failures": {"type": "integer"},
+            "consecutive_failures": {"type": "integer"},
             "errors": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "latency_ms_p50": {"type": ["number", "null"]}, "ttft_ms_p50": {"type": ["number", "null"]},
-            "reason": {"type": "string"}, "probe_after": {"type": ["number", "null"]},
+            "latency_ms_p50": {"type": ["number", "null"]},
+            "ttft_ms_p50": {"type": ["number", "null"]},
+            "reason": {"type": "string"},
+            "probe_after": {"type": ["number", "null"]},
         },
     },
     "Text": {"type": "string"},
@@ -135,12 +202,20 @@ def operation(method: str, path: str, route: Route, ids: set[str]) -> dict[str, 
         op_id += "_"
     ids.add(op_id)
     module = route.handler.__module__.rsplit(".", 1)[-1]
-    out: dict[str, Any] = {"operationId": op_id, "summary": summary or op_id, "description": description,
-                           "tags": [module]}
-    parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for name in PATH_PARAMETER.findall(path)]
-    parameters += [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-                   for name in dict.fromkeys(QUERY.findall(description))]
+    out: dict[str, Any] = {
+        "operationId": op_id,
+        "summary": summary or op_id,
+        "description": description,
+        "tags": [module],
+    }
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in PATH_PARAMETER.findall(path)
+    ]
+    parameters += [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+        for name in dict.fromkeys(QUERY.findall(description))
+    ]
     if parameters:
         out["parameters"] = parameters
     if request is None and method in ("POST", "PUT", "PATCH"):
@@ -153,7 +228,7 @@ def operation(method: str, path: str, route: Route, ids: set[str]) -> dict[str, 
     if response != "-":
         ok["content"] = _content(response)
     out["responses"] = {"200": ok, "default": {"description": "an error", "content": _content("Error")}}
-    out["security"] = ([{"bearer": []}, {"apiKey": []}] if route.auth else [])
+    out["security"] = [{"bearer": []}, {"apiKey": []}] if route.auth else []
     if route.admin:
         out["description"] += " Admin keys only (403 for others)."
     return out
@@ -173,9 +248,12 @@ def document(routes: dict[tuple[str, str], Route]) -> dict[str, Any]:
         paths.setdefault(path, {})[method.lower()] = operation(method, path, route, ids)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "r42 gateway", "version": VERSION,
-                 "description": "OpenAI- and Anthropic-compatible LLM router (r42 serve). Every /v1 route is "
-                                "also served under /api."},
+        "info": {
+            "title": "r42 gateway",
+            "version": VERSION,
+            "description": "OpenAI- and Anthropic-compatible LLM router (r42 serve). Every /v1 route is "
+            "also served under /api.",
+        },
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,
@@ -230,8 +308,13 @@ def docs_page(gw: Gateway, call: Call) -> Response:
     """A page that lists every endpoint from /openapi.json (self-contained: no CDN).
     OpenAPI: - -> Html"""
     nonce = secrets.token_urlsafe(16)
-    csp = (f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; connect-src 'self';"
-           " base-uri 'none'; frame-ancestors 'none'")
-    headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Security-Policy", csp),
-               ("X-Content-Type-Options", "nosniff")]
+    csp = (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; connect-src 'self';"
+        " base-uri 'none'; frame-ancestors 'none'"
+    )
+    headers = [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Security-Policy", csp),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
     return Response(200, DOCS_PAGE.replace("NONCE", nonce).encode(), headers)

@@ -43,8 +43,9 @@ def split_candidates(gw: Gateway, candidates: list[str]) -> tuple[list[str], lis
     return list(candidates), []
 
 
-def relay(gw: Gateway, call: Call, plan_: Any, body: dict[str, Any], native: list[str],
-          have_more: bool) -> Response | None | object:
+def relay(
+    gw: Gateway, call: Call, plan_: Any, body: dict[str, Any], native: list[str], have_more: bool
+) -> Response | None | object:
     """Try the native candidates under the executor's fallback policy; NEXT when they all failed
     and `have_more` (the rest then gets the attempts and time that are left: `plan_.limits`)."""
     executor = gw.executor_for(call.caller.user)
@@ -52,8 +53,9 @@ def relay(gw: Gateway, call: Call, plan_: Any, body: dict[str, Any], native: lis
     last: ProviderError | None = None
     for target, (endpoint, client) in run.tries(_client):
         try:
-            with client.stream("v1/messages", orjson.dumps({**body, "model": target.upstream}),
-                               _headers(call, endpoint)) as response:
+            with client.stream(
+                "v1/messages", orjson.dumps({**body, "model": target.upstream}), _headers(call, endpoint)
+            ) as response:
                 if response.status >= 400:
                     raw = response.read()
                     last = _classify(response, raw, endpoint.api_key)
@@ -110,14 +112,22 @@ def _classify(response: Reply, raw: bytes, secret: str | None) -> ProviderError:
         parsed: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
         parsed = raw[:200].decode("utf-8", "replace")
-    return provider_error(response.status, error_message(parsed, f"HTTP {response.status}"), retry_after_of(response.headers), secret)
+    return provider_error(
+        response.status, error_message(parsed, f"HTTP {response.status}"), retry_after_of(response.headers), secret
+    )
 
 
 def _with_request_id(raw: bytes, request_id: str) -> bytes:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return orjson.dumps({"type": "error", "error": {"type": "api_error", "message": raw[:300].decode("utf-8", "replace")}, "request_id": request_id})
+        return orjson.dumps(
+            {
+                "type": "error",
+                "error": {"type": "api_error", "message": raw[:300].decode("utf-8", "replace")},
+                "request_id": request_id,
+            }
+        )
     if isinstance(data, dict):
         data["request_id"] = request_id
     return orjson.dumps(data)
@@ -130,8 +140,11 @@ def _route(target: Target, run: Fallback, usage: dict[str, Any], ttft_ms: int | 
         cached = (usage.get("cache_read_input_tokens") or 0) + (usage.get("cache_creation_input_tokens") or 0)
         input_tokens = (usage.get("input_tokens") or 0) + cached
     output_tokens = usage.get("output_tokens") if usage else None
-    return {**run.route(target, None, ttft_ms), "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
-            "cost_usd": cost_of(target, input_tokens, output_tokens)}
+    return {
+        **run.route(target, None, ttft_ms),
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        "cost_usd": cost_of(target, input_tokens, output_tokens),
+    }
 
 
 def _whole(call: Call, target: Target, response: Reply, run: Fallback, headers: list[tuple[str, str]]) -> Response:

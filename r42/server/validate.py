@@ -72,8 +72,13 @@ def obj(value: Any, path: str) -> None:
 def one_of(*names: str) -> Check:
     def check(value: Any, path: str) -> None:
         if not isinstance(value, str) or value not in names:
-            raise GatewayError(400, f"{path}: expected one of {', '.join(names)}, got {str(value)[:40]!r}",
-                               "invalid_request", param=path)
+            raise GatewayError(
+                400,
+                f"{path}: expected one of {', '.join(names)}, got {str(value)[:40]!r}",
+                "invalid_request",
+                param=path,
+            )
+
     return check
 
 
@@ -85,6 +90,7 @@ def array_of(item: Check, non_empty: bool = False) -> Check:
             raise GatewayError(400, f"{path}: expected a non-empty array", "invalid_request", param=path)
         for index, element in enumerate(value):
             item(element, f"{path}[{index}]")
+
     return check
 
 
@@ -100,11 +106,13 @@ def either(first: Check, second: Check, expected: str) -> Check:
                 if exc.param != path:
                     raise
                 raise invalid(path, expected, value) from None
+
     return check
 
 
 def fields(spec: dict[str, Check], required: tuple[str, ...] = ()) -> Check:
     """An object whose listed fields, when present and not null, pass their checks."""
+
     def check(value: Any, path: str) -> None:
         obj(value, path)
         for name in required:
@@ -114,6 +122,7 @@ def fields(spec: dict[str, Check], required: tuple[str, ...] = ()) -> Check:
         for name, field_check in spec.items():
             if value.get(name) is not None:
                 field_check(value[name], f"{path}.{name}" if path else name)
+
     return check
 
 
@@ -121,23 +130,47 @@ def fields(spec: dict[str, Check], required: tuple[str, ...] = ()) -> Check:
 
 OPENAI_PART = fields({"type": string, "text": string, "image_url": either(obj, string, "an object or a string")})
 OPENAI_CALL = fields({"id": string, "type": string, "function": fields({"name": string, "arguments": string})})
-OPENAI_MESSAGE = fields({
-    "role": one_of(*sorted(ROLES)),
-    "content": either(string, array_of(OPENAI_PART), "a string or an array of parts"),
-    "name": string, "tool_calls": array_of(OPENAI_CALL), "tool_call_id": string,
-}, required=("role",))
-OPENAI_TOOL = fields({"type": string, "function": fields({"name": string, "description": string, "parameters": obj},
-                                                          required=("name",))})
-OPENAI_CHAT = fields({
-    "model": string, "messages": array_of(OPENAI_MESSAGE, non_empty=True), "stream": boolean,
-    "stream_options": fields({"include_usage": boolean}), "max_tokens": whole, "max_completion_tokens": whole,
-    "n": whole, "temperature": number, "top_p": number, "presence_penalty": number, "frequency_penalty": number,
-    "seed": number, "logprobs": boolean, "top_logprobs": whole, "parallel_tool_calls": boolean,
-    "stop": either(string, array_of(string), "a string or an array of strings"), "user": string,
-    "reasoning_effort": string, "response_format": fields({"type": string}, required=("type",)),
-    "tools": array_of(OPENAI_TOOL), "tool_choice": either(string, obj, "a string or an object"),
-    "logit_bias": obj, "metadata": obj, "prompt": string,
-})
+OPENAI_MESSAGE = fields(
+    {
+        "role": one_of(*sorted(ROLES)),
+        "content": either(string, array_of(OPENAI_PART), "a string or an array of parts"),
+        "name": string,
+        "tool_calls": array_of(OPENAI_CALL),
+        "tool_call_id": string,
+    },
+    required=("role",),
+)
+OPENAI_TOOL = fields(
+    {"type": string, "function": fields({"name": string, "description": string, "parameters": obj}, required=("name",))}
+)
+OPENAI_CHAT = fields(
+    {
+        "model": string,
+        "messages": array_of(OPENAI_MESSAGE, non_empty=True),
+        "stream": boolean,
+        "stream_options": fields({"include_usage": boolean}),
+        "max_tokens": whole,
+        "max_completion_tokens": whole,
+        "n": whole,
+        "temperature": number,
+        "top_p": number,
+        "presence_penalty": number,
+        "frequency_penalty": number,
+        "seed": number,
+        "logprobs": boolean,
+        "top_logprobs": whole,
+        "parallel_tool_calls": boolean,
+        "stop": either(string, array_of(string), "a string or an array of strings"),
+        "user": string,
+        "reasoning_effort": string,
+        "response_format": fields({"type": string}, required=("type",)),
+        "tools": array_of(OPENAI_TOOL),
+        "tool_choice": either(string, obj, "a string or an object"),
+        "logit_bias": obj,
+        "metadata": obj,
+        "prompt": string,
+    }
+)
 
 
 def chat_request(body: dict[str, Any]) -> ChatRequest:
@@ -167,25 +200,45 @@ def _blocks(value: Any, path: str) -> None:
     ANTHROPIC_BLOCKS(value, path)
 
 
-ANTHROPIC_BLOCK = fields({
-    "type": string, "text": string, "id": string, "name": string, "input": obj, "tool_use_id": string,
-    "source": fields({"type": string, "media_type": string, "data": string, "url": string}),
-    "content": either(string, _blocks, "a string or an array of content blocks"),
-}, required=("type",))
+ANTHROPIC_BLOCK = fields(
+    {
+        "type": string,
+        "text": string,
+        "id": string,
+        "name": string,
+        "input": obj,
+        "tool_use_id": string,
+        "source": fields({"type": string, "media_type": string, "data": string, "url": string}),
+        "content": either(string, _blocks, "a string or an array of content blocks"),
+    },
+    required=("type",),
+)
 ANTHROPIC_BLOCKS = array_of(ANTHROPIC_BLOCK)
-ANTHROPIC_MESSAGE = fields({
-    "role": one_of("user", "assistant"),
-    "content": either(string, ANTHROPIC_BLOCKS, "a string or an array of content blocks"),
-}, required=("role", "content"))
+ANTHROPIC_MESSAGE = fields(
+    {
+        "role": one_of("user", "assistant"),
+        "content": either(string, ANTHROPIC_BLOCKS, "a string or an array of content blocks"),
+    },
+    required=("role", "content"),
+)
 ANTHROPIC_TOOL = fields({"name": string, "description": string, "input_schema": obj}, required=("name",))
 ANTHROPIC_FIELDS = {
-    "model": string, "max_tokens": whole, "stream": boolean, "temperature": number, "top_p": number,
-    "top_k": whole, "stop_sequences": array_of(string), "metadata": obj, "thinking": obj,
+    "model": string,
+    "max_tokens": whole,
+    "stream": boolean,
+    "temperature": number,
+    "top_p": number,
+    "top_k": whole,
+    "stop_sequences": array_of(string),
+    "metadata": obj,
+    "thinking": obj,
     "system": either(string, ANTHROPIC_BLOCKS, "a string or an array of text blocks"),
-    "tools": array_of(ANTHROPIC_TOOL), "tool_choice": fields({"type": string, "name": string}, required=("type",)),
+    "tools": array_of(ANTHROPIC_TOOL),
+    "tool_choice": fields({"type": string, "name": string}, required=("type",)),
 }
-ANTHROPIC_MESSAGES = fields({**ANTHROPIC_FIELDS, "messages": array_of(ANTHROPIC_MESSAGE, non_empty=True)},
-                            required=("messages",))
+ANTHROPIC_MESSAGES = fields(
+    {**ANTHROPIC_FIELDS, "messages": array_of(ANTHROPIC_MESSAGE, non_empty=True)}, required=("messages",)
+)
 ANTHROPIC_COUNT = fields({**ANTHROPIC_FIELDS, "messages": array_of(ANTHROPIC_MESSAGE)}, required=("messages",))
 
 

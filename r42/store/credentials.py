@@ -78,7 +78,9 @@ def _read_key_file(path: Path) -> bytes:
     try:
         return path.read_bytes().strip()
     except OSError as exc:
-        raise MasterKeyError(f"cannot read the master key {path}: {exc.strerror}", "check the file's owner and mode (0600)") from None
+        raise MasterKeyError(
+            f"cannot read the master key {path}: {exc.strerror}", "check the file's owner and mode (0600)"
+        ) from None
 
 
 def _create_key_file(path: Path) -> bytes:
@@ -113,7 +115,10 @@ def _fernet(create: bool):  # noqa: ANN202 - cryptography's type, imported lazil
     try:
         cipher = Fernet(key)
     except (ValueError, TypeError):
-        raise MasterKeyError(f"the master key in {where} is not a valid key (it must be 32 url-safe base64-encoded bytes)", f"generate one with: {GENERATE_HINT}") from None
+        raise MasterKeyError(
+            f"the master key in {where} is not a valid key (it must be 32 url-safe base64-encoded bytes)",
+            f"generate one with: {GENERATE_HINT}",
+        ) from None
     _verify_or_write_check(cipher, where, InvalidToken)
     return cipher
 
@@ -135,7 +140,9 @@ def _verify_or_write_check(cipher: Any, where: str, invalid: type[Exception]) ->
         with writing() as conn:
             row = conn.execute(select).fetchone()  # again under the write lock: another process may have written it
             if row is None:
-                conn.execute("INSERT INTO meta (name, value) VALUES ('master_check', ?)", (cipher.encrypt(_CHECK_PLAINTEXT),))
+                conn.execute(
+                    "INSERT INTO meta (name, value) VALUES ('master_check', ?)", (cipher.encrypt(_CHECK_PLAINTEXT),)
+                )
                 return
     try:
         ok = cipher.decrypt(row[0]) == _CHECK_PLAINTEXT
@@ -161,7 +168,10 @@ def _open(cipher: Any, provider: str, user: str, token: bytes) -> str:
         sealed = None
     if not isinstance(sealed, dict) or sealed.get("p") != provider or sealed.get("u") != user:
         who = f" for user {user}" if user else ""
-        raise MasterKeyError(f"the stored credential for {provider}{who} cannot be decrypted (damaged or moved)", f"set it again with `r42 keys set {provider}`")
+        raise MasterKeyError(
+            f"the stored credential for {provider}{who} cannot be decrypted (damaged or moved)",
+            f"set it again with `r42 keys set {provider}`",
+        )
     return str(sealed["s"])
 
 
@@ -177,7 +187,13 @@ def _check_base_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def set_credential(provider: str, secret: str | None, user: str | None = None, base_url: str | None = None, models: list[str] | None = None) -> None:
+def set_credential(
+    provider: str,
+    secret: str | None,
+    user: str | None = None,
+    base_url: str | None = None,
+    models: list[str] | None = None,
+) -> None:
     """Store (or replace) a provider's secret, globally or for one user.
 
     base_url makes the provider a custom OpenAI-compatible endpoint (its secret may be None: no key).
@@ -186,11 +202,13 @@ def set_credential(provider: str, secret: str | None, user: str | None = None, b
     if not provider or "/" in provider:
         raise UsageError(f"invalid provider name {provider!r}", "a name without '/', e.g. myvllm")
     if base_url is None and not secret:
-        raise UsageError("the secret is empty", f"pipe it in: printf %s \"$KEY\" | r42 keys set {provider}")
+        raise UsageError("the secret is empty", f'pipe it in: printf %s "$KEY" | r42 keys set {provider}')
     if base_url is not None:
         base_url = _check_base_url(base_url)
         if user:
-            raise UsageError("custom endpoints are shared by every user", "leave out --user, or set only a key for the user")
+            raise UsageError(
+                "custom endpoints are shared by every user", "leave out --user, or set only a key for the user"
+            )
     token = _seal(_fernet(create=True), provider, user or "", secret) if secret else None
     with writing() as conn:
         conn.execute(
@@ -207,7 +225,9 @@ def remove_credential(provider: str, user: str | None = None) -> bool:
     if reading() is None:
         return False
     with writing() as conn:
-        return conn.execute("DELETE FROM credentials WHERE provider = ? AND user = ?", (provider, user or "")).rowcount > 0
+        return (
+            conn.execute("DELETE FROM credentials WHERE provider = ? AND user = ?", (provider, user or "")).rowcount > 0
+        )
 
 
 def list_credentials() -> list[StoredCredential]:
@@ -215,8 +235,12 @@ def list_credentials() -> list[StoredCredential]:
     if conn is None:
         return []
     with readable_errors():
-        rows = conn.execute("SELECT provider, user, secret IS NOT NULL, base_url, models, updated FROM credentials ORDER BY provider, user").fetchall()
-    return [StoredCredential(p, u or None, bool(s), b, tuple(orjson.loads(m)) if m else (), t) for p, u, s, b, m, t in rows]
+        rows = conn.execute(
+            "SELECT provider, user, secret IS NOT NULL, base_url, models, updated FROM credentials ORDER BY provider, user"
+        ).fetchall()
+    return [
+        StoredCredential(p, u or None, bool(s), b, tuple(orjson.loads(m)) if m else (), t) for p, u, s, b, m, t in rows
+    ]
 
 
 def get_secret(provider: str, user: str | None = None) -> Secret | None:
@@ -227,7 +251,9 @@ def get_secret(provider: str, user: str | None = None) -> Secret | None:
     owners = [user, ""] if user else [""]
     with readable_errors():
         for owner in owners:
-            row = conn.execute("SELECT secret, base_url FROM credentials WHERE provider = ? AND user = ?", (provider, owner)).fetchone()
+            row = conn.execute(
+                "SELECT secret, base_url FROM credentials WHERE provider = ? AND user = ?", (provider, owner)
+            ).fetchone()
             if row is None:
                 continue
             source = f"store (user {owner})" if owner else "store"
@@ -263,8 +289,15 @@ def custom_providers() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for c in _endpoints():
         local = _is_local_host(c.base_url or "")
-        privacy = {"trains_on_api_data": False, "retention_days": 0, "note": "runs on this machine"} if local else {
-            "trains_on_api_data": None, "retention_days": None, "note": "a custom endpoint: its data policy is unknown to r42"}
+        privacy = (
+            {"trains_on_api_data": False, "retention_days": 0, "note": "runs on this machine"}
+            if local
+            else {
+                "trains_on_api_data": None,
+                "retention_days": None,
+                "note": "a custom endpoint: its data policy is unknown to r42",
+            }
+        )
         out[c.provider] = {
             "name": f"{c.provider} (custom endpoint)",
             "protocol": "openai",
@@ -287,18 +320,27 @@ def custom_models() -> list[dict[str, Any]]:
     for c in _endpoints():
         local = _is_local_host(c.base_url or "")
         for name in c.models:
-            models.append({
-                "id": f"{c.provider}/{name}",
-                "name": f"{name} ({c.provider})",
-                "aliases": [],
-                "price": {"input": 0.0 if local else None, "output": 0.0 if local else None, "source": "custom endpoint"},
-                "context": None,
-                "max_output": None,
-                "capabilities": {"tools": False, "vision": False, "json": False, "reasoning": False},
-                "local": local,
-                "quality": {"estimated": True, "method": "unknown: a custom endpoint (set quality in R42_HOME/catalog.yaml)"},
-                "speed": None,
-            })
+            models.append(
+                {
+                    "id": f"{c.provider}/{name}",
+                    "name": f"{name} ({c.provider})",
+                    "aliases": [],
+                    "price": {
+                        "input": 0.0 if local else None,
+                        "output": 0.0 if local else None,
+                        "source": "custom endpoint",
+                    },
+                    "context": None,
+                    "max_output": None,
+                    "capabilities": {"tools": False, "vision": False, "json": False, "reasoning": False},
+                    "local": local,
+                    "quality": {
+                        "estimated": True,
+                        "method": "unknown: a custom endpoint (set quality in R42_HOME/catalog.yaml)",
+                    },
+                    "speed": None,
+                }
+            )
     return models
 
 
@@ -316,8 +358,10 @@ def rotate_master_key() -> tuple[int, Path]:
     from cryptography.fernet import Fernet
 
     if os.environ.get(MASTER_KEY_ENV):
-        raise UsageError(f"the master key comes from {MASTER_KEY_ENV}, which r42 cannot change",
-                         f"unset {MASTER_KEY_ENV} and put the key in {master_key_path()}, then rotate")
+        raise UsageError(
+            f"the master key comes from {MASTER_KEY_ENV}, which r42 cannot change",
+            f"unset {MASTER_KEY_ENV} and put the key in {master_key_path()}, then rotate",
+        )
     old = _fernet(create=False)
     path = master_key_path()
     if old is None:
@@ -345,7 +389,9 @@ def _reseal_all(old: Any, new: Any) -> int:
     """Every stored secret opened with `old` and sealed with `new`, in one transaction."""
     with writing() as conn:
         count = 0
-        for provider, user, token in conn.execute("SELECT provider, user, secret FROM credentials WHERE secret IS NOT NULL").fetchall():
+        for provider, user, token in conn.execute(
+            "SELECT provider, user, secret FROM credentials WHERE secret IS NOT NULL"
+        ).fetchall():
             sealed = _seal(new, provider, user, _open(old, provider, user, token))
             conn.execute("UPDATE credentials SET secret = ? WHERE provider = ? AND user = ?", (sealed, provider, user))
             count += 1

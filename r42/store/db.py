@@ -265,7 +265,9 @@ def _enable_wal(conn: sqlite3.Connection, path: Path) -> None:
             continue
         if mode.lower() == "wal":
             return
-        raise StoreError(f"the store {path} cannot use WAL mode (journal mode {mode})", "put R42_HOME on a local file system")
+        raise StoreError(
+            f"the store {path} cannot use WAL mode (journal mode {mode})", "put R42_HOME on a local file system"
+        )
     raise StoreError(f"the store {path} stayed locked", "another process holds it; try again")
 
 
@@ -343,7 +345,9 @@ def readable_errors() -> Iterator[None]:
     try:
         yield
     except sqlite3.OperationalError as exc:
-        raise StoreError(f"the store {store_path()} could not be written ({exc})", "another process may hold it for long; try again") from None
+        raise StoreError(
+            f"the store {store_path()} could not be written ({exc})", "another process may hold it for long; try again"
+        ) from None
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"the store {store_path()} is damaged ({exc})", MOVE_AWAY) from None
 

@@ -29,8 +29,17 @@ def add_feedback(request_id: str, verdict: str, reason: str | None = None, user:
                 (request_id,),
             ).fetchone()
     if row is None or (user is not None and row[0] != user):
-        raise NotFoundError(f"no answered request with id {request_id!r}", "request ids are in `r42 log` and in route.request_id")
-    entry = {"request_id": request_id, "user": row[0], "model": row[1], "domain": row[2], "verdict": verdict, "reason": (reason or "")[:MAX_REASON_CHARS] or None}
+        raise NotFoundError(
+            f"no answered request with id {request_id!r}", "request ids are in `r42 log` and in route.request_id"
+        )
+    entry = {
+        "request_id": request_id,
+        "user": row[0],
+        "model": row[1],
+        "domain": row[2],
+        "verdict": verdict,
+        "reason": (reason or "")[:MAX_REASON_CHARS] or None,
+    }
     with writing() as w:
         w.execute(
             "INSERT INTO feedback (ts, request_id, user, model, domain, verdict, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -55,7 +64,9 @@ def reset_learning(user: str | None) -> int:
     counting. Returns the number of feedback rows removed."""
     with writing() as conn:
         removed = conn.execute("DELETE FROM feedback WHERE user IS ?", (user,)).rowcount
-        conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (f"{RESET_KEY}:{user or '*'}", str(time.time())))
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (f"{RESET_KEY}:{user or '*'}", str(time.time()))
+        )
     return int(removed)
 
 
@@ -78,7 +89,9 @@ def read_failed_attempts(user: str | None, since: float) -> list[tuple[float, st
         return []
     out = []
     with readable_errors():
-        rows = conn.execute("SELECT ts, domain, attempts FROM routes WHERE user IS ? AND ts >= ? AND n_attempts > 0", (user, since)).fetchall()
+        rows = conn.execute(
+            "SELECT ts, domain, attempts FROM routes WHERE user IS ? AND ts >= ? AND n_attempts > 0", (user, since)
+        ).fetchall()
     for ts, domain, attempts in rows:
         for attempt in orjson.loads(attempts or "[]"):
             if not attempt.get("ok") and attempt.get("model"):

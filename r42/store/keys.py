@@ -148,8 +148,15 @@ def _user_id(conn: sqlite3.Connection, user: str, now: float) -> int:
     return conn.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()[0]
 
 
-def _insert_key(conn: sqlite3.Connection, user: str, rpm: int | None, rpd: int | None, budget_usd: float | None,
-                expires: float | None = None, admin: bool = False) -> NewKey:
+def _insert_key(
+    conn: sqlite3.Connection,
+    user: str,
+    rpm: int | None,
+    rpd: int | None,
+    budget_usd: float | None,
+    expires: float | None = None,
+    admin: bool = False,
+) -> NewKey:
     now = time.time()
     user_id = _user_id(conn, user, now)
     while True:
@@ -167,8 +174,14 @@ def _insert_key(conn: sqlite3.Connection, user: str, rpm: int | None, rpd: int |
         return NewKey(key, record)
 
 
-def create_key(user: str, rpm: int | None = None, rpd: int | None = None, budget_usd: float | None = None,
-               expires: float | None = None, admin: bool = False) -> NewKey:
+def create_key(
+    user: str,
+    rpm: int | None = None,
+    rpd: int | None = None,
+    budget_usd: float | None = None,
+    expires: float | None = None,
+    admin: bool = False,
+) -> NewKey:
     """A new key for `user` (created if new). The returned key is the only copy.
     `expires`: unix seconds (see parse_expiry); `admin`: the key may use the admin API."""
     user = user.strip()
@@ -187,6 +200,8 @@ _KEY_COLUMNS = (
 def _record(row: tuple) -> KeyRecord:
     """A KeyRecord from a row of _KEY_COLUMNS (admin is stored as 0/1)."""
     return KeyRecord(*row[:10], bool(row[10]))
+
+
 _KEY_FROM = "gateway_keys k JOIN users u ON u.id = k.user_id"
 
 
@@ -213,17 +228,27 @@ def _find_keys(conn: sqlite3.Connection, key_or_prefix: str, user_too: bool = Fa
     """Active keys named by a whole key, a prefix of one, or (user_too) a user name."""
     text = key_or_prefix.strip().rstrip("…").rstrip(".")
     if len(text) == KEY_LENGTH and text.startswith(KEY_PREFIX):
-        rows = conn.execute(f"SELECT {_KEY_COLUMNS}, k.hash FROM {_KEY_FROM} WHERE k.prefix = ? AND k.revoked IS NULL", (text[:PREFIX_LENGTH],)).fetchall()
+        rows = conn.execute(
+            f"SELECT {_KEY_COLUMNS}, k.hash FROM {_KEY_FROM} WHERE k.prefix = ? AND k.revoked IS NULL",
+            (text[:PREFIX_LENGTH],),
+        ).fetchall()
         return [_record(row[:-1]) for row in rows if hmac.compare_digest(row[-1], key_hash(text))]
     if user_too:
-        rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE u.name = ? AND k.revoked IS NULL", (text,)).fetchall()
+        rows = conn.execute(
+            f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE u.name = ? AND k.revoked IS NULL", (text,)
+        ).fetchall()
         if rows:
             return [_record(row) for row in rows]
     if len(text) < len(KEY_PREFIX) + 4 or not text.startswith(KEY_PREFIX):
         return []  # too short to name one key safely
-    rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE k.revoked IS NULL AND substr(k.prefix, 1, ?) = ?", (len(text), text)).fetchall()
+    rows = conn.execute(
+        f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE k.revoked IS NULL AND substr(k.prefix, 1, ?) = ?",
+        (len(text), text),
+    ).fetchall()
     if not rows and len(text) > PREFIX_LENGTH:  # a longer piece of a key: match on its prefix
-        rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE k.revoked IS NULL AND k.prefix = ?", (text[:PREFIX_LENGTH],)).fetchall()
+        rows = conn.execute(
+            f"SELECT {_KEY_COLUMNS} FROM {_KEY_FROM} WHERE k.revoked IS NULL AND k.prefix = ?", (text[:PREFIX_LENGTH],)
+        ).fetchall()
     return [_record(row) for row in rows]
 
 
@@ -258,9 +283,14 @@ def rotate(user_or_prefix: str) -> tuple[NewKey, list[KeyRecord]]:
     with writing() as conn:
         old = _find_keys(conn, user_or_prefix, user_too=True)
         if not old:
-            raise NotFoundError(f"no user or active key matches {_shown(user_or_prefix)}", "see `r42 keys list`, or `r42 keys create USER`")
+            raise NotFoundError(
+                f"no user or active key matches {_shown(user_or_prefix)}",
+                "see `r42 keys list`, or `r42 keys create USER`",
+            )
         if len({r.user for r in old}) > 1:
-            raise UsageError(f"{_shown(user_or_prefix)} matches keys of several users", "give more characters of the key")
+            raise UsageError(
+                f"{_shown(user_or_prefix)} matches keys of several users", "give more characters of the key"
+            )
         latest = max(old, key=lambda r: r.created)
         now = time.time()
         conn.executemany("UPDATE gateway_keys SET revoked = ? WHERE id = ?", [(now, r.id) for r in old])
@@ -272,8 +302,14 @@ def rotate(user_or_prefix: str) -> tuple[NewKey, list[KeyRecord]]:
 _UNSET = object()
 
 
-def update_key(key_or_prefix: str, *, rpm: object = _UNSET, rpd: object = _UNSET, budget_usd: object = _UNSET,
-               expires: object = _UNSET) -> tuple[KeyRecord, KeyRecord]:
+def update_key(
+    key_or_prefix: str,
+    *,
+    rpm: object = _UNSET,
+    rpd: object = _UNSET,
+    budget_usd: object = _UNSET,
+    expires: object = _UNSET,
+) -> tuple[KeyRecord, KeyRecord]:
     """Change an active key's limits or expiry (None clears one; a field left out stays).
     Returns the record before and after."""
     given = (("rpm", rpm), ("rpd", rpd), ("budget_usd", budget_usd), ("expires", expires))
@@ -317,7 +353,10 @@ def authenticate(key: str) -> KeyRecord | None:
     if conn is None:
         return None
     with readable_errors():
-        row = conn.execute(f"SELECT {_KEY_COLUMNS}, k.hash FROM {_KEY_FROM} WHERE k.prefix = ? AND k.revoked IS NULL", (key[:PREFIX_LENGTH],)).fetchone()
+        row = conn.execute(
+            f"SELECT {_KEY_COLUMNS}, k.hash FROM {_KEY_FROM} WHERE k.prefix = ? AND k.revoked IS NULL",
+            (key[:PREFIX_LENGTH],),
+        ).fetchone()
     stored = row[-1] if row else _DUMMY_HASH
     if hmac.compare_digest(stored, key_hash(key)) and row is not None:
         return _record(row[:-1])
@@ -351,6 +390,8 @@ def announce(prefixes: list[str]) -> None:
         import sys
 
         print(f"r42: warning: could not tell the servers on {shown(url)} of the key change: {exc}", file=sys.stderr)
+
+
 MEMO_MAX = 1024  # presented keys remembered per thread (wrong ones included)
 
 
@@ -379,7 +420,9 @@ def record_usage(key_id: int, cost_usd: float = 0.0, at: float | None = None) ->
     """Count one request against a key's limits and mark the key as used. Call once per request."""
     at = time.time() if at is None else at
     with writing() as conn:
-        conn.execute("INSERT INTO key_usage (key_id, ts, cost_usd) VALUES (?, ?, ?)", (key_id, at, float(cost_usd or 0.0)))
+        conn.execute(
+            "INSERT INTO key_usage (key_id, ts, cost_usd) VALUES (?, ?, ?)", (key_id, at, float(cost_usd or 0.0))
+        )
         conn.execute("UPDATE gateway_keys SET last_used = max(coalesce(last_used, 0), ?) WHERE id = ?", (at, key_id))
 
 

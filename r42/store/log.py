@@ -25,8 +25,24 @@ _last_prune = 0.0
 _prune_lock = threading.Lock()
 
 COLUMNS = (
-    "ts", "request_id", "user", "key_id", "endpoint", "mode", "complexity", "domain", "model", "attempts", "n_attempts",
-    "input_tokens", "output_tokens", "cost_usd", "latency_ms", "ttft_ms", "status", "error",
+    "ts",
+    "request_id",
+    "user",
+    "key_id",
+    "endpoint",
+    "mode",
+    "complexity",
+    "domain",
+    "model",
+    "attempts",
+    "n_attempts",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "status",
+    "error",
 )
 
 
@@ -70,9 +86,24 @@ def write_route(
     """
     cleaned = _clean_attempts(attempts)
     row = (
-        time.time() if at is None else at, request_id, user, key_id, endpoint, mode, complexity, domain, model,
-        orjson.dumps(cleaned).decode(), len(cleaned), input_tokens, output_tokens, cost_usd, latency_ms, ttft_ms,
-        status, error[:MAX_ERROR_CHARS] if error else None,
+        time.time() if at is None else at,
+        request_id,
+        user,
+        key_id,
+        endpoint,
+        mode,
+        complexity,
+        domain,
+        model,
+        orjson.dumps(cleaned).decode(),
+        len(cleaned),
+        input_tokens,
+        output_tokens,
+        cost_usd,
+        latency_ms,
+        ttft_ms,
+        status,
+        error[:MAX_ERROR_CHARS] if error else None,
     )
     placeholders = ", ".join("?" * len(COLUMNS))
     with writing() as conn:
@@ -82,8 +113,14 @@ def write_route(
 
 
 def write_route_from_document(
-    doc: dict[str, Any], *, endpoint: str, user: str | None = None, status: str | None = None,
-    error: str | None = None, request_id: str | None = None, key_id: int | None = None,
+    doc: dict[str, Any],
+    *,
+    endpoint: str,
+    user: str | None = None,
+    status: str | None = None,
+    error: str | None = None,
+    request_id: str | None = None,
+    key_id: int | None = None,
 ) -> int:
     """write_route() with the fields of a pipe document (`score`, `ranking`, `route` keys).
 
@@ -95,12 +132,22 @@ def write_route_from_document(
     if status is None:
         status = "ok" if doc.get("response") is not None and "error" not in doc else "error"
     return write_route(
-        endpoint=endpoint, status=status, user=user, key_id=key_id, error=error,
+        endpoint=endpoint,
+        status=status,
+        user=user,
+        key_id=key_id,
+        error=error,
         request_id=request_id or _str_or_none(route.get("request_id")) or _str_or_none(doc.get("id")),
-        mode=(doc.get("ranking") or {}).get("mode"), complexity=score.get("complexity"), domain=score.get("domain"),
-        model=route.get("model"), attempts=route.get("attempts"),
-        input_tokens=usage.get("input_tokens"), output_tokens=usage.get("output_tokens"), cost_usd=route.get("cost_usd"),
-        latency_ms=route.get("latency_ms"), ttft_ms=route.get("ttft_ms"),
+        mode=(doc.get("ranking") or {}).get("mode"),
+        complexity=score.get("complexity"),
+        domain=score.get("domain"),
+        model=route.get("model"),
+        attempts=route.get("attempts"),
+        input_tokens=usage.get("input_tokens"),
+        output_tokens=usage.get("output_tokens"),
+        cost_usd=route.get("cost_usd"),
+        latency_ms=route.get("latency_ms"),
+        ttft_ms=route.get("ttft_ms"),
     )
 
 

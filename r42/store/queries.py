@@ -462,8 +462,16 @@ def _learned(user: str | None, half_life_days: float) -> list[dict[str, Any]]:
     from r42.learning import learned_adjustments
 
     return [
-        {"user": user, "model": model, "domain": domain, "value": round(adj.value, 4), "good": adj.good,
-         "bad": adj.bad, "failures": adj.failures, "slow": adj.slow}
+        {
+            "user": user,
+            "model": model,
+            "domain": domain,
+            "value": round(adj.value, 4),
+            "good": adj.good,
+            "bad": adj.bad,
+            "failures": adj.failures,
+            "slow": adj.slow,
+        }
         for (model, domain), adj in learned_adjustments(user, half_life_days).items()
         if abs(adj.value) >= 0.005
     ]
@@ -702,9 +710,13 @@ def panels(
         "failures": filter_failures(data.failed, provider, kind),
         "keys": key_use(scope.user, now),
         "feedback": feedback_summary(whole),
-        **({} if half_life_days is None else {
-            "learning": learning_changes(_learning_users(scope, folded), half_life_days, wait=wait),
-        }),
+        **(
+            {}
+            if half_life_days is None
+            else {
+                "learning": learning_changes(_learning_users(scope, folded), half_life_days, wait=wait),
+            }
+        ),
     }
 
 

@@ -99,12 +99,16 @@ class Shared:
         try:
             import redis
         except ImportError:
-            raise SharedError("redis_url is set but the redis package is not installed", "pip install 'r42[team]'") from None
+            raise SharedError(
+                "redis_url is set but the redis package is not installed", "pip install 'r42[team]'"
+            ) from None
         client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
         try:
             client.ping()
         except redis.RedisError as exc:
-            raise SharedError(f"cannot reach Redis at {shown(url)}: {type(exc).__name__}", "check redis_url (R42_REDIS_URL)") from None
+            raise SharedError(
+                f"cannot reach Redis at {shown(url)}: {type(exc).__name__}", "check redis_url (R42_REDIS_URL)"
+            ) from None
         return cls(client, url)
 
     def _keys(self, key_id: int, now: float) -> tuple[str, str, str]:
@@ -130,7 +134,9 @@ class Shared:
             try:
                 yield
             except redis.RedisError as exc:
-                raise SharedError(f"Redis at {shown(url)} failed: {type(exc).__name__}", "check that Redis runs") from None
+                raise SharedError(
+                    f"Redis at {shown(url)} failed: {type(exc).__name__}", "check that Redis runs"
+                ) from None
 
         return translated()
 
@@ -139,7 +145,9 @@ class Shared:
         keys = self._keys(record.id, now)
         seed = spent_in_store() if not self.client.exists(keys[2]) else 0.0
         limits = [-1 if v is None else v for v in (record.rpm, record.rpd, record.budget_usd)]
-        hit_name, minute, day, spent, oldest_minute, oldest_day = self._admit(keys=list(keys), args=[now, *limits, member, seed])
+        hit_name, minute, day, spent, oldest_minute, oldest_day = self._admit(
+            keys=list(keys), args=[now, *limits, member, seed]
+        )
         used = Usage(int(minute), int(day), float(spent), _float(oldest_minute), _float(oldest_day))
         hit = limit_exceeded(record, used, now) if _text(hit_name) else None
         return Admission(used, hit, None)

@@ -55,13 +55,23 @@ def choose_reference(catalog: Any, name: str | None, has_credential: Callable[[A
     if name:
         model = catalog.find(name)
         if model is None:
-            raise UsageError(f"unknown reference model {name!r}", "give a model id from the catalog, e.g. openai/gpt-4o")
+            raise UsageError(
+                f"unknown reference model {name!r}", "give a model id from the catalog, e.g. openai/gpt-4o"
+            )
         if model.price_input is None or model.price_output is None:
             raise UsageError(f"the reference model {model.id} has no known price", "choose a priced model")
         return Reference(model.id, model.price_input, model.price_output, "chosen")
-    priced = [m for m in catalog.models if m.available and not m.local and m.price_input is not None and m.price_output is not None]
+    priced = [
+        m
+        for m in catalog.models
+        if m.available and not m.local and m.price_input is not None and m.price_output is not None
+    ]
     usable = [m for m in priced if m.provider in catalog.providers and has_credential(catalog.providers[m.provider])]
-    pool, why = (usable, "the strongest model you have a credential for") if usable else (priced, "the strongest priced model in the catalog (no provider has a credential)")
+    pool, why = (
+        (usable, "the strongest model you have a credential for")
+        if usable
+        else (priced, "the strongest priced model in the catalog (no provider has a credential)")
+    )
     if not pool:
         return None
     best = max(pool, key=lambda m: (m.quality.get("overall", 0.0), -(m.price_input + m.price_output), m.id))
@@ -164,13 +174,24 @@ def compute_stats(rows: Iterable[dict[str, Any]], reference: Reference | None) -
         first = row["ts"] if first is None else min(first, row["ts"])
         last = row["ts"] if last is None else max(last, row["ts"])
     out: dict[str, Any] = {
-        "reference": None if reference is None else {"model": reference.model, "price_input": reference.price_input, "price_output": reference.price_output, "why": reference.why},
+        "reference": None
+        if reference is None
+        else {
+            "model": reference.model,
+            "price_input": reference.price_input,
+            "price_output": reference.price_output,
+            "why": reference.why,
+        },
         "first": _iso(first),
         "last": _iso(last),
         "totals": total.summary(with_ttft=True),
     }
     for group in GROUPS:
-        ordered = sorted(groups[group].items()) if group == "day" else sorted(groups[group].items(), key=lambda kv: (-kv[1].requests, kv[0]))
+        ordered = (
+            sorted(groups[group].items())
+            if group == "day"
+            else sorted(groups[group].items(), key=lambda kv: (-kv[1].requests, kv[0]))
+        )
         out["by_" + group] = {key: bucket.summary() for key, bucket in ordered}
     return out
 

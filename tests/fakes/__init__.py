@@ -78,7 +78,9 @@ class Turn:
         return [piece if i == 0 else " " + piece for i, piece in enumerate(pieces) if piece or i == 0]
 
 
-def decide(texts: Iterable[str], tool_names: list[str], tool_result: str | None, reply: str, tool_args: dict[str, Any]) -> Turn:
+def decide(
+    texts: Iterable[str], tool_names: list[str], tool_result: str | None, reply: str, tool_args: dict[str, Any]
+) -> Turn:
     """The deterministic answer to a conversation (see the module docstring)."""
     prompt_tokens = sum(len(t.split()) for t in texts)
     if tool_result is not None:
@@ -97,7 +99,9 @@ class FakeServer:
 
     name = "fake"
 
-    def __init__(self, reply: str = DEFAULT_REPLY, tool_args: dict[str, Any] | None = None, api_key: str | None = None) -> None:
+    def __init__(
+        self, reply: str = DEFAULT_REPLY, tool_args: dict[str, Any] | None = None, api_key: str | None = None
+    ) -> None:
         self.reply = reply
         self.tool_args = DEFAULT_TOOL_ARGS if tool_args is None else tool_args
         self.api_key = api_key  # when set, requests without it get the provider's 401
@@ -216,7 +220,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         try:
             if fault is not None and fault.kind == "status":
-                self.send_json(fault.status, fault.body or fake.error_body(fault.status, fault.error_kind), fault.headers)
+                self.send_json(
+                    fault.status, fault.body or fake.error_body(fault.status, fault.error_kind), fault.headers
+                )
                 return
             fake.handle(self, request, fault)
         except Stop:
@@ -287,7 +293,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_stream()
 
 
-__all__ = ["FakeServer", "Recorded", "Turn", "decide", "faults", "Fault", "OpenAIFake", "AnthropicFake", "GeminiFake", "OllamaFake"]
+__all__ = [
+    "FakeServer",
+    "Recorded",
+    "Turn",
+    "decide",
+    "faults",
+    "Fault",
+    "OpenAIFake",
+    "AnthropicFake",
+    "GeminiFake",
+    "OllamaFake",
+]
 
 
 def __getattr__(name: str) -> Any:  # the protocol fakes, imported on first use

@@ -17,7 +17,7 @@ from tests.fakes import FakeServer, Recorded, Turn, _Handler
 from tests.fakes.faults import Fault
 
 ERRORS = {
-    400: ("invalid_request_error", "messages: roles must alternate between \"user\" and \"assistant\""),
+    400: ("invalid_request_error", 'messages: roles must alternate between "user" and "assistant"'),
     401: ("authentication_error", "invalid x-api-key"),
     403: ("permission_error", "Your API key does not have permission to use the specified resource."),
     404: ("not_found_error", "model: missing"),
@@ -52,12 +52,18 @@ class AnthropicFake(FakeServer):
             http.send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": "Not Found"}})
             return
         # x-api-key (the documented header) or Authorization: Bearer (what recent SDKs send)
-        if self.api_key and self.api_key not in (request.headers.get("x-api-key"), request.headers.get("authorization", "")[7:]):
+        if self.api_key and self.api_key not in (
+            request.headers.get("x-api-key"),
+            request.headers.get("authorization", "")[7:],
+        ):
             http.send_json(401, error(401), {"request-id": "req_fake"})
             return
         body = request.json
         if not body.get("max_tokens"):
-            http.send_json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"}})
+            http.send_json(
+                400,
+                {"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"}},
+            )
             return
         turn = self.turn(body)
         model = body.get("model", "claude-fake")
@@ -112,7 +118,12 @@ def message(turn: Turn, model: str) -> dict[str, Any]:
         "content": _content(turn),
         "stop_reason": "tool_use" if turn.tool_name else "end_turn",
         "stop_sequence": None,
-        "usage": {"input_tokens": turn.prompt_tokens, "output_tokens": turn.completion_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        "usage": {
+            "input_tokens": turn.prompt_tokens,
+            "output_tokens": turn.completion_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
     }
 
 
@@ -121,17 +132,54 @@ def stream_events(turn: Turn, model: str) -> list[bytes]:
     start["usage"] = {**start["usage"], "output_tokens": 1}
     events = [sse("message_start", {"type": "message_start", "message": start}), sse("ping", {"type": "ping"})]
     if turn.tool_name:
-        events.append(sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "toolu_fake1", "name": turn.tool_name, "input": {}}}))
+        events.append(
+            sse(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "tool_use", "id": "toolu_fake1", "name": turn.tool_name, "input": {}},
+                },
+            )
+        )
         arguments = orjson.dumps(turn.tool_args).decode()
         for piece in ("", arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]):
-            events.append(sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": piece}}))
+            events.append(
+                sse(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    },
+                )
+            )
     else:
-        events.append(sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}))
+        events.append(
+            sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
+        )
         for word in turn.words():
-            events.append(sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}}))
+            events.append(
+                sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
+                )
+            )
     events.append(sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
     stop = "tool_use" if turn.tool_name else "end_turn"
-    events.append(sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": turn.completion_tokens}}))
+    events.append(
+        sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {"output_tokens": turn.completion_tokens},
+            },
+        )
+    )
     events.append(sse("message_stop", {"type": "message_stop"}))
     return events
 

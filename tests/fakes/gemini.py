@@ -16,7 +16,18 @@ import orjson
 from tests.fakes import FakeServer, Recorded, Turn, _Handler
 from tests.fakes.faults import Fault
 
-STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 MESSAGES = {
     400: "Invalid JSON payload received.",
     401: "API key not valid. Please pass a valid API key.",
@@ -37,7 +48,11 @@ class GeminiFake(FakeServer):
         return self.url
 
     def error_body(self, status: int, kind: str | None = None) -> dict[str, Any]:
-        message = "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)." if kind == "context" else MESSAGES.get(status, f"HTTP {status}")
+        message = (
+            "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."
+            if kind == "context"
+            else MESSAGES.get(status, f"HTTP {status}")
+        )
         error: dict[str, Any] = {"code": status, "message": message, "status": STATUS.get(status, "UNKNOWN")}
         if status == 429:
             error["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}]
@@ -51,7 +66,16 @@ class GeminiFake(FakeServer):
             return
         key = request.headers.get("x-goog-api-key") or (parse_qs(parts.query).get("key") or [None])[0]
         if self.api_key and key != self.api_key:
-            http.send_json(400, {"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT"}})
+            http.send_json(
+                400,
+                {
+                    "error": {
+                        "code": 400,
+                        "message": "API key not valid. Please pass a valid API key.",
+                        "status": "INVALID_ARGUMENT",
+                    }
+                },
+            )
             return
         turn = self.turn(request.json)
         model = match.group("model")
@@ -89,13 +113,19 @@ def _whole(turn: Turn) -> dict[str, Any]:
     return {"text": turn.text}
 
 
-def response(turn: Turn, model: str, parts: list[dict[str, Any]], finish: str | None, usage: bool = True) -> dict[str, Any]:
+def response(
+    turn: Turn, model: str, parts: list[dict[str, Any]], finish: str | None, usage: bool = True
+) -> dict[str, Any]:
     candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
     if finish:
         candidate["finishReason"] = finish
     out: dict[str, Any] = {"candidates": [candidate], "modelVersion": model, "responseId": "fake-response"}
     if usage:
-        out["usageMetadata"] = {"promptTokenCount": turn.prompt_tokens, "candidatesTokenCount": turn.completion_tokens, "totalTokenCount": turn.prompt_tokens + turn.completion_tokens}
+        out["usageMetadata"] = {
+            "promptTokenCount": turn.prompt_tokens,
+            "candidatesTokenCount": turn.completion_tokens,
+            "totalTokenCount": turn.prompt_tokens + turn.completion_tokens,
+        }
     return out
 
 
@@ -104,5 +134,8 @@ def stream_events(turn: Turn, model: str) -> list[bytes]:
         bodies = [response(turn, model, [_whole(turn)], "STOP")]
     else:
         words = turn.words()
-        bodies = [response(turn, model, [{"text": w}], "STOP" if i == len(words) - 1 else None, usage=i == len(words) - 1) for i, w in enumerate(words)]
+        bodies = [
+            response(turn, model, [{"text": w}], "STOP" if i == len(words) - 1 else None, usage=i == len(words) - 1)
+            for i, w in enumerate(words)
+        ]
     return [b"data: " + orjson.dumps(b) + b"\r\n\r\n" for b in bodies]

@@ -46,29 +46,62 @@ def example(name: str) -> Any:
 def error_body(kind: str, status: int) -> Any:
     """Each provider's own error body for a status."""
     if kind == "anthropic":
-        types = {401: ("authentication_error", "invalid x-api-key"), 429: ("rate_limit_error", "Number of requests has exceeded your rate limit"),
-                 529: ("overloaded_error", "Overloaded")}
+        types = {
+            401: ("authentication_error", "invalid x-api-key"),
+            429: ("rate_limit_error", "Number of requests has exceeded your rate limit"),
+            529: ("overloaded_error", "Overloaded"),
+        }
         kind_, message = types.get(status, ("api_error", "Internal server error"))
         return {"type": "error", "error": {"type": kind_, "message": message}, "request_id": "req_fake"}
     if kind == "gemini":
         statuses = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL"}
-        message = {400: "API key not valid. Please pass a valid API key.", 429: "Resource has been exhausted (e.g. check quota)."}.get(status, "Internal error encountered.")
+        message = {
+            400: "API key not valid. Please pass a valid API key.",
+            429: "Resource has been exhausted (e.g. check quota).",
+        }.get(status, "Internal error encountered.")
         return {"error": {"code": status, "message": message, "status": statuses.get(status, "UNKNOWN")}}
     if kind in ("ollama", "lmstudio"):
-        return {"error": {401: "unauthorized", 404: "not found", 429: "too many requests"}.get(status, "internal server error")}
+        return {
+            "error": {401: "unauthorized", 404: "not found", 429: "too many requests"}.get(
+                status, "internal server error"
+            )
+        }
     if kind == "openrouter":
-        return {"error": {"message": {401: "No auth credentials found", 429: "Rate limit exceeded"}.get(status, "Internal Server Error"), "code": status}}
-    message = {401: "Incorrect API key provided: sk-bad***. You can find your API key at https://platform.openai.com/account/api-keys.",
-               429: "Rate limit reached for requests"}.get(status, "The server had an error while processing your request.")
+        return {
+            "error": {
+                "message": {401: "No auth credentials found", 429: "Rate limit exceeded"}.get(
+                    status, "Internal Server Error"
+                ),
+                "code": status,
+            }
+        }
+    message = {
+        401: "Incorrect API key provided: sk-bad***. You can find your API key at https://platform.openai.com/account/api-keys.",
+        429: "Rate limit reached for requests",
+    }.get(status, "The server had an error while processing your request.")
     code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
-    return {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error", "param": None, "code": code}}
+    return {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error" if status < 500 else "server_error",
+            "param": None,
+            "code": code,
+        }
+    }
 
 
 class ListingFake(FakeServer):
     """One provider's model-listing API on loopback."""
 
-    def __init__(self, kind: str, models: list[dict[str, Any]] | None = None, api_key: str | None = None, page_size: int | None = None,
-                 shows: dict[str, dict[str, Any]] | None = None, v0: bool = True) -> None:
+    def __init__(
+        self,
+        kind: str,
+        models: list[dict[str, Any]] | None = None,
+        api_key: str | None = None,
+        page_size: int | None = None,
+        shows: dict[str, dict[str, Any]] | None = None,
+        v0: bool = True,
+    ) -> None:
         assert kind in KINDS, kind
         super().__init__(api_key=api_key)
         self.kind = kind
@@ -80,7 +113,9 @@ class ListingFake(FakeServer):
 
     @property
     def base_url(self) -> str:
-        suffix = {"openai": "/v1", "openrouter": "/api/v1", "gemini": "/v1beta", "xai": "/v1", "lmstudio": "/v1"}.get(self.kind, "")
+        suffix = {"openai": "/v1", "openrouter": "/api/v1", "gemini": "/v1beta", "xai": "/v1", "lmstudio": "/v1"}.get(
+            self.kind, ""
+        )
         return self.url + suffix
 
     def error_body(self, status: int, kind: str | None = None) -> Any:
@@ -93,7 +128,9 @@ class ListingFake(FakeServer):
 
     def handle(self, http: _Handler, request: Recorded, fault: Fault | None) -> None:
         if not self._authorised(request):
-            http.send_json(400 if self.kind == "gemini" else 401, error_body(self.kind, 400 if self.kind == "gemini" else 401))
+            http.send_json(
+                400 if self.kind == "gemini" else 401, error_body(self.kind, 400 if self.kind == "gemini" else 401)
+            )
             return
         if fault is not None and fault.kind == "malformed":
             http.send_json(200, b'{"object": "list", "data": [{"id": "cut-')
@@ -124,11 +161,17 @@ class ListingFake(FakeServer):
             ("anthropic", "GET", "/v1/models"): lambda: self._anthropic_page(query),
             ("gemini", "GET", "/v1beta/models"): lambda: self._gemini_page(query),
             ("xai", "GET", "/v1/language-models"): lambda: {"models": self.models},
-            ("xai", "GET", "/v1/models"): lambda: {"object": "list", "data": [{"id": m["id"], "object": "model", "owned_by": "xai"} for m in self.models]},
+            ("xai", "GET", "/v1/models"): lambda: {
+                "object": "list",
+                "data": [{"id": m["id"], "object": "model", "owned_by": "xai"} for m in self.models],
+            },
             ("ollama", "GET", "/api/tags"): lambda: {"models": self.models},
             ("ollama", "POST", "/api/show"): lambda: self._ollama_show(body),
             ("lmstudio", "GET", "/api/v0/models"): lambda: {"object": "list", "data": self.models} if self.v0 else None,
-            ("lmstudio", "GET", "/v1/models"): lambda: {"object": "list", "data": [{"id": m["id"], "object": "model", "owned_by": "organization_owner"} for m in self.models]},
+            ("lmstudio", "GET", "/v1/models"): lambda: {
+                "object": "list",
+                "data": [{"id": m["id"], "object": "model", "owned_by": "organization_owner"} for m in self.models],
+            },
         }
         handler = routes.get((self.kind, method, path))
         return handler() if handler else None
@@ -137,13 +180,18 @@ class ListingFake(FakeServer):
         ids = [m["id"] for m in self.models]
         start = ids.index(query["after_id"]) + 1 if query.get("after_id") in ids else 0
         size = min(int(query.get("limit", 20)), self.page_size or 1000)
-        page = self.models[start:start + size]
-        return {"data": page, "has_more": start + size < len(self.models), "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
+        page = self.models[start : start + size]
+        return {
+            "data": page,
+            "has_more": start + size < len(self.models),
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+        }
 
     def _gemini_page(self, query: dict[str, str]) -> dict[str, Any]:
         start = int(query.get("pageToken") or 0)
         size = min(int(query.get("pageSize", 50)), self.page_size or 1000)
-        out: dict[str, Any] = {"models": self.models[start:start + size]}
+        out: dict[str, Any] = {"models": self.models[start : start + size]}
         if start + size < len(self.models):
             out["nextPageToken"] = str(start + size)
         return out
@@ -154,8 +202,15 @@ class ListingFake(FakeServer):
 
 
 def _default_models(kind: str) -> list[dict[str, Any]]:
-    files = {"openai": "openai_get_v1_models", "openrouter": "openrouter_get_api_v1_models", "anthropic": "anthropic_get_v1_models",
-             "gemini": "gemini_get_v1beta_models", "xai": "xai_get_v1_language_models", "ollama": "ollama_get_api_tags", "lmstudio": "lmstudio_get_api_v0_models"}
+    files = {
+        "openai": "openai_get_v1_models",
+        "openrouter": "openrouter_get_api_v1_models",
+        "anthropic": "anthropic_get_v1_models",
+        "gemini": "gemini_get_v1beta_models",
+        "xai": "xai_get_v1_language_models",
+        "ollama": "ollama_get_api_tags",
+        "lmstudio": "lmstudio_get_api_v0_models",
+    }
     response = example(files[kind])
     return response.get("data") or response.get("models")
 
@@ -167,7 +222,14 @@ def openai_model(mid: str, **extra: Any) -> dict[str, Any]:
     return {"id": mid, "object": "model", "created": 1700000000, "owned_by": "system", **extra}
 
 
-def anthropic_model(mid: str, display: str | None = None, context: int = 200000, max_tokens: int = 64000, vision: bool = True, thinking: bool = True) -> dict[str, Any]:
+def anthropic_model(
+    mid: str,
+    display: str | None = None,
+    context: int = 200000,
+    max_tokens: int = 64000,
+    vision: bool = True,
+    thinking: bool = True,
+) -> dict[str, Any]:
     record = example("anthropic_get_v1_models")["data"][0]
     record.update(id=mid, display_name=display or mid, max_input_tokens=context, max_tokens=max_tokens)
     record["capabilities"]["image_input"]["supported"] = vision
@@ -175,13 +237,31 @@ def anthropic_model(mid: str, display: str | None = None, context: int = 200000,
     return record
 
 
-def gemini_model(name: str, methods: tuple[str, ...] = ("generateContent", "countTokens"), context: int = 1048576, thinking: bool = True) -> dict[str, Any]:
+def gemini_model(
+    name: str,
+    methods: tuple[str, ...] = ("generateContent", "countTokens"),
+    context: int = 1048576,
+    thinking: bool = True,
+) -> dict[str, Any]:
     record = example("gemini_get_v1beta_models")["models"][0]
-    record.update(name=f"models/{name}", baseModelId=name, displayName=name, inputTokenLimit=context, supportedGenerationMethods=list(methods), thinking=thinking)
+    record.update(
+        name=f"models/{name}",
+        baseModelId=name,
+        displayName=name,
+        inputTokenLimit=context,
+        supportedGenerationMethods=list(methods),
+        thinking=thinking,
+    )
     return record
 
 
-def openrouter_model(mid: str, prompt: str, completion: str, params: tuple[str, ...] = ("tools", "response_format"), inputs: tuple[str, ...] = ("text",)) -> dict[str, Any]:
+def openrouter_model(
+    mid: str,
+    prompt: str,
+    completion: str,
+    params: tuple[str, ...] = ("tools", "response_format"),
+    inputs: tuple[str, ...] = ("text",),
+) -> dict[str, Any]:
     record = example("openrouter_get_api_v1_models")["data"][0]
     record.update(id=mid, name=mid, canonical_slug=mid)
     record["pricing"] = {"prompt": prompt, "completion": completion}
@@ -197,7 +277,9 @@ def ollama_tag(name: str, parameter_size: str = "7.6B", family: str = "qwen2") -
     return record
 
 
-def ollama_show(arch: str = "qwen2", context: int = 32768, capabilities: tuple[str, ...] = ("completion", "tools")) -> dict[str, Any]:
+def ollama_show(
+    arch: str = "qwen2", context: int = 32768, capabilities: tuple[str, ...] = ("completion", "tools")
+) -> dict[str, Any]:
     record = example("ollama_post_api_show")
     record["model_info"] = {"general.architecture": arch, f"{arch}.context_length": context}
     record["capabilities"] = list(capabilities)

@@ -94,6 +94,9 @@ def stream_lines(turn: Turn, model: str) -> list[bytes]:
     if turn.tool_name:
         lines.append({"model": model, "created_at": CREATED_AT, "message": _message(turn, ""), "done": False})
     else:
-        lines.extend({"model": model, "created_at": CREATED_AT, "message": {"role": "assistant", "content": w}, "done": False} for w in turn.words())
+        lines.extend(
+            {"model": model, "created_at": CREATED_AT, "message": {"role": "assistant", "content": w}, "done": False}
+            for w in turn.words()
+        )
     lines.append(final(turn, model, whole=False))
     return [orjson.dumps(line) + b"\n" for line in lines]

@@ -18,8 +18,16 @@ from tests.fakes.faults import Fault
 
 ERRORS = {
     400: ("invalid_request_error", None, "Invalid value for 'messages'."),
-    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-fake***. You can find your API key at https://platform.openai.com/account/api-keys."),
-    404: ("invalid_request_error", "model_not_found", "The model `missing` does not exist or you do not have access to it."),
+    401: (
+        "invalid_request_error",
+        "invalid_api_key",
+        "Incorrect API key provided: sk-fake***. You can find your API key at https://platform.openai.com/account/api-keys.",
+    ),
+    404: (
+        "invalid_request_error",
+        "model_not_found",
+        "The model `missing` does not exist or you do not have access to it.",
+    ),
     408: ("server_error", None, "Request timed out."),
     409: ("server_error", None, "Conflict: the request is already being processed."),
     429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again in 1s."),
@@ -27,12 +35,20 @@ ERRORS = {
     502: ("server_error", None, "Bad gateway."),
     503: ("server_error", None, "The engine is currently overloaded, please try again later."),
 }
-CONTEXT = ("invalid_request_error", "context_length_exceeded", "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens. Please reduce the length of the messages.")
+CONTEXT = (
+    "invalid_request_error",
+    "context_length_exceeded",
+    "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens. Please reduce the length of the messages.",
+)
 
 
 def error(status: int, kind: str | None = None) -> dict[str, Any]:
-    kind_, code, message = CONTEXT if kind == "context" else ERRORS.get(status, ("server_error", None, f"HTTP {status}"))
-    return {"error": {"message": message, "type": kind_, "param": "messages" if kind == "context" else None, "code": code}}
+    kind_, code, message = (
+        CONTEXT if kind == "context" else ERRORS.get(status, ("server_error", None, f"HTTP {status}"))
+    )
+    return {
+        "error": {"message": message, "type": kind_, "param": "messages" if kind == "context" else None, "code": code}
+    }
 
 
 class OpenAIFake(FakeServer):
@@ -47,10 +63,23 @@ class OpenAIFake(FakeServer):
 
     def handle(self, http: _Handler, request: Recorded, fault: Fault | None) -> None:
         if request.method == "GET" and request.path.rstrip("/").endswith("/models"):
-            http.send_json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]})
+            http.send_json(
+                200,
+                {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}]},
+            )
             return
         if request.method != "POST" or not request.path.rstrip("/").endswith("/chat/completions"):
-            http.send_json(404, {"error": {"message": f"Unknown request URL: {request.method} {request.path}", "type": "invalid_request_error", "param": None, "code": "unknown_url"}})
+            http.send_json(
+                404,
+                {
+                    "error": {
+                        "message": f"Unknown request URL: {request.method} {request.path}",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "unknown_url",
+                    }
+                },
+            )
             return
         if self.api_key and request.headers.get("authorization") != f"Bearer {self.api_key}":
             http.send_json(401, error(401))
@@ -91,14 +120,24 @@ def text_of(content: Any) -> str:
 
 
 def _usage(turn: Turn) -> dict[str, int]:
-    return {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.completion_tokens, "total_tokens": turn.prompt_tokens + turn.completion_tokens}
+    return {
+        "prompt_tokens": turn.prompt_tokens,
+        "completion_tokens": turn.completion_tokens,
+        "total_tokens": turn.prompt_tokens + turn.completion_tokens,
+    }
 
 
 def completion(turn: Turn, model: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": turn.text or None, "refusal": None}
     finish = "stop"
     if turn.tool_name:
-        message["tool_calls"] = [{"id": "call_fake1", "type": "function", "function": {"name": turn.tool_name, "arguments": orjson.dumps(turn.tool_args).decode()}}]
+        message["tool_calls"] = [
+            {
+                "id": "call_fake1",
+                "type": "function",
+                "function": {"name": turn.tool_name, "arguments": orjson.dumps(turn.tool_args).decode()},
+            }
+        ]
         finish = "tool_calls"
     return {
         "id": "chatcmpl-fake",
@@ -115,8 +154,16 @@ def stream_events(turn: Turn, model: str, include_usage: bool) -> list[bytes]:
     created = int(time.time())
 
     def event(delta: dict[str, Any] | None, finish: str | None = None, usage: dict[str, int] | None = None) -> bytes:
-        chunk: dict[str, Any] = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created, "model": model, "system_fingerprint": "fp_fake"}
-        chunk["choices"] = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        chunk: dict[str, Any] = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_fake",
+        }
+        chunk["choices"] = (
+            [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        )
         if include_usage:
             chunk["usage"] = usage
         return b"data: " + orjson.dumps(chunk) + b"\n\n"
@@ -124,7 +171,20 @@ def stream_events(turn: Turn, model: str, include_usage: bool) -> list[bytes]:
     events = [event({"role": "assistant", "content": "", "refusal": None})]
     if turn.tool_name:
         arguments = orjson.dumps(turn.tool_args).decode()
-        events.append(event({"tool_calls": [{"index": 0, "id": "call_fake1", "type": "function", "function": {"name": turn.tool_name, "arguments": ""}}]}))
+        events.append(
+            event(
+                {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_fake1",
+                            "type": "function",
+                            "function": {"name": turn.tool_name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
         for piece in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]):
             events.append(event({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
         events.append(event({}, "tool_calls"))
