@@ -134,7 +134,8 @@ def main() -> None:
         floor = rows["direct HTTP"]["median"]
         print(
             f"overhead over direct (medians): executor {rows['executor']['median'] - floor:+.1f} ms, "
-            f"ask --model {rows['ask --model']['median'] - floor:+.1f} ms, ask ranked {rows['ask ranked']['median'] - floor:+.1f} ms"
+            f"ask --model {rows['ask --model']['median'] - floor:+.1f} ms, "
+            f"ask ranked {rows['ask ranked']['median'] - floor:+.1f} ms"
         )
     finally:
         if fake is not None:

@@ -18,7 +18,10 @@ PROMPTS = [
     "hi",
     "What is the capital of France?",
     "Prove that the square root of 2 is irrational",
-    "Refactor this auth module so it never logs passwords:\n```python\ndef login(user, password):\n    log.info('login %s %s', user, password)\n    return db.check(user, password)\n```",
+    (
+        "Refactor this auth module so it never logs passwords:\n```python\ndef login(user, password):\n"
+        "    log.info('login %s %s', user, password)\n    return db.check(user, password)\n```"
+    ),
     "Summarize the following email in three bullet points: Hi team, the launch moves to Thursday because the "
     "payment provider needs another day to certify our integration. Marketing keeps the Monday announcement. " * 3,
     "Design a distributed, lock-free concurrent queue in Rust that is thread-safe and handles all edge cases. "
@@ -32,7 +35,10 @@ def agent_request(turn: int) -> dict:
     messages = [
         {
             "role": "system",
-            "content": "You are an interactive CLI tool that helps users with software engineering tasks. Use the tools available. "
+            "content": (
+                "You are an interactive CLI tool that helps users with software engineering tasks. "
+                "Use the tools available. "
+            )
             * 300,
         }
     ]
@@ -40,7 +46,8 @@ def agent_request(turn: int) -> dict:
         messages.append(
             {
                 "role": "user",
-                "content": f"Please fix the bug in src/module_{i}.py where parse_config() raises KeyError when the key is missing. def parse_config(d): return d['x'] + 1",
+                "content": f"Please fix the bug in src/module_{i}.py where parse_config() raises KeyError "
+                "when the key is missing. def parse_config(d): return d['x'] + 1",
             }
         )
         messages.append(

@@ -214,10 +214,12 @@ def main() -> None:
 def report(rows: list, notes: list[str], args: argparse.Namespace) -> None:
     base = {(stream, c): result for name, stream, c, result in rows if name == "mock directly"}
     print(
-        f"{cpu_model()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.duration:g} s per point, r42 {'with a gateway key' if args.auth else '--no-auth'}"
+        f"{cpu_model()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.duration:g} s per point, "
+        f"r42 {'with a gateway key' if args.auth else '--no-auth'}"
     )
     print(
-        f"{'target':<31} {'kind':<7} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'TTFB p50':>9} {'added TTFB':>11} {'errors':>7}"
+        f"{'target':<31} {'kind':<7} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} "
+        f"{'TTFB p50':>9} {'added TTFB':>11} {'errors':>7}"
     )
     for name, stream, c, r in rows:
         b = base.get((stream, c))
@@ -228,7 +230,8 @@ def report(rows: list, notes: list[str], args: argparse.Namespace) -> None:
             else r["ttfb_p50_ms"] - b["ttfb_p50_ms"]
         )
         print(
-            f"{name:<31} {'stream' if stream else 'json':<7} {c:>3} {r['rps']:>8.0f} {fmt(r['p50_ms']):>8} {fmt(r['p99_ms']):>8} {fmt(added):>10} "
+            f"{name:<31} {'stream' if stream else 'json':<7} {c:>3} {r['rps']:>8.0f} "
+            f"{fmt(r['p50_ms']):>8} {fmt(r['p99_ms']):>8} {fmt(added):>10} "
             f"{fmt(r['ttfb_p50_ms']):>9} {fmt(added_ttfb):>11} {r['errors']:>7}"
         )
     for note in notes:

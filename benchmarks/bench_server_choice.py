@@ -199,7 +199,8 @@ def main() -> None:
         one, many = result[1], result[64]
         added = "" if name.startswith("mock") else f"{one['p50_ms'] - base:.3f}"
         print(
-            f"{name:<24} {one['p50_ms']:>11.3f} {added:>10} {one['p99_ms']:>11.3f} {many['rps']:>11.0f} {many['p99_ms']:>12.3f}"
+            f"{name:<24} {one['p50_ms']:>11.3f} {added:>10} {one['p99_ms']:>11.3f} "
+            f"{many['rps']:>11.0f} {many['p99_ms']:>12.3f}"
         )
 
 

@@ -568,7 +568,8 @@ def curves_svg(
         return top + (high - y) / (high - low) * (height - top - bottom)
 
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="{width / 2 - 60}" y="20" font-size="14">{escape(title)}</text>',
         f'<line x1="{sx(0)}" y1="{sy(low)}" x2="{sx(1)}" y2="{sy(low)}" stroke="black"/>',
@@ -585,7 +586,8 @@ def curves_svg(
     for i, (name, y) in enumerate(guides.items()):
         colour = "#888888" if i else "#d62728"
         out.append(
-            f'<line x1="{sx(0)}" y1="{sy(y):.1f}" x2="{sx(1)}" y2="{sy(y):.1f}" stroke="{colour}" stroke-dasharray="6 4"/>'
+            f'<line x1="{sx(0)}" y1="{sy(y):.1f}" x2="{sx(1)}" y2="{sy(y):.1f}" '
+            f'stroke="{colour}" stroke-dasharray="6 4"/>'
         )
         out.append(f'<text x="{sx(1) + 8}" y="{legend_y}" fill="{colour}">- - {escape(name)}</text>')
         legend_y += 18

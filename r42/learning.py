@@ -1,7 +1,8 @@
 """What rank learns from use: a bounded, decaying score adjustment per user, domain and model.
 
 Evidence: feedback verdicts (good +1, bad -1), failed attempts in the routing log (-0.5 each:
-errors and fallbacks) and slow answers (-0.25 each, over SLOW_ANSWER_MS). Each piece of evidence counts half as much every `feedback_half_life_days`.
+errors and fallbacks) and slow answers (-0.25 each, over SLOW_ANSWER_MS). Each piece of evidence
+counts half as much every `feedback_half_life_days`.
 The adjustment is MAX_ADJUSTMENT * tanh(evidence / SATURATION): one verdict moves a model by about
 0.06, ten consistent ones by nearly 0.25, and nothing moves it further. It all stays on this machine.
 """

@@ -372,7 +372,8 @@ def privacy_explanation(score: dict[str, Any], c: Constraints, excluded: dict[st
         )
     elif kinds and c.redact_sensitive:
         lines.append(
-            f"the prompt holds sensitive data ({kinds}): cloud models get each value replaced by a placeholder, put back in the answer"
+            f"the prompt holds sensitive data ({kinds}): "
+            "cloud models get each value replaced by a placeholder, put back in the answer"
         )
     elif kinds:
         lines.append(
@@ -381,7 +382,8 @@ def privacy_explanation(score: dict[str, Any], c: Constraints, excluded: dict[st
     if c.mode == "privacy":
         count = excluded.get("privacy: provider may train on or keep data", 0)
         lines.append(
-            f"privacy mode: only local models and providers that neither train on nor keep API data; {count} models left out"
+            "privacy mode: only local models and providers that neither train on nor keep API data; "
+            f"{count} models left out"
         )
     if not lines:
         lines.append("no privacy rule applied: no sensitive data found and the mode is not privacy")

@@ -1209,7 +1209,8 @@ def build():
 
     price_method = (
         f"estimate: overall = {pa:.3f} + {pb:.3f}*log10(blended USD/1M, (in+3*out)/4), least squares on "
-        f"{len(xs)} measured models, capped at the measured 90th percentile ({cap:.3f}); domain = line fitted on measured models (domain vs overall)"
+        f"{len(xs)} measured models, capped at the measured 90th percentile ({cap:.3f}); "
+        "domain = line fitted on measured models (domain vs overall)"
     )
     size_method = (
         f"estimate: overall = {sa:.3f} + {sb:.3f}*log10(params in B), least squares on {len(sxs)} measured "

@@ -50,7 +50,9 @@ COMMON_ENV = {
 FILES = {
     "$R42_HOME/config.toml": "settings (below flags and R42_* variables)",
     "$R42_HOME/catalog.yaml": "your own catalog entries, merged over the shipped catalog",
-    "$R42_HOME/r42.db": "the store: gateway keys, encrypted provider credentials and webhook secrets, the routing log, the audit log",
+    "$R42_HOME/r42.db": (
+        "the store: gateway keys, encrypted provider credentials and webhook secrets, the routing log, the audit log"
+    ),
     "$R42_HOME/master.key": "the key that encrypts stored credentials (mode 0600), unless R42_MASTER_KEY is set",
 }
 

@@ -433,10 +433,12 @@ def reliability_svg(bins: list[dict], title: str) -> str:
         radius = 3 + 12 * math.sqrt(b["n"] / total)
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius:.1f}" fill="#1f77b4" fill-opacity="0.5"/>')
     parts.append(
-        f'<text x="{pad + size / 2}" y="{pad + size + 36}" text-anchor="middle">predicted P(cheap fails, strong succeeds)</text>'
+        f'<text x="{pad + size / 2}" y="{pad + size + 36}" text-anchor="middle">'
+        "predicted P(cheap fails, strong succeeds)</text>"
     )
     parts.append(
-        f'<text transform="translate({pad - 36},{pad + size / 2}) rotate(-90)" text-anchor="middle">observed rate</text>'
+        f'<text transform="translate({pad - 36},{pad + size / 2}) rotate(-90)" '
+        'text-anchor="middle">observed rate</text>'
     )
     return "\n".join(parts + ["</svg>"]) + "\n"
 

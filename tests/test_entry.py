@@ -51,7 +51,13 @@ def test_other_lines_go_to_click():
 
 
 def test_fast_path_does_not_import_click_or_sdks():
-    code = "import sys, runpy; sys.argv=['r42','score']; \ntry:\n runpy.run_module('r42', run_name='__main__')\nexcept SystemExit: pass\nprint(sorted(m for m in ('click','orjson','httpx','anthropic','yaml','tabulate') if m in sys.modules), file=sys.stderr)"
+    code = (
+        "import sys, runpy; sys.argv=['r42','score']; \n"
+        "try:\n runpy.run_module('r42', run_name='__main__')\n"
+        "except SystemExit: pass\n"
+        "print(sorted(m for m in ('click','orjson','httpx','anthropic','yaml','tabulate') if m in sys.modules), "
+        "file=sys.stderr)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], input=b"hi", capture_output=True, check=False)
     assert proc.stderr.decode().strip().splitlines()[-1] == "[]"
 

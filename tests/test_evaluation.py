@@ -243,7 +243,8 @@ def test_calibrate_never_exceeds_the_share(values, share) -> None:
 def test_load_rows_reads_prompt_messages_and_optional_fields() -> None:
     raw = (
         b'{"id": 1, "prompt": "hi", "strong": true, "weak": 0, "domain": "chat"}\n\n'
-        b'{"messages": [{"role": "user", "content": "x"}], "strong": 8.5, "weak": 6, "strong_cost": 2, "weak_cost": 0.1}\n'
+        b'{"messages": [{"role": "user", "content": "x"}], '
+        b'"strong": 8.5, "weak": 6, "strong_cost": 2, "weak_cost": 0.1}\n'
     )
     rows = ev.load_rows(raw)
     assert rows[0].strong == 1.0 and rows[0].domain == "chat" and rows[0].id == "1"

@@ -91,7 +91,8 @@ def test_auto_sends_simple_prompts_local_and_hard_ones_to_the_strongest():
     hard = rank(
         catalog,
         score_for(
-            "Design a distributed, lock-free concurrent queue in Rust, thread-safe for all edge cases, with a formal proof of linearizability and benchmarks. It must never allocate."
+            "Design a distributed, lock-free concurrent queue in Rust, thread-safe for all edge cases, "
+            "with a formal proof of linearizability and benchmarks. It must never allocate."
         ),
         Constraints(),
         all_available,
@@ -249,7 +250,8 @@ def test_batch_rank_keeps_order():
 def test_user_catalog_is_merged_over_the_shipped_one(isolated_env):
     isolated_env.mkdir(parents=True, exist_ok=True)
     (isolated_env / "catalog.yaml").write_text(
-        "models:\n  - id: ollama/llama3.2:3b\n    quality: {overall: 0.99, code: 0.99, math: 0.99, reasoning: 0.99, creative: 0.99, extraction: 0.99, knowledge: 0.99, chat: 0.99}\n"
+        "models:\n  - id: ollama/llama3.2:3b\n    quality: {overall: 0.99, code: 0.99, math: 0.99, reasoning: 0.99, "
+        "creative: 0.99, extraction: 0.99, knowledge: 0.99, chat: 0.99}\n"
     )
     result = run(
         ["rank", "--mode", "local", "--include-unavailable", "--top", "1"], input="Prove Fermat's little theorem"
@@ -285,7 +287,10 @@ def test_calibration_sets_cut_points_that_rank_uses(isolated_env, tmp_path):
         "Translate 'good morning' to French",
         "Prove that there are infinitely many primes.",
         "Write a Python function that merges two sorted lists.",
-        "Design a rate limiter for a distributed API gateway and prove it never admits more than N requests per window.",
+        (
+            "Design a rate limiter for a distributed API gateway "
+            "and prove it never admits more than N requests per window."
+        ),
         "Summarize this paragraph in one sentence: the meeting moved to Tuesday.",
         "hello there",
         "Explain quicksort",

@@ -33,7 +33,8 @@ def test_heuristic_levels_by_name():
     assert score_of("hi", "heuristic")["level"] == "simple"
     hard = score_of(
         "Design a distributed, lock-free concurrent queue in Rust that is thread-safe and handles all edge cases. "
-        "Provide a formal proof of linearizability and benchmarks against crossbeam. It must never allocate on the hot path.",
+        "Provide a formal proof of linearizability and benchmarks against crossbeam. "
+        "It must never allocate on the hot path.",
         scorer="heuristic",
     )
     assert hard["complexity"] > score_of("hi", "heuristic")["complexity"] + 0.4

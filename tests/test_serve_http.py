@@ -81,11 +81,15 @@ def test_header_case_does_not_matter_and_query_keys_are_ignored(gateway, key):
 
 def test_duplicate_credentials_and_smuggling_shapes_are_rejected(gateway, key):
     dup = (
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        b"Authorization: Bearer %s\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
         % (key.encode(), key.encode(), len(BODY), BODY)
     )
     assert raw(gateway.url, dup).startswith(b"HTTP/1.1 400")
-    both = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    both = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )
     assert raw(gateway.url, both).startswith(b"HTTP/1.1 400")
     space = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nhello"
     assert raw(gateway.url, space).startswith(b"HTTP/1.1 400")

@@ -85,7 +85,8 @@ class Asker:
         if self.explain:
             verdict = {True: "private", False: "not private", None: "undecided"}[record["verdict"]]
             self.term.note(
-                f"r42: privacy judge ({record.get('model') or record.get('note')}): {verdict}, cues {', '.join(record['cues'])}"
+                f"r42: privacy judge ({record.get('model') or record.get('note')}): {verdict}, "
+                f"cues {', '.join(record['cues'])}"
             )
         return {**doc, "score": score}
 

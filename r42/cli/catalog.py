@@ -283,7 +283,8 @@ def sync(
     if show_progress:
         verb = "would change" if dry_run else "changed"
         term.note(
-            f"r42: {len(summary['added'])} added, {len(summary['changed'])} {verb}, {len(summary['unavailable'])} unavailable"
+            f"r42: {len(summary['added'])} added, {len(summary['changed'])} {verb}, "
+            f"{len(summary['unavailable'])} unavailable"
             + (f", {len(summary['failed'])} providers failed" if summary["failed"] else "")
         )
     if summary["failed"]:

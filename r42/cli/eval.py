@@ -100,7 +100,8 @@ def render(report: dict[str, Any]) -> str:
     band = report["random_band"]
     headers = ["scorer", "APGR", "CPT(50%)", "CPT(80%)", "strong @95%", "saving @95%", "domain acc"]
     lines = [
-        f"{report['rows']} prompts; strong-only quality {report['strong_quality']:.3f}, weak-only {report['weak_quality']:.3f}",
+        f"{report['rows']} prompts; strong-only quality {report['strong_quality']:.3f}, "
+        f"weak-only {report['weak_quality']:.3f}",
         tabulate(table, headers=headers, disable_numparse=True),
         f"random router over {band['seeds']} seeds: APGR {band['apgr_mean']:.3f} "
         f"(90% of seeds in {band['apgr_p05']:.3f}..{band['apgr_p95']:.3f}), CPT(50%) {pct(band['cpt50_mean'])}",

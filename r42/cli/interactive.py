@@ -14,7 +14,11 @@ from r42.cli.answers import Asker, answer_to_terminal, summary_line
 from r42.modes import MODES
 from r42.errors import R42Error
 
-HELP = "/info  configuration and available models · /route  why the last answer came from where it did\n/mode [MODE]  show or set the routing mode · /model [PROVIDER/MODEL|auto]  pin a model or route again\n/clear  forget the conversation · /exit  leave (or Ctrl-D)"
+HELP = (
+    "/info  configuration and available models · /route  why the last answer came from where it did\n"
+    "/mode [MODE]  show or set the routing mode · /model [PROVIDER/MODEL|auto]  pin a model or route again\n"
+    "/clear  forget the conversation · /exit  leave (or Ctrl-D)"
+)
 
 
 class Chat:
@@ -36,7 +40,8 @@ class Chat:
 
     def run(self) -> None:
         self.term.note(
-            f"r42 chat · mode {self.asker.mode} · {self.asker.model or 'routed per turn'} · /help for commands, Ctrl-D to leave"
+            f"r42 chat · mode {self.asker.mode} · {self.asker.model or 'routed per turn'} · "
+            "/help for commands, Ctrl-D to leave"
         )
         while True:
             line = self._read()
@@ -80,8 +85,10 @@ class Chat:
         asker = self.asker
         settings = asker.settings
         lines = [
-            f"mode {asker.mode}; model {asker.model or 'routed per turn'}; force {asker.force or 'local and cloud'}; max cost {settings.max_cost if settings.max_cost is not None else 'none'}",
-            f"max attempts {asker.executor.limits.max_attempts}; timeouts connect {settings.connect_timeout:g}s, first byte {settings.first_byte_timeout:g}s; deadline {settings.deadline:g}s",
+            f"mode {asker.mode}; model {asker.model or 'routed per turn'}; force {asker.force or 'local and cloud'}; "
+            f"max cost {settings.max_cost if settings.max_cost is not None else 'none'}",
+            f"max attempts {asker.executor.limits.max_attempts}; timeouts connect {settings.connect_timeout:g}s, "
+            f"first byte {settings.first_byte_timeout:g}s; deadline {settings.deadline:g}s",
             "providers:",
         ]
         catalog = asker.router.catalog
@@ -104,7 +111,8 @@ class Chat:
         score = doc.get("score")
         if score:
             lines.append(
-                f"prompt: complexity {score['complexity']:.2f} ({score['level']}), domain {score['domain']}, {score['tokens']} tokens"
+                f"prompt: complexity {score['complexity']:.2f} ({score['level']}), domain {score['domain']}, "
+                f"{score['tokens']} tokens"
             )
         ranking = doc.get("ranking")
         if ranking:

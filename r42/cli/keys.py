@@ -329,7 +329,8 @@ def set_command(
     refresh_endpoints_layer()
     if not had_master_key and store.master_key_path().exists():
         term.note(
-            f"r42: created the master key {store.master_key_path()}: back it up; without it the stored credentials cannot be read"
+            f"r42: created the master key {store.master_key_path()}: back it up; "
+            "without it the stored credentials cannot be read"
         )
     where = f" for user {user}" if user else ""
     term.note(

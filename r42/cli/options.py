@@ -51,7 +51,8 @@ def privacy_options(func: Callable) -> Callable:
         "sensitive_policy",
         flag_value="redact",
         default=None,
-        help="Let prompts with sensitive data go to cloud models with each value replaced by a placeholder (restored in the answer).",
+        help="Let prompts with sensitive data go to cloud models with each value replaced by a placeholder "
+        "(restored in the answer).",
     )(func)
     func = click.option(
         "--allow-cloud",

@@ -104,6 +104,7 @@ def rank(
     run_stage(ctx, stage, render_ranking, input_file, form, force_json)
     if empty:
         term.note(
-            "r42: error: no model satisfies the prompt's needs and the constraints (see ranking.excluded; --include-unavailable ranks as if every provider were configured)"
+            "r42: error: no model satisfies the prompt's needs and the constraints "
+            "(see ranking.excluded; --include-unavailable ranks as if every provider were configured)"
         )
         ctx.exit(int(ExitCode.NO_CANDIDATE))

@@ -23,7 +23,8 @@ from r42.views import render_score
     type=click.File("rb"),
     default=None,
     metavar="PROMPTS",
-    help="Instead of scoring: find the cut points that send --strong-share of these prompts (text lines or NDJSON) to strong models, and save them in config.toml.",
+    help="Instead of scoring: find the cut points that send --strong-share of these prompts (text lines or NDJSON) "
+    "to strong models, and save them in config.toml.",
 )
 @click.option(
     "--strong-share",

@@ -46,13 +46,16 @@ def render_stats(result: dict[str, Any]) -> str:
     ref = result["reference"]
     pct = f" ({t['savings_pct']:.1f}%)" if t["savings_pct"] is not None else ""
     lines = [
-        f"requests    {t['requests']} from {result['first']} to {result['last']}, {t['errors']} errors ({100 * t['error_rate']:.1f}%)",
+        f"requests    {t['requests']} from {result['first']} to {result['last']}, "
+        f"{t['errors']} errors ({100 * t['error_rate']:.1f}%)",
         f"tokens      {t['input_tokens']} in, {t['output_tokens']} out",
         f"cost        ${t['cost_usd']:.4f}",
-        f"savings     ${t['savings_usd']:.4f}{pct} against {ref['model']} (${t['reference_cost_usd']:.4f}; {ref['why']})"
+        f"savings     ${t['savings_usd']:.4f}{pct} against {ref['model']} "
+        f"(${t['reference_cost_usd']:.4f}; {ref['why']})"
         if ref
         else "savings     - (no priced reference model)",
-        f"latency     p50 {_ms(t['latency_ms']['p50'])} ms, p95 {_ms(t['latency_ms']['p95'])} ms; first token p50 {_ms(t['ttft_ms']['p50'])} ms, p95 {_ms(t['ttft_ms']['p95'])} ms",
+        f"latency     p50 {_ms(t['latency_ms']['p50'])} ms, p95 {_ms(t['latency_ms']['p95'])} ms; "
+        f"first token p50 {_ms(t['ttft_ms']['p50'])} ms, p95 {_ms(t['ttft_ms']['p95'])} ms",
     ]
     headers = ["requests", "errors", "tokens in", "tokens out", "cost", "saved", "p50 ms", "p95 ms"]
     for group in GROUPS:

@@ -60,7 +60,10 @@ class ProviderError(Exception):
         return f"{self.status} {self.message}" if self.status else self.message
 
     def __repr__(self) -> str:
-        return f"ProviderError(status={self.status!r}, message={self.message!r}, retryable={self.retryable}, retry_after={self.retry_after})"
+        return (
+            f"ProviderError(status={self.status!r}, message={self.message!r}, "
+            f"retryable={self.retryable}, retry_after={self.retry_after})"
+        )
 
 
 def open_adapter(endpoint: Endpoint) -> Adapter:

@@ -47,40 +47,41 @@ DOMAIN_CUES: tuple[Cue, ...] = (
         "math",
         1.3,
         "prove, proof, theorem, lemma, integral, derivative, equation, equations, solve, probability, matrix, "
-        "polynomial, prime, primes, modulo, calculate, compute, sum of, how many, geometry, triangle, algebra, calculus, "
-        "irrational, factorial, logarithm, expected value, variance, limit",
+        "polynomial, prime, primes, modulo, calculate, compute, sum of, how many, geometry, triangle, algebra, "
+        "calculus, irrational, factorial, logarithm, expected value, variance, limit",
         "eigen, converge",
     ),
     Cue(
         "reasoning",
         1.0,
         "why, analyze, analyse, analysis, compare, tradeoff, trade-off, tradeoffs, trade-offs, pros and cons, "
-        "plan, strategy, evaluate, step by step, argue, implication, implications, decide, should i, puzzle, riddle, infer, "
-        "deduce, design, architecture, assess, critique, suppose, assume, given that, what would happen",
+        "plan, strategy, evaluate, step by step, argue, implication, implications, decide, should i, puzzle, riddle, "
+        "infer, deduce, design, architecture, assess, critique, suppose, assume, given that, what would happen",
         "reason, logic",
     ),
     Cue(
         "creative",
         1.4,
         "story, stories, poem, poetry, haiku, song, lyrics, novel, fiction, character, roleplay, role-play, "
-        "pretend, imagine, screenplay, slogan, tagline, marketing, ad copy, blog post, creative, rap, limerick, fantasy, "
-        "narrative, dialogue, joke, funny",
+        "pretend, imagine, screenplay, slogan, tagline, marketing, ad copy, blog post, creative, rap, limerick, "
+        "fantasy, narrative, dialogue, joke, funny",
     ),
     Cue("creative", 0.6, "write a, write an, compose, come up with, brainstorm, invent"),
     Cue(
         "extraction",
         1.5,
         "summarize, summarise, summary, tldr, tl;dr, translate, translation, extract, list all, rewrite, "
-        "rephrase, paraphrase, reformat, convert, parse, classify, categorize, categorise, proofread, correct the grammar, "
-        "bullet points, key points, into json, as a table, fill in, following text, following article, following passage, "
-        "following email, following document, following paragraph, this text, this article, this email, this document",
+        "rephrase, paraphrase, reformat, convert, parse, classify, categorize, categorise, proofread, "
+        "correct the grammar, bullet points, key points, into json, as a table, fill in, following text, "
+        "following article, following passage, following email, following document, following paragraph, "
+        "this text, this article, this email, this document",
     ),
     Cue(
         "knowledge",
         1.0,
         "what is, what are, who is, who was, who were, when did, when was, where is, where was, explain, "
-        "define, definition, history, meaning of, difference between, how does, how do, which of the following, describe, "
-        "capital of",
+        "define, definition, history, meaning of, difference between, how does, how do, which of the following, "
+        "describe, capital of",
         "fact",
     ),
     Cue(
@@ -116,7 +117,8 @@ EASY = Cue(
 # a literal only where that literal is; `def(?<=\bdef)` is `\bdef` written literal first (the same
 # matches), and `\w\.\w+\(\)` counts what `\w+\.\w+\(\)` did without backtracking through each word.
 CODE_SHAPES = re.compile(
-    r"```|def(?<=\bdef) \w|class(?<=\bclass) \w+[:({]|function(?<=\bfunction)\s*\w*\(|=>|#include|^\s*import \w|;\s*$|Traceback \(most recent|\w\.\w+\(\)",
+    r"```|def(?<=\bdef) \w|class(?<=\bclass) \w+[:({]|function(?<=\bfunction)\s*\w*\(|=>|#include|^\s*import \w|;\s*$"
+    r"|Traceback \(most recent|\w\.\w+\(\)",
     re.M,
 )
 MATH_SHAPES = re.compile(r"\d\s*[-+*/^×÷=]\s*\d|\\frac|\\sum|\\int|\$[^$\n]+\$|x(?<=\bx)\s*[=<>]|f(?<=\bf)\(x\)|√|π")

@@ -589,7 +589,10 @@ def access_line(call: Call) -> str:
     """`2026-12-02T15:04:05Z 200 POST /v1/chat/completions local/smollm2-135m-instruct 812 ms req_...`"""
     ms = int((time.perf_counter() - call.request.started) * 1000)
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return f"{at} {call.status} {call.request.method} {call.request.path} {(call.route or {}).get('model') or '-'} {ms} ms {call.id}"
+    return (
+        f"{at} {call.status} {call.request.method} {call.request.path} "
+        f"{(call.route or {}).get('model') or '-'} {ms} ms {call.id}"
+    )
 
 
 _ids = random.Random()  # seeded from os.urandom once; ids must be unique, not unguessable

@@ -130,7 +130,8 @@ def routing_of(
         if rest not in MODES:
             raise GatewayError(
                 400,
-                f"unknown routing mode {rest[:40]!r} in model {model[:60]!r}; use r42/<mode> with one of {', '.join(MODES)}",
+                f"unknown routing mode {rest[:40]!r} in model {model[:60]!r}; "
+                f"use r42/<mode> with one of {', '.join(MODES)}",
                 "invalid_mode",
                 param="model",
             )

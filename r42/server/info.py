@@ -143,14 +143,19 @@ def recommend(gw: Gateway, call: Call) -> Response:
     return json_response({**doc, "score": score, "ranking": router.ranking_document(ranking, score, max(1, top))})
 
 
-PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>r42 gateway</title>
-<style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{padding:2px 10px;text-align:left;border-bottom:1px solid #ddd}}</style>
-</head><body><h1>r42 gateway</h1>
-<p>version {version} &middot; up {uptime} &middot; {requests} requests &middot; {inflight} in flight</p>
-<p>OpenAI base URL: <code>/v1</code> &middot; Anthropic base URL: <code>/</code> &middot; <a href="/metrics">/metrics</a> &middot; <a href="/health">/health</a></p>
-<h2>Recent routing decisions</h2>
-<table><tr><th>time (UTC)</th><th>endpoint</th><th>status</th><th>model</th><th>mode</th><th>complexity</th><th>domain</th><th>latency ms</th><th>ttft ms</th></tr>
-{rows}</table></body></html>"""
+PAGE = (
+    '<!doctype html><html><head><meta charset="utf-8"><title>r42 gateway</title>\n'
+    "<style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}"
+    "td,th{{padding:2px 10px;text-align:left;border-bottom:1px solid #ddd}}</style>\n"
+    "</head><body><h1>r42 gateway</h1>\n"
+    "<p>version {version} &middot; up {uptime} &middot; {requests} requests &middot; {inflight} in flight</p>\n"
+    "<p>OpenAI base URL: <code>/v1</code> &middot; Anthropic base URL: <code>/</code> &middot; "
+    '<a href="/metrics">/metrics</a> &middot; <a href="/health">/health</a></p>\n'
+    "<h2>Recent routing decisions</h2>\n"
+    "<table><tr><th>time (UTC)</th><th>endpoint</th><th>status</th><th>model</th><th>mode</th>"
+    "<th>complexity</th><th>domain</th><th>latency ms</th><th>ttft ms</th></tr>\n"
+    "{rows}</table></body></html>"
+)
 
 
 def status_page(gw: Gateway, call: Call) -> Response:

@@ -106,7 +106,8 @@ def _fernet(create: bool):  # noqa: ANN202 - cryptography's type, imported lazil
         if _has_check_token():
             raise MasterKeyError(
                 f"the master key is missing: {master_key_path()} does not exist and {MASTER_KEY_ENV} is not set",
-                f"restore master.key or set {MASTER_KEY_ENV}; or remove the stored credentials with `r42 keys rm` and set them again",
+                f"restore master.key or set {MASTER_KEY_ENV}; "
+                "or remove the stored credentials with `r42 keys rm` and set them again",
             )
         if not create:
             return None
@@ -236,7 +237,8 @@ def list_credentials() -> list[StoredCredential]:
         return []
     with readable_errors():
         rows = conn.execute(
-            "SELECT provider, user, secret IS NOT NULL, base_url, models, updated FROM credentials ORDER BY provider, user"
+            "SELECT provider, user, secret IS NOT NULL, base_url, models, updated "
+            "FROM credentials ORDER BY provider, user"
         ).fetchall()
     return [
         StoredCredential(p, u or None, bool(s), b, tuple(orjson.loads(m)) if m else (), t) for p, u, s, b, m, t in rows

@@ -25,7 +25,8 @@ def add_feedback(request_id: str, verdict: str, reason: str | None = None, user:
     if conn is not None:
         with readable_errors():
             row = conn.execute(
-                "SELECT user, model, domain FROM routes WHERE request_id = ? AND model IS NOT NULL ORDER BY ts DESC LIMIT 1",
+                "SELECT user, model, domain FROM routes "
+                "WHERE request_id = ? AND model IS NOT NULL ORDER BY ts DESC LIMIT 1",
                 (request_id,),
             ).fetchone()
     if row is None or (user is not None and row[0] != user):
@@ -106,6 +107,7 @@ def read_slow_answers(user: str | None, since: float, slow_ms: float) -> list[tu
         return []
     with readable_errors():
         return conn.execute(
-            "SELECT ts, model, domain FROM routes WHERE user IS ? AND ts >= ? AND status = 'ok' AND model IS NOT NULL AND latency_ms > ?",
+            "SELECT ts, model, domain FROM routes "
+            "WHERE user IS ? AND ts >= ? AND status = 'ok' AND model IS NOT NULL AND latency_ms > ?",
             (user, since, slow_ms),
         ).fetchall()

@@ -38,7 +38,8 @@ ERRORS = {
 CONTEXT = (
     "invalid_request_error",
     "context_length_exceeded",
-    "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens. Please reduce the length of the messages.",
+    "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens. "
+    "Please reduce the length of the messages.",
 )
 
 
