@@ -157,12 +157,33 @@ def readme_reference() -> str:
     return "\n".join(blocks)
 
 
+def _setting_lines(block: str):
+    """The lines of the Settings block, a field that `ruff format` wrapped over several lines
+    (`= (\n        None  # comment\n    )` or `field(\n        ...\n    )  # comment`) joined back into one."""
+    wrapped: list[str] = []
+    for line in block.splitlines():
+        if not wrapped and line.partition("  # ")[0].count("(") <= line.partition("  # ")[0].count(")"):
+            yield line
+            continue
+        wrapped.append(line)
+        codes = [part.partition("  # ")[0] for part in wrapped]
+        if sum(code.count("(") - code.count(")") for code in codes) > 0:
+            continue
+        code = codes[0].rstrip()
+        for piece in (code.strip() for code in codes[1:]):
+            code += (" " if code.endswith(",") else "") + piece
+        code = re.sub(r" = \((.*)\)$", r" = \1", code)
+        comments = [comment for part in wrapped if (comment := part.partition("  # ")[2])]
+        yield code + ("  # " + " ".join(comments) if comments else "")
+        wrapped = []
+
+
 def settings_table() -> str:
     """Every field of r42/config.py's Settings with its variable, default and comment."""
     rows = ["| setting | environment | default | meaning |", "| --- | --- | --- | --- |"]
     source = (ROOT / "r42" / "config.py").read_text(encoding="utf-8")
     block = source[source.index("class Settings:") : source.index("\n    origin: ", source.index("class Settings:"))]
-    for line in block.splitlines():
+    for line in _setting_lines(block):
         match = SETTING_LINE.match(line)
         if match:
             name, default, meaning = (
