@@ -14,7 +14,7 @@ import click
 
 from r42.cli.answers import Asker, answer_to_terminal, events_of
 from r42.cli.complete import complete_models
-from r42.cli.options import SettingOption, explain_option, mode_option, privacy_options, scorer_option
+from r42.cli.options import SettingOption, max_cost_option, explain_option, mode_option, privacy_options, scorer_option
 from r42.cli.pipe import input_options, run_stage, terminal_of
 from r42.config import load_settings
 from r42.document import Item, dumps, error_document, read_items
@@ -36,15 +36,7 @@ from r42.pipeline import for_each_item
 )
 @click.option("--local", "force", flag_value="local", help="Only local models.")
 @click.option("--cloud", "force", flag_value="cloud", help="Only cloud models.")
-@click.option(
-    "--max-cost",
-    type=click.FloatRange(min=0),
-    default=None,
-    cls=SettingOption,
-    envvar="R42_MAX_COST",
-    show_envvar=True,
-    help="Highest estimated USD per call.",
-)
+@max_cost_option
 @click.option(
     "--max-attempts",
     type=click.IntRange(min=1),

@@ -66,3 +66,16 @@ def privacy_options(func: Callable) -> Callable:
 
 def explain_option(func: Callable) -> Callable:
     return click.option("--explain", is_flag=True, help="Say on stderr why the prompt was kept local (or not).")(func)
+
+
+def max_cost_option(func: Callable) -> Callable:
+    """--max-cost, shared by rank and ask (the setting `max_cost`)."""
+    return click.option(
+        "--max-cost",
+        type=click.FloatRange(min=0),
+        default=None,
+        cls=SettingOption,
+        envvar="R42_MAX_COST",
+        show_envvar=True,
+        help="Highest estimated USD per call.",
+    )(func)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 from r42.cli.complete import complete_providers
-from r42.cli.options import SettingOption, explain_option, mode_option, privacy_options, scorer_option
+from r42.cli.options import max_cost_option, explain_option, mode_option, privacy_options, scorer_option
 from r42.cli.pipe import input_options, run_stage, terminal_of
 from r42.config import load_settings
 from r42.errors import ExitCode
@@ -24,15 +24,7 @@ from r42.views import render_ranking
 )
 @click.option("--all", "show_all", is_flag=True, help="Keep every candidate.")
 @click.option("--include-unavailable", is_flag=True, help="Rank as if every provider were configured.")
-@click.option(
-    "--max-cost",
-    type=click.FloatRange(min=0),
-    default=None,
-    cls=SettingOption,
-    envvar="R42_MAX_COST",
-    show_envvar=True,
-    help="Highest estimated USD per call.",
-)
+@max_cost_option
 @click.option(
     "--min-quality",
     type=click.FloatRange(0, 1),
