@@ -5,8 +5,12 @@ from __future__ import annotations
 import http.client
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+import pytest
 
 from r42 import store
 
@@ -199,3 +203,20 @@ class Client:
             urlencode(fields).encode(),
             {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})},
         )
+
+
+# Fixtures shared by tests/test_dashboard.py and tests/test_dashboard_browser.py (imported there).
+@pytest.fixture
+def seeded() -> Seeded:
+    """The seeded routing log and its keys."""
+    return seed_log()
+
+
+@pytest.fixture
+def gateway(seeded: Seeded) -> Iterator[Any]:
+    """A real `r42 serve` over the seeded store, in a thread."""
+    from r42.config import load_settings
+    from r42.server import serve_in_thread
+
+    with serve_in_thread(load_settings()) as running:
+        yield running

@@ -10,11 +10,9 @@ import orjson
 import pytest
 
 from r42 import store
-from r42.config import load_settings
-from r42.server import serve_in_thread
 from r42.store.queries import Scope, dashboard_data, failures, stats_report
 from r42.store.stats import Reference, compute_stats
-from tests.dashboard_seed import XSS, Client, seed_log
+from tests.dashboard_seed import XSS, Client, gateway, seed_log, seeded  # noqa: F401 - fixtures
 from tests.helpers import run
 
 REFERENCE = Reference("openai/gpt-4o", 2.5, 10.0, "test")
@@ -26,18 +24,6 @@ def fresh(isolated_env, monkeypatch):
     store.close_thread_connection()
     yield
     store.close_thread_connection()
-
-
-@pytest.fixture
-def seeded(monkeypatch):
-    data = seed_log()
-    return data
-
-
-@pytest.fixture
-def gateway(seeded):
-    with serve_in_thread(load_settings()) as running:
-        yield running
 
 
 def sign_in(gateway, key: str) -> Client:

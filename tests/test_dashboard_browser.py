@@ -23,11 +23,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from r42 import store
 from r42.catalog import load_catalog
-from r42.config import load_settings
-from r42.server import serve_in_thread
 from r42.store.stats import Reference, compute_stats
 from r42.views_html import money
-from tests.dashboard_seed import seed_log
+from tests.dashboard_seed import gateway, seed_log, seeded  # noqa: F401 - fixtures
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -69,18 +67,6 @@ def fresh(isolated_env, monkeypatch, browser):
     browser.delete_all_cookies()
     yield
     store.close_thread_connection()
-
-
-@pytest.fixture
-def seeded(monkeypatch):
-    data = seed_log()
-    return data
-
-
-@pytest.fixture
-def gateway(seeded):
-    with serve_in_thread(load_settings()) as running:
-        yield running
 
 
 def wait(driver, condition, timeout: float = 20.0):
