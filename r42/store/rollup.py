@@ -1,0 +1,310 @@
+"""The daily rollup of the routing log (table route_rollup), written with every log row.
+
+A cold dashboard or `r42 stats` over a month would otherwise group every row of the month (SQLite
+groups by sorting: ~0.3 s per 100,000 rows). Instead each routes row also adds itself, in the same
+transaction, to a few rollup cells: one per (UTC day, user, dimension, value) for the dimensions
+the panels split by (model, mode, domain) and one for (complexity tenth, model). A cell holds exact
+sums (requests, errors, tokens, cost, the savings inputs, first and last time) and, for model, mode
+and domain cells, the answered requests' latencies (and, for model cells, times to first token) as
+a Dist: the values themselves while a cell has at most EXACT_MAX of them, else counts in fixed
+log-spaced bins RATIO wide, so a percentile read from them is within BOUND (2 %) of the exact one.
+
+Days are the bucket because they compress: at 100,000 requests a month (~140 an hour over 5 users,
+7 models, 4 modes, 6 domains) an hourly cell holds about one request, a daily one about 25.
+Totals, users and days come from the model cells (each row is in exactly one), providers from the
+model names. Only additive upserts write the sums; a latency Dist is read, changed and written back
+under a version number (compare-and-set), which is safe on any SQL store.
+
+Pruning deletes the cells of the days that went and rebuilds the day the cut falls in from its
+remaining rows (rebuild_days); the migration that made the table fills it from the rows already there.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import orjson
+
+DAY_S = 86_400
+COMPLEXITY_BINS = 10
+EXACT_MAX = 32  # a cell keeps its latencies exactly up to this many, then as binned counts
+RATIO = 1.04  # each bin spans [RATIO**i, RATIO**(i+1)) ms; reported at its geometric middle
+BOUND = math.sqrt(RATIO) - 1  # the largest relative error of a binned value (1.98 %)
+ZERO_BIN = -(10**6)  # latencies <= 0 (reported as 0.0)
+DIST_DIMS = ("model", "mode", "domain")  # cells that hold latencies (model cells also TTFT)
+SUM_FIELDS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cmp_input",
+    "cmp_output",
+    "cmp_cost",
+)
+KEY = ("day", "user_key", "dim", "value")
+_LOG_RATIO = math.log(RATIO)
+
+
+# ---- keys: NULL never takes part in a unique key, so None and a value are told apart by a prefix ----
+
+
+def encode(value: Any) -> str:
+    return "" if value is None else "=" + str(value)
+
+
+def decode(key: str) -> str | None:
+    return None if key == "" else key[1:]
+
+
+def day_of(ts: float) -> int:
+    return int(math.floor(ts / DAY_S)) * DAY_S
+
+
+def complexity_bin(complexity: float | None) -> int | None:
+    if complexity is None:
+        return None
+    return min(COMPLEXITY_BINS - 1, max(0, int(complexity * COMPLEXITY_BINS)))
+
+
+# ---- Dist: latencies, exact while few, else log-binned ----------------------------------------
+
+
+def bin_of(value: float) -> int:
+    return ZERO_BIN if value <= 0 else math.floor(math.log(value) / _LOG_RATIO)
+
+
+def bin_value(index: int) -> float:
+    return 0.0 if index == ZERO_BIN else RATIO ** (index + 0.5)
+
+
+@dataclass
+class Dist:
+    """A multiset of latencies: `exact` values and `bins` (bin index -> count)."""
+
+    exact: list[float] = field(default_factory=list)
+    bins: dict[int, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.exact) + sum(self.bins.values())
+
+    def add(self, other: Dist) -> None:
+        self.exact.extend(other.exact)
+        for index, n in other.bins.items():
+            self.bins[index] = self.bins.get(index, 0) + n
+
+    def percentiles(self, ps: Iterable[int]) -> dict[str, float | None]:
+        """Nearest-rank percentiles (as stats.percentile): exact when no value is binned, else
+        within BOUND of the exact figure (each value moves by at most that factor, and so does
+        every order statistic)."""
+        ps = tuple(ps)
+        n = len(self)
+        if not n:
+            return {f"p{p}": None for p in ps}
+        if not self.bins:
+            values = sorted(self.exact)
+            return {f"p{p}": values[_rank(p, n) - 1] for p in ps}
+        points = sorted([(v, 1) for v in self.exact] + [(bin_value(i), c) for i, c in self.bins.items()])
+        out: dict[str, float | None] = {}
+        for p in ps:
+            rank, seen = _rank(p, n), 0
+            for value, count in points:
+                seen += count
+                if seen >= rank:
+                    out[f"p{p}"] = value
+                    break
+        return out
+
+    def dumps(self) -> str:
+        if self.bins:
+            return orjson.dumps({str(i): c for i, c in self.bins.items()}).decode()
+        return orjson.dumps(self.exact).decode()
+
+    @staticmethod
+    def loads(text: str | None) -> Dist:
+        if not text:
+            return Dist()
+        found = orjson.loads(text)
+        if isinstance(found, list):
+            return Dist(exact=found)
+        return Dist(bins={int(i): c for i, c in found.items()})
+
+    def stored(self) -> Dist:
+        """The form a cell stores: exact up to EXACT_MAX values, else every value binned."""
+        if self.bins or len(self.exact) > EXACT_MAX:
+            bins = dict(self.bins)
+            for value in self.exact:
+                index = bin_of(value)
+                bins[index] = bins.get(index, 0) + 1
+            return Dist(bins=bins)
+        return self
+
+
+def _rank(p: int, n: int) -> int:
+    return max(1, (p * n + 99) // 100)
+
+
+# ---- cells: what one routes row adds ---------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    """The sums and latencies one or more rows add to one rollup cell."""
+
+    sums: list[float]
+    first: float
+    last: float
+    latency: Dist | None = None  # only for DIST_DIMS cells
+    ttft: Dist | None = None  # only for model cells
+
+    def add(self, other: Cell) -> None:
+        for index, value in enumerate(other.sums):
+            self.sums[index] += value
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
+        for name in ("latency", "ttft"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if theirs is not None:
+                if mine is None:
+                    setattr(self, name, Dist(list(theirs.exact), dict(theirs.bins)))
+                else:
+                    mine.add(theirs)
+
+
+def cells_of(row: dict[str, Any]) -> dict[tuple[int, str, str, str], Cell]:
+    """The cells one routes row (a dict of its columns) adds to, and what it adds."""
+    ok = row["status"] == "ok"
+    tokens_in, tokens_out, cost = row["input_tokens"] or 0, row["output_tokens"] or 0, row["cost_usd"]
+    comparable = ok and cost is not None and bool(tokens_in or tokens_out)  # as stats._comparable
+    sums = [
+        1,
+        0 if ok else 1,
+        tokens_in,
+        tokens_out,
+        cost or 0.0,
+        tokens_in if comparable else 0,
+        tokens_out if comparable else 0,
+        cost if comparable else 0.0,
+    ]
+    day, user, ts = day_of(row["ts"]), encode(row["user"]), row["ts"]
+    latency = [row["latency_ms"]] if ok and row["latency_ms"] is not None else []
+    ttft = [row["ttft_ms"]] if ok and row["ttft_ms"] is not None else []
+    out = {}
+    for dim in DIST_DIMS:  # each cell its own Dists: build() adds into them
+        out[(day, user, dim, encode(row[dim]))] = Cell(
+            list(sums), ts, ts, Dist(list(latency)), Dist(list(ttft)) if dim == "model" else None
+        )
+    cx = complexity_bin(row["complexity"])
+    if cx is not None:
+        out[(day, user, "cx", f"{cx}|{encode(row['model'])}")] = Cell(list(sums), ts, ts)
+    return out
+
+
+UPSERT = (
+    f"INSERT INTO route_rollup ({', '.join(KEY + SUM_FIELDS)}, first_ts, last_ts)"
+    f" VALUES ({', '.join('?' * (len(KEY) + len(SUM_FIELDS) + 2))})"
+    f" ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET "
+    + ", ".join(f"{f} = route_rollup.{f} + excluded.{f}" for f in SUM_FIELDS)
+    + ", first_ts = CASE WHEN excluded.first_ts < route_rollup.first_ts"
+    " THEN excluded.first_ts ELSE route_rollup.first_ts END"
+    ", last_ts = CASE WHEN excluded.last_ts > route_rollup.last_ts THEN excluded.last_ts ELSE route_rollup.last_ts END"
+)
+WHERE_KEY = " AND ".join(f"{k} = ?" for k in KEY)
+
+
+def add_cells(conn: sqlite3.Connection, cells: dict[tuple[int, str, str, str], Cell]) -> None:
+    """Add cells to the table: the sums by upsert, then each changed latency Dist."""
+    conn.executemany(UPSERT, [(*key, *cell.sums, cell.first, cell.last) for key, cell in cells.items()])
+    for key, cell in cells.items():
+        if (cell.latency is not None and len(cell.latency)) or (cell.ttft is not None and len(cell.ttft)):
+            _add_dists(conn, key, cell)
+
+
+def _add_dists(conn: sqlite3.Connection, key: tuple[int, str, str, str], cell: Cell) -> None:
+    # Read, change, write back only if no one else wrote the cell meanwhile (version), else retry.
+    for _ in range(100):
+        latency_text, ttft_text, version = conn.execute(
+            f"SELECT latency, ttft, version FROM route_rollup WHERE {WHERE_KEY}", key
+        ).fetchone()
+        latency, ttft = Dist.loads(latency_text), Dist.loads(ttft_text)
+        if cell.latency is not None:
+            latency.add(cell.latency)
+        if cell.ttft is not None:
+            ttft.add(cell.ttft)
+        changed = conn.execute(
+            f"UPDATE route_rollup SET latency = ?, ttft = ?, version = version + 1 WHERE {WHERE_KEY} AND version = ?",
+            (_text(latency), _text(ttft), *key, version),
+        ).rowcount
+        if changed:
+            return
+    raise sqlite3.OperationalError("the rollup cell kept changing under this writer")
+
+
+def _text(dist: Dist) -> str | None:
+    return dist.stored().dumps() if len(dist) else None
+
+
+def add_row(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
+    """Add one routes row (a dict of its columns) to the rollup, in the caller's transaction."""
+    add_cells(conn, cells_of(row))
+
+
+# ---- building from rows: the migration's backfill, and the days a prune cut into ---------------
+
+ROW_COLUMNS = ("ts", "user", "model", "mode", "domain", "complexity", "status") + (
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+)
+
+
+def build(conn: sqlite3.Connection, since: float | None = None, until: float | None = None) -> None:
+    """Add the routes rows in [since, until) to the rollup, a day at a time (memory stays bounded)."""
+    clauses, params = [], []
+    if since is not None:
+        clauses.append("ts >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("ts < ?")
+        params.append(until)
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    cursor = conn.execute(f"SELECT {', '.join(ROW_COLUMNS)} FROM routes {where} ORDER BY ts", params)
+    pending: dict[tuple[int, str, str, str], Cell] = {}
+    day = None
+    for values in cursor:
+        row = dict(zip(ROW_COLUMNS, values))
+        if day is not None and day_of(row["ts"]) != day:
+            add_cells(conn, pending)
+            pending = {}
+        day = day_of(row["ts"])
+        for key, cell in cells_of(row).items():
+            if key in pending:
+                pending[key].add(cell)
+            else:
+                pending[key] = cell
+    add_cells(conn, pending)
+
+
+def rebuild_days(conn: sqlite3.Connection, first_day: int, last_day: int) -> None:
+    """Make the cells of days first_day..last_day (inclusive) those of the rows now there."""
+    conn.execute("DELETE FROM route_rollup WHERE day >= ? AND day <= ?", (first_day, last_day))
+    build(conn, first_day, last_day + DAY_S)
+
+
+def pruned(conn: sqlite3.Connection, cutoff: float) -> None:
+    """The rows before `cutoff` were deleted: drop the days wholly before it, rebuild the one it cuts."""
+    cut_day = day_of(cutoff)
+    conn.execute("DELETE FROM route_rollup WHERE day < ?", (cut_day,))
+    if cut_day < cutoff:
+        rebuild_days(conn, cut_day, cut_day)
+
+
+def backfill(conn: sqlite3.Connection) -> None:
+    """Fill the rollup from every routes row (the migration that creates the table runs this)."""
+    conn.execute("DELETE FROM route_rollup")
+    build(conn)
