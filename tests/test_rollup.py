@@ -78,8 +78,8 @@ rows_strategy = st.lists(
             "input_tokens": st.one_of(st.none(), st.integers(0, 5000)),
             "output_tokens": st.one_of(st.none(), st.integers(0, 2000)),
             "cost_usd": st.one_of(st.none(), st.floats(min_value=0, max_value=0.5)),
-            "latency_ms": st.one_of(st.none(), st.floats(min_value=0, max_value=60_000)),
-            "ttft_ms": st.one_of(st.none(), st.floats(min_value=0.001, max_value=9_000)),
+            "latency_ms": st.one_of(st.none(), st.just(0.0), st.floats(min_value=rollup.MIN_MS, max_value=60_000)),
+            "ttft_ms": st.one_of(st.none(), st.floats(min_value=rollup.MIN_MS, max_value=9_000)),
         }
     ),
     max_size=80,
@@ -137,9 +137,18 @@ def test_reports_from_the_rollup_equal_a_scan_of_every_row(rows, exact_max):
 
 
 @settings(max_examples=200, deadline=None)
-@given(values=st.lists(st.floats(min_value=0, max_value=1e7), min_size=1, max_size=300))
+@given(
+    values=st.lists(
+        st.one_of(st.just(0.0), st.floats(min_value=rollup.MIN_MS, max_value=rollup.MAX_MS)), min_size=1, max_size=300
+    )
+)
 def test_binned_percentiles_are_within_the_stated_bound(values):
-    binned = rollup.Dist(list(values)).stored()
+    old, rollup.EXACT_MAX = rollup.EXACT_MAX, 0
+    try:
+        binned = rollup.Dist.loads(*rollup.Dist(list(values)).stored())
+    finally:
+        rollup.EXACT_MAX = old
+    assert not binned.exact and len(binned) == len(values)
     exact = sorted(values)
     for p in (1, 50, 90, 95, 99, 100):
         want = exact[max(1, math.ceil(p / 100 * len(exact))) - 1]
@@ -226,9 +235,10 @@ def rollup_cells() -> dict[tuple, tuple]:
     conn = sqlite3.connect(store_path())
     out = {}
     for row in conn.execute("SELECT * FROM route_rollup"):
-        *head, latency, ttft, _version = row
+        *head, latency, latency_bins, ttft, ttft_bins, _version = row
         dists = tuple(
-            (sorted(d.exact), sorted(d.bins.items())) for d in (rollup.Dist.loads(latency), rollup.Dist.loads(ttft))
+            (sorted(d.exact), d.packed)
+            for d in (rollup.Dist.loads(latency, latency_bins), rollup.Dist.loads(ttft, ttft_bins))
         )
         out[tuple(head[:4])] = (*(round(v, 9) if isinstance(v, float) else v for v in head[4:]), dists)
     conn.close()

@@ -23,7 +23,7 @@ import orjson
 
 from r42.store.db import reading, readable_errors
 from r42.store.keys import iso, list_keys, usage
-from r42.store.rollup import DAY_S, Dist, decode
+from r42.store.rollup import CX_FIELDS, DAY_S, Dist, decode
 from r42.store.stats import GROUPS, NONE_KEY, Reference
 
 # Group expressions: SQL over the routes table. NULL becomes NONE_KEY in Python.
@@ -258,7 +258,7 @@ def merge_latencies(old: Latencies, new: Latencies) -> Latencies:
 
 
 def _copy(dist: Dist) -> Dist:
-    return Dist(list(dist.exact), dict(dist.bins))
+    return Dist(list(dist.exact), dist.packed)
 
 
 def _ordered(found: dict[str, dict[str, Any]], group: str) -> dict[str, dict[str, Any]]:
@@ -440,11 +440,11 @@ MODEL_CELL_DIMS = ("model", "provider", "user", "day")  # groups that model cell
 
 def fold_rollup(scope: Scope, rolled: tuple[float, float], dims: tuple[str, ...], with_complexity: bool) -> Folded:
     """fold() of the rollup's cells in the scope's whole days."""
-    cell_dims = ("model", *(d for d in dims if d in ("mode", "domain")), *(("cx",) if with_complexity else ()))
+    cell_dims = ("model", *(d for d in dims if d in ("mode", "domain")))
     where, params = _rollup_where(scope, rolled, cell_dims)
     rows = _rows(
         "SELECT day, user_key, dim, value, requests, errors, input_tokens, output_tokens, cost_usd, cmp_input,"
-        f" cmp_output, cmp_cost, first_ts, last_ts FROM route_rollup {where}",
+        f" cmp_output, cmp_cost, first_ts, last_ts, {', '.join(CX_FIELDS)} FROM route_rollup {where}",
         params,
     )
     total = [0] * N_SUMS
@@ -453,21 +453,21 @@ def fold_rollup(scope: Scope, rolled: tuple[float, float], dims: tuple[str, ...]
     cx: dict[tuple[int, str], int] = {}
     for day, user_key, dim, value, *rest in rows:
         sums = rest[:N_SUMS]
-        if dim == "cx":
-            index, model = value.split("|", 1)
-            key = (int(index), _key(decode(model)))
-            cx[key] = cx.get(key, 0) + sums[0]
-        elif dim == "model":
-            _add(total, sums)
-            firsts.append(rest[N_SUMS])
-            lasts.append(rest[N_SUMS + 1])
-            model = decode(value)
-            for group in dims:
-                if group in MODEL_CELL_DIMS:
-                    found = _model_cell_key(group, model, user_key, day)
-                    _add(by[group].setdefault(_key(found), [0] * N_SUMS), sums)
-        else:
+        if dim != "model":
             _add(by[dim].setdefault(_key(decode(value)), [0] * N_SUMS), sums)
+            continue
+        _add(total, sums)
+        firsts.append(rest[N_SUMS])
+        lasts.append(rest[N_SUMS + 1])
+        model = decode(value)
+        for group in dims:
+            if group in MODEL_CELL_DIMS:
+                found = _model_cell_key(group, model, user_key, day)
+                _add(by[group].setdefault(_key(found), [0] * N_SUMS), sums)
+        if with_complexity:
+            for index, n in enumerate(rest[N_SUMS + 2 :]):
+                if n:
+                    cx[(index, _key(model))] = cx.get((index, _key(model)), 0) + n
     return Folded(total, by, min(firsts) if firsts else None, max(lasts) if lasts else None, cx)
 
 
@@ -476,19 +476,19 @@ def latencies_rollup(scope: Scope, rolled: tuple[float, float], dims: tuple[str,
     cell_dims = ("model", *(d for d in dims if d in ("mode", "domain")))
     where, params = _rollup_where(scope, rolled, cell_dims)
     rows = _rows(
-        f"SELECT day, user_key, dim, value, latency, ttft FROM route_rollup {where}"
-        " AND (latency IS NOT NULL OR ttft IS NOT NULL)",
+        f"SELECT day, user_key, dim, value, latency, latency_bins, ttft, ttft_bins FROM route_rollup {where}"
+        " AND (latency IS NOT NULL OR latency_bins IS NOT NULL OR ttft IS NOT NULL OR ttft_bins IS NOT NULL)",
         params,
     )
     latency, ttft = Dist(), Dist()
     by: dict[str, dict[str, Dist]] = {d: {} for d in dims}
-    for day, user_key, dim, value, latency_text, ttft_text in rows:
-        cell = Dist.loads(latency_text)
+    for day, user_key, dim, value, latency_text, latency_bins, ttft_text, ttft_bins in rows:
+        cell = Dist.loads(latency_text, latency_bins)
         if dim != "model":
             by[dim].setdefault(_key(decode(value)), Dist()).add(cell)
             continue
         latency.add(cell)
-        ttft.add(Dist.loads(ttft_text))
+        ttft.add(Dist.loads(ttft_text, ttft_bins))
         model = decode(value)
         for group in dims:
             if group in MODEL_CELL_DIMS:

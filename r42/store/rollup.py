@@ -3,14 +3,15 @@
 A cold dashboard or `r42 stats` over a month would otherwise group every row of the month (SQLite
 groups by sorting: ~0.3 s per 100,000 rows). Instead each routes row also adds itself, in the same
 transaction, to a few rollup cells: one per (UTC day, user, dimension, value) for the dimensions
-the panels split by (model, mode, domain) and one for (complexity tenth, model). A cell holds exact
-sums (requests, errors, tokens, cost, the savings inputs, first and last time) and, for model, mode
-and domain cells, the answered requests' latencies (and, for model cells, times to first token) as
+the panels split by (model, mode, domain). A cell holds exact sums (requests, errors, tokens, cost,
+the savings inputs, first and last time; model cells also requests per complexity tenth) and the
+answered requests' latencies (model cells also their times to first token) as
 a Dist: the values themselves while a cell has at most EXACT_MAX of them, else counts in fixed
-log-spaced bins RATIO wide, so a percentile read from them is within BOUND (2 %) of the exact one.
+log-spaced bins RATIO wide, so a percentile read from them is within BOUND (2 %) of the exact one
+(for latencies from MIN_MS to MAX_MS).
 
 Days are the bucket because they compress: at 100,000 requests a month (~140 an hour over 5 users,
-7 models, 4 modes, 6 domains) an hourly cell holds about one request, a daily one about 25.
+7 models, 4 modes, 6 domains) an hourly cell holds about 4 requests, a daily one about 100.
 Totals, users and days come from the model cells (each row is in exactly one), providers from the
 model names. Only additive upserts write the sums; a latency Dist is read, changed and written back
 under a version number (compare-and-set), which is safe on any SQL store.
@@ -33,8 +34,8 @@ COMPLEXITY_BINS = 10
 EXACT_MAX = 32  # a cell keeps its latencies exactly up to this many, then as binned counts
 RATIO = 1.04  # each bin spans [RATIO**i, RATIO**(i+1)) ms; reported at its geometric middle
 BOUND = math.sqrt(RATIO) - 1  # the largest relative error of a binned value (1.98 %)
-ZERO_BIN = -(10**6)  # latencies <= 0 (reported as 0.0)
 DIST_DIMS = ("model", "mode", "domain")  # cells that hold latencies (model cells also TTFT)
+CX_FIELDS = tuple(f"cx{i}" for i in range(COMPLEXITY_BINS))  # requests per complexity tenth (model cells)
 SUM_FIELDS = (
     "requests",
     "errors",
@@ -44,6 +45,7 @@ SUM_FIELDS = (
     "cmp_input",
     "cmp_output",
     "cmp_cost",
+    *CX_FIELDS,
 )
 KEY = ("day", "user_key", "dim", "value")
 _LOG_RATIO = math.log(RATIO)
@@ -71,43 +73,66 @@ def complexity_bin(complexity: float | None) -> int | None:
 
 
 # ---- Dist: latencies, exact while few, else log-binned ----------------------------------------
+#
+# Binned counts live in one Python int, FIELD_BITS bits per bin (bin MIN_BIN - 1 in the lowest
+# field: latencies below MIN_MS, reported as 0.0): adding two distributions is one big-int addition
+# in C, and a cell stores only the fields from its lowest to its highest used bin (a BLOB).
+
+MIN_MS, MAX_MS = 0.001, 1e8  # the binned range; below counts as 0, above as MAX_MS
+MIN_BIN = math.floor(math.log(MIN_MS) / _LOG_RATIO)
+MAX_BIN = math.floor(math.log(MAX_MS) / _LOG_RATIO)
+FIELD_BITS = 64
+FIELD_BYTES = FIELD_BITS // 8
 
 
-def bin_of(value: float) -> int:
-    return ZERO_BIN if value <= 0 else math.floor(math.log(value) / _LOG_RATIO)
+def field_of(value: float) -> int:
+    """The field (0: below MIN_MS) of a latency's bin."""
+    if not value >= MIN_MS:  # NaN too
+        return 0
+    if value >= MAX_MS:
+        return MAX_BIN - MIN_BIN + 1
+    return math.floor(math.log(value) / _LOG_RATIO) - MIN_BIN + 1
 
 
-def bin_value(index: int) -> float:
-    return 0.0 if index == ZERO_BIN else RATIO ** (index + 0.5)
+def field_value(index: int) -> float:
+    """What a bin's values are reported as: its geometric middle (0.0 below MIN_MS)."""
+    return 0.0 if index == 0 else RATIO ** (index + MIN_BIN - 1 + 0.5)
 
 
 @dataclass
 class Dist:
-    """A multiset of latencies: `exact` values and `bins` (bin index -> count)."""
+    """A multiset of latencies: `exact` values and `packed` bin counts (FIELD_BITS per bin)."""
 
     exact: list[float] = field(default_factory=list)
-    bins: dict[int, int] = field(default_factory=dict)
+    packed: int = 0
+
+    def counts(self) -> list[tuple[int, int]]:
+        """(field, count) of every used bin."""
+        if not self.packed:
+            return []
+        low = ((self.packed & -self.packed).bit_length() - 1) // FIELD_BITS
+        high = (self.packed.bit_length() - 1) // FIELD_BITS
+        data = (self.packed >> (low * FIELD_BITS)).to_bytes((high - low + 1) * FIELD_BYTES, "little")
+        return [(low + i, c) for i, c in enumerate(memoryview(data).cast("Q")) if c]
 
     def __len__(self) -> int:
-        return len(self.exact) + sum(self.bins.values())
+        return len(self.exact) + sum(c for _, c in self.counts())
 
     def add(self, other: Dist) -> None:
         self.exact.extend(other.exact)
-        for index, n in other.bins.items():
-            self.bins[index] = self.bins.get(index, 0) + n
+        self.packed += other.packed
 
     def percentiles(self, ps: Iterable[int]) -> dict[str, float | None]:
         """Nearest-rank percentiles (as stats.percentile): exact when no value is binned, else
-        within BOUND of the exact figure (each value moves by at most that factor, and so does
-        every order statistic)."""
+        within BOUND of the exact figure for latencies in [MIN_MS, MAX_MS] (each value moves by at
+        most that factor, and so does every order statistic)."""
         ps = tuple(ps)
-        n = len(self)
-        if not n:
-            return {f"p{p}": None for p in ps}
-        if not self.bins:
-            values = sorted(self.exact)
-            return {f"p{p}": values[_rank(p, n) - 1] for p in ps}
-        points = sorted([(v, 1) for v in self.exact] + [(bin_value(i), c) for i, c in self.bins.items()])
+        if not self.packed:
+            self.exact.sort()  # in place: already sorted lists cost one pass
+            n = len(self.exact)
+            return {f"p{p}": (self.exact[_rank(p, n) - 1] if n else None) for p in ps}
+        points = sorted([(v, 1) for v in self.exact] + [(field_value(i), c) for i, c in self.counts()])
+        n = sum(c for _, c in points)
         out: dict[str, float | None] = {}
         for p in ps:
             rank, seen = _rank(p, n), 0
@@ -118,29 +143,25 @@ class Dist:
                     break
         return out
 
-    def dumps(self) -> str:
-        if self.bins:
-            return orjson.dumps({str(i): c for i, c in self.bins.items()}).decode()
-        return orjson.dumps(self.exact).decode()
+    def stored(self) -> tuple[str | None, bytes | None]:
+        """The (exact, bins) columns of a cell: the values up to EXACT_MAX of them, else all binned."""
+        if not self.packed and len(self.exact) <= EXACT_MAX:
+            return (orjson.dumps(self.exact).decode() if self.exact else None), None
+        packed = self.packed
+        for value in self.exact:
+            packed += 1 << (field_of(value) * FIELD_BITS)
+        low = ((packed & -packed).bit_length() - 1) // FIELD_BITS
+        high = (packed.bit_length() - 1) // FIELD_BITS
+        body = (packed >> (low * FIELD_BITS)).to_bytes((high - low + 1) * FIELD_BYTES, "little")
+        return None, low.to_bytes(2, "little") + body
 
     @staticmethod
-    def loads(text: str | None) -> Dist:
-        if not text:
-            return Dist()
-        found = orjson.loads(text)
-        if isinstance(found, list):
-            return Dist(exact=found)
-        return Dist(bins={int(i): c for i, c in found.items()})
-
-    def stored(self) -> Dist:
-        """The form a cell stores: exact up to EXACT_MAX values, else every value binned."""
-        if self.bins or len(self.exact) > EXACT_MAX:
-            bins = dict(self.bins)
-            for value in self.exact:
-                index = bin_of(value)
-                bins[index] = bins.get(index, 0) + 1
-            return Dist(bins=bins)
-        return self
+    def loads(text: str | None, blob: bytes | None) -> Dist:
+        exact = orjson.loads(text) if text else []
+        if not blob:
+            return Dist(exact)
+        low = int.from_bytes(blob[:2], "little")
+        return Dist(exact, int.from_bytes(blob[2:], "little") << (low * FIELD_BITS))
 
 
 def _rank(p: int, n: int) -> int:
@@ -169,7 +190,7 @@ class Cell:
             mine, theirs = getattr(self, name), getattr(other, name)
             if theirs is not None:
                 if mine is None:
-                    setattr(self, name, Dist(list(theirs.exact), dict(theirs.bins)))
+                    setattr(self, name, Dist(list(theirs.exact), theirs.packed))
                 else:
                     mine.add(theirs)
 
@@ -179,7 +200,7 @@ def cells_of(row: dict[str, Any]) -> dict[tuple[int, str, str, str], Cell]:
     ok = row["status"] == "ok"
     tokens_in, tokens_out, cost = row["input_tokens"] or 0, row["output_tokens"] or 0, row["cost_usd"]
     comparable = ok and cost is not None and bool(tokens_in or tokens_out)  # as stats._comparable
-    sums = [
+    sums: list[float] = [
         1,
         0 if ok else 1,
         tokens_in,
@@ -192,14 +213,20 @@ def cells_of(row: dict[str, Any]) -> dict[tuple[int, str, str, str], Cell]:
     day, user, ts = day_of(row["ts"]), encode(row["user"]), row["ts"]
     latency = [row["latency_ms"]] if ok and row["latency_ms"] is not None else []
     ttft = [row["ttft_ms"]] if ok and row["ttft_ms"] is not None else []
+    no_cx: list[float] = [0] * COMPLEXITY_BINS
+    cx = list(no_cx)
+    index = complexity_bin(row["complexity"])
+    if index is not None:
+        cx[index] = 1
     out = {}
     for dim in DIST_DIMS:  # each cell its own Dists: build() adds into them
         out[(day, user, dim, encode(row[dim]))] = Cell(
-            list(sums), ts, ts, Dist(list(latency)), Dist(list(ttft)) if dim == "model" else None
+            sums + (cx if dim == "model" else no_cx),
+            ts,
+            ts,
+            Dist(list(latency)),
+            Dist(list(ttft)) if dim == "model" else None,
         )
-    cx = complexity_bin(row["complexity"])
-    if cx is not None:
-        out[(day, user, "cx", f"{cx}|{encode(row['model'])}")] = Cell(list(sums), ts, ts)
     return out
 
 
@@ -219,32 +246,33 @@ def add_cells(conn: sqlite3.Connection, cells: dict[tuple[int, str, str, str], C
     """Add cells to the table: the sums by upsert, then each changed latency Dist."""
     conn.executemany(UPSERT, [(*key, *cell.sums, cell.first, cell.last) for key, cell in cells.items()])
     for key, cell in cells.items():
-        if (cell.latency is not None and len(cell.latency)) or (cell.ttft is not None and len(cell.ttft)):
+        if (cell.latency is not None and _some(cell.latency)) or (cell.ttft is not None and _some(cell.ttft)):
             _add_dists(conn, key, cell)
+
+
+def _some(dist: Dist) -> bool:
+    return bool(dist.exact or dist.packed)
 
 
 def _add_dists(conn: sqlite3.Connection, key: tuple[int, str, str, str], cell: Cell) -> None:
     # Read, change, write back only if no one else wrote the cell meanwhile (version), else retry.
     for _ in range(100):
-        latency_text, ttft_text, version = conn.execute(
-            f"SELECT latency, ttft, version FROM route_rollup WHERE {WHERE_KEY}", key
+        latency_text, latency_bins, ttft_text, ttft_bins, version = conn.execute(
+            f"SELECT latency, latency_bins, ttft, ttft_bins, version FROM route_rollup WHERE {WHERE_KEY}", key
         ).fetchone()
-        latency, ttft = Dist.loads(latency_text), Dist.loads(ttft_text)
+        latency, ttft = Dist.loads(latency_text, latency_bins), Dist.loads(ttft_text, ttft_bins)
         if cell.latency is not None:
             latency.add(cell.latency)
         if cell.ttft is not None:
             ttft.add(cell.ttft)
         changed = conn.execute(
-            f"UPDATE route_rollup SET latency = ?, ttft = ?, version = version + 1 WHERE {WHERE_KEY} AND version = ?",
-            (_text(latency), _text(ttft), *key, version),
+            "UPDATE route_rollup SET latency = ?, latency_bins = ?, ttft = ?, ttft_bins = ?, version = version + 1"
+            f" WHERE {WHERE_KEY} AND version = ?",
+            (*latency.stored(), *ttft.stored(), *key, version),
         ).rowcount
         if changed:
             return
     raise sqlite3.OperationalError("the rollup cell kept changing under this writer")
-
-
-def _text(dist: Dist) -> str | None:
-    return dist.stored().dumps() if len(dist) else None
 
 
 def add_row(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
