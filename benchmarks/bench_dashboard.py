@@ -19,6 +19,7 @@ Seeds a fresh store (in a temporary R42_HOME) with N logged requests spread over
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import random
@@ -218,11 +219,16 @@ def write_costs(n: int) -> None:
         def add_row(conn: Any, row: Any) -> None:
             pass
 
+        @staticmethod
+        def deferred(conn: Any) -> Any:
+            return contextlib.nullcontext()
+
     rng = random.Random(3)
     samples = [synthetic_row(rng, time.time() - rng.random() * 86_400, i) for i in range(n)]
     print(f"{'logging one request (median of 3 runs of ' + str(n) + ' rows)':62} {'µs/row':>9}")
     for label, module in (("with the rollup", rollup), ("without (before)", NoRollup)):
         log.rollup = module  # type: ignore[assignment]
+        cells = module.deferred
         for way in ("one commit per row (r42 ask)", "batches of 256 (the gateway)"):
             runs = []
             for _ in range(3):
@@ -236,7 +242,7 @@ def write_costs(n: int) -> None:
                             write_route(**_fields(row))
                     else:
                         for first in range(0, n, 256):
-                            with batch():
+                            with batch() as conn, cells(conn):  # as the gateway's log writer
                                 for row in samples[first : first + 256]:
                                     write_route(**_fields(row))
                     runs.append((time.perf_counter() - begin) / n * 1e6)

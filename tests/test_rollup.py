@@ -201,17 +201,34 @@ def test_a_rolled_back_batch_leaves_neither_rows_nor_rollup_cells():
     seed(5)
     before = stats_report(Scope(), None)
     with pytest.raises(RuntimeError):
-        with batch():  # the gateway's log writer: many write_route() calls in one transaction
+        with batch() as conn, rollup.deferred(conn):  # as the gateway's log writer
             for index in range(3):
                 store.write_route(endpoint="ask", model="late/one", at=T0 + index, retention_days=0)
             raise RuntimeError("disk full")
     assert stats_report(Scope(), None) == before
-    with batch():
-        for index in range(3):
-            store.write_route(endpoint="ask", model="late/one", at=T0 + index, latency_ms=7.0, retention_days=0)
-    after = stats_report(Scope(), None)
-    assert after["totals"]["requests"] == before["totals"]["requests"] + 3
-    assert after["by_model"]["late/one"]["latency_ms"] == {"p50": 7.0, "p95": 7.0}
+    assert_close(stats_report(Scope(), None), raw(stats_report, Scope(), None))
+
+
+def test_a_batch_adds_its_cells_once_and_equal_to_its_rows():
+    seed(40)
+    rng = random.Random(2)
+    with batch() as conn, rollup.deferred(conn):  # as the gateway's log writer
+        for index in range(300):
+            store.write_route(
+                endpoint="ask",
+                model=rng.choice(("late/one", "openai/gpt-4o")),
+                user=rng.choice(("alice", None)),
+                at=T0 + DAY + index,
+                latency_ms=float(index),
+                ttft_ms=float(index % 7) if index % 3 else None,
+                complexity=index / 300,
+                retention_days=0,
+            )
+    for scope in (Scope(), Scope(user="alice"), Scope(since=T0 + DAY, until=T0 + 2 * DAY)):
+        assert_close(stats_report(scope, REFERENCE), raw(stats_report, scope, REFERENCE), within=rollup.BOUND)
+        got = panels(scope, REFERENCE, 86_400, now=T0 + 5 * DAY)
+        want = raw(panels, scope, REFERENCE, 86_400, now=T0 + 5 * DAY)
+        assert got["complexity"] == want["complexity"] and got["series"] == want["series"]
 
 
 def test_the_migration_fills_the_rollup_from_an_older_store():

@@ -1,12 +1,15 @@
 """The one query layer over the routing log: `r42 stats`, `r42 stats --html` and the gateway's
 /dashboard all read these functions.
 
-Sums come from one grouped SQL query per report (fold) and percentiles from one fetch of the
-answered requests' latencies (latencies), instead of every row being read into Python; the
-dashboard also reuses the part of its period before the current bucket (past_part). Semantics are those of
+A period's whole UTC days are read from the daily rollup (r42.store.rollup: a few cells per day,
+user and value, written with the log) and only the partial days at its ends from the rows: sums
+from one grouped SQL query (fold), percentiles from one fetch of the answered requests' latencies
+(latencies); the error review reads the failed rows themselves. The dashboard also reuses the part
+of its period before the current bucket (past_part). Semantics are those of
 r42.store.stats.compute_stats (which the tests check this module against): errors are rows whose
 status is not "ok", latency and time-to-first-token percentiles are nearest-rank over answered
-requests, savings compare answered requests with known tokens and cost against a reference model.
+requests (within rollup.BOUND where the rollup binned them), savings compare answered requests with
+known tokens and cost against a reference model.
 
 A Scope limits every query to a period and, for a non-admin viewer, to one user's rows.
 """

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import orjson
 
@@ -275,9 +277,40 @@ def _add_dists(conn: sqlite3.Connection, key: tuple[int, str, str, str], cell: C
     raise sqlite3.OperationalError("the rollup cell kept changing under this writer")
 
 
+_collecting = threading.local()
+
+
 def add_row(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
-    """Add one routes row (a dict of its columns) to the rollup, in the caller's transaction."""
-    add_cells(conn, cells_of(row))
+    """Add one routes row (a dict of its columns) to the rollup, in the caller's transaction
+    (inside deferred(): to the cells it collects)."""
+    pending = getattr(_collecting, "cells", None)
+    if pending is None:
+        add_cells(conn, cells_of(row))
+    else:
+        _gather(pending, cells_of(row))
+
+
+@contextmanager
+def deferred(conn: sqlite3.Connection) -> Iterator[None]:
+    """Collect the cells of the rows written inside on this thread and add them once each at the
+    end, in conn's transaction: the gateway's log writer writes a batch of rows in one transaction,
+    and most of a batch's rows share their day, user and model. An error adds nothing (the caller's
+    transaction rolls back)."""
+    cells: dict[tuple[int, str, str, str], Cell] = {}
+    _collecting.cells = cells
+    try:
+        yield
+    finally:
+        _collecting.cells = None
+    add_cells(conn, cells)
+
+
+def _gather(into: dict[tuple[int, str, str, str], Cell], cells: dict[tuple[int, str, str, str], Cell]) -> None:
+    for key, cell in cells.items():
+        if key in into:
+            into[key].add(cell)
+        else:
+            into[key] = cell
 
 
 # ---- building from rows: the migration's backfill, and the days a prune cut into ---------------
@@ -310,11 +343,7 @@ def build(conn: sqlite3.Connection, since: float | None = None, until: float | N
             add_cells(conn, pending)
             pending = {}
         day = day_of(row["ts"])
-        for key, cell in cells_of(row).items():
-            if key in pending:
-                pending[key].add(cell)
-            else:
-                pending[key] = cell
+        _gather(pending, cells_of(row))
     add_cells(conn, pending)
 
 
