@@ -194,7 +194,6 @@ MIGRATIONS: tuple[str, ...] = (
         version INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (day, user_key, dim, value)
     );
-    CREATE INDEX route_rollup_user_day ON route_rollup(user_key, day);
     CREATE INDEX routes_failed_ts ON routes(ts) WHERE status != 'ok';
     """,
 )

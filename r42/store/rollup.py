@@ -13,8 +13,8 @@ log-spaced bins RATIO wide, so a percentile read from them is within BOUND (2 %)
 Days are the bucket because they compress: at 100,000 requests a month (~140 an hour over 5 users,
 7 models, 4 modes, 6 domains) an hourly cell holds about 4 requests, a daily one about 100.
 Totals, users and days come from the model cells (each row is in exactly one), providers from the
-model names. Only additive upserts write the sums; a latency Dist is read, changed and written back
-under a version number (compare-and-set), which is safe on any SQL store.
+model names. A cell without latencies is written by one additive upsert; one with latencies is read,
+changed and written back under a version number (compare-and-set), which is safe on any SQL store.
 
 Pruning deletes the cells of the days that went and rebuilds the day the cut falls in from its
 remaining rows (rebuild_days); the migration that made the table fills it from the rows already there.
@@ -245,33 +245,56 @@ WHERE_KEY = " AND ".join(f"{k} = ?" for k in KEY)
 
 
 def add_cells(conn: sqlite3.Connection, cells: dict[tuple[int, str, str, str], Cell]) -> None:
-    """Add cells to the table: the sums by upsert, then each changed latency Dist."""
-    conn.executemany(UPSERT, [(*key, *cell.sums, cell.first, cell.last) for key, cell in cells.items()])
+    """Add cells to the table: those without latencies by one additive upsert, the others by
+    read, change, write back (_add_with_dists)."""
+    plain = [(*key, *cell.sums, cell.first, cell.last) for key, cell in cells.items() if not _has_dists(cell)]
+    if plain:
+        conn.executemany(UPSERT, plain)
     for key, cell in cells.items():
-        if (cell.latency is not None and _some(cell.latency)) or (cell.ttft is not None and _some(cell.ttft)):
-            _add_dists(conn, key, cell)
+        if _has_dists(cell):
+            _add_with_dists(conn, key, cell)
 
 
-def _some(dist: Dist) -> bool:
-    return bool(dist.exact or dist.packed)
+def _has_dists(cell: Cell) -> bool:
+    return any(d is not None and (d.exact or d.packed) for d in (cell.latency, cell.ttft))
 
 
-def _add_dists(conn: sqlite3.Connection, key: tuple[int, str, str, str], cell: Cell) -> None:
-    # Read, change, write back only if no one else wrote the cell meanwhile (version), else retry.
+INSERT_WITH_DISTS = (
+    f"INSERT INTO route_rollup ({', '.join(KEY + SUM_FIELDS)}, first_ts, last_ts, latency, latency_bins, ttft,"
+    f" ttft_bins) VALUES ({', '.join('?' * (len(KEY) + len(SUM_FIELDS) + 6))})"
+    f" ON CONFLICT ({', '.join(KEY)}) DO NOTHING"
+)
+UPDATE_WITH_DISTS = (
+    "UPDATE route_rollup SET "
+    + ", ".join(f"{f} = {f} + ?" for f in SUM_FIELDS)
+    + ", first_ts = CASE WHEN ? < first_ts THEN ? ELSE first_ts END"
+    ", last_ts = CASE WHEN ? > last_ts THEN ? ELSE last_ts END"
+    ", latency = ?, latency_bins = ?, ttft = ?, ttft_bins = ?, version = version + 1"
+    f" WHERE {WHERE_KEY} AND version = ?"
+)
+
+
+def _add_with_dists(conn: sqlite3.Connection, key: tuple[int, str, str, str], cell: Cell) -> None:
+    # Read the cell, then write it back only if no one else wrote it meanwhile (its version; a
+    # new cell: only if no one inserted it meanwhile), else read again. In SQLite's write
+    # transaction no one can; on a server database another writer may.
     for _ in range(100):
-        latency_text, latency_bins, ttft_text, ttft_bins, version = conn.execute(
+        found = conn.execute(
             f"SELECT latency, latency_bins, ttft, ttft_bins, version FROM route_rollup WHERE {WHERE_KEY}", key
         ).fetchone()
-        latency, ttft = Dist.loads(latency_text, latency_bins), Dist.loads(ttft_text, ttft_bins)
+        latency = Dist() if found is None else Dist.loads(found[0], found[1])
+        ttft = Dist() if found is None else Dist.loads(found[2], found[3])
         if cell.latency is not None:
             latency.add(cell.latency)
         if cell.ttft is not None:
             ttft.add(cell.ttft)
-        changed = conn.execute(
-            "UPDATE route_rollup SET latency = ?, latency_bins = ?, ttft = ?, ttft_bins = ?, version = version + 1"
-            f" WHERE {WHERE_KEY} AND version = ?",
-            (*latency.stored(), *ttft.stored(), *key, version),
-        ).rowcount
+        dists = (*latency.stored(), *ttft.stored())
+        if found is None:
+            params: tuple = (*key, *cell.sums, cell.first, cell.last, *dists)
+            changed = conn.execute(INSERT_WITH_DISTS, params).rowcount
+        else:
+            params = (*cell.sums, cell.first, cell.first, cell.last, cell.last, *dists, *key, found[4])
+            changed = conn.execute(UPDATE_WITH_DISTS, params).rowcount
         if changed:
             return
     raise sqlite3.OperationalError("the rollup cell kept changing under this writer")
