@@ -271,3 +271,15 @@ def test_a_late_row_in_a_rolled_up_day_is_counted_at_once():
     assert after["totals"]["requests"] == before["totals"]["requests"] + 1
     assert after["series"][1]["requests"] == before["series"][1]["requests"] + 1
     assert after["by_model"]["late/one"]["cost_usd"] == 0.5
+
+
+def test_nan_and_infinite_values_count_as_the_rows_count_them():
+    nan, inf = float("nan"), float("inf")
+    for complexity, latency, cost in ((nan, nan, nan), (inf, 5.0, 0.25), (-inf, 7.0, None), (0.7, 3.0, 0.5)):
+        store.write_route(endpoint="ask", complexity=complexity, latency_ms=latency, cost_usd=cost, at=T0)
+    got, want = stats_report(Scope(), REFERENCE), raw(stats_report, Scope(), REFERENCE)
+    assert_close(got, want)  # SQLite keeps a NaN as NULL: not a latency, no cost, no complexity
+    assert (
+        panels(Scope(T0, T0 + DAY), None, 86_400)["complexity"]
+        == raw(panels, Scope(T0, T0 + DAY), None, 86_400)["complexity"]
+    )

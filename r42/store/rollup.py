@@ -69,9 +69,19 @@ def day_of(ts: float) -> int:
 
 
 def complexity_bin(complexity: float | None) -> int | None:
+    """The tenth a complexity falls in, as the SQL over the rows computes it (clamped to 0..9)."""
     if complexity is None:
         return None
-    return min(COMPLEXITY_BINS - 1, max(0, int(complexity * COMPLEXITY_BINS)))
+    if complexity >= 1:
+        return COMPLEXITY_BINS - 1
+    if complexity <= 0:
+        return 0
+    return int(complexity * COMPLEXITY_BINS)
+
+
+def _real(value: Any) -> Any:
+    """SQLite stores a float NaN as NULL: the rollup must count it as the rows do."""
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 # ---- Dist: latencies, exact while few, else log-binned ----------------------------------------
@@ -147,7 +157,7 @@ class Dist:
 
     def stored(self) -> tuple[str | None, bytes | None]:
         """The (exact, bins) columns of a cell: the values up to EXACT_MAX of them, else all binned."""
-        if not self.packed and len(self.exact) <= EXACT_MAX:
+        if not self.packed and len(self.exact) <= EXACT_MAX and all(map(math.isfinite, self.exact)):  # JSON: finite
             return (orjson.dumps(self.exact).decode() if self.exact else None), None
         packed = self.packed
         for value in self.exact:
@@ -199,6 +209,7 @@ class Cell:
 
 def cells_of(row: dict[str, Any]) -> dict[tuple[int, str, str, str], Cell]:
     """The cells one routes row (a dict of its columns) adds to, and what it adds."""
+    row = {name: _real(value) for name, value in row.items()}
     ok = row["status"] == "ok"
     tokens_in, tokens_out, cost = row["input_tokens"] or 0, row["output_tokens"] or 0, row["cost_usd"]
     comparable = ok and cost is not None and bool(tokens_in or tokens_out)  # as stats._comparable
