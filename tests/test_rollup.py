@@ -107,7 +107,7 @@ SCOPES = (
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=rows_strategy, exact_max=st.sampled_from([0, 2, 32]))
 def test_reports_from_the_rollup_equal_a_scan_of_every_row(rows, exact_max):
     empty_store()
