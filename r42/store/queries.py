@@ -609,10 +609,14 @@ def failed_rows(scope: Scope) -> list[Failed]:
     out = []
     for row_id, ts, request_id, user, endpoint, model, status, error, attempts_json, latency in rows:
         attempts = orjson.loads(attempts_json) if attempts_json else []
-        providers = {p for p in (_provider(a.get("model")) for a in attempts) if p}
-        kinds = {attempt_kind(a) for a in attempts if not a.get("ok")}
-        if error:
-            kinds.add(error)
+        providers: set[str] = set()
+        kinds: set[str] = {error} if error else set()
+        for attempt in attempts:  # one loop: a month holds thousands of failed requests
+            provider = _provider(attempt.get("model"))
+            if provider:
+                providers.add(provider)
+            if not attempt.get("ok"):
+                kinds.add(attempt_kind(attempt))
         out.append(
             Failed(row_id, ts, request_id, user, endpoint, model, status, error, latency, attempts, providers, kinds)
         )
