@@ -159,6 +159,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX health_outcomes_ts ON health_outcomes(ts);
     """,
+    # 5 (6 after the rollup's): each gateway user's own privacy-judge template (r42.store.prompts)
+    """
+    CREATE TABLE privacy_prompts (
+        user_name TEXT PRIMARY KEY,
+        template TEXT NOT NULL,
+        updated REAL NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
