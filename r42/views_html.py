@@ -464,6 +464,7 @@ def privacy_panel(privacy: dict[str, Any], csrf: str) -> str:
     `privacy`: template, source ("yours"/"default"), default, max_chars, and optionally message and
     error (a note after saving, or why the template was refused, with the refused text as template)."""
     source = "your own" if privacy["source"] == "yours" else "the default"
+    state = "on" if privacy.get("enabled") else "off (the operator turns it on with privacy_judge)"
     note = ""
     if privacy.get("message"):
         cls, role = ("bad", "alert") if privacy.get("error") else ("ok", "status")
@@ -472,7 +473,8 @@ def privacy_panel(privacy: dict[str, Any], csrf: str) -> str:
         "<h2>Privacy judge</h2>"
         '<p class="muted">When the gateway\'s privacy judge is on, a local model reads each prompt with privacy '
         "cues using this template and says YES (keep it on local models) or NO. "
-        f"<code>{{prompt}}</code> marks where the prompt goes (exactly once). You are using {source} template.</p>"
+        f"<code>{{prompt}}</code> marks where the prompt goes (exactly once). You are using {source} template. "
+        f"On this gateway the judge is {esc(state)}.</p>"
         f"{note}"
         '<form method="post" action="/dashboard/privacy-prompt">'
         f'<input type="hidden" name="csrf" value="{esc(csrf)}">'

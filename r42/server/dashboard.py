@@ -318,7 +318,13 @@ def _privacy(gw: Gateway, viewer: Viewer, note: str | None, refused: str | None)
     current = template_for(viewer.user, gw.settings.privacy_judge_prompt).as_dict()
     if refused is not None:
         current["template"] = refused
-    return {**current, "max_chars": MAX_TEMPLATE_CHARS, "message": note, "error": refused is not None}
+    return {
+        **current,
+        "max_chars": MAX_TEMPLATE_CHARS,
+        "message": note,
+        "error": refused is not None,
+        "enabled": gw.settings.privacy_judge,
+    }
 
 
 def dashboard_data(gw: Gateway, call: Call) -> Response:
