@@ -254,3 +254,43 @@ def test_without_a_local_model_the_judge_notes_it_and_routing_goes_on(monkeypatc
     assert status == 200, body
     assert headers["x-r42-privacy-judge"] == "undecided (no local model to ask)"
     assert "ALICE-RULES" not in str([r.body for r in cloud.requests]) and len(cloud.requests) == 1
+
+
+# ---- the CLI: r42 keys privacy-prompt --------------------------------------------------------------
+
+
+def test_the_operator_shows_sets_and_resets_a_users_template(tmp_path):
+    store.create_key("alice")
+    shown = run(["keys", "privacy-prompt", "alice"])
+    assert shown.exit_code == 0 and shown.stdout == DEFAULT_PROMPT + "\n" and "the default" in shown.stderr
+    source = tmp_path / "judge.txt"
+    source.write_text(ALICE_TEMPLATE + "\n")
+    result = run(["keys", "privacy-prompt", "alice", "--set", str(source)])
+    assert result.exit_code == 0 and result.stdout == "" and "own privacy-judge template" in result.stderr
+    assert template_for("alice", None).template == ALICE_TEMPLATE  # the file's last newline dropped
+    doc = orjson.loads(run(["keys", "privacy-prompt", "alice", "--json"]).stdout)
+    assert doc["source"] == "yours" and doc["template"] == ALICE_TEMPLATE
+    assert run(["keys", "privacy-prompt", "alice", "--set", "-"], input="Stdin {prompt}").exit_code == 0
+    assert template_for("alice", None).template == "Stdin {prompt}"
+    assert run(["keys", "privacy-prompt", "alice", "--reset"]).exit_code == 0
+    assert not template_for("alice", None).own
+    actions = [e["action"] for e in json_lines(run(["keys", "audit", "--action", "privacy_prompt"]).stdout)]
+    assert actions == ["privacy_prompt.set", "privacy_prompt.set", "privacy_prompt.reset"]
+
+
+@pytest.mark.parametrize(
+    "args, stdin, code, says",
+    [
+        (["alice", "--set", "-"], "no placeholder", 2, "exactly once"),
+        (["alice", "--set", "/nonexistent/judge.txt"], None, 2, "cannot read /nonexistent/judge.txt"),
+        (["alice", "--set", "-", "--reset"], None, 2, "exclude each other"),
+        (["nobody"], None, 1, "no gateway user 'nobody'"),
+    ],
+)
+def test_cli_mistakes_are_one_line_errors(args, stdin, code, says):
+    store.create_key("alice")
+    result = run(["keys", "privacy-prompt", *args], input=stdin)
+    assert result.exit_code == code, result.stderr
+    assert result.stderr.startswith("r42: error: ") and says in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not template_for("alice", None).own
