@@ -81,6 +81,26 @@ def test_store_own_template_reset_and_the_default():
     assert template_for("alice", None).template == DEFAULT_PROMPT
 
 
+def test_a_store_from_before_the_table_upgrades_and_keeps_its_keys(isolated_env):
+    import sqlite3
+
+    from r42.store import db
+
+    mine = next(n for n, script in enumerate(db.MIGRATIONS) if "privacy_prompts" in script)
+    raw = sqlite3.connect(isolated_env / "r42.db", isolation_level=None)
+    for script in db.MIGRATIONS[:mine]:
+        for statement in db._statements(script):
+            raw.execute(statement)
+    raw.execute(f"PRAGMA application_id = {db.APPLICATION_ID}")
+    raw.execute(f"PRAGMA user_version = {mine}")
+    raw.execute("INSERT INTO users (name, created) VALUES ('old', 0)")
+    raw.close()
+    assert template_for("old", None).template == DEFAULT_PROMPT  # reads the old schema's store: upgraded
+    set_template("old", ALICE_TEMPLATE)
+    assert template_for("old", None).own and store.list_users() == ["old"]
+    assert db.connect().execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
+
+
 # ---- the API ---------------------------------------------------------------------------------------
 
 
@@ -236,6 +256,30 @@ def test_the_gateway_judges_each_users_prompts_with_their_own_template(judging):
     call(gateway.url, "DELETE", PATH, alice)
     assert ask(gateway.url, alice, {"X-R42-Force-Route": "cloud"})[0] == 200
     assert "Private (YES or NO)?" in judge_requests(local)[-1] and len(cloud.requests) == 2
+
+
+def test_the_messages_endpoint_and_streams_are_judged_too(judging):
+    """/v1/messages (Anthropic's shape) and a streamed chat completion go through the same judge."""
+    import anthropic
+    import openai
+
+    gateway, local, cloud = judging
+    alice = store.create_key("alice").key
+    call(gateway.url, "PUT", PATH, alice, {"template": ALICE_TEMPLATE})
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=alice, max_retries=0)
+    raw = client.messages.with_raw_response.create(
+        model="auto", max_tokens=50, messages=[{"role": "user", "content": HEALTH}]
+    )
+    assert raw.headers["x-r42-privacy-judge"].startswith("private (lmstudio/")
+    assert raw.headers["x-r42-model"].startswith("lmstudio/")
+    chat = openai.OpenAI(base_url=gateway.url + "/v1", api_key=alice, max_retries=0)
+    with chat.chat.completions.with_streaming_response.create(
+        model="auto", messages=[{"role": "user", "content": HEALTH}], stream=True
+    ) as streamed:
+        assert streamed.headers["x-r42-privacy-judge"].startswith("private (lmstudio/")
+        assert "".join(streamed.iter_lines())
+    assert [t.count("ALICE-RULES") for t in judge_requests(local)] == [1, 1]
+    assert cloud.requests == []
 
 
 def test_without_a_local_model_the_judge_notes_it_and_routing_goes_on(monkeypatch):
