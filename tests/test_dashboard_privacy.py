@@ -62,6 +62,11 @@ def test_save_and_reset_with_a_plain_form_post(gateway, seeded):
     assert status == 303 and headers["location"] == "/dashboard?privacy=reset#privacy"
     assert not template_for("bob", None).own
     assert textarea(client.request("GET", "/dashboard?privacy=reset")[2]) == DEFAULT_PROMPT
+    entries = [e for e in store.audit.read(action="privacy_prompt")]
+    assert [(e.actor, e.action, e.target) for e in entries] == [
+        ("dashboard:bob", "privacy_prompt.set", "bob"),
+        ("dashboard:bob", "privacy_prompt.reset", "bob"),
+    ]
 
 
 def test_a_refused_template_comes_back_with_the_reason(gateway, seeded):
