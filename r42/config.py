@@ -35,7 +35,7 @@ class Settings:
     complex_from: float = 0.3  # complexity >= this: complex
     max_output_tokens: int = 1024  # assumed output size when a request sets no max_tokens
     sensitive_policy: str = "local"  # a prompt with sensitive data: local (local models only) | redact | allow
-    privacy_judge: bool = False  # r42 ask: a local model decides whether a prompt with privacy cues is private
+    privacy_judge: bool = False  # ask and serve: a local model judges prompts with privacy cues
     privacy_judge_prompt: str | None = (
         None  # the judge's prompt template ({prompt} is replaced); default in r42/privacy_judge.py
     )

@@ -8,12 +8,44 @@ from __future__ import annotations
 
 from typing import Any
 
+from r42.errors import InputError
+
 DEFAULT_PROMPT = (
     "You decide whether a message contains private information about a real person or organisation "
     "(health, money, legal matters, confidential business details, home address, identity documents).\n"
     'Answer with one word, YES or NO.\n\nMessage:\n"""\n{prompt}\n"""\n\nPrivate (YES or NO)?'
 )
 MAX_PROMPT_CHARS = 4000  # the judge sees the start of a long prompt only: enough to tell, cheap on a small model
+MAX_TEMPLATE_CHARS = 4000  # a user's own template (r42.store.prompts): room for instructions, not a document
+PLACEHOLDER = "{prompt}"
+
+
+def check_template(template: object) -> str:
+    """A user's template as given, or InputError (a 400 on the gateway, exit code 2 on the CLI):
+    `{prompt}` exactly once (the judge must see the prompt, and only once), at most MAX_TEMPLATE_CHARS
+    characters, no control characters but newlines and tabs."""
+    if not isinstance(template, str):
+        raise InputError("template must be a string")
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise InputError(
+            f"template is {len(template):,} characters; at most {MAX_TEMPLATE_CHARS:,} are allowed",
+            "keep the instructions short: the prompt is put in place of {prompt}",
+        )
+    count = template.count(PLACEHOLDER)
+    if count != 1:
+        found = "no" if count == 0 else f"{count} times"
+        raise InputError(
+            f"template must contain {PLACEHOLDER} exactly once (found {found})",
+            "put {prompt} where the judged prompt goes",
+        )
+    if any(ord(c) < 32 and c not in "\n\r\t" for c in template):
+        raise InputError("template holds control characters", "use plain text with newlines")
+    return template
+
+
+def default_template(configured: str | None) -> str:
+    """The template a user without their own gets: the `privacy_judge_prompt` setting, else DEFAULT_PROMPT."""
+    return configured or DEFAULT_PROMPT
 
 
 def judge_prompt(template: str | None, prompt: str) -> str:
@@ -30,6 +62,30 @@ def parse_verdict(answer: str) -> bool | None:
     return None
 
 
+def needs_judge(score: dict[str, Any]) -> bool:
+    """Is there something to decide: privacy cues, and nothing sensitive for sure yet?"""
+    cues = (score.get("signals") or {}).get("privacy_cues") or []
+    return bool(cues) and not score.get("sensitive")
+
+
+def with_verdict(score: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The score with the judge's record in `signals.privacy_judge`; a yes adds `judged_private`
+    to `sensitive`, which keeps the prompt on local models."""
+    score = {**score, "signals": {**(score.get("signals") or {}), "privacy_judge": record}}
+    if record["verdict"]:
+        score["sensitive"] = sorted({*(score.get("sensitive") or []), "judged_private"})
+    return score
+
+
+VERDICTS = {True: "private", False: "not private", None: "undecided"}
+
+
+def verdict_line(record: dict[str, Any]) -> str:
+    """`private (lmstudio/qwen3-4b)`, `undecided (no local model to ask)`: for --explain and the
+    gateway's X-R42-Privacy-Judge header."""
+    return f"{VERDICTS[record.get('verdict')]} ({record.get('model') or record.get('note')})"
+
+
 def judge(
     router: Any, executor: Any, doc: dict[str, Any], score: dict[str, Any], template: str | None
 ) -> dict[str, Any] | None:
@@ -37,9 +93,9 @@ def judge(
 
     `router`: routing.Router; `executor`: executor.Executor (the one that will answer the prompt).
     """
-    cues = (score.get("signals") or {}).get("privacy_cues") or []
-    if not cues or score.get("sensitive"):
-        return None  # nothing to decide: no cue, or already sensitive for sure
+    if not needs_judge(score):
+        return None
+    cues = score["signals"]["privacy_cues"]
     from r42.document import message_text, messages_of
     from r42.formats.openai import answer_text
 

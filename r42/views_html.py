@@ -41,6 +41,8 @@ th{font-weight:600;color:var(--muted)}svg{display:block;width:100%;height:auto}s
 details summary{cursor:pointer;color:var(--accent)}ol.chain{margin:4px 0;padding-left:20px}
 ol.chain li{white-space:normal}.legend span{display:inline-block;margin-right:10px}.sw{display:inline-block;
 width:10px;height:10px;margin-right:4px}
+textarea{font:13px/1.4 ui-monospace,monospace;color:var(--fg);width:100%;padding:6px;border:1px solid #6b7280;
+border-radius:4px}.ok{color:#047857}pre{white-space:pre-wrap}
 """
 
 SCRIPT = """
@@ -456,6 +458,35 @@ def health_panel(data: dict[str, Any]) -> str:
     return f'{intro}{note}<div class="scroll">{rows_html}</div>'
 
 
+def privacy_panel(privacy: dict[str, Any], csrf: str) -> str:
+    """The signed-in user's privacy-judge template in a form (a plain POST: works without script).
+
+    `privacy`: template, source ("yours"/"default"), default, max_chars, and optionally message and
+    error (a note after saving, or why the template was refused, with the refused text as template)."""
+    source = "your own" if privacy["source"] == "yours" else "the default"
+    state = "on" if privacy.get("enabled") else "off (the operator turns it on with privacy_judge)"
+    note = ""
+    if privacy.get("message"):
+        cls, role = ("bad", "alert") if privacy.get("error") else ("ok", "status")
+        note = f'<p class="{cls}" role="{role}" id="privacy-message">{esc(privacy["message"])}</p>'
+    return (
+        "<h2>Privacy judge</h2>"
+        '<p class="muted">When the gateway\'s privacy judge is on, a local model reads each prompt with privacy '
+        "cues using this template and says YES (keep it on local models) or NO. "
+        f"<code>{{prompt}}</code> marks where the prompt goes (exactly once). You are using {source} template. "
+        f"On this gateway the judge is {esc(state)}.</p>"
+        f"{note}"
+        '<form method="post" action="/dashboard/privacy-prompt">'
+        f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
+        '<p><label for="privacy-template">Your privacy-judge template'
+        f'<textarea id="privacy-template" name="template" rows="9" maxlength="{int(privacy["max_chars"])}">'
+        f"{esc(privacy['template'])}</textarea></label></p>"
+        '<p><button type="submit" name="action" value="save">Save</button> '
+        '<button class="plain" type="submit" name="action" value="reset">Reset to default</button></p></form>'
+        f"<details><summary>The default template</summary><pre>{esc(privacy['default'])}</pre></details>"
+    )
+
+
 def render_panels(
     data: dict[str, Any], filters: dict[str, str | None] | None = None, form: bool = True
 ) -> dict[str, str]:
@@ -484,9 +515,11 @@ def render_page(
     csrf: str | None = None,
     nonce: str | None = None,
     refresh_s: int = 15,
+    privacy: dict[str, Any] | None = None,
 ) -> str:
     """The whole page. live: the period form, sign-out (with its CSRF token) and the polling
-    script (with the CSP nonce); otherwise a standalone report."""
+    script (with the CSP nonce); otherwise a standalone report. privacy: the signed-in user's
+    privacy-judge form (privacy_panel), after the panels; the live refresh leaves it alone."""
     panels = render_panels(data, filters, form=live)
     style = f'<style nonce="{esc(nonce)}">' if nonce else "<style>"
     head = (
@@ -515,6 +548,11 @@ def render_page(
         f'<section id="{pid}" aria-labelledby="{pid}-h">{_label_heading(pid, panels[pid])}</section>'
         for pid in PANEL_IDS
     )
+    if live and privacy is not None:
+        sections += (
+            '<section id="privacy" aria-labelledby="privacy-h">'
+            f"{_label_heading('privacy', privacy_panel(privacy, csrf or ''))}</section>"
+        )
     script = ""
     if live and nonce:
         script = f'<script nonce="{esc(nonce)}">{SCRIPT.replace("INTERVAL", str(refresh_s * 1000))}</script>'

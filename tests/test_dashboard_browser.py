@@ -214,3 +214,35 @@ def test_a_non_admin_sees_only_their_own_rows(browser, gateway, seeded, tmp_path
     browser.get(gateway.url + "/dashboard/data?period=30d")
     body = browser.find_element(By.TAG_NAME, "body").text
     assert '"user":"bob"' in body and "alice" not in body and "carol" not in body
+
+
+def test_a_user_edits_and_saves_their_privacy_judge_template(browser, gateway, seeded, tmp_path):
+    from r42.privacy_judge import DEFAULT_PROMPT
+    from r42.store.prompts import template_for
+
+    sign_in(browser, gateway, seeded.bob_key)
+    browser.find_element(By.ID, "live").click()  # hold the live refresh while typing
+    field = browser.find_element(By.ID, "privacy-template")
+    label = browser.find_element(By.CSS_SELECTOR, "label[for='privacy-template']")
+    assert "privacy-judge template" in label.text and field.get_attribute("value") == DEFAULT_PROMPT
+    field.clear()
+    field.send_keys("Bob's rules: money talk is private.\n{prompt}\nYES or NO?")
+    browser.find_element(By.CSS_SELECTOR, "#privacy button[value=save]").click()
+    wait(browser, lambda d: "privacy=saved" in d.current_url)
+    assert "Saved" in browser.find_element(By.ID, "privacy-message").text
+    saved = "Bob's rules: money talk is private.\n{prompt}\nYES or NO?"
+    assert browser.find_element(By.ID, "privacy-template").get_attribute("value") == saved
+    assert template_for("bob", None).template == saved and not template_for("alice", None).own
+    screenshot(browser, tmp_path, "dashboard-privacy-1280.png")
+    # a template without {prompt} is refused, and the text stays for fixing
+    field = browser.find_element(By.ID, "privacy-template")
+    field.clear()
+    field.send_keys("forgot the placeholder")
+    browser.find_element(By.CSS_SELECTOR, "#privacy button[value=save]").click()
+    wait(browser, lambda d: "exactly once" in d.find_element(By.ID, "privacy-message").text)
+    assert browser.find_element(By.ID, "privacy-template").get_attribute("value") == "forgot the placeholder"
+    assert template_for("bob", None).template == saved
+    browser.find_element(By.CSS_SELECTOR, "#privacy button[value=reset]").click()
+    wait(browser, lambda d: "privacy=reset" in d.current_url)
+    assert browser.find_element(By.ID, "privacy-template").get_attribute("value") == DEFAULT_PROMPT
+    assert not template_for("bob", None).own

@@ -73,15 +73,14 @@ class Asker:
 
     def judged(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The document with its score after the privacy judge (a local model) looked at it."""
-        from r42.privacy_judge import judge
+        from r42.privacy_judge import judge, with_verdict
 
         score = self.router.score(doc)
+        # the CLI user is whoever runs it: the global setting, not a gateway user's own template
         record = judge(self.router, self.executor, doc, score, self.settings.privacy_judge_prompt)
         if record is None:
             return doc
-        score = {**score, "signals": {**score["signals"], "privacy_judge": record}}
-        if record["verdict"]:
-            score["sensitive"] = sorted({*score["sensitive"], "judged_private"})
+        score = with_verdict(score, record)
         if self.explain:
             verdict = {True: "private", False: "not private", None: "undecided"}[record["verdict"]]
             self.term.note(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -52,6 +53,7 @@ def keys() -> None:
       r42 keys rotate alice
       r42 keys revoke r42_AbCd1234
       r42 keys audit
+      r42 keys privacy-prompt alice --set judge.txt   (alice's own privacy-judge template)
     \b
     Provider credentials (encrypted under R42_HOME/master.key or R42_MASTER_KEY):
       printf %s "$OPENAI_API_KEY" | r42 keys set openai
@@ -461,6 +463,65 @@ def rotate_master_command(ctx: click.Context) -> None:
         f"r42: re-encrypted {count} stored secret{'s' if count != 1 else ''} under a new master key;"
         f" the old key is in {backup} (delete it once the new one is backed up)"
     )
+
+
+@keys.command("privacy-prompt")
+@click.argument("user", shell_complete=complete_users)
+@click.option(
+    "--set",
+    "source",
+    metavar="FILE|-",
+    default=None,
+    help="Set USER's own privacy-judge template from FILE (- reads stdin); it must hold {prompt} once.",
+)
+@click.option("--reset", is_flag=True, help="Back to the default (the privacy_judge_prompt setting, else r42's own).")
+@click.option("--json", "force_json", is_flag=True, help="Write the template and where it comes from as JSON.")
+@click.pass_context
+def privacy_prompt_command(ctx: click.Context, user: str, source: str | None, reset: bool, force_json: bool) -> None:
+    """Show, set or reset a gateway user's own privacy-judge template (what `r42 serve` asks a
+    local model for USER's prompts when privacy_judge is on; users edit theirs at
+    /v1/me/privacy-prompt and on /dashboard).
+
+    \b
+    Example:
+      r42 keys privacy-prompt alice
+      r42 keys privacy-prompt alice --set judge.txt
+      r42 keys privacy-prompt alice --reset
+    """
+    from r42.config import load_settings
+    from r42.store.prompts import reset_template, set_template, template_for
+
+    if source is not None and reset:
+        raise UsageError("--set and --reset exclude each other", "give one of them")
+    if user not in store.list_users():
+        raise store.NotFoundError(f"no gateway user {user!r}", "create one with `r42 keys create USER`")
+    term = terminal_of(ctx)
+    if source is not None:
+        template = _read_template(term, source)
+        set_template(user, template)  # InputError (exit 2) when {prompt} is missing or the text too long
+        audit.record(audit.cli_actor(), "privacy_prompt.set", user, {"chars": len(template)})
+        term.note(f"r42: user {user} now has their own privacy-judge template")
+    elif reset:
+        if reset_template(user):
+            audit.record(audit.cli_actor(), "privacy_prompt.reset", user)
+        term.note(f"r42: user {user} uses the default privacy-judge template")
+    current = template_for(user, load_settings().privacy_judge_prompt)
+    if force_json:
+        term.write(dumps(current.as_dict()) + b"\n")
+    elif source is None and not reset:
+        term.write(current.template.encode() + b"\n")
+        term.note(f"r42: {'their own' if current.own else 'the default'} template for user {user}")
+
+
+def _read_template(term: Terminal, source: str) -> str:
+    """The template from stdin (-) or a file, as UTF-8 text."""
+    try:
+        data = term.stdin.read() if source == "-" else Path(source).read_bytes()
+        return data.decode("utf-8").removesuffix("\n")  # a file's last newline is not part of the template
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror}", "give a readable file or - for stdin") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{source} is not UTF-8 text", "save the template as UTF-8") from None
 
 
 @keys.command("audit")

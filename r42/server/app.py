@@ -76,11 +76,15 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("PUT", "/v1/me/credentials/{provider}"): Route(me.me_put_credential),
     ("DELETE", "/v1/me/credentials/{provider}"): Route(me.me_delete_credential),
     ("GET", "/v1/me/usage"): Route(me.me_usage),
+    ("GET", "/v1/me/privacy-prompt"): Route(me.me_privacy_prompt),
+    ("PUT", "/v1/me/privacy-prompt"): Route(me.me_put_privacy_prompt),
+    ("DELETE", "/v1/me/privacy-prompt"): Route(me.me_delete_privacy_prompt),
     # the dashboard checks its own session cookie or key
     ("GET", "/dashboard"): Route(dashboard.dashboard_page, auth=False),
     ("GET", "/dashboard/data"): Route(dashboard.dashboard_data, auth=False),
     ("POST", "/dashboard/login"): Route(dashboard.dashboard_login, auth=False),
     ("POST", "/dashboard/logout"): Route(dashboard.dashboard_logout, auth=False),
+    ("POST", "/dashboard/privacy-prompt"): Route(dashboard.dashboard_privacy_prompt, auth=False),
     # the API's own description, generated from this table (r42/server/openapi.py)
     ("GET", "/openapi.json"): Route(openapi.openapi_json, auth=False),
     ("GET", "/docs"): Route(openapi.docs_page, auth=False),

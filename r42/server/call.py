@@ -109,6 +109,11 @@ class Call:
         if self.score is not None and self.score.get("complexity") is not None:
             headers.append(("X-R42-Complexity", f"{self.score['complexity']:g}"))
         headers.append(("X-R42-Mode", self.mode or "direct"))
+        judged = ((self.score or {}).get("signals") or {}).get("privacy_judge")
+        if judged:  # the gateway's privacy judge looked at this prompt (privacy_judge on)
+            from r42.privacy_judge import verdict_line
+
+            headers.append(("X-R42-Privacy-Judge", verdict_line(judged)))
         return headers + self.caller.rate_headers
 
 

@@ -98,6 +98,8 @@ def _plan_request(
     router = gw.router_for(call.caller.user)
     constraints = router.constraints(mode=mode or gw.settings.mode, force=force)
     _count_hidden_sensitive(router, doc, constraints, raw if raw is not None else body)
+    if gw.settings.privacy_judge:
+        doc = _judged(gw, call, router, doc)
     # One path for routed and named models alike: Router.plan applies the privacy guard to every
     # candidate, so a prompt the policy keeps local never reaches a cloud upstream. (No more
     # candidates than attempts the executor may make: each costs at least one.)
@@ -117,6 +119,24 @@ def _count_hidden_sensitive(router: Any, doc: dict[str, Any], constraints: Any, 
         score = router.score(doc)
         doc["score"] = {**score, "sensitive": sorted(set(score.get("sensitive") or []) | set(hidden))}
         constraints.allow_cloud_sensitive = constraints.redact_sensitive = False
+
+
+def _judged(gw: Gateway, call: Call, router: Any, doc: dict[str, Any]) -> dict[str, Any]:
+    """The document with its score after the privacy judge (a local model only) looked at it,
+    asked with the requesting user's own template (r42.store.prompts), else the default. The
+    template is read only for a prompt with privacy cues and nothing sensitive for sure."""
+    from r42.privacy_judge import judge, needs_judge, with_verdict
+
+    score = router.score(doc)
+    if not needs_judge(score):
+        return doc
+    template = gw.settings.privacy_judge_prompt
+    if call.caller.user:
+        from r42.store.prompts import template_for
+
+        template = template_for(call.caller.user, template).template
+    record = judge(router, gw.executor_for(call.caller.user), doc, score, template)
+    return doc if record is None else {**doc, "score": with_verdict(score, record)}
 
 
 def routing_of(
@@ -166,9 +186,9 @@ async def chat_completions_on_loop(gw: Gateway, call: Call) -> Response | None:
     Candidates the async adapter cannot serve (SDK protocols, the built-in model, a proxy) are
     answered on a worker thread as before."""
     body = chat_request(read_json(call)).body
-    if gw.router_warm(call.caller.user):
+    if gw.router_warm(call.caller.user) and not gw.settings.privacy_judge:
         plan_ = plan_request(gw, call, body)
-    else:  # the first request in a while checks which providers are reachable: not on the loop
+    else:  # a cold router probes providers, the privacy judge asks a local model: not on the loop
         plan_ = await call.channel.in_worker(plan_request, gw, call, body)
     executor = gw.executor_for(call.caller.user)
     if not executor.runs_async(plan_.candidates):

@@ -267,11 +267,26 @@ def _subtitle(viewer: Viewer, data: dict[str, Any]) -> str:
 def dashboard_page(gw: Gateway, call: Call) -> Response:
     """GET /dashboard: the page for a signed-in viewer, else the sign-in form.
     OpenAPI: - -> Html"""
-    nonce = secrets.token_urlsafe(16)
     viewer = viewer_of(gw, call.request)
     if viewer is None:
+        nonce = secrets.token_urlsafe(16)
         return _html(200, login_page(nonce=nonce), nonce)
-    data, filters = _data(gw, viewer, call.request)
+    note = PRIVACY_NOTES.get((call.request.query.get("privacy") or [""])[0])
+    return _page(gw, viewer, call.request, privacy_note=note)
+
+
+def _page(
+    gw: Gateway,
+    viewer: Viewer,
+    request: Request,
+    status: int = 200,
+    privacy_note: str | None = None,
+    refused: str | None = None,
+) -> Response:
+    """The signed-in page; `refused`: a template the privacy form could not save (shown again with
+    `privacy_note` as the error)."""
+    nonce = secrets.token_urlsafe(16)
+    data, filters = _data(gw, viewer, request)
     page = render_page(
         data,
         title="r42 dashboard",
@@ -280,9 +295,36 @@ def dashboard_page(gw: Gateway, call: Call) -> Response:
         live=True,
         csrf=viewer.csrf or "",
         nonce=nonce,
-        refresh_s=_refresh(call.request),
+        refresh_s=_refresh(request),
+        privacy=_privacy(gw, viewer, privacy_note, refused),
     )
-    return _html(200, page, nonce)
+    return _html(status, page, nonce)
+
+
+# after a save or reset (a redirect to /dashboard?privacy=saved): fixed texts, nothing from the request
+PRIVACY_NOTES = {
+    "saved": "Saved: the privacy judge uses your template from your next request.",
+    "reset": "Reset: the privacy judge uses the default template.",
+}
+
+
+def _privacy(gw: Gateway, viewer: Viewer, note: str | None, refused: str | None) -> dict[str, Any] | None:
+    """The privacy panel's content: only for a signed-in user's session (the form needs its CSRF token)."""
+    if viewer.user is None or viewer.csrf is None:
+        return None
+    from r42.privacy_judge import MAX_TEMPLATE_CHARS
+    from r42.store.prompts import template_for
+
+    current = template_for(viewer.user, gw.settings.privacy_judge_prompt).as_dict()
+    if refused is not None:
+        current["template"] = refused
+    return {
+        **current,
+        "max_chars": MAX_TEMPLATE_CHARS,
+        "message": note,
+        "error": refused is not None,
+        "enabled": gw.settings.privacy_judge,
+    }
 
 
 def dashboard_data(gw: Gateway, call: Call) -> Response:
@@ -333,6 +375,38 @@ def dashboard_logout(gw: Gateway, call: Call) -> Response:
         raise GatewayError(403, "sign-out needs the page's own form", "csrf_failed")
     sessions_of(gw).end(token)  # type: ignore[arg-type]
     return _redirect("/dashboard", _cookie("", 0, request))
+
+
+def dashboard_privacy_prompt(gw: Gateway, call: Call) -> Response:
+    """POST /dashboard/privacy-prompt with the session's CSRF token, `template` and `action` (save or
+    reset): the signed-in user's own privacy-judge template, then back to /dashboard.
+    OpenAPI: Form -> -"""
+    request = call.request
+    token = cookie_value(request)
+    session = sessions_of(gw).find(token) if token else None
+    form = _form(request)
+    sent = form.get("csrf", "")
+    if session is None or not same_origin(request) or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
+        raise GatewayError(403, "the privacy-judge form needs the page's own form", "csrf_failed")
+    viewer = viewer_of(gw, request)
+    if viewer is None or viewer.user is None:
+        raise GatewayError(403, "sign in again: the session has ended", "csrf_failed")
+    from r42.errors import InputError
+    from r42.store import audit
+    from r42.store.prompts import reset_template, set_template
+
+    actor = f"dashboard:{viewer.user}"
+    if form.get("action") == "reset":
+        if reset_template(viewer.user):
+            audit.record(actor, "privacy_prompt.reset", viewer.user)
+        return _redirect("/dashboard?privacy=reset#privacy")
+    template = form.get("template", "").replace("\r\n", "\n")  # browsers send a textarea's lines with CRLF
+    try:
+        set_template(viewer.user, template)
+    except InputError as exc:
+        return _page(gw, viewer, request, 400, f"Not saved: {exc.one_line()}", template)
+    audit.record(actor, "privacy_prompt.set", viewer.user, {"chars": len(template)})
+    return _redirect("/dashboard?privacy=saved#privacy")
 
 
 def render_for_benchmark(period: str, reference: Reference | None) -> bytes:

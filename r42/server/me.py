@@ -4,6 +4,11 @@
     PUT    /v1/me/credentials/{provider}   store this user's own key for a provider: {"key": "..."}
     DELETE /v1/me/credentials/{provider}   remove it (the shared key, if any, is used again)
     GET    /v1/me/usage                    this key's requests (minute, day) and spend (month) against its limits
+    GET    /v1/me/privacy-prompt           this user's privacy-judge template (their own or the default)
+    PUT    /v1/me/privacy-prompt           set it: {"template": "... {prompt} ..."}
+    DELETE /v1/me/privacy-prompt           back to the default
+
+An admin key may add `?user=NAME` to the privacy-prompt endpoints to read or edit another user's.
 
 A key is shown only as a fingerprint (`sha256:` and the first 12 hex digits of its SHA-256), never
 itself; keys are encrypted at rest like every stored credential. Changes are audited.
@@ -127,3 +132,60 @@ def me_usage(gateway: Gateway, call: Call) -> Response:
             "expires": key.as_dict()["expires"],
         }
     )
+
+
+# ---- the privacy judge's template --------------------------------------------------------------
+
+
+def _prompt_user(call: Call) -> str:
+    """Whose template: the caller's own, or with ?user=NAME another user's (admin keys only)."""
+    own = _user(call)
+    named = (call.request.query.get("user") or [""])[0]
+    if not named or named == own:
+        return own
+    from r42.server.admin import require_admin
+    from r42.store import list_users
+
+    require_admin(call.caller)
+    if named not in list_users():
+        raise GatewayError(404, f"no gateway user {named[:80]!r}", "user_not_found", param="user")
+    return named
+
+
+def _template(gateway: Gateway, user: str) -> Response:
+    from r42.store.prompts import template_for
+
+    return json_response(template_for(user, gateway.settings.privacy_judge_prompt).as_dict())
+
+
+def me_privacy_prompt(gateway: Gateway, call: Call) -> Response:
+    """GET /v1/me/privacy-prompt[?user=NAME]: the template the privacy judge uses for this user,
+    whether it is their own or the default, and the default. `?user=` names another user (admin keys only).
+    OpenAPI: - -> PrivacyPrompt"""
+    return _template(gateway, _prompt_user(call))
+
+
+def me_put_privacy_prompt(gateway: Gateway, call: Call) -> Response:
+    """PUT /v1/me/privacy-prompt[?user=NAME] {"template": "..."}: this user's own template for the
+    privacy judge; it must hold {prompt} exactly once (400 otherwise). `?user=` for admins.
+    OpenAPI: PrivacyPromptUpdate -> PrivacyPrompt"""
+    from r42.server.validate import privacy_prompt_request
+    from r42.store.prompts import set_template
+
+    user = _prompt_user(call)
+    template = privacy_prompt_request(read_json(call))
+    set_template(user, template)
+    audit.record(_actor(call), "privacy_prompt.set", user, {"chars": len(template)})
+    return _template(gateway, user)
+
+
+def me_delete_privacy_prompt(gateway: Gateway, call: Call) -> Response:
+    """DELETE /v1/me/privacy-prompt[?user=NAME]: back to the default template (the `privacy_judge_prompt`
+    setting, else r42's own). `?user=` for admins.
+    OpenAPI: - -> PrivacyPrompt"""
+    from r42.store.prompts import reset_template
+
+    user = _prompt_user(call)
+    if reset_template(user):
+        audit.record(_actor(call), "privacy_prompt.reset", user)
+    return _template(gateway, user)

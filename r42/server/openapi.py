@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from r42 import __version__ as VERSION
+from r42.privacy_judge import MAX_TEMPLATE_CHARS
 from r42.server.call import Call
 from r42.server.http import Response
 
@@ -170,6 +171,28 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "ttft_ms_p50": {"type": ["number", "null"]},
             "reason": {"type": "string"},
             "probe_after": {"type": ["number", "null"]},
+        },
+    },
+    "PrivacyPromptUpdate": {
+        "type": "object",
+        "required": ["template"],
+        "additionalProperties": False,
+        "properties": {
+            "template": {
+                "type": "string",
+                "maxLength": MAX_TEMPLATE_CHARS,
+                "description": "the judge's prompt; {prompt} (exactly once) is replaced by the judged prompt",
+            }
+        },
+    },
+    "PrivacyPrompt": {
+        "type": "object",
+        "properties": {
+            "user": {"type": "string"},
+            "template": {"type": "string", "description": "what the privacy judge asks for this user"},
+            "source": {"enum": ["yours", "default"]},
+            "default": {"type": "string", "description": "the privacy_judge_prompt setting, else r42's own"},
+            "updated": {"type": ["string", "null"], "description": "when the user saved their own (UTC)"},
         },
     },
     "Text": {"type": "string"},

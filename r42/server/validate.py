@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from r42.document import ROLES
+from r42.errors import InputError
 from r42.server.errors import GatewayError
 
 Check = Callable[[Any, str], None]  # raises GatewayError for a value at a path
@@ -246,3 +247,28 @@ def messages_request(body: dict[str, Any], counting: bool = False) -> MessagesRe
     """POST /v1/messages (and /v1/messages/count_tokens with `counting`, where messages may be empty)."""
     (ANTHROPIC_COUNT if counting else ANTHROPIC_MESSAGES)(body, "")
     return MessagesRequest(body, body.get("model"), bool(body.get("stream")))
+
+
+# --- the self-service API ------------------------------------------------------------------------------
+
+PRIVACY_PROMPT = fields({"template": string}, required=("template",))
+
+
+def privacy_prompt_request(body: dict[str, Any]) -> str:
+    """PUT /v1/me/privacy-prompt {"template": "..."}: the template, checked as the store checks it
+    ({prompt} exactly once, a size limit), or a 400 naming `template`."""
+    from r42.privacy_judge import check_template
+
+    unknown = sorted(set(body) - {"template"})
+    if unknown:
+        raise GatewayError(
+            400,
+            f'unknown field {unknown[0]!r}; the body takes only {{"template": "..."}}',
+            "invalid_request",
+            param=unknown[0],
+        )
+    PRIVACY_PROMPT(body, "")
+    try:
+        return check_template(body["template"])
+    except InputError as exc:
+        raise GatewayError(400, f"template: {exc.one_line()}", "invalid_template", param="template") from None

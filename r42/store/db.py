@@ -196,6 +196,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX routes_failed_ts ON routes(ts) WHERE status != 'ok';
     """,
+    # 6: each gateway user's own privacy-judge template (r42.store.prompts)
+    """
+    CREATE TABLE privacy_prompts (
+        user_name TEXT PRIMARY KEY,
+        template TEXT NOT NULL,
+        updated REAL NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
