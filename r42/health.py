@@ -189,12 +189,8 @@ class Circuit:
         return out
 
 
-def _by_time(row: tuple[float, int, Outcome]) -> tuple[float, int]:
-    return row[0], row[1]
-
-
-def _time(row: tuple[float, int, Outcome]) -> float:
-    return row[0]
+def _ts(o: Outcome) -> float:
+    return o.ts
 
 
 def _median(values: list[float]) -> float | None:
@@ -378,7 +374,9 @@ class Board:
             unwritten = list(self._pending)
         # Folded without the lock (record() on the request path never waits for it), then the
         # outcomes recorded meanwhile are added before the result replaces the circuits.
-        circuits = fold(sorted([*shared, *unwritten], key=lambda o: o.ts), self.rules)
+        # `shared` is in time order already: only outcomes recorded meanwhile need sorting in
+        ordered = sorted([*shared, *unwritten], key=_ts) if unwritten else shared
+        circuits = fold(ordered, self.rules)
         with self._lock:
             for o in self._pending[recorded:]:
                 for key in keys_of(o):
@@ -409,8 +407,8 @@ class Board:
         for ident, _ in fresh:
             self._seen_id = max(self._seen_id, ident)
         seen = self._seen + [(o.ts, ident, o) for ident, o in fresh]
-        seen.sort(key=_by_time)  # two sorted runs: one merge
-        self._seen = seen[max(bisect_left(seen, since, key=_time), len(seen) - MAX_SHARED) :]
+        seen.sort()  # two sorted runs: one merge, by (ts, id) (ids are unique: outcomes are never compared)
+        self._seen = seen[max(bisect_left(seen, (since,)), len(seen) - MAX_SHARED) :]
         self._seen_since = since
         return [o for _, _, o in self._seen]
 
