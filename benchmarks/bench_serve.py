@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -217,7 +218,9 @@ def main() -> None:
             targets = table_targets(args, upstream_port, r42_port, headers, many_port, many_headers, processes, notes)
             rows = measure_table(targets, args, wrk, notes)
         if args.workers > 1:
-            rounds = measure_rounds(args, wrk, upstream_port, (r42_port, headers), (many_port, many_headers))
+            pids = {"mock": upstream_pid(upstream), "1 process": r42.pid, f"--workers {args.workers}": many.pid}
+            TRACKED[:] = pids.values()
+            rounds = measure_rounds(args, wrk, upstream_port, (r42_port, headers), (many_port, many_headers), pids)
     finally:
         for process in processes:
             process.terminate()
@@ -281,22 +284,70 @@ def measure_rounds(
     upstream_port: int,
     one: tuple[int, dict[str, str]],
     many: tuple[int, dict[str, str]],
+    pids: dict[str, int],
 ) -> list[dict[str, dict]]:
     """`--rounds` rounds at concurrency 64, JSON: the mock alone, then one process and N workers
-    (routed, then direct), the two servers' order swapped every other round."""
+    (routed, then direct), the two servers' order swapped every other round. Each point also
+    says the CPU time per request of the server (its whole process tree), the mock and the
+    generator, which other work on the machine disturbs far less than req/s."""
     rounds = []
     for number in range(args.rounds):
         servers = [("1 process", *one), (f"--workers {args.workers}", *many)]
         if number % 2:
             servers.reverse()
-        points = {"mock directly": load(upstream_port, 64, False, args.duration, "mock-model", {}, wrk)}
+        points = {"mock directly": timed(upstream_port, args.duration, "mock-model", {}, wrk)}
+        points["mock directly"]["cpu"] = cpu_per_request(points["mock directly"], None, pids["mock"])
         for kind, model, extra in ROUND_KINDS:
             for label, port, headers in servers:
                 load(port, 64, False, 1.0, model, {**headers, **extra}, wrk)  # warm up
-                points[f"{label} {kind}"] = load(port, 64, False, args.duration, model, {**headers, **extra}, wrk)
+                point = timed(port, args.duration, model, {**headers, **extra}, wrk)
+                point["cpu"] = cpu_per_request(point, pids[label], pids["mock"])
+                points[f"{label} {kind}"] = point
         points["load average"] = {"rps": os.getloadavg()[0]}
         rounds.append(points)
     return rounds
+
+
+def upstream_pid(upstream: Any) -> int:
+    return upstream.process.pid if hasattr(upstream, "process") else upstream.pid
+
+
+def tree_ticks(pid: int) -> int:
+    """CPU clock ticks (user + system) used so far by a process and its children (the workers)."""
+    total = 0
+    for each in [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]:
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def timed(port: int, duration: float, model: str, headers: dict[str, str], wrk: bool) -> dict:
+    """A JSON point at concurrency 64, with the CPU ticks of the TRACKED process trees and of the
+    generator around it (turned into ms per request by cpu_per_request)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ticks = {pid: tree_ticks(pid) for pid in TRACKED}
+    result = load(port, 64, False, duration, model, headers, wrk)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["_ticks"] = {pid: tree_ticks(pid) - ticks[pid] for pid in TRACKED}
+    result["_generator_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return result
+
+
+TRACKED: list[int] = []  # the pids timed() follows (set in main)
+CPU_PARTS = ("server", "mock", "generator")
+
+
+def cpu_per_request(point: dict, server: int | None, mock: int) -> dict[str, float]:
+    """ms of CPU per request answered: the server's tree, the mock's, the generator's (when it
+    ran as a child process: wrk, or loadlib's generator)."""
+    answered = max(1, point["requests"])
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    ticks = point.pop("_ticks")
+    return {
+        "server": ticks[server] * tick_ms / answered if server is not None else 0.0,
+        "mock": ticks.get(mock, 0) * tick_ms / answered,
+        "generator": point.pop("_generator_s") * 1000 / answered,
+    }
 
 
 def report(rows: list, notes: list[str], args: argparse.Namespace, load_before: tuple[float, ...]) -> None:
@@ -331,7 +382,7 @@ def report(rows: list, notes: list[str], args: argparse.Namespace, load_before: 
 
 
 def report_rounds(rounds: list[dict[str, dict]], args: argparse.Namespace) -> None:
-    """Each point's req/s in every round and its median; the ratios of the medians."""
+    """Each point's req/s in every round and its median; the ratios of the medians; CPU per request."""
     print(f"\n--workers {args.workers} against one process, concurrency 64, JSON, {len(rounds)} rounds (req/s):")
     for name in rounds[0]:
         values = [r[name]["rps"] for r in rounds]
@@ -343,6 +394,16 @@ def report_rounds(rounds: list[dict[str, dict]], args: argparse.Namespace) -> No
         one = statistics.median(r[f"1 process {kind}"]["rps"] for r in rounds)
         many = statistics.median(r[f"--workers {args.workers} {kind}"]["rps"] for r in rounds)
         print(f"  {kind}: {many:.0f} / {one:.0f} req/s = {many / one:.2f}x")
+    print("CPU per request, ms (medians; server = its whole process tree):")
+    for name in rounds[0]:
+        if name == "load average":
+            continue
+        cpu = {part: statistics.median(r[name]["cpu"][part] for r in rounds) for part in CPU_PARTS}
+        total, cores = sum(cpu.values()), os.cpu_count() or 1
+        print(
+            f"  {name:<24} server {cpu['server']:.3f}  mock {cpu['mock']:.3f}  generator {cpu['generator']:.3f}"
+            f"  = {total:.3f} ms: {cores} idle cores carry at most {1000 * cores / total:,.0f} req/s"
+        )
 
 
 if __name__ == "__main__":
