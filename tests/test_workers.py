@@ -263,3 +263,18 @@ def test_workers_on_a_busy_port_are_one_error_line(upstream):
         f"r42: error: cannot listen on 127.0.0.1:{served.port}: the address is already in use "
         "(choose another --port, or stop the server using it)"
     ]
+
+
+def test_connections_for_a_worker_being_restarted_wait_for_it(two_workers):
+    """The supervisor keeps each worker's socket: connections the kernel hands to a worker that
+    just died queue there until its replacement accepts them; none is refused or reset."""
+    from r42.store import create_key
+
+    served, _ = two_workers
+    key = create_key("k").key
+    victim = served.workers()[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: victim not in served.workers())
+    assert parallel(served.port, 40, key) == [200] * 40  # about half hash to the dead worker's socket
+    code, err = stop(served)
+    assert code == 0 and f"worker {victim} was killed by signal 9; starting another" in err
