@@ -90,7 +90,7 @@ def listeners(host: str, port: int, count: int) -> list[socket.socket]:
 
 
 def serving_on(server: HTTPServer, sock: socket.socket) -> HTTPServer:
-    """`server`, set to accept on the shared socket instead of binding its own."""
+    """`server`, set to accept on `sock` (its own, or one shared by every worker) instead of binding."""
     server.sock = sock
     server.bound = sock.getsockname()[:2]
     return server
