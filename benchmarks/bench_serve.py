@@ -393,7 +393,12 @@ def report_rounds(rounds: list[dict[str, dict]], args: argparse.Namespace) -> No
     for kind in ("routed", "direct"):
         one = statistics.median(r[f"1 process {kind}"]["rps"] for r in rounds)
         many = statistics.median(r[f"--workers {args.workers} {kind}"]["rps"] for r in rounds)
-        print(f"  {kind}: {many:.0f} / {one:.0f} req/s = {many / one:.2f}x")
+        paired = [r[f"--workers {args.workers} {kind}"]["rps"] / max(r[f"1 process {kind}"]["rps"], 1) for r in rounds]
+        each = " ".join(f"{x:.2f}" for x in paired)
+        print(
+            f"  {kind}: {many:.0f} / {one:.0f} req/s = {many / one:.2f}x"
+            f" (each round's own ratio: {each}; median {statistics.median(paired):.2f}x)"
+        )
     print("CPU per request, ms (medians; server = its whole process tree):")
     for name in rounds[0]:
         if name == "load average":
