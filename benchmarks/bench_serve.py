@@ -13,10 +13,23 @@ A fast mock upstream speaks OpenAI chat on loopback. Each target is loaded at co
   with a note. Install it in its own venv: python3 -m venv /tmp/litellm-venv &&
   /tmp/litellm-venv/bin/pip install 'litellm[proxy]'
 
-    python benchmarks/bench_serve.py [--duration 3] [--litellm PATH] [--workers 2]
+    python benchmarks/bench_serve.py [--duration 3] [--litellm PATH] [--workers 2 [--rounds 5] [--only-workers]]
+        [--upstream auto|nginx|python] [--load auto|wrk|python]
 
 `--workers N` adds `r42 serve --workers N` beside the single process (direct and routed, the same
-points), so the two are compared in one run. The report starts with the CPU model and count.
+points), so the two are compared in one run, and then `--rounds` rounds of the comparison at
+concurrency 64 (JSON: the mock alone, routed and direct through one process and through N
+workers, the order alternating between rounds), reported as medians with each round's figures.
+`--only-workers` runs only those rounds.
+
+The load generator and the mock upstream share the machine's cores with the server they measure
+(on 2 cores that caps what a second worker can add), so both are chosen to cost little and stated:
+`--load wrk` (auto when Debian's `wrk` is installed) for JSON points, the Python generator
+(benchmarks/loadlib.py) for streams (time to first byte) and as the fallback; `--upstream nginx`
+(auto when nginx is installed) answers a fixed chat.completion from nginx, without streaming (the
+streamed points are then skipped), `python` is loadlib's mock, which streams. The mock's own figure
+("mock directly") is measured in the same run with the same generator. The report starts with the
+CPU model and count and the load average before and after (other work on the machine shows there).
 
 r42 runs with --no-auth (no key lookup); add --auth to measure with a gateway key.
 """
@@ -26,19 +39,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PATH = "/v1/chat/completions"
+sys.path.insert(0, str(HERE))
+import loadlib  # noqa: E402 - benchmarks/ is not a package
+
+Target = tuple[str, int, str, dict[str, str], tuple[int, ...]]
+# what the --workers rounds measure: (kind, model, extra headers)
+ROUND_KINDS = (("routed", "auto", {"X-R42-Force-Route": "cloud"}), ("direct", "openai/gpt-4o-mini", {}))
 
 
-def start_upstream() -> tuple[subprocess.Popen, int]:
+def start_upstream(kind: str) -> tuple[Any, int]:
+    """The mock upstream (a process with terminate() and wait()) and its port."""
+    if kind == "nginx":
+        nginx = loadlib.NginxUpstream(free_port())
+        wait_ready(f"http://127.0.0.1:{nginx.port}/v1/models", 10, nginx.process)
+        return nginx, nginx.port
     process = subprocess.Popen(
         [sys.executable, str(HERE / "loadlib.py"), "upstream"], stdout=subprocess.PIPE, text=True
     )
@@ -115,7 +143,13 @@ def start_litellm(binary: str, upstream: int, home: str) -> tuple[subprocess.Pop
     return process, port
 
 
-def load(port: int, concurrency: int, stream: bool, duration: float, model: str, headers: dict[str, str]) -> dict:
+def load(
+    port: int, concurrency: int, stream: bool, duration: float, model: str, headers: dict[str, str], wrk: bool = False
+) -> dict:
+    """One point: wrk for JSON when `wrk`, else (and for streams) loadlib's generator in its own process."""
+    if wrk and not stream:
+        body = {"model": model, "messages": [{"role": "user", "content": "Say hello."}], "stream": False}
+        return loadlib.wrk_load(f"http://127.0.0.1:{port}{PATH}", body, headers, concurrency, duration)
     command = [
         sys.executable,
         str(HERE / "loadlib.py"),
@@ -133,7 +167,7 @@ def load(port: int, concurrency: int, stream: bool, duration: float, model: str,
         command.append("--stream")
     for name, value in headers.items():
         command += ["--header", f"{name}:{value}"]
-    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    return {**json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout), "generator": "py"}
 
 
 def cpu_model() -> str:
@@ -156,67 +190,176 @@ def main() -> None:
     parser.add_argument("--litellm", default="/tmp/litellm-venv/bin/litellm")
     parser.add_argument("--auth", action="store_true", help="r42 with a gateway key instead of --no-auth")
     parser.add_argument("--workers", type=int, default=0, help="also measure r42 serve --workers N")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the --workers comparison")
+    parser.add_argument("--only-workers", action="store_true", help="only the rounds of the --workers comparison")
+    parser.add_argument("--upstream", choices=("auto", "nginx", "python"), default="auto")
+    parser.add_argument("--load", choices=("auto", "wrk", "python"), default="auto")
     args = parser.parse_args()
+    if args.upstream == "auto":
+        args.upstream = "nginx" if loadlib.nginx_binary() else "python"
+    if args.load == "auto":
+        args.load = "wrk" if shutil.which("wrk") else "python"
+    wrk = args.load == "wrk"
     home = tempfile.mkdtemp(prefix="r42-bench-serve-")
-    upstream, upstream_port = start_upstream()
-    processes = [upstream]
-    targets: list[tuple[str, int, str, dict[str, str], tuple[int, ...]]] = [
-        ("mock directly", upstream_port, "mock-model", {}, (1, 8, 64))
-    ]
+    load_before = os.getloadavg()
+    upstream, upstream_port = start_upstream(args.upstream)
+    processes: list[Any] = [upstream]
     notes = []
+    rows: list = []
+    rounds: list[dict[str, dict]] = []
     try:
         r42, r42_port, headers = start_r42(upstream_port, home, args.auth)
         processes.append(r42)
-        targets.append(("r42 serve (direct model)", r42_port, "openai/gpt-4o-mini", headers, (1, 8, 64)))
-        targets.append(
-            ("r42 serve (routed: auto)", r42_port, "auto", {**headers, "X-R42-Force-Route": "cloud"}, (1, 64))
-        )
+        many_port, many_headers = 0, {}
         if args.workers > 1:
             many, many_port, many_headers = start_r42(upstream_port, home, args.auth, args.workers)
             processes.append(many)
-            label = f"r42 --workers {args.workers}"
-            targets.append((f"{label} (direct)", many_port, "openai/gpt-4o-mini", many_headers, (1, 8, 64)))
-            targets.append(
-                (f"{label} (routed)", many_port, "auto", {**many_headers, "X-R42-Force-Route": "cloud"}, (1, 64))
-            )
-        if os.path.exists(args.litellm):
-            try:
-                litellm, litellm_port = start_litellm(args.litellm, upstream_port, home)
-                processes.append(litellm)
-                targets.append(
-                    (
-                        "LiteLLM proxy",
-                        litellm_port,
-                        "mock-model",
-                        {"Authorization": "Bearer sk-litellm-bench-" + "0" * 40},
-                        (1, 8, 64),
-                    )
-                )
-            except SystemExit as exc:
-                notes.append(f"LiteLLM proxy skipped: {exc}")
-        else:
-            notes.append(f"LiteLLM proxy skipped: {args.litellm} not found (see the module docstring to install it)")
-        rows = []
-        for name, port, model, hdrs, levels in targets:
-            for stream in (False, True):
-                for concurrency in levels:
-                    load(port, concurrency, stream, 0.5, model, hdrs)  # warm up (connections, imports, caches)
-                    rows.append(
-                        (name, stream, concurrency, load(port, concurrency, stream, args.duration, model, hdrs))
-                    )
+        if not args.only_workers:
+            targets = table_targets(args, upstream_port, r42_port, headers, many_port, many_headers, processes, notes)
+            rows = measure_table(targets, args, wrk, notes)
+        if args.workers > 1:
+            pids = {"mock": upstream_pid(upstream), "1 process": r42.pid, f"--workers {args.workers}": many.pid}
+            TRACKED[:] = pids.values()
+            rounds = measure_rounds(args, wrk, upstream_port, (r42_port, headers), (many_port, many_headers), pids)
     finally:
         for process in processes:
             process.terminate()
             process.wait()
-    report(rows, notes, args)
+    report(rows, notes, args, load_before)
+    if rounds:
+        report_rounds(rounds, args)
 
 
-def report(rows: list, notes: list[str], args: argparse.Namespace) -> None:
+def table_targets(
+    args: argparse.Namespace,
+    upstream_port: int,
+    r42_port: int,
+    headers: dict[str, str],
+    many_port: int,
+    many_headers: dict[str, str],
+    processes: list[Any],
+    notes: list[str],
+) -> list[Target]:
+    routed = {"X-R42-Force-Route": "cloud"}
+    targets: list[Target] = [
+        ("mock directly", upstream_port, "mock-model", {}, (1, 8, 64)),
+        ("r42 serve (direct model)", r42_port, "openai/gpt-4o-mini", headers, (1, 8, 64)),
+        ("r42 serve (routed: auto)", r42_port, "auto", {**headers, **routed}, (1, 64)),
+    ]
+    if many_port:
+        label = f"r42 --workers {args.workers}"
+        targets.append((f"{label} (direct)", many_port, "openai/gpt-4o-mini", many_headers, (1, 8, 64)))
+        targets.append((f"{label} (routed)", many_port, "auto", {**many_headers, **routed}, (1, 64)))
+    if os.path.exists(args.litellm):
+        home = tempfile.mkdtemp(prefix="r42-bench-litellm-")
+        try:
+            litellm, litellm_port = start_litellm(args.litellm, upstream_port, home)
+            processes.append(litellm)
+            bearer = {"Authorization": "Bearer sk-litellm-bench-" + "0" * 40}
+            targets.append(("LiteLLM proxy", litellm_port, "mock-model", bearer, (1, 8, 64)))
+        except SystemExit as exc:
+            notes.append(f"LiteLLM proxy skipped: {exc}")
+    else:
+        notes.append(f"LiteLLM proxy skipped: {args.litellm} not found (see the module docstring to install it)")
+    return targets
+
+
+def measure_table(targets: list[Target], args: argparse.Namespace, wrk: bool, notes: list[str]) -> list:
+    rows = []
+    streams = (False, True) if args.upstream == "python" else (False,)
+    if args.upstream != "python":
+        notes.append(f"streamed points skipped: the {args.upstream} mock upstream does not stream (--upstream python)")
+    for name, port, model, hdrs, levels in targets:
+        for stream in streams:
+            for concurrency in levels:
+                load(port, concurrency, stream, 0.5, model, hdrs)  # warm up (connections, imports, caches)
+                result = load(port, concurrency, stream, args.duration, model, hdrs, wrk)
+                rows.append((name, stream, concurrency, result))
+    return rows
+
+
+def measure_rounds(
+    args: argparse.Namespace,
+    wrk: bool,
+    upstream_port: int,
+    one: tuple[int, dict[str, str]],
+    many: tuple[int, dict[str, str]],
+    pids: dict[str, int],
+) -> list[dict[str, dict]]:
+    """`--rounds` rounds at concurrency 64, JSON: the mock alone, then one process and N workers
+    (routed, then direct), the two servers' order swapped every other round. Each point also
+    says the CPU time per request of the server (its whole process tree), the mock and the
+    generator, which other work on the machine disturbs far less than req/s."""
+    rounds = []
+    for number in range(args.rounds):
+        servers = [("1 process", *one), (f"--workers {args.workers}", *many)]
+        if number % 2:
+            servers.reverse()
+        points = {"mock directly": timed(upstream_port, args.duration, "mock-model", {}, wrk)}
+        points["mock directly"]["cpu"] = cpu_per_request(points["mock directly"], None, pids["mock"])
+        for kind, model, extra in ROUND_KINDS:
+            for label, port, headers in servers:
+                load(port, 64, False, 1.0, model, {**headers, **extra}, wrk)  # warm up
+                point = timed(port, args.duration, model, {**headers, **extra}, wrk)
+                point["cpu"] = cpu_per_request(point, pids[label], pids["mock"])
+                points[f"{label} {kind}"] = point
+        points["load average"] = {"rps": os.getloadavg()[0]}
+        rounds.append(points)
+    return rounds
+
+
+def upstream_pid(upstream: Any) -> int:
+    return upstream.process.pid if hasattr(upstream, "process") else upstream.pid
+
+
+def tree_ticks(pid: int) -> int:
+    """CPU clock ticks (user + system) used so far by a process and its children (the workers)."""
+    total = 0
+    for each in [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]:
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def timed(port: int, duration: float, model: str, headers: dict[str, str], wrk: bool) -> dict:
+    """A JSON point at concurrency 64, with the CPU ticks of the TRACKED process trees and of the
+    generator around it (turned into ms per request by cpu_per_request)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ticks = {pid: tree_ticks(pid) for pid in TRACKED}
+    result = load(port, 64, False, duration, model, headers, wrk)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["_ticks"] = {pid: tree_ticks(pid) - ticks[pid] for pid in TRACKED}
+    result["_generator_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return result
+
+
+TRACKED: list[int] = []  # the pids timed() follows (set in main)
+CPU_PARTS = ("server", "mock", "generator")
+
+
+def cpu_per_request(point: dict, server: int | None, mock: int) -> dict[str, float]:
+    """ms of CPU per request answered: the server's tree, the mock's, the generator's (when it
+    ran as a child process: wrk, or loadlib's generator)."""
+    answered = max(1, point["requests"])
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    ticks = point.pop("_ticks")
+    return {
+        "server": ticks[server] * tick_ms / answered if server is not None else 0.0,
+        "mock": ticks.get(mock, 0) * tick_ms / answered,
+        "generator": point.pop("_generator_s") * 1000 / answered,
+    }
+
+
+def report(rows: list, notes: list[str], args: argparse.Namespace, load_before: tuple[float, ...]) -> None:
     base = {(stream, c): result for name, stream, c, result in rows if name == "mock directly"}
     print(
         f"{cpu_model()}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.duration:g} s per point, "
-        f"r42 {'with a gateway key' if args.auth else '--no-auth'}"
+        f"r42 {'with a gateway key' if args.auth else '--no-auth'}, mock upstream: {args.upstream}, "
+        f"load generator: {args.load} (streams: Python), "
+        f"load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
+    if not rows:
+        return
     print(
         f"{'target':<31} {'kind':<7} {'c':>3} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} "
         f"{'TTFB p50':>9} {'added TTFB':>11} {'errors':>7}"
@@ -236,6 +379,36 @@ def report(rows: list, notes: list[str], args: argparse.Namespace) -> None:
         )
     for note in notes:
         print(note)
+
+
+def report_rounds(rounds: list[dict[str, dict]], args: argparse.Namespace) -> None:
+    """Each point's req/s in every round and its median; the ratios of the medians; CPU per request."""
+    print(f"\n--workers {args.workers} against one process, concurrency 64, JSON, {len(rounds)} rounds (req/s):")
+    for name in rounds[0]:
+        values = [r[name]["rps"] for r in rounds]
+        errors = sum(r[name].get("errors", 0) for r in rounds)
+        each = "  ".join(f"{v:>8.1f}" if name == "load average" else f"{v:>8.0f}" for v in values)
+        tail = f"  errors {errors}" if errors else ""
+        print(f"  {name:<24} median {statistics.median(values):>8.1f}   rounds: {each}{tail}")
+    for kind in ("routed", "direct"):
+        one = statistics.median(r[f"1 process {kind}"]["rps"] for r in rounds)
+        many = statistics.median(r[f"--workers {args.workers} {kind}"]["rps"] for r in rounds)
+        paired = [r[f"--workers {args.workers} {kind}"]["rps"] / max(r[f"1 process {kind}"]["rps"], 1) for r in rounds]
+        each = " ".join(f"{x:.2f}" for x in paired)
+        print(
+            f"  {kind}: {many:.0f} / {one:.0f} req/s = {many / one:.2f}x"
+            f" (each round's own ratio: {each}; median {statistics.median(paired):.2f}x)"
+        )
+    print("CPU per request, ms (medians; server = its whole process tree):")
+    for name in rounds[0]:
+        if name == "load average":
+            continue
+        cpu = {part: statistics.median(r[name]["cpu"][part] for r in rounds) for part in CPU_PARTS}
+        total, cores = sum(cpu.values()), os.cpu_count() or 1
+        print(
+            f"  {name:<24} server {cpu['server']:.3f}  mock {cpu['mock']:.3f}  generator {cpu['generator']:.3f}"
+            f"  = {total:.3f} ms: {cores} idle cores carry at most {1000 * cores / total:,.0f} req/s"
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ Both run as their own processes (the generator must not share a GIL with the ser
     python benchmarks/loadlib.py upstream --port 0          # prints "port N", serves until killed
     python benchmarks/loadlib.py load --url http://127.0.0.1:N/v1/chat/completions -c 8 -d 3 [--stream]
 
+Lighter stand-ins, when Debian's `wrk` and `nginx` are installed (`NginxUpstream`, `wrk_load`): on a
+2-core machine the Python generator and mock take CPU from the server they measure (bench_serve.py
+reports each one's own figure in the same run). nginx answers the same chat.completion to every
+POST (no streaming); wrk reports no time to first byte.
+
 The upstream speaks just enough OpenAI chat for a gateway: POST .../chat/completions answers a fixed
 chat.completion (or, with "stream": true, five chunks, a usage chunk and [DONE] in one chunked
 response); GET .../models lists one model. Every response is a single write on a TCP_NODELAY
@@ -19,9 +24,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import orjson
 
@@ -208,6 +218,111 @@ async def run_load(
         "p99_ms": _pct(out["latency"], 0.99),
         "ttfb_p50_ms": _pct(out["ttfb"], 0.5),
         "ttfb_p99_ms": _pct(out["ttfb"], 0.99),
+    }
+
+
+# --- the lighter stand-ins: nginx as the mock upstream, wrk as the load generator -----------------
+
+NGINX_CONF = """daemon off;
+master_process off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log error;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {dir}/body;
+    server {{
+        listen 127.0.0.1:{port} backlog=1024;
+        location ~ /models$ {{ default_type application/json; return 200 '{models}'; }}
+        location / {{ default_type application/json; return 200 '{completion}'; }}
+    }}
+}}
+"""
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+
+
+class NginxUpstream:
+    """nginx answering every POST with COMPLETION: one process (master_process off), no log."""
+
+    def __init__(self, port: int) -> None:
+        binary = nginx_binary()
+        if binary is None:
+            raise SystemExit("nginx is not installed (apt-get install nginx-light)")
+        self.dir = tempfile.mkdtemp(prefix="r42-bench-nginx-")
+        conf = Path(self.dir) / "nginx.conf"
+        conf.write_text(
+            NGINX_CONF.format(dir=self.dir, port=port, models=MODELS.decode(), completion=COMPLETION.decode())
+        )
+        self.process = subprocess.Popen([binary, "-c", str(conf), "-p", self.dir], stderr=subprocess.PIPE, text=True)
+        self.port = port
+
+    def terminate(self) -> None:
+        self.process.terminate()
+
+    def wait(self) -> None:
+        self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.body = {body}
+{headers}
+"""
+WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def wrk_load(url: str, body: dict, headers: dict[str, str], concurrency: int, duration: float) -> dict:
+    """What `load` reports (no time to first byte), measured by wrk: one thread, `concurrency`
+    keep-alive connections, whole seconds (wrk's unit)."""
+    lines = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            WRK_SCRIPT.format(body=json.dumps(orjson.dumps(body).decode()), headers=lines)
+            + 'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+    seconds = max(1, round(duration))
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", script.name, url]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    finally:
+        Path(script.name).unlink()
+    return parse_wrk(out, concurrency)
+
+
+def parse_wrk(out: str, concurrency: int) -> dict:
+    """wrk's report as `load`'s JSON: requests answered 2xx/3xx in the run, their req/s, p50/p99."""
+    run = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m),", out)
+    if run is None:
+        raise SystemExit(f"wrk: unexpected report: {out[:200]!r}")
+    total, seconds = int(run.group(1)), float(run.group(2)) * WRK_UNITS[run.group(3)] / 1000
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+
+    def percentile(q: str) -> float | None:
+        found = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+        return round(float(found.group(1)) * WRK_UNITS[found.group(2)], 3) if found else None
+
+    answered = max(0, total - (int(bad.group(1)) if bad else 0))
+    return {
+        "concurrency": concurrency,
+        "requests": answered,
+        "errors": errors,
+        "first_failure": None,
+        "rps": round(answered / seconds, 1),
+        "p50_ms": percentile("50"),
+        "p99_ms": percentile("99"),
+        "ttfb_p50_ms": None,
+        "ttfb_p99_ms": None,
+        "generator": "wrk",
     }
 
 

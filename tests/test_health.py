@@ -277,3 +277,50 @@ def test_r42_ask_in_another_process_shares_what_it_saw(servers, isolated_env):
     assert rank.returncode == 0, rank.stderr
     excluded = orjson.loads(rank.stdout)["ranking"]["excluded"]
     assert any(reason == "unhealthy: 4 of the last 4 attempts failed" for reason in excluded), excluded
+
+
+class CountingStore(SQLiteHealthStore):
+    """The SQLite store, counting the rows each read after a row returns."""
+
+    def __init__(self) -> None:
+        self.reads: list[int] = []
+
+    def recent_after(self, since: float, after_id: int) -> list[tuple[int, Outcome]]:
+        rows = super().recent_after(since, after_id)
+        if after_id >= 0:
+            self.reads.append(len(rows))
+        return rows
+
+
+def test_a_sync_reads_only_new_rows_and_folds_what_a_full_read_folds(fake_clock, monkeypatch):
+    """Board.sync keeps the window it read and reads only the rows added since; what it folds
+    must be what re-reading the whole window gives: outcomes of other processes arriving late
+    and out of time order, outcomes leaving the window, and the cap on the rows read."""
+    import r42.health
+    import r42.store.health
+
+    monkeypatch.setattr(r42.health, "MAX_SHARED", 40)
+    monkeypatch.setattr(r42.store.health, "MAX_ROWS", 40)
+    rules = Rules(failures=3, error_rate=0.5, min_attempts=4, window=6, window_s=60)
+    store = CountingStore()
+    ours, other = Board(rules, store), Board(rules, SQLiteHealthStore())
+    states: set[str] = set()
+    for step in range(30):
+        now = clock.now()
+        for i in range(step % 4):  # ours: in time order
+            ours.record(outcome(now + i * 0.1, ok=(step + i) % 3 != 0))
+        for i in range(step % 3):  # the other process: late, before some of ours
+            other.record(outcome(now - 0.5 + i * 0.2, ok=step % 5 != 0, model=B, status=None))
+        if step % 2:
+            ours.sync()  # then the other's earlier outcomes are added after ours
+            other.sync()
+        other.sync()
+        ours.sync()
+        fresh = Board(rules, SQLiteHealthStore())  # reads the whole window
+        fresh.sync()
+        assert [o for _, _, o in ours._seen] == store.recent(now - rules.window_s)
+        assert ours.circuits() == fresh.circuits(), step
+        states.update(c["state"] for c in ours.circuits().values())
+        fake_clock.advance(7)  # outcomes leave the 60 s window as the steps go on
+    assert states == {CLOSED, OPEN} and len(store.recent(0)) == 40  # circuits opened; the cap was reached
+    assert len(store.reads) > 20 and max(store.reads) <= 5  # after the first read, only the rows added since

@@ -100,6 +100,27 @@ def test_learning_is_per_user():
     assert router.learned(None, "math") == {} and router.learned("bob", "math") == {}
 
 
+def test_stale_adjustments_are_recomputed_off_the_request_path(monkeypatch):
+    """A long-lived router (r42 serve) recomputes a user's adjustments every LEARNED_TTL_S on a
+    thread of its own: a request meanwhile gets the previous ones at once, never waits for the
+    queries over the routing log (they stalled the gateway's event loop)."""
+    import r42.routing
+
+    router = Router.from_settings(load_settings())
+    answer("openai/gpt-4o", "math", "b0", user="alice")
+    assert router.learned("alice", "math") == {}  # the first time: computed here
+    for i in range(8):
+        answer("openai/gpt-4o", "math", f"b{i + 1}", user="alice")
+        run(["feedback", f"b{i + 1}", "bad"])
+    assert router.learned("alice", "math") == {}  # fresh: reused
+    monkeypatch.setattr(r42.routing, "LEARNED_TTL_S", 0.0)
+    assert router.learned("alice", "math") == {}  # stale: the previous ones while a thread recomputes
+    deadline = time.monotonic() + 20
+    while not router.learned("alice", "math") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert router.learned("alice", "math")["openai/gpt-4o"].value < -0.2
+
+
 @pytest.mark.parametrize("args", [["nope-id", "good"], ["x", "meh"]])
 def test_bad_feedback_input(args):
     result = run(["feedback", *args])

@@ -208,3 +208,73 @@ def test_worker_count():
     assert worker_count("auto") == len(os.sched_getaffinity(0)) and worker_count("3") == 3
     with pytest.raises(ValueError):
         worker_count("-1")
+
+
+def established_on(pid: int, port: int) -> int:
+    """How many connections to `port` process `pid` holds (its socket fds matched to /proc/net/tcp)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":  # local port, ESTABLISHED
+            inodes.add(fields[9])
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        held += target.startswith("socket:[") and target[8:-1] in inodes
+    return held
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT spreads connections on Linux only")
+def test_connections_opened_at_once_are_spread_over_the_workers(two_workers):
+    """A client that opens its pool at once (64 keep-alive connections) must not land on one
+    worker: with one shared socket, the first worker to wake accepted all of them."""
+    served, _ = two_workers
+    connections = [http.client.HTTPConnection("127.0.0.1", served.port, timeout=30) for _ in range(32)]
+    try:
+        for conn in connections:
+            conn.connect()
+        for conn in connections:
+            conn.request("GET", "/health")
+        assert all(conn.getresponse().read() for conn in connections)  # each one accepted and served
+        held = [established_on(pid, served.port) for pid in served.workers()]
+        assert sum(held) == 32 and min(held) >= 4, held  # the kernel hashes them: 16 ± 3 each
+    finally:
+        for conn in connections:
+            conn.close()
+
+
+def test_workers_on_a_busy_port_are_one_error_line(upstream):
+    """SO_REUSEPORT must not let a second `--workers` server join the port of a running one."""
+    served = start("--workers", "2")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "r42", "serve", "--port", str(served.port), "--workers", "2"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        stop(served)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"r42: error: cannot listen on 127.0.0.1:{served.port}: the address is already in use "
+        "(choose another --port, or stop the server using it)"
+    ]
+
+
+def test_connections_for_a_worker_being_restarted_wait_for_it(two_workers):
+    """The supervisor keeps each worker's socket: connections the kernel hands to a worker that
+    just died queue there until its replacement accepts them; none is refused or reset."""
+    from r42.store import create_key
+
+    served, _ = two_workers
+    key = create_key("k").key
+    victim = served.workers()[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: victim not in served.workers())
+    assert parallel(served.port, 40, key) == [200] * 40  # about half hash to the dead worker's socket
+    code, err = stop(served)
+    assert code == 0 and f"worker {victim} was killed by signal 9; starting another" in err

@@ -138,7 +138,7 @@ def _serve_workers(settings: Settings, host: str, port: int, no_auth: bool, acce
     """`--workers N`: open the port and the access log here, then fork N workers that share them."""
     from r42.server import Gateway, is_loopback, limits_of
     from r42.server.http import HTTPServer
-    from r42.server.workers import Supervisor, listen, serving_on
+    from r42.server.workers import Supervisor, listeners, serving_on
 
     if no_auth and not is_loopback(host):
         raise UsageError(
@@ -147,7 +147,7 @@ def _serve_workers(settings: Settings, host: str, port: int, no_auth: bool, acce
         )
     limits = limits_of(settings)
     try:
-        sock = listen(host, port)
+        socks = listeners(host, port, count)
     except OSError as exc:
         reason = (
             "the address is already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or type(exc).__name__)
@@ -162,21 +162,25 @@ def _serve_workers(settings: Settings, host: str, port: int, no_auth: bool, acce
         if log_file is not None:
             gateway.access_log = _line_writer(log_file)
         try:
-            serving_on(HTTPServer(gateway, host, port, limits, on_error=gateway.http_error), sock).run()
+            server = HTTPServer(
+                gateway, host, port, limits, on_error=gateway.http_error, before_body=gateway.before_body
+            )
+            serving_on(server, sock).run()
         finally:
             gateway.close()
 
     if no_auth:
         click.echo("r42: warning: --no-auth: anyone who can reach this address can use your provider keys", err=True)
-    where = f"http://{host}:{sock.getsockname()[1]}"
+    where = f"http://{host}:{socks[0].getsockname()[1]}"
     click.echo(
         f"r42 serve: listening on {where} with {count} workers (OpenAI: {where}/v1, Anthropic: {where}); Ctrl-C stops",
         err=True,
     )
     try:
-        Supervisor(count, sock, work, grace=limits.grace).run()
+        Supervisor(count, socks, work, grace=limits.grace).run()
     finally:
-        sock.close()
+        for sock in socks:
+            sock.close()
         if log_file is not None and log_file is not sys.stderr:
             log_file.close()
         click.echo("r42 serve: stopped", err=True)

@@ -1,15 +1,23 @@
-"""`r42 serve --workers N`: N worker processes accepting on one listening socket.
+"""`r42 serve --workers N`: N worker processes accepting on one port.
 
-The supervisor (the process `r42 serve` started as) opens the socket, then forks the workers
-before it starts any thread; each worker builds its own Gateway (its own event loop, threads and
-store connections) and its HTTPServer accepts on the inherited socket (`HTTPServer.sock`), the
-kernel handing each connection to one of them. The supervisor only watches:
+The supervisor (the process `r42 serve` started as) opens the listening sockets, then forks the
+workers before it starts any thread; each worker builds its own Gateway (its own event loop,
+threads and store connections) and its HTTPServer accepts on a socket it inherited
+(`HTTPServer.sock`). The supervisor only watches:
 
 - a worker that dies without being asked to is started again (after a pause that grows while
   workers keep dying at once, so a worker that cannot start does not spin);
 - SIGINT or SIGTERM stops every worker with SIGTERM, which finishes the requests in flight (the
   server's grace period), then the supervisor exits; a worker still there after the grace period
   and a margin is killed.
+
+How connections reach the workers (`listeners`): on Linux each worker has a socket of its own,
+all bound to the one port with SO_REUSEPORT, and the kernel spreads new connections evenly over
+them (by a hash of the client's address and port). One socket shared by every worker, as on other
+systems, lets the first worker to wake take every connection that is waiting: a client that opens
+64 keep-alive connections at once had all 64 served by one worker while the other idled. The
+supervisor keeps every worker's socket open, so a worker that is restarted takes over its socket
+and the connections queued on it meanwhile wait for it rather than being reset.
 
 Per-key limits, budgets and revocation are shared through the store (see Gateway.admit), so they
 hold whichever worker answers. The access log is one file opened once, before the fork: every
@@ -49,14 +57,40 @@ def worker_count(text: str | int) -> int:
     return count
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """The listening socket every worker accepts on (OSError when the address is taken)."""
+BACKLOG = 1024
+
+
+def spreads_connections() -> bool:
+    """Does the kernel balance new connections over sockets sharing a port with SO_REUSEPORT?
+    Linux does; BSD and macOS accept the option but hand every connection to one socket."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def listeners(host: str, port: int, count: int) -> list[socket.socket]:
+    """The listening sockets of `count` workers (OSError when the address is taken): one each,
+    sharing the port through SO_REUSEPORT, where the kernel spreads connections over them; else
+    one socket that every worker accepts on."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=1024)
+    if count == 1 or not spreads_connections():
+        return [socket.create_server((host, port), family=family, backlog=BACKLOG)]
+    if port != 0:
+        # SO_REUSEPORT would let this server join another one of the same user already on the
+        # port; a plain bind first fails there as a single server does (EADDRINUSE).
+        socket.create_server((host, port), family=family).close()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(socket.create_server((host, port), family=family, backlog=BACKLOG, reuse_port=True))
+            port = socks[0].getsockname()[1]  # port 0: the others join the port the first was given
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
 
 
 def serving_on(server: HTTPServer, sock: socket.socket) -> HTTPServer:
-    """`server`, set to accept on the shared socket instead of binding its own."""
+    """`server`, set to accept on `sock` (its own, or one shared by every worker) instead of binding."""
     server.sock = sock
     server.bound = sock.getsockname()[:2]
     return server
@@ -67,14 +101,15 @@ Worker = Callable[[socket.socket], None]
 
 @dataclass
 class Supervisor:
-    """Keeps `count` workers running `work(sock)` until told to stop."""
+    """Keeps `count` workers running `work(sock)` until told to stop: worker i on socks[i] (all on
+    the one socket when there is one), and a restarted worker on the socket of the one it replaces."""
 
     count: int
-    sock: socket.socket
+    socks: list[socket.socket]
     work: Worker
     grace: float = 30.0
     say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)
-    workers: set[int] = field(default_factory=set)
+    workers: dict[int, int] = field(default_factory=dict)  # pid -> slot (its socket's index)
     stopping: bool = False
     restarts: int = 0
 
@@ -82,8 +117,8 @@ class Supervisor:
         """Serve until SIGINT or SIGTERM; returns the exit status (0)."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            for _ in range(self.count):
-                self._spawn()
+            for slot in range(self.count):
+                self._spawn(slot)
             self._watch()
             self._stop_all()
         finally:
@@ -94,24 +129,28 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: object) -> None:
         self.stopping = True
 
-    def _spawn(self) -> None:
+    def _spawn(self, slot: int) -> None:
+        sock = self.socks[slot % len(self.socks)]
         pid = os.fork()
         if pid == 0:  # the worker
             status = 1
             try:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     signal.signal(sig, signal.SIG_DFL)  # the worker's server installs its own
-                self.work(self.sock)
+                for other in self.socks:
+                    if other is not sock:
+                        other.close()  # the supervisor keeps them; this worker accepts on its own only
+                self.work(sock)
                 status = 0
             except BaseException as exc:  # noqa: BLE001 - report and exit: the supervisor restarts us
                 self.say(f"r42 serve: worker {os.getpid()} failed: {type(exc).__name__}: {exc}")
             finally:
                 sys.stderr.flush()
                 os._exit(status)
-        self.workers.add(pid)
+        self.workers[pid] = slot
 
-    def _reap(self) -> list[tuple[int, int]]:
-        """Workers that have ended since the last look: (pid, exit code or -signal)."""
+    def _reap(self) -> list[tuple[int, int, int]]:
+        """Workers that have ended since the last look: (pid, slot, exit code or -signal)."""
         ended = []
         while self.workers:
             try:
@@ -122,15 +161,14 @@ class Supervisor:
             if pid == 0:
                 break
             if pid in self.workers:
-                self.workers.discard(pid)
-                ended.append((pid, os.waitstatus_to_exitcode(status)))
+                ended.append((pid, self.workers.pop(pid), os.waitstatus_to_exitcode(status)))
         return ended
 
     def _watch(self) -> None:
         quiet_since = time.monotonic()
         while not self.stopping:
             time.sleep(POLL)
-            for pid, code in self._reap():
+            for pid, slot, code in self._reap():
                 if self.stopping:
                     break
                 now = time.monotonic()
@@ -141,7 +179,7 @@ class Supervisor:
                 self.say(f"r42 serve: worker {pid} {how}; starting another in {pause:.1f} s")
                 self._sleep(pause)
                 if not self.stopping:
-                    self._spawn()
+                    self._spawn(slot)
 
     def _sleep(self, seconds: float) -> None:
         until = time.monotonic() + seconds

@@ -3,7 +3,8 @@
 One append-only table, `health_outcomes`: the health board of each process writes its outcomes in
 batches and reads everyone's recent ones back. The circuit state is worked out from these rows
 (r42.health.fold), so nothing else needs to be shared. Another backend (Redis) implements the same
-three methods: append, recent, prune.
+three methods: append, recent, prune; `recent_after` (only the rows added since the last read) is
+optional and saves each process re-reading the whole window every second.
 """
 
 from __future__ import annotations
@@ -29,17 +30,24 @@ class SQLiteHealthStore:
             )
 
     def recent(self, since: float) -> list[Outcome]:
-        """Outcomes at or after `since`, oldest first (empty without a store)."""
+        """Outcomes at or after `since`, oldest first (the newest MAX_ROWS; empty without a store)."""
+        return [o for _, o in self.recent_after(since, -1)]
+
+    def recent_after(self, since: float, after_id: int) -> list[tuple[int, Outcome]]:
+        """(id, outcome) of the rows at or after `since` added after row `after_id` (ids only
+        grow; -1 for every row), oldest first, at most MAX_ROWS: the newest, by time for every row
+        (as recent), by id after a row (the rowid range, not the whole window of the ts index)."""
         conn = reading()
         if conn is None:
             return []
+        order = "ts DESC, id DESC" if after_id < 0 else "id DESC"
         with readable_errors():
             rows = conn.execute(
-                "SELECT ts, provider, model, ok, status, kind, latency_ms, ttft_ms FROM health_outcomes"
-                " WHERE ts >= ? ORDER BY ts DESC, id DESC LIMIT ?",
-                (since, MAX_ROWS),
+                "SELECT id, ts, provider, model, ok, status, kind, latency_ms, ttft_ms FROM health_outcomes"
+                f" WHERE id > ? AND ts >= ? ORDER BY {order} LIMIT ?",
+                (after_id, since, MAX_ROWS),
             ).fetchall()
-        return [Outcome(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7]) for r in reversed(rows)]
+        return [(r[0], Outcome(r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8])) for r in reversed(rows)]
 
     def prune(self, before: float) -> None:
         if reading() is None:
