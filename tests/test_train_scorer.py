@@ -128,3 +128,25 @@ def test_eval_cv_without_the_train_extra_says_what_to_install(tmp_path) -> None:
     assert done.stderr.strip().splitlines() == [
         "r42: error: --cv needs numpy and scikit-learn, which are not installed (pip install -e '.[train]')"
     ]
+
+
+# --- the ability scale (r42/scoring/ability.py) ---------------------------------------------------
+
+
+def test_model_key_matches_matrix_and_catalog_spellings(train) -> None:
+    assert train.model_key("gpt-4-turbo-2024-04-09") == train.model_key("openai/gpt-4-turbo")
+    assert train.model_key("Meta-Llama-3.1-70B-Instruct@hyperbolic") == train.model_key(
+        "deepinfra/meta-llama/Meta-Llama-3.1-70B-Instruct"
+    )
+    assert train.model_key("claude-3-5-haiku-20241022") == train.model_key("anthropic/claude-3-5-haiku-20241022")
+    assert train.model_key("gpt-4o-mini") != train.model_key("gpt-4o")
+
+
+def test_shipped_ability_scale_is_what_the_training_code_writes(train) -> None:
+    import json
+
+    scale = train.ability_scale()
+    assert json.dumps(scale, indent=1) + "\n" == train.SCALE_FILE.read_text(encoding="utf-8")
+    line = scale["quality_to_ability"]
+    assert line["models"] >= 20 and line["correlation"] > 0.8  # catalog quality does order the named models
+    assert scale["reference"]["weak"] < scale["reference"]["strong"]

@@ -33,6 +33,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -47,6 +48,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from r42 import evaluation  # noqa: E402
 from r42.scoring import prompt_of  # noqa: E402
+from r42.scoring.ability import SCALE_FILE  # noqa: E402
 from r42.scoring.baselines import LengthScorer  # noqa: E402
 from r42.scoring.heuristic import HeuristicScorer  # noqa: E402
 from r42.scoring.trained import COEF, WEIGHTS, hashed_counts, kind_of, text_statistics  # noqa: E402
@@ -176,6 +178,86 @@ def soft_labels(source: str) -> tuple[dict[str, float], dict]:
         "success": "score >= 7 of 10" if key == "scores_1to10" else "correct",
     }
     return labels, summary
+
+
+# --- one scale for prompts and models (r42/scoring/ability.py) -----------------------------------
+
+SCALE_MATRICES = ("math_l5", "crux")  # 0/1 outcomes of ~50 named models, many of them in the catalog
+REFERENCE_PAIR = ("gpt-3.5-turbo-0125", "gpt-4-turbo-2024-04-09")  # the scorer's "cheap" and "strong" model
+SCALE_DOMAINS = ("math", "code")  # the catalog domains of SCALE_MATRICES
+
+
+def joint_abilities() -> dict[str, float]:
+    """One Rasch ability per model over the stacked maths and code matrices (mean ability 0)."""
+    rows = [r for source in SCALE_MATRICES for r in read_jsonl(DATA / MULTI[source][1])]
+    models = sorted({m for r in rows for m in r["correct"]})
+    column = {m: j for j, m in enumerate(models)}
+    solved = np.zeros((len(rows), len(models)))
+    observed = np.zeros_like(solved)
+    for i, row in enumerate(rows):
+        for m, value in row["correct"].items():
+            observed[i, column[m]] = 1.0
+            solved[i, column[m]] = float(value)
+    ability, _ = rasch(solved, observed)
+    return {m: float(a) for m, a in zip(models, ability)}
+
+
+def model_key(name: str) -> str:
+    """A name both the matrices and the catalog spell alike: no provider, host, date or "instruct"."""
+    key = name.lower().split("/")[-1].split("@")[0].split(":")[0]
+    key = re.sub(r"-instruct|-inst|-chat|-it$|-fp8|-latest", "", key)
+    key = re.sub(r"-20\d\d-?\d\d-?\d\d$|-\d{4}$", "", key)
+    return key.replace("meta-llama", "llama").replace(".", "-")
+
+
+def catalog_qualities() -> dict[str, float]:
+    """Matching key -> the quality rank computes for a maths or code prompt (0.75 domain + 0.25 overall,
+    the mean over SCALE_DOMAINS), for the shipped catalog's models with measured quality."""
+    import yaml
+
+    found: dict[str, list[float]] = {}
+    for m in yaml.safe_load((ROOT / "catalog.yaml").read_text(encoding="utf-8"))["models"]:
+        quality = m.get("quality") or {}
+        if quality.get("estimated", True) or not all(isinstance(quality.get(d), float) for d in SCALE_DOMAINS):
+            continue
+        q = float(np.mean([0.75 * quality[d] + 0.25 * quality["overall"] for d in SCALE_DOMAINS]))
+        found.setdefault(model_key(m["id"]), []).append(q)
+    return {k: float(np.mean(v)) for k, v in found.items()}
+
+
+def ability_scale() -> dict:
+    """The line from catalog quality to Rasch ability, through the models in both, and the reference pair."""
+    abilities = joint_abilities()
+    qualities = catalog_qualities()
+    pairs: dict[str, list[float]] = {}
+    for name, value in abilities.items():
+        if model_key(name) in qualities:
+            pairs.setdefault(model_key(name), []).append(value)  # the same model served by two hosts: averaged
+    keys = sorted(pairs)
+    q = np.array([qualities[k] for k in keys])
+    a = np.array([float(np.mean(pairs[k])) for k in keys])
+    slope, intercept = (float(c) for c in np.polyfit(q, a, 1))
+    return {
+        "fit": "Rasch over " + " + ".join(MULTI[s][1] for s in SCALE_MATRICES) + "; mean ability 0",
+        "reference": {
+            "weak_model": REFERENCE_PAIR[0],
+            "strong_model": REFERENCE_PAIR[1],
+            "weak": round(abilities[REFERENCE_PAIR[0]], 4),
+            "strong": round(abilities[REFERENCE_PAIR[1]], 4),
+        },
+        "quality_to_ability": {
+            "intercept": round(float(intercept), 4),
+            "slope": round(float(slope), 4),
+            "models": len(keys),
+            "correlation": round(float(np.corrcoef(q, a)[0, 1]), 4),
+            "quality": "0.75 x domain + 0.25 x overall, mean over " + ", ".join(SCALE_DOMAINS),
+        },
+        "matched": {
+            k: {"quality": round(float(qq), 4), "ability": round(float(aa), 4)}
+            for k, qq, aa in zip(keys, q.tolist(), a.tolist())
+        },
+        "abilities": {m: round(v, 4) for m, v in sorted(abilities.items())},
+    }
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -731,6 +813,7 @@ def train(representations: Sequence[str] = REPRESENTATIONS, note: Note = _quiet)
         "cv_mean_apgr": report["apgr_mean"][chosen],
     }
     export(model, mean, scale, feats["names"], a, b, meta, "ngrams" in representation)
+    SCALE_FILE.write_text(json.dumps(ability_scale(), indent=1) + "\n", encoding="utf-8")
     note(json.dumps({"apgr_mean": report["apgr_mean"], "chosen": chosen, "best": report["best"]}, indent=1))
     note(f"done in {time.time() - started:.0f}s")
     return report
