@@ -16,7 +16,7 @@ from r42.config import DOMAINS
 from r42.errors import ConfigError
 from r42.scoring import DEFAULT_SCORER, get_scorer, normalise_domains, prompt_of
 from r42.scoring.heuristic import HeuristicScorer
-from r42.scoring.trained import COEF, WEIGHTS, TrainedScorer, hashed_counts, kind_of, text_statistics
+from r42.scoring.trained import COEF, KINDS, WEIGHTS, TrainedScorer, hashed_counts, kind_of, text_statistics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,10 +157,23 @@ def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> Non
         return kind_of(text, text_statistics(text, heuristic), heuristic)
 
     assert kind("thanks a lot!") == kind("Who wrote Hamlet?") == "small_talk"
-    assert kind("Prove that the square root of 2 is irrational") == "task"  # short, but maths
-    assert kind("Compute $\\sum_{k=1}^{10} k^2$.") == "task"
-    assert kind("Which planet is largest?\nA. Mars\nB. Jupiter") == "task"
-    assert scorer._kind_prior["small_talk"] < scorer._kind_prior["task"]
+    assert kind("Prove that the square root of 2 is irrational") == "task"  # short, but maths: not small talk
+    assert kind("Compute $\\sum_{k=1}^{10} k^2$.") == "math"
+    assert kind("Which planet is largest?\nA. Mars\nB. Jupiter") == "choice"
+    assert (
+        kind("Anna had 12 pens and gave away 5. Then she bought three boxes of 4. How many pens has she now?") == "math"
+    )
+    assert kind("Write a function to find the shared elements of two lists.") == "code"
+    assert kind("def f(x):\n    return x + 1\nassert f(1) == ??") == "code"
+    assert (
+        kind("The trophy doesn't fit into the suitcase because _ is too large. Option 1: trophy Option 2: suitcase")
+        == "choice"
+    )
+    assert (
+        kind("Explain the causes of the French Revolution and their long-term effects on European politics.") == "task"
+    )
+    assert set(scorer._kind_prior) == set(KINDS)
+    assert all(scorer._kind_prior["small_talk"] < scorer._kind_prior[k] for k in KINDS if k != "small_talk")
 
 
 def test_the_calibration_is_stored(scorer: TrainedScorer) -> None:

@@ -51,7 +51,7 @@ from r42.scoring import prompt_of  # noqa: E402
 from r42.scoring.ability import SCALE_FILE  # noqa: E402
 from r42.scoring.baselines import LengthScorer  # noqa: E402
 from r42.scoring.heuristic import HeuristicScorer  # noqa: E402
-from r42.scoring.trained import COEF, WEIGHTS, hashed_counts, kind_of, text_statistics  # noqa: E402
+from r42.scoring.trained import COEF, KINDS, WEIGHTS, hashed_counts, kind_of, text_statistics  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: data/ is not part of the wheel
 
@@ -113,8 +113,10 @@ MULTI = {
     ),
 }
 MMLU = "mmlu_gpt4_vs_mixtral.jsonl"
-WITHIN = "within-source stats"
-REPRESENTATIONS = ("stats", "ngrams+stats", "wordllama+stats", "wordllama+ngrams+stats", WITHIN)
+WITHIN = "within-source stats"  # the kind prior has two kinds: small talk and task
+WITHIN_KINDS = "within-source stats, 5 kinds"  # the prior has every kind of KINDS
+WITHIN_MODELS = (WITHIN, WITHIN_KINDS)
+REPRESENTATIONS = ("stats", "ngrams+stats", "wordllama+stats", "wordllama+ngrams+stats", WITHIN, WITHIN_KINDS)
 WITHIN_C = 0.1  # inverse L2 strength of the within-source model (fixed effects): 0.03..1 all within 0.003 in CV
 SOURCE_DUMMY = 10.0  # a source indicator's value: its coefficient is 10x cheaper, so the source effect is barely shrunk
 MIN_KIND_MASS = 50.0  # a kind with less training weight than this takes the overall prior
@@ -422,17 +424,37 @@ class WithinSource:
     (fixed effects): the indicators absorb how hard each source is as a whole, so the statistics'
     weights learn only what makes one prompt harder than another of the same source, the part that
     should carry to a source never seen. The indicators are then dropped; in their place a prompt gets
-    its kind's prior (kind_of: small talk or task), the training-weighted mean of the source effects
-    over the training prompts of that kind."""
+    its kind's prior (kind_of, KINDS), the training-weighted mean of the source effects over the
+    training prompts of that kind. The difficulty term is clipped to the range (1st to 99th
+    percentile) it had on the training prompts of the same kind: a prompt whose statistics look like
+    no training prompt of its kind (a fill-in-the-blank the heuristic calls extraction) cannot move
+    far from its kind."""
 
-    def __init__(self, coef: np.ndarray, prior: dict[str, float]) -> None:
-        self.coef, self.prior = coef, prior
+    def __init__(self, coef: np.ndarray, prior: dict[str, float], ranges: dict[str, tuple[float, float]]) -> None:
+        self.coef, self.prior, self.ranges = coef, prior, ranges
 
     def logits(self, stats: np.ndarray, kinds: np.ndarray) -> np.ndarray:
-        return stats @ self.coef + np.array([self.prior[k] for k in kinds])
+        low = np.array([self.ranges[k][0] for k in kinds])
+        high = np.array([self.ranges[k][1] for k in kinds])
+        return np.clip(stats @ self.coef, low, high) + np.array([self.prior[k] for k in kinds])
 
 
-def fit_within(feats: dict, items: list[dict], train: np.ndarray, label: str):
+def within_ranges(within: np.ndarray, kinds: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Each kind's 1st..99th percentile of the difficulty term over its training rows (every
+    training row's for a kind with fewer than MIN_KIND_MASS rows)."""
+    overall = (float(np.percentile(within, 1)), float(np.percentile(within, 99)))
+    ranges = {}
+    for kind in KINDS:
+        mine = within[kinds == kind]
+        ranges[kind] = (
+            (float(np.percentile(mine, 1)), float(np.percentile(mine, 99))) if len(mine) >= MIN_KIND_MASS else overall
+        )
+    return ranges
+
+
+def fit_within(feats: dict, items: list[dict], train: np.ndarray, label: str, detailed: bool = False):
+    """The WithinSource model; detailed=False: two kinds (small talk, task), every task kind of KINDS
+    then gets the same prior and range, so the scorer's kind_of needs no change."""
     rows, boost = subsample(items, train)
     mean = feats["stats"][rows].mean(0)
     scale = feats["stats"][rows].std(0) + 1e-6
@@ -452,14 +474,33 @@ def fit_within(feats: dict, items: list[dict], train: np.ndarray, label: str):
     effect = dict(zip(sources, SOURCE_DUMMY * model.coef_[0][-k:] + model.intercept_[0]))
     row_effect = np.array([effect[f] for f in fold_of])
     kinds = feats["kind"][rows]
-    overall = float(np.average(row_effect, weights=w))
+    if not detailed:
+        kinds = np.where(kinds == "small_talk", kinds, "task")
+    # the hand-written prompts were written as small talk: the few the rules call something else
+    # (weighted ~10x a benchmark row) must not set that kind's rate
+    kinds = np.where((fold_of == "easy") & (kinds != "small_talk"), "", kinds)
+    coef = model.coef_[0][:-k]
+    ranges = within_ranges(x @ coef, kinds)
+    prior = kind_priors(kinds, row_effect, w)
+    if not detailed:
+        for kind in KINDS[1:]:
+            prior[kind], ranges[kind] = prior["task"], ranges["task"]
+    return WithinSource(coef, prior, ranges), mean, scale
+
+
+def kind_priors(kinds: np.ndarray, row_effect: np.ndarray, w: np.ndarray) -> dict[str, float]:
+    """Each kind's prior: the training-weighted mean of its rows' source effects (rows of kind "" are
+    left out). A kind with less than MIN_KIND_MASS of training weight (in cross-validation: the
+    held-out source was its only one) takes the mean over every task row: "some task"."""
+    tasks = np.isin(kinds, [k for k in KINDS if k != "small_talk"])
+    fallback = float(np.average(row_effect[tasks], weights=w[tasks]))
     prior = {}
-    for kind in ("small_talk", "task"):
+    for kind in KINDS:
         mask = kinds == kind
         prior[kind] = (
-            float(np.average(row_effect[mask], weights=w[mask])) if w[mask].sum() >= MIN_KIND_MASS else overall
+            float(np.average(row_effect[mask], weights=w[mask])) if w[mask].sum() >= MIN_KIND_MASS else fallback
         )
-    return WithinSource(model.coef_[0][:-k], prior), mean, scale
+    return prior
 
 
 def subsample(items: list[dict], train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -566,8 +607,8 @@ def cross_validate(items: list[dict], feats: dict, representation: str, label: s
     for fold in folds:
         train, test = np.where(fold_of != fold)[0], np.where(fold_of == fold)[0]
         model, mean, scale = (
-            fit_within(feats, items, train, label)
-            if representation == WITHIN
+            fit_within(feats, items, train, label, representation == WITHIN_KINDS)
+            if representation in WITHIN_MODELS
             else fit(feats, items, representation, train, label)
         )
         out[test] = logits(model, feats, representation, test, mean, scale)
@@ -657,8 +698,9 @@ def git_commit() -> str:
 
 def export(model, mean, scale, names: list[str], a: float, b: float, meta: dict, with_ngrams: bool) -> None:
     buckets = BUCKETS if with_ngrams else 0
+    ranges: dict[str, tuple[float, float]] = {}
     if isinstance(model, WithinSource):
-        coef, intercept, prior = model.coef, 0.0, model.prior
+        coef, intercept, prior, ranges = model.coef, 0.0, model.prior, model.ranges
     else:
         coef, intercept, prior = model.coef_[0], float(model.intercept_[0]), {}
     sparse = np.asarray(coef[:buckets], dtype="<f4")
@@ -666,6 +708,7 @@ def export(model, mean, scale, names: list[str], a: float, b: float, meta: dict,
         "buckets": buckets,
         "intercept": intercept,
         "kind_prior": prior,
+        "kind_range": {k: list(v) for k, v in ranges.items()},
         "dense": {"features": names, "mean": mean.tolist(), "scale": scale.tolist(), "coef": coef[buckets:].tolist()},
         "platt": {"a": a, "b": b},
     }
@@ -706,11 +749,11 @@ def out_of_source(items: list[dict], feats: dict, representations: Sequence[str]
     oof: dict[str, np.ndarray] = {}
     for representation in representations:
         for label in ("soft", "hard"):
-            if label == "soft" and representation == WITHIN:
+            if label == "soft" and representation in WITHIN_MODELS:
                 continue  # the within-source model uses the pair's outcomes (soft labels: within 0.001 in CV)
-            if label == "hard" and representation not in ("ngrams+stats", WITHIN):
+            if label == "hard" and representation not in ("ngrams+stats", *WITHIN_MODELS):
                 continue  # the label comparison on one representation is enough to choose
-            name = representation + ("" if label == "soft" or representation == WITHIN else " (hard labels)")
+            name = representation + ("" if label == "soft" or representation in WITHIN_MODELS else " (hard labels)")
             oof[name] = cross_validate(items, feats, representation, label)
             note(f"cv {name}: {time.time() - started:.0f}s")
     return oof
@@ -743,13 +786,13 @@ def summary(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> tuple
 
 
 def cross_validation(
-    representations: Sequence[str] = (WITHIN,), rows_per_source: int | None = None, note: Note = _quiet
+    representations: Sequence[str] = WITHIN_MODELS, rows_per_source: int | None = None, note: Note = _quiet
 ) -> dict:
     """Leave-one-source-out cross-validation of the given candidates against random, length and the
     heuristic; writes nothing. `r42 eval --cv` prints it."""
     if not (DATA / MMLU).is_file():
         raise FileNotFoundError(f"no training data in {DATA}: run from a checkout of the r42 repository")
-    items, _ = load_items(soft=any(r != WITHIN for r in representations), rows_per_source=rows_per_source)
+    items, _ = load_items(soft=any(r not in WITHIN_MODELS for r in representations), rows_per_source=rows_per_source)
     feats = features(
         items,
         with_wordllama=any("wordllama" in r for r in representations),
@@ -781,9 +824,9 @@ def train(representations: Sequence[str] = REPRESENTATIONS, note: Note = _quiet)
     held = np.array([i["fold"] != "easy" for i in items])
     w = np.array([i["weight"] for i in items])
     a, b = platt(oof[chosen][held], y[held], w[held])
-    if chosen == WITHIN:
-        representation, label = WITHIN, "hard"
-        model, mean, scale = fit_within(feats, items, np.arange(len(items)), label)
+    if chosen in WITHIN_MODELS:
+        representation, label = chosen, "hard"
+        model, mean, scale = fit_within(feats, items, np.arange(len(items)), label, chosen == WITHIN_KINDS)
     else:
         representation, label = chosen.split(" ")[0], "hard" if "hard" in chosen else "soft"
         model, mean, scale = fit(feats, items, representation, np.arange(len(items)), label)
