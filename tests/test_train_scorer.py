@@ -60,7 +60,7 @@ def test_reliability_svg_draws_one_dot_per_bin(train) -> None:
 
 # --- r42 eval --cv -------------------------------------------------------------------------------
 
-WITHIN_MODELS = ("within-source stats", "within-source stats, 5 kinds")  # the candidates `r42 eval --cv` compares
+WITHIN_MODELS = ("within-source stats", "within-source stats (5 kinds)")  # the candidates `r42 eval --cv` compares
 FOLDS = {"arena_bench", "crux", "math_l5", "mmlu_humanities", "mmlu_social_other", "mmlu_stem"}
 
 

@@ -114,7 +114,7 @@ MULTI = {
 }
 MMLU = "mmlu_gpt4_vs_mixtral.jsonl"
 WITHIN = "within-source stats"  # the kind prior has two kinds: small talk and task
-WITHIN_KINDS = "within-source stats, 5 kinds"  # the prior has every kind of KINDS
+WITHIN_KINDS = "within-source stats (5 kinds)"  # the prior has every kind of KINDS
 WITHIN_MODELS = (WITHIN, WITHIN_KINDS)
 REPRESENTATIONS = ("stats", "ngrams+stats", "wordllama+stats", "wordllama+ngrams+stats", WITHIN, WITHIN_KINDS)
 WITHIN_C = 0.1  # inverse L2 strength of the within-source model (fixed effects): 0.03..1 all within 0.003 in CV
