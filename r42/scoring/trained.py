@@ -43,7 +43,36 @@ WORD = re.compile(r"[A-Za-z]+")
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 MATH_SYMBOL = re.compile(r"[=+*/^<>√π∑∫]|\\[a-z]+|\b[a-z]\s*[=<>]")
 CHOICE = re.compile(r"^\s*(?:[A-Da-d][.)]|\(\w\))\s*(.*)$", re.MULTILINE)
-INLINE_OPTION = re.compile(r"(?:\([A-Da-d]\)|\b[A-D][).:])\s|\boption\s*[1-4]\b", re.IGNORECASE)
+INLINE_OPTION = re.compile(
+    r"(?:^|(?<=\s))(?:\(([A-Da-d])\)|([A-D])[).:]|[Oo]ption\s*([1-4])\s*[:.)]?)\s*", re.MULTILINE
+)
+OPTION_ORDER = ("abcd", "1234")
+
+
+def answer_options(text: str) -> list[str]:
+    """The answer options: on their own lines ("A. ...", "(b) ..."), else inline or labelled
+    ("(A) x (B) y", "Option 1: x Option 2: y"): markers that run A, B, ... (or 1, 2, ...) from the first,
+    each option the text up to the next marker or line end. Same shape whatever the format, so an inline
+    question reads like a multiple-choice one on lines."""
+    lines = CHOICE.findall(text)
+    if len(lines) >= 2:
+        return lines
+    markers = [
+        (m.start(), m.end(), (m.group(1) or m.group(2) or m.group(3)).lower()) for m in INLINE_OPTION.finditer(text)
+    ]
+    for order in OPTION_ORDER:
+        run: list[tuple[int, int, str]] = []
+        for marker in markers:
+            if len(run) < len(order) and marker[2] == order[len(run)]:
+                run.append(marker)
+            elif marker[2] == order[0]:
+                run = [marker]  # a new run starts: an "A" earlier in the text was not an option
+        if len(run) >= 2:
+            ends = [start for start, _, _ in run[1:]] + [len(text)]
+            return [text[end:stop].split("\n")[0].strip() for (_, end, _), stop in zip(run, ends)]
+    return []
+
+
 NEGATION = re.compile(r"\b(?:not|except|false|incorrect|least|never)\b", re.IGNORECASE)
 CODE_SHAPE = re.compile(r"[{};]|\bdef |\breturn\b|\bfunction\b|\bclass |==|\[\]|\(\)")
 MAX_TEXT = 6_000  # features read at most this much of the prompt: bounded cost per prompt
@@ -86,7 +115,7 @@ def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
     text = text[:MAX_TEXT]
     words = WORD.findall(text)
     n_words = len(words) or 1
-    choices = CHOICE.findall(text)
+    choices = answer_options(text)
     choice_lengths = [len(c) for c in choices] or [0]
     stats = {
         "log_chars": math.log1p(len(text)),
@@ -101,8 +130,7 @@ def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
         "cap_frac": sum(w[0].isupper() for w in words) / n_words,
         "qmarks": float(min(text.count("?"), 5)),
         "neg": float(min(len(NEGATION.findall(text)), 5)),
-        # options on their own lines, else inline ones ("(A) ... (B) ...", "Option 1: ... Option 2: ...")
-        "n_choices": float(min(len(choices) if len(choices) >= 2 else len(INLINE_OPTION.findall(text)), 8)),
+        "n_choices": float(min(len(choices), 8)),
         "choice_mean": math.log1p(sum(choice_lengths) / len(choice_lengths)),
         "choice_num": sum(bool(NUMBER.fullmatch(c.strip().rstrip("."))) for c in choices) / max(1, len(choices)),
         "heur": heuristic.complexity,
@@ -161,7 +189,7 @@ def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
         return "math"
     if stats["code_shape"] >= math.log1p(2) or CODE_REQUEST.search(text):
         return "code"
-    if len(INLINE_OPTION.findall(text)) >= 2 or BLANK.search(text):
+    if stats["n_choices"] >= 2 or BLANK.search(text):
         return "choice"
     numbers = len(NUMBER.findall(text)) + len(NUMBER_WORD.findall(text))
     if stats["math_syms"] >= math.log1p(2) or (numbers >= 2 and QUANTITY_QUESTION.search(text)):
