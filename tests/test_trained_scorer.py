@@ -203,3 +203,15 @@ def test_r42_eval_routes_maths_before_small_talk_with_the_default_scorer(tmp_pat
     assert result.exit_code == 0
     report = orjson.loads(result.stdout)
     assert report["scorers"]["default"]["apgr"] == pytest.approx(report["scorers"]["oracle"]["apgr"])
+
+
+def test_answer_options_read_alike_on_lines_inline_and_labelled() -> None:
+    from r42.scoring.trained import answer_options
+
+    on_lines = answer_options("Which gas do plants take in?\nA. oxygen\nB. carbon dioxide\nC. nitrogen")
+    inline = answer_options("Which gas do plants take in? (A) oxygen (B) carbon dioxide (C) nitrogen")
+    assert on_lines == inline == ["oxygen", "carbon dioxide", "nitrogen"]
+    labelled = answer_options("The cup fell off the shelf because _ was tilted. Option 1: the cup Option 2: the shelf")
+    assert labelled == ["the cup", "the shelf"]
+    assert answer_options("def f(a):\n    return g(a) + h(b)") == []  # calls are not options
+    assert answer_options("Washington D. C. is a city.") == []  # one letter is not a run of options

@@ -73,6 +73,28 @@ def answer_options(text: str) -> list[str]:
     return []
 
 
+def options_on_lines(text: str) -> str:
+    """The text with inline or labelled answer options moved onto their own lines ("A. x"), the shape
+    of the multiple-choice questions in training: statistics and the heuristic's domains then read a
+    question alike whatever its format. Text without such options is returned unchanged."""
+    if len(CHOICE.findall(text)) >= 2:
+        return text
+    options = answer_options(text)
+    if len(options) < 2:
+        return text
+    first = next(m for m in INLINE_OPTION.finditer(text) if (m.group(1) or m.group(2) or m.group(3)).lower() in "a1")
+    stem = text[: first.start()].rstrip()
+    return stem + "".join(f"\n{letter}. {option}" for letter, option in zip("ABCD", options))
+
+
+def with_options_on_lines(prompt: Prompt) -> Prompt:
+    """The prompt whose last turn has its answer options on lines (options_on_lines); the same object
+    when there is nothing to move (training and scoring both read prompts through this)."""
+    head = prompt.last_user[:MAX_TEXT]
+    moved = options_on_lines(head)
+    return prompt if moved == head else Prompt(moved, prompt.context, prompt.turns, prompt.chars)
+
+
 NEGATION = re.compile(r"\b(?:not|except|false|incorrect|least|never)\b", re.IGNORECASE)
 CODE_SHAPE = re.compile(r"[{};]|\bdef |\breturn\b|\bfunction\b|\bclass |==|\[\]|\(\)")
 MAX_TEXT = 6_000  # features read at most this much of the prompt: bounded cost per prompt
@@ -283,6 +305,7 @@ class TrainedScorer:
         return _sigmoid(self._platt_a * raw_logit + self._platt_b)
 
     def estimate(self, prompt: Prompt) -> Estimate:
+        prompt = with_options_on_lines(prompt)
         heuristic = self._heuristic.estimate(prompt)
         p = self.probability(self.logit(prompt.last_user, heuristic))
         # the heuristic's evidence (it reads the whole conversation) stays visible next to the probability

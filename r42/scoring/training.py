@@ -51,7 +51,15 @@ from r42.scoring import prompt_of  # noqa: E402
 from r42.scoring.ability import SCALE_FILE  # noqa: E402
 from r42.scoring.baselines import LengthScorer  # noqa: E402
 from r42.scoring.heuristic import HeuristicScorer  # noqa: E402
-from r42.scoring.trained import COEF, KINDS, WEIGHTS, hashed_counts, kind_of, text_statistics  # noqa: E402
+from r42.scoring.trained import (  # noqa: E402
+    COEF,
+    KINDS,
+    WEIGHTS,
+    hashed_counts,
+    kind_of,
+    text_statistics,
+    with_options_on_lines,
+)  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: data/ is not part of the wheel
 
@@ -355,7 +363,8 @@ def features(items: list[dict], with_wordllama: bool, with_ngrams: bool = True) 
     indptr = [0]
     stats, heur, lengths, kinds = [], [], [], []
     for item in items:
-        prompt = prompt_of([{"role": "user", "content": item["prompt"]}])
+        raw = prompt_of([{"role": "user", "content": item["prompt"]}])
+        prompt = with_options_on_lines(raw)  # what the trained scorer reads
         counts = hashed_counts(prompt.last_user, BUCKETS) if with_ngrams else {}
         indices.extend(counts)
         data.extend(counts.values())
@@ -363,8 +372,9 @@ def features(items: list[dict], with_wordllama: bool, with_ngrams: bool = True) 
         estimate = heuristic.estimate(prompt)
         stats.append(text_statistics(prompt.last_user, estimate))
         kinds.append(kind_of(prompt.last_user, stats[-1], estimate))
-        heur.append(estimate.complexity)
-        lengths.append(length.estimate(prompt).complexity)
+        # the baselines score the prompt as it is
+        heur.append((estimate if prompt is raw else heuristic.estimate(raw)).complexity)
+        lengths.append(length.estimate(raw).complexity)
     names = list(stats[0])
     out = {
         "ngrams": csr_matrix((data, indices, indptr), shape=(len(items), BUCKETS)),
