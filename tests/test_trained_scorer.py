@@ -215,3 +215,13 @@ def test_answer_options_read_alike_on_lines_inline_and_labelled() -> None:
     assert labelled == ["the cup", "the shelf"]
     assert answer_options("def f(a):\n    return g(a) + h(b)") == []  # calls are not options
     assert answer_options("Washington D. C. is a city.") == []  # one letter is not a run of options
+
+
+def test_a_question_scores_alike_with_options_inline_or_on_lines(scorer: TrainedScorer) -> None:
+    from r42.scoring.trained import options_on_lines
+
+    inline = "Which gas do plants take in from the air to make food? (A) oxygen (B) carbon dioxide (C) nitrogen"
+    on_lines = "Which gas do plants take in from the air to make food?\nA. oxygen\nB. carbon dioxide\nC. nitrogen"
+    assert options_on_lines(inline) == on_lines
+    assert options_on_lines("hello there") == "hello there"
+    assert scorer.estimate(_prompt(inline)).complexity == pytest.approx(scorer.estimate(_prompt(on_lines)).complexity)
