@@ -303,7 +303,9 @@ def _place(
     return None
 
 
-def reasons(r: Ranked, need: float, domain: str, availability_source: str | None) -> list[str]:
+def reasons(
+    r: Ranked, need: float, domain: str, availability_source: str | None, p_ok: float | None = None
+) -> list[str]:
     """Why this candidate is where it is, in words (only for candidates that are shown)."""
     m = r.model
     out = []
@@ -318,6 +320,8 @@ def reasons(r: Ranked, need: float, domain: str, availability_source: str | None
     comparison = "<" if r.below_quality else ">="
     estimated = " (estimated)" if m.quality_estimated else ""
     out.append(f"quality {r.quality:.2f}{estimated} {comparison} {need:.2f} needed for {domain}")
+    if p_ok is not None:
+        out.append(f"p_ok {p_ok:.2f}")
     if r.below_quality:
         out.append("best available: no model meets the quality needed")
     if r.learned is not None:
@@ -333,20 +337,23 @@ def ranking_document(
     ranking: Ranking, score: dict[str, Any], top: int | None, availability: AvailabilityFn, catalog: Catalog
 ) -> dict[str, Any]:
     shown = ranking.candidates if top is None else ranking.candidates[:top]
+    p_ok = p_ok_function(score)
     candidates = []
     for r in shown:
         status = availability(catalog.providers[r.model.provider])
-        candidates.append(
-            {
-                "model": r.model.id,
-                "score": round(r.score, 4),
-                "quality": round(r.quality, 4),
-                "cost_usd": None if r.cost_usd is None else round(r.cost_usd, 6),
-                "latency_s": round(r.latency_s, 2),
-                "local": r.model.local,
-                "reasons": reasons(r, ranking.required_quality, score["domain"], status.source if status.ok else None),
-            }
-        )
+        ok = p_ok(r.quality) if p_ok is not None else None
+        entry = {
+            "model": r.model.id,
+            "score": round(r.score, 4),
+            "quality": round(r.quality, 4),
+            "cost_usd": None if r.cost_usd is None else round(r.cost_usd, 6),
+            "latency_s": round(r.latency_s, 2),
+            "local": r.model.local,
+            "reasons": reasons(r, ranking.required_quality, score["domain"], status.source if status.ok else None, ok),
+        }
+        if ok is not None:
+            entry["p_ok"] = round(ok, 3)
+        candidates.append(entry)
     doc: dict[str, Any] = {
         "mode": ranking.mode,
         "required_quality": ranking.required_quality,
@@ -358,6 +365,20 @@ def ranking_document(
     if top is not None and len(ranking.candidates) > top:
         doc["more"] = len(ranking.candidates) - top
     return doc
+
+
+def p_ok_function(score: dict[str, Any]) -> Callable[[float], float] | None:
+    """quality -> P(a model of that quality handles this prompt), on the one logit scale of
+    r42/scoring/ability.py; None when the complexity is not the trained scorer's probability (another
+    scorer, or a score with no numeric complexity) or the scale is not shipped."""
+    from r42.scoring.ability import load_scale
+
+    scorer, complexity = str(score.get("scorer", "trained")), score.get("complexity")
+    scale = load_scale()
+    if not scorer.startswith("trained") or not isinstance(complexity, (int, float)) or scale is None:
+        return None
+    difficulty = scale.difficulty(float(complexity))
+    return lambda quality: scale.p_ok(quality, difficulty)
 
 
 def privacy_explanation(score: dict[str, Any], c: Constraints, excluded: dict[str, int]) -> list[str]:

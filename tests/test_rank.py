@@ -309,3 +309,52 @@ def test_calibration_sets_cut_points_that_rank_uses(isolated_env, tmp_path):
     assert calibrated_complexity(0.42, 0.35, 0.6) == pytest.approx(0.42)
     scored = [orjson.loads(run(["score"], input=line).stdout)["score"]["level"] for line in lines]
     assert scored.count("complex") == round(cal["complex_share"] * 10)
+
+
+# --- p_ok: one logit scale for prompts and models (r42/scoring/ability.py) ----------------------
+
+
+def test_every_shown_candidate_has_p_ok_in_json_and_in_reasons():
+    result = run(["rank", "--include-unavailable", "--top", "5"], input="Prove that the square root of 2 is irrational")
+    assert result.exit_code == 0, result.stderr
+    for candidate in orjson.loads(result.stdout)["ranking"]["candidates"]:
+        assert 0.0 <= candidate["p_ok"] <= 1.0
+        assert f"p_ok {candidate['p_ok']:.2f}" in candidate["reasons"]
+
+
+def test_p_ok_falls_with_complexity_and_rises_with_quality():
+    from r42.ranking import p_ok_function
+
+    easy = p_ok_function({"complexity": 0.02, "scorer": "trained@x"})
+    hard = p_ok_function({"complexity": 0.35, "scorer": "trained@x"})
+    assert easy is not None and hard is not None
+    for quality in (0.2, 0.3, 0.4):
+        assert hard(quality) < easy(quality)
+    assert hard(0.2) < hard(0.3) < hard(0.4)
+    assert easy(0.2) > 0.9  # a greeting: even a weak model handles it
+
+
+def test_p_ok_only_for_the_trained_scorers_probability():
+    from r42.ranking import p_ok_function
+
+    assert p_ok_function({"complexity": 0.3, "scorer": "heuristic@2"}) is None
+    assert p_ok_function({"complexity": "high", "scorer": "trained@x"}) is None
+    result = run(["rank", "--scorer", "heuristic", "--include-unavailable", "--top", "2"], input="hello")
+    assert result.exit_code == 0, result.stderr
+    for candidate in orjson.loads(result.stdout)["ranking"]["candidates"]:
+        assert "p_ok" not in candidate and not any(r.startswith("p_ok") for r in candidate["reasons"])
+
+
+def test_ability_scale_difficulty_inverts_the_reference_pair_probability():
+    from r42.scoring.ability import AbilityScale, load_scale
+
+    scale = load_scale()
+    assert scale is not None and scale.weak < scale.strong and scale.slope > 0
+    peak = scale.pair_probability(scale.peak())
+    for p in (0.01, 0.05, 0.2, 0.3):
+        assert p < peak
+        assert scale.pair_probability(scale.difficulty(p)) == pytest.approx(p, abs=1e-4)
+    assert scale.difficulty(0.05) < scale.difficulty(0.2) < scale.difficulty(0.3)
+    assert scale.difficulty(0.99) == pytest.approx(scale.peak())  # above the curve: the peak
+    toy = AbilityScale(weak=-1.0, strong=1.0, intercept=0.0, slope=10.0)
+    assert toy.p_ok(0.0, 0.0) == pytest.approx(0.5)

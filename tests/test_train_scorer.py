@@ -1,26 +1,19 @@
-"""The training script's pieces on small data made here: item-response fit, calibration metrics, folds."""
+"""The training code's pieces (r42/scoring/training.py) on small data made here: item-response fit,
+calibration metrics, folds; and `r42 eval --cv` on a small subset of the real training data."""
 
 from __future__ import annotations
-
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
 np = pytest.importorskip("numpy")
-pytest.importorskip("sklearn")  # the script imports it at the top (pip install -e '.[train]')
-
-ROOT = Path(__file__).resolve().parent.parent
+pytest.importorskip("sklearn")  # the `train` extra (pip install -e '.[train]')
 
 
 @pytest.fixture(scope="module")
 def train():
-    spec = importlib.util.spec_from_file_location("train_scorer", ROOT / "scripts/train_scorer.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_scorer"] = module
-    spec.loader.exec_module(module)
-    return module
+    from r42.scoring import training
+
+    return training
 
 
 def test_rasch_recovers_the_order_of_abilities_and_difficulties(train) -> None:
@@ -63,3 +56,99 @@ def test_reliability_svg_draws_one_dot_per_bin(train) -> None:
     bins = [{"bin": 0, "n": 10, "mean_p": 0.05, "rate": 0.1}, {"bin": 5, "n": 3, "mean_p": 0.55, "rate": 0.4}]
     svg = train.reliability_svg(bins, "t")
     assert svg.startswith("<svg") and svg.count("<circle") == 2
+
+
+# --- r42 eval --cv -------------------------------------------------------------------------------
+
+WITHIN_MODELS = ("within-source stats", "within-source stats (5 kinds)")  # the candidates `r42 eval --cv` compares
+FOLDS = {"arena_bench", "crux", "math_l5", "mmlu_humanities", "mmlu_social_other", "mmlu_stem"}
+
+
+def _eval(args: list[str], tty: bool = False):
+    import io
+
+    from click.testing import CliRunner
+
+    from r42.cli import cli
+    from r42.terminal import Terminal
+
+    out = io.BytesIO()
+    term = Terminal(stdin=io.BytesIO(b""), stdout=out, stderr=io.StringIO(), stdout_isatty=tty)
+    result = CliRunner().invoke(cli, args, obj=term)
+    return result, out.getvalue()
+
+
+def test_eval_cv_on_a_subset_gives_every_fold_against_the_baselines_in_json() -> None:
+    import orjson
+
+    result, out = _eval(["eval", "--cv", "--cv-rows", "120"])
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(out)
+    assert {row["fold"] for row in report["apgr_by_fold"]} == FOLDS
+    for row in report["apgr_by_fold"]:
+        assert 0 < row["rows"] <= 120
+        for name in ("random", "length", "heuristic", *WITHIN_MODELS):
+            assert 0.0 <= row[name] <= 1.0
+    assert set(report["apgr_mean"]) == {"random", "length", "heuristic", *WITHIN_MODELS}
+    assert report["chosen"] == max(WITHIN_MODELS, key=lambda name: report["apgr_mean"][name])
+    assert abs(report["apgr_mean"]["random"] - 0.5) < 0.03  # 100 seeds: chance is 0.5
+    assert {c["fold"] for c in report["calibration_by_fold"]} == FOLDS
+
+
+def test_eval_cv_on_a_terminal_is_a_table() -> None:
+    result, out = _eval(["eval", "--cv", "--cv-rows", "60"], tty=True)
+    assert result.exit_code == 0, result.output
+    text = out.decode()
+    assert not text.startswith("{")
+    assert "held-out source" in text and "mean of the folds" in text and "math_l5" in text and "Brier" in text
+
+
+@pytest.mark.parametrize(
+    "args", [["eval", "--cv", "x.jsonl"], ["eval", "--cv", "--scorer", "length"], ["eval", "--cv-rows", "100"]]
+)
+def test_eval_cv_bad_combinations_are_one_line_and_exit_2(args: list[str]) -> None:
+    result, out = _eval(args)
+    assert result.exit_code == 2
+    assert out == b""
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("r42: error: ")
+
+
+def test_eval_cv_without_the_train_extra_says_what_to_install(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    # A Python where numpy cannot be imported (as after a plain `pip install r42`): a None entry in
+    # sys.modules makes `import numpy` raise ImportError; r42 runs unchanged.
+    code = (
+        "import sys; sys.modules['numpy'] = None; from r42.entry import main; "
+        "sys.argv = ['r42', 'eval', '--cv']; main()"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "r42: error: --cv needs numpy and scikit-learn, which are not installed (pip install -e '.[train]')"
+    ]
+
+
+# --- the ability scale (r42/scoring/ability.py) ---------------------------------------------------
+
+
+def test_model_key_matches_matrix_and_catalog_spellings(train) -> None:
+    assert train.model_key("gpt-4-turbo-2024-04-09") == train.model_key("openai/gpt-4-turbo")
+    assert train.model_key("Meta-Llama-3.1-70B-Instruct@hyperbolic") == train.model_key(
+        "deepinfra/meta-llama/Meta-Llama-3.1-70B-Instruct"
+    )
+    assert train.model_key("claude-3-5-haiku-20241022") == train.model_key("anthropic/claude-3-5-haiku-20241022")
+    assert train.model_key("gpt-4o-mini") != train.model_key("gpt-4o")
+
+
+def test_shipped_ability_scale_is_what_the_training_code_writes(train) -> None:
+    import json
+
+    scale = train.ability_scale()
+    assert json.dumps(scale, indent=1) + "\n" == train.SCALE_FILE.read_text(encoding="utf-8")
+    line = scale["quality_to_ability"]
+    assert line["models"] >= 20 and line["correlation"] > 0.8  # catalog quality does order the named models
+    assert scale["reference"]["weak"] < scale["reference"]["strong"]

@@ -16,7 +16,7 @@ from r42.config import DOMAINS
 from r42.errors import ConfigError
 from r42.scoring import DEFAULT_SCORER, get_scorer, normalise_domains, prompt_of
 from r42.scoring.heuristic import HeuristicScorer
-from r42.scoring.trained import COEF, WEIGHTS, TrainedScorer, hashed_counts, kind_of, text_statistics
+from r42.scoring.trained import COEF, KINDS, WEIGHTS, TrainedScorer, hashed_counts, kind_of, text_statistics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,10 +157,23 @@ def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> Non
         return kind_of(text, text_statistics(text, heuristic), heuristic)
 
     assert kind("thanks a lot!") == kind("Who wrote Hamlet?") == "small_talk"
-    assert kind("Prove that the square root of 2 is irrational") == "task"  # short, but maths
-    assert kind("Compute $\\sum_{k=1}^{10} k^2$.") == "task"
-    assert kind("Which planet is largest?\nA. Mars\nB. Jupiter") == "task"
-    assert scorer._kind_prior["small_talk"] < scorer._kind_prior["task"]
+    assert kind("Prove that the square root of 2 is irrational") == "task"  # short, but maths: not small talk
+    assert kind("Compute $\\sum_{k=1}^{10} k^2$.") == "math"
+    assert kind("Which planet is largest?\nA. Mars\nB. Jupiter") == "choice"
+    assert (
+        kind("Anna had 12 pens and gave away 5. Then she bought three boxes of 4. How many pens has she now?") == "math"
+    )
+    assert kind("Write a function to find the shared elements of two lists.") == "code"
+    assert kind("def f(x):\n    return x + 1\nassert f(1) == ??") == "code"
+    assert (
+        kind("The trophy doesn't fit into the suitcase because _ is too large. Option 1: trophy Option 2: suitcase")
+        == "choice"
+    )
+    assert (
+        kind("Explain the causes of the French Revolution and their long-term effects on European politics.") == "task"
+    )
+    assert set(scorer._kind_prior) == set(KINDS)
+    assert all(scorer._kind_prior["small_talk"] < scorer._kind_prior[k] for k in KINDS if k != "small_talk")
 
 
 def test_the_calibration_is_stored(scorer: TrainedScorer) -> None:
@@ -190,3 +203,25 @@ def test_r42_eval_routes_maths_before_small_talk_with_the_default_scorer(tmp_pat
     assert result.exit_code == 0
     report = orjson.loads(result.stdout)
     assert report["scorers"]["default"]["apgr"] == pytest.approx(report["scorers"]["oracle"]["apgr"])
+
+
+def test_answer_options_read_alike_on_lines_inline_and_labelled() -> None:
+    from r42.scoring.trained import answer_options
+
+    on_lines = answer_options("Which gas do plants take in?\nA. oxygen\nB. carbon dioxide\nC. nitrogen")
+    inline = answer_options("Which gas do plants take in? (A) oxygen (B) carbon dioxide (C) nitrogen")
+    assert on_lines == inline == ["oxygen", "carbon dioxide", "nitrogen"]
+    labelled = answer_options("The cup fell off the shelf because _ was tilted. Option 1: the cup Option 2: the shelf")
+    assert labelled == ["the cup", "the shelf"]
+    assert answer_options("def f(a):\n    return g(a) + h(b)") == []  # calls are not options
+    assert answer_options("Washington D. C. is a city.") == []  # one letter is not a run of options
+
+
+def test_a_question_scores_alike_with_options_inline_or_on_lines(scorer: TrainedScorer) -> None:
+    from r42.scoring.trained import options_on_lines
+
+    inline = "Which gas do plants take in from the air to make food? (A) oxygen (B) carbon dioxide (C) nitrogen"
+    on_lines = "Which gas do plants take in from the air to make food?\nA. oxygen\nB. carbon dioxide\nC. nitrogen"
+    assert options_on_lines(inline) == on_lines
+    assert options_on_lines("hello there") == "hello there"
+    assert scorer.estimate(_prompt(inline)).complexity == pytest.approx(scorer.estimate(_prompt(on_lines)).complexity)

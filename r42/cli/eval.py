@@ -13,7 +13,7 @@ from r42.errors import InputError, UsageError
 
 
 @click.command("eval")
-@click.argument("eval_file", type=click.File("rb"), metavar="FILE")
+@click.argument("eval_file", type=click.File("rb"), metavar="FILE", required=False)
 @click.option(
     "--scorer",
     "scorers",
@@ -36,10 +36,31 @@ from r42.errors import InputError, UsageError
     show_default=True,
     help="Seeds of the random router whose band is reported.",
 )
+@click.option(
+    "--cv",
+    "cross_validate",
+    is_flag=True,
+    help="Instead of FILE: leave-one-source-out cross-validation of the trained scorer on data/routing, "
+    "per fold against random, length and heuristic (needs pip install -e '.[train]' and a checkout).",
+)
+@click.option(
+    "--cv-rows",
+    type=click.IntRange(50, 100_000),
+    default=None,
+    metavar="N",
+    help="With --cv: at most N rows of each source (every k-th), a quick check.",
+)
 @click.option("--json", "force_json", is_flag=True, help="Write JSON even on a terminal.")
 @click.pass_context
 def eval_command(
-    ctx: click.Context, eval_file, scorers: tuple[str, ...], plot_file: Path | None, seeds: int, force_json: bool
+    ctx: click.Context,
+    eval_file,
+    scorers: tuple[str, ...],
+    plot_file: Path | None,
+    seeds: int,
+    cross_validate: bool,
+    cv_rows: int | None,
+    force_json: bool,
 ) -> None:
     """Measure how well scorers route: APGR, CPT(50%), CPT(80%), the strong-call share at 95% of
     strong-only quality, and domain accuracy when rows carry a domain.
@@ -52,10 +73,23 @@ def eval_command(
     \b
     Example:
       r42 eval data/eval/loso_cv.jsonl --scorer trained-cv --scorer heuristic --plot curves.svg
+      r42 eval --cv                      # cross-validate the trained scorer (~30 s)
     """
     from r42 import evaluation
 
     term = terminal_of(ctx)
+    if cross_validate:
+        if eval_file is not None or scorers or plot_file is not None:
+            raise UsageError("--cv takes no FILE, --scorer or --plot", "r42 eval --cv [--cv-rows N] [--json]")
+        report = _cross_validation(cv_rows)
+        term.write(
+            dumps(report) + b"\n" if force_json or not term.stdout_isatty else render_cv(report).encode() + b"\n"
+        )
+        return
+    if cv_rows is not None:
+        raise UsageError("--cv-rows goes with --cv", "r42 eval --cv --cv-rows 300")
+    if eval_file is None:
+        raise UsageError("missing FILE", "r42 eval FILE, or r42 eval --cv")
     if plot_file is not None and plot_file.suffix.lower() not in (".svg", ".png"):
         raise UsageError(f"cannot draw {plot_file.name}: the plot must be .svg or .png", "e.g. --plot curves.svg")
     rows = evaluation.load_rows(eval_file.read())
@@ -69,6 +103,56 @@ def eval_command(
         term.write(dumps(report) + b"\n")
     else:
         term.write(render(report).encode() + b"\n")
+
+
+def _cross_validation(rows_per_source: int | None) -> dict[str, Any]:
+    try:
+        from r42.scoring import training
+    except ImportError:
+        raise UsageError(
+            "--cv needs numpy and scikit-learn, which are not installed", "pip install -e '.[train]'"
+        ) from None
+    try:
+        return training.cross_validation(rows_per_source=rows_per_source)
+    except FileNotFoundError as exc:
+        raise InputError(str(exc)) from None
+
+
+def render_cv(report: dict[str, Any]) -> str:
+    """The per-fold APGR table (the mean over folds and the pooled stream last), then calibration."""
+    from tabulate import tabulate
+
+    names = list(report["apgr_mean"])
+    rows = [[row["fold"], row["rows"], *(f"{row[n]:.3f}" for n in names)] for row in report["apgr_by_fold"]]
+    rows.append(["mean of the folds", "", *(f"{report['apgr_mean'][n]:.3f}" for n in names)])
+    pooled = report["pooled"]
+    rows.append(["all folds as one stream", pooled["rows"], *(f"{pooled[n]:.3f}" for n in names)])
+    calibration = [
+        [
+            c["fold"],
+            f"{c['base_rate']:.3f}",
+            f"{c['mean_p']:.3f}",
+            f"{c['brier']:.4f}",
+            f"{c['brier_constant']:.4f}",
+            f"{c['ece']:.3f}",
+        ]
+        for c in report["calibration_by_fold"]
+    ]
+    whole = report["calibration_pooled"]
+    calibration.append(["all folds", "", "", f"{whole['brier']:.4f}", "", f"{whole['ece']:.3f}"])
+    return "\n".join(
+        [
+            f"APGR on each held-out source ({report['rows']} rows; random = mean of 100 seeds):",
+            tabulate(rows, headers=["held-out source", "rows", *names], disable_numparse=True),
+            "",
+            f"Calibration of {report['chosen']} (Platt fit on the other folds):",
+            tabulate(
+                calibration,
+                headers=["held-out source", "base rate", "mean predicted", "Brier", "Brier of base rate", "ECE"],
+                disable_numparse=True,
+            ),
+        ]
+    )
 
 
 def _default_names(rows) -> list[str]:  # noqa: ANN001

@@ -1,11 +1,13 @@
 """The trained scorer: a calibrated P(a cheap model fails where a strong one succeeds), in pure Python.
 
 A logistic regression whose logit is the sum of
-- a task-kind prior (`kind_of`: small talk or task), learned from the training sources' effects;
+- a task-kind prior (`kind_of`: small_talk, choice, code, math or task; `kind_prior` in the weights,
+  learned from the training sources' effects; the shipped model gives the four task kinds one prior);
 - a within-source difficulty term over a few dozen standardised text statistics (length, digits,
   maths symbols, multiple-choice shape, code shape) and the hand-built scorer's complexity and domain
   cues, fitted with one indicator per source so that it learns what makes a prompt harder than
-  another of the same source;
+  another of the same source; clipped to the range it had on the training prompts of the same kind
+  (`kind_range`), so a prompt unlike any of its kind cannot move far from it;
 - optionally hashed word unigrams, word bigrams and character 3..5-grams of each word (CRC32 buckets,
   counts divided by the square root of their total), when the exported representation has them
   (`buckets` > 0; the current default has none).
@@ -41,6 +43,58 @@ WORD = re.compile(r"[A-Za-z]+")
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 MATH_SYMBOL = re.compile(r"[=+*/^<>√π∑∫]|\\[a-z]+|\b[a-z]\s*[=<>]")
 CHOICE = re.compile(r"^\s*(?:[A-Da-d][.)]|\(\w\))\s*(.*)$", re.MULTILINE)
+INLINE_OPTION = re.compile(
+    r"(?:^|(?<=\s))(?:\(([A-Da-d])\)|([A-D])[).:]|[Oo]ption\s*([1-4])\s*[:.)]?)\s*", re.MULTILINE
+)
+OPTION_ORDER = ("abcd", "1234")
+
+
+def answer_options(text: str) -> list[str]:
+    """The answer options: on their own lines ("A. ...", "(b) ..."), else inline or labelled
+    ("(A) x (B) y", "Option 1: x Option 2: y"): markers that run A, B, ... (or 1, 2, ...) from the first,
+    each option the text up to the next marker or line end. Same shape whatever the format, so an inline
+    question reads like a multiple-choice one on lines."""
+    lines = CHOICE.findall(text)
+    if len(lines) >= 2:
+        return lines
+    markers = [
+        (m.start(), m.end(), (m.group(1) or m.group(2) or m.group(3)).lower()) for m in INLINE_OPTION.finditer(text)
+    ]
+    for order in OPTION_ORDER:
+        run: list[tuple[int, int, str]] = []
+        for marker in markers:
+            if len(run) < len(order) and marker[2] == order[len(run)]:
+                run.append(marker)
+            elif marker[2] == order[0]:
+                run = [marker]  # a new run starts: an "A" earlier in the text was not an option
+        if len(run) >= 2:
+            ends = [start for start, _, _ in run[1:]] + [len(text)]
+            return [text[end:stop].split("\n")[0].strip() for (_, end, _), stop in zip(run, ends)]
+    return []
+
+
+def options_on_lines(text: str) -> str:
+    """The text with inline or labelled answer options moved onto their own lines ("A. x"), the shape
+    of the multiple-choice questions in training: statistics and the heuristic's domains then read a
+    question alike whatever its format. Text without such options is returned unchanged."""
+    if len(CHOICE.findall(text)) >= 2:
+        return text
+    options = answer_options(text)
+    if len(options) < 2:
+        return text
+    first = next(m for m in INLINE_OPTION.finditer(text) if (m.group(1) or m.group(2) or m.group(3)).lower() in "a1")
+    stem = text[: first.start()].rstrip()
+    return stem + "".join(f"\n{letter}. {option}" for letter, option in zip("ABCD", options))
+
+
+def with_options_on_lines(prompt: Prompt) -> Prompt:
+    """The prompt whose last turn has its answer options on lines (options_on_lines); the same object
+    when there is nothing to move (training and scoring both read prompts through this)."""
+    head = prompt.last_user[:MAX_TEXT]
+    moved = options_on_lines(head)
+    return prompt if moved == head else Prompt(moved, prompt.context, prompt.turns, prompt.chars)
+
+
 NEGATION = re.compile(r"\b(?:not|except|false|incorrect|least|never)\b", re.IGNORECASE)
 CODE_SHAPE = re.compile(r"[{};]|\bdef |\breturn\b|\bfunction\b|\bclass |==|\[\]|\(\)")
 MAX_TEXT = 6_000  # features read at most this much of the prompt: bounded cost per prompt
@@ -83,7 +137,7 @@ def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
     text = text[:MAX_TEXT]
     words = WORD.findall(text)
     n_words = len(words) or 1
-    choices = CHOICE.findall(text)
+    choices = answer_options(text)
     choice_lengths = [len(c) for c in choices] or [0]
     stats = {
         "log_chars": math.log1p(len(text)),
@@ -109,20 +163,60 @@ def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
 
 
 SMALL_TALK_DOMAINS = frozenset({"chat", "knowledge", "creative", "extraction"})
+# The kinds the prior is looked up by, each with its own learned effect (training: fit_within).
+KINDS = ("small_talk", "choice", "code", "math", "task")
+LATEX = re.compile(r"\[asy\]|\$|\\[a-zA-Z]+\{|\\\(|\\\[|\\frac|\\sqrt")
+CODE_REQUEST = re.compile(
+    r"\b(?:python|javascript|typescript|java|c\+\+|golang|rust|sql|bash|regex|function|program|script|code|"
+    r"implement|algorithm|compile|def|assert)\b",
+    re.IGNORECASE,
+)
+BLANK = re.compile(r"(?:^|\s)_+(?=[\s.,;:!?]|$)")
+NUMBER_WORD = re.compile(
+    r"\b(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|"
+    r"thousand|half|third|quarter|twice|double|triple)\b",
+    re.IGNORECASE,
+)
+QUANTITY_QUESTION = re.compile(
+    r"\b(?:how (?:many|much|long|far|old|fast)|what (?:is|was|will be) the (?:total|sum|difference|product|"
+    r"cost|price|average|area|percentage|probability)|calculate|compute|find the|solve)\b",
+    re.IGNORECASE,
+)
+
+
+def small_talk(text: str, stats: dict[str, float], heuristic: Estimate) -> bool:
+    """One short line with no maths, code or answer options whose heuristic domain is chat, knowledge,
+    creative or extraction: greetings, thanks, one-line chat and lookups."""
+    short = stats["log_words"] <= math.log1p(12) and len(text) <= 120 and "\n" not in text.strip()
+    if not short or "$" in text or "\\" in text or stats["code_shape"] > 0 or stats["math_syms"] > math.log1p(1):
+        return False
+    if stats["n_choices"] > 0 or heuristic.signals.get("terms", {}).get("hard_words"):
+        return False
+    top = max(heuristic.domains, key=lambda d: heuristic.domains[d])
+    return top in SMALL_TALK_DOMAINS
 
 
 def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
-    """The task kind the prior is looked up by: `small_talk` (one short line with no maths, code or
-    answer options whose heuristic domain is chat, knowledge, creative or extraction: greetings,
-    thanks, one-line chat and lookups) or `task` (everything else)."""
+    """The task kind the prior is looked up by (KINDS), first rule that holds: `small_talk`; `choice`
+    (answer options on their own lines); `math` (LaTeX or an Asymptote figure); `code` (two code
+    tokens, or a request for code); `choice` (inline options, or a blank to fill); `math` (a quantity
+    question with two or more numbers, in digits or words, or two maths symbols: word problems);
+    `task` (everything else: open requests and chat)."""
     text = text[:MAX_TEXT]
-    short = stats["log_words"] <= math.log1p(12) and len(text) <= 120 and "\n" not in text.strip()
-    if not short or "$" in text or "\\" in text or stats["code_shape"] > 0 or stats["math_syms"] > math.log1p(1):
-        return "task"
-    if stats["n_choices"] > 0 or heuristic.signals.get("terms", {}).get("hard_words"):
-        return "task"
-    top = max(heuristic.domains, key=lambda d: heuristic.domains[d])
-    return "small_talk" if top in SMALL_TALK_DOMAINS else "task"
+    if small_talk(text, stats, heuristic):
+        return "small_talk"
+    if len(CHOICE.findall(text)) >= 2:
+        return "choice"
+    if LATEX.search(text):
+        return "math"
+    if stats["code_shape"] >= math.log1p(2) or CODE_REQUEST.search(text):
+        return "code"
+    if stats["n_choices"] >= 2 or BLANK.search(text):
+        return "choice"
+    numbers = len(NUMBER.findall(text)) + len(NUMBER_WORD.findall(text))
+    if stats["math_syms"] >= math.log1p(2) or (numbers >= 2 and QUANTITY_QUESTION.search(text)):
+        return "math"
+    return "task"
 
 
 def _sigmoid(x: float) -> float:
@@ -163,6 +257,10 @@ class TrainedScorer:
         self._scale: list[float] = dense["scale"]
         self._dense_coef: list[float] = dense["coef"]
         self._kind_prior: dict[str, float] = {k: float(v) for k, v in weights.get("kind_prior", {}).items()}
+        # the difficulty term's range per kind on the training prompts: it is clipped to it
+        self._kind_range: dict[str, tuple[float, float]] = {
+            k: (float(v[0]), float(v[1])) for k, v in weights.get("kind_range", {}).items()
+        }
         self._platt_a = float(weights["platt"]["a"])
         self._platt_b = float(weights["platt"]["b"])
 
@@ -183,7 +281,11 @@ class TrainedScorer:
         dense = sum(
             c * (stats[f] - m) / s for f, m, s, c in zip(self._features, self._mean, self._scale, self._dense_coef)
         )
-        prior = self._kind_prior.get(kind_of(text, stats, heuristic), 0.0) if self._kind_prior else 0.0
+        kind = kind_of(text, stats, heuristic) if self._kind_prior else ""
+        if kind in self._kind_range:
+            low, high = self._kind_range[kind]
+            dense = min(max(dense, low), high)
+        prior = self._kind_prior.get(kind, 0.0)
         return self._intercept + prior + dense + (self._ngrams(text) if self._buckets else 0.0)
 
     def _ngrams(self, text: str) -> float:
@@ -203,6 +305,7 @@ class TrainedScorer:
         return _sigmoid(self._platt_a * raw_logit + self._platt_b)
 
     def estimate(self, prompt: Prompt) -> Estimate:
+        prompt = with_options_on_lines(prompt)
         heuristic = self._heuristic.estimate(prompt)
         p = self.probability(self.logit(prompt.last_user, heuristic))
         # the heuristic's evidence (it reads the whole conversation) stays visible next to the probability
