@@ -74,6 +74,9 @@ class Settings:
     redis_url: str = field(
         default="", repr=False
     )  # redis://HOST:PORT/DB: rate-limit and budget counters and key news shared by every server
+    database_url: str = field(
+        default="", repr=False
+    )  # postgresql://USER:PASSWORD@HOST:PORT/DB: the store on PostgreSQL, shared by every server (default: SQLite)
     serve_grace: float = 10.0  # seconds requests in flight get to finish on SIGINT/SIGTERM
     serve_builtin_local: bool = False  # may gateway clients start and use the built-in llama.cpp model (local/...)?
     origin: Mapping[str, str] = field(default_factory=dict, compare=False)  # not a setting: where each came from

@@ -31,3 +31,37 @@ def isolated_env(tmp_path, monkeypatch, request):
         home.mkdir(mode=0o700)
         seed_catalog_cache(home)
     yield home
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url():
+    """One PostgreSQL server per pytest-xdist worker (a session fixture runs once per worker)."""
+    from tests.services import postgres_server
+
+    yield from postgres_server()
+
+
+@pytest.fixture
+def pg_url(postgres_server_url, request, monkeypatch):
+    """A new, empty database for this test; R42_DATABASE_URL points the store at it."""
+    import hashlib
+
+    from tests.services import drop_database, fresh_database
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"t_{worker}_{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]}"
+    url = fresh_database(postgres_server_url, name)
+    monkeypatch.setenv("R42_DATABASE_URL", url)
+    yield url
+    from r42.store.postgres import close_stores
+
+    close_stores()
+    drop_database(postgres_server_url, name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request):
+    """Run a test on both stores: SQLite in R42_HOME, and PostgreSQL (a fresh database)."""
+    if request.param == "postgres":
+        request.getfixturevalue("pg_url")
+    yield request.param

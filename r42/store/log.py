@@ -107,7 +107,9 @@ def write_route(
     )
     placeholders = ", ".join("?" * len(COLUMNS))
     with writing() as conn:
-        row_id = conn.execute(f"INSERT INTO routes ({', '.join(COLUMNS)}) VALUES ({placeholders})", row).lastrowid
+        row_id = conn.execute(
+            f"INSERT INTO routes ({', '.join(COLUMNS)}) VALUES ({placeholders}) RETURNING id", row
+        ).fetchone()[0]
     _maybe_prune(retention_days)
     return int(row_id)
 
