@@ -65,3 +65,11 @@ def store_backend(request):
     if request.param == "postgres":
         request.getfixturevalue("pg_url")
     yield request.param
+
+
+@pytest.fixture(autouse=True)
+def whole_suite_on_postgres(request):
+    """R42TEST_STORE=postgres runs every test on PostgreSQL (a fresh database each), not just the
+    store tests that run on both."""
+    if os.environ.get("R42TEST_STORE") == "postgres" and "store_backend" not in request.fixturenames:
+        request.getfixturevalue("pg_url")

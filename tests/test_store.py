@@ -25,6 +25,14 @@ pytestmark = pytest.mark.cold_home  # the store starts from an R42_HOME that doe
 
 
 @pytest.fixture(autouse=True)
+def on_both_stores(store_backend, request):
+    """Every test runs on SQLite and on PostgreSQL, but those about the SQLite file itself."""
+    if store_backend == "postgres" and request.node.get_closest_marker("sqlite_file"):
+        pytest.skip("about the SQLite file")
+    return store_backend
+
+
+@pytest.fixture(autouse=True)
 def fresh_connections():
     """Each test's R42_HOME is new: drop connections to earlier tests' files."""
     store.close_thread_connection()
@@ -48,6 +56,7 @@ def store_bytes(home: Path) -> bytes:
 # ---- the file ------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_file
 def test_store_is_created_private_in_wal_mode_at_the_current_schema(isolated_env):
     store.create_key("alice")
     path = isolated_env / "r42.db"
@@ -62,6 +71,7 @@ def test_store_is_created_private_in_wal_mode_at_the_current_schema(isolated_env
     raw.close()
 
 
+@pytest.mark.sqlite_file
 def test_reading_never_creates_a_store(isolated_env):
     assert store.list_keys() == [] and store.list_users() == []
     assert store.read_routes() == []
@@ -78,6 +88,7 @@ def write_garbage(home: Path) -> Path:
     return path
 
 
+@pytest.mark.sqlite_file
 def test_a_corrupt_file_is_reported_and_left_alone(isolated_env):
     path = write_garbage(isolated_env)
     before = digest(path)
@@ -89,6 +100,7 @@ def test_a_corrupt_file_is_reported_and_left_alone(isolated_env):
     assert not (isolated_env / "r42.db-wal").exists()
 
 
+@pytest.mark.sqlite_file
 def test_damaged_pages_in_an_r42_store_are_reported_and_left_alone(isolated_env):
     for index in range(300):
         store.write_route(endpoint="ask", model=f"m/{index}", status="ok")
@@ -107,6 +119,7 @@ def test_damaged_pages_in_an_r42_store_are_reported_and_left_alone(isolated_env)
     assert digest(path) == before
 
 
+@pytest.mark.sqlite_file
 def test_a_store_from_a_newer_r42_is_refused_and_left_alone(isolated_env):
     store.create_key("alice")
     store.close_thread_connection()
@@ -123,6 +136,7 @@ def test_a_store_from_a_newer_r42_is_refused_and_left_alone(isolated_env):
     assert digest(path) == before
 
 
+@pytest.mark.sqlite_file
 def test_a_foreign_sqlite_database_is_refused_and_left_alone(isolated_env):
     isolated_env.mkdir(mode=0o700)
     path = isolated_env / "r42.db"
@@ -143,6 +157,7 @@ def test_a_foreign_sqlite_database_is_refused_and_left_alone(isolated_env):
     raw.close()
 
 
+@pytest.mark.sqlite_file
 def test_an_empty_file_becomes_a_store(isolated_env):
     isolated_env.mkdir(mode=0o700)
     (isolated_env / "r42.db").touch()
@@ -150,6 +165,7 @@ def test_an_empty_file_becomes_a_store(isolated_env):
     assert [r.user for r in store.list_keys()] == ["alice"]
 
 
+@pytest.mark.sqlite_file
 def test_each_thread_gets_its_own_connection(isolated_env):
     import threading
 
@@ -184,6 +200,7 @@ def test_processes_creating_the_store_at_once_agree_on_one_schema(isolated_env):
 # ---- gateway keys ----------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_file
 def test_a_new_key_is_long_random_and_stored_only_as_a_hash(isolated_env):
     new = store.create_key("alice", rpm=10, rpd=100, budget_usd=5.0)
     assert new.key.startswith(KEY_PREFIX) and len(new.key) == KEY_LENGTH and len(new.key) - len(KEY_PREFIX) >= 32
@@ -314,6 +331,7 @@ def test_usage_and_limits(isolated_env):
 SECRET = "sk-proj-THIS-IS-A-TEST-SECRET-0123456789abcdef"
 
 
+@pytest.mark.sqlite_file
 def test_credentials_are_encrypted_and_never_in_the_file_in_clear(isolated_env):
     store.set_credential("openai", SECRET)
     store.set_credential(
@@ -406,6 +424,7 @@ def test_bad_base_urls_are_refused(isolated_env, url):
     assert store.list_credentials() == []
 
 
+@pytest.mark.sqlite_file
 def test_score_does_not_load_sqlite_or_cryptography(isolated_env):
     store.set_credential("openai", SECRET)  # a store exists
     code = textwrap.dedent(

@@ -346,6 +346,9 @@ def statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
+_statements = statements  # the old name, used by tests that build old schemas
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A write transaction that takes the write lock at once (waiting up to the busy timeout)."""

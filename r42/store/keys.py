@@ -380,6 +380,7 @@ def announce(prefixes: list[str]) -> None:
     revoked key at once. Nothing without redis_url; a Redis failure is a warning, not an error."""
     from r42.config import load_settings
 
+    forget_keys()  # this process's threads at once (on SQLite data_version would tell them too)
     url = load_settings().redis_url
     if not url:
         return
