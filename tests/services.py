@@ -168,12 +168,29 @@ def postgres_server() -> Iterator[str]:
     )
     try:
         wait_port(port, process, timeout=30)
-        yield f"postgresql://r42@127.0.0.1:{port}/postgres"
+        url = f"postgresql://r42@127.0.0.1:{port}/postgres"
+        _wait_ready(url, process)
+        yield url
     finally:
         process.send_signal(signal.SIGINT)  # "fast" shutdown; SIGTERM ("smart") would wait for clients
         process.wait(timeout=20)
         log.close()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """The port opens before the server accepts logins ("the database system is starting up")."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def fresh_database(server_url: str, name: str) -> str:

@@ -27,6 +27,10 @@ def migrate_command(ctx: click.Context) -> None:
 
     Servers migrate on start too (one at a time); run this before a rolling upgrade, or to check
     that database_url reaches PostgreSQL.
+
+    \b
+    Example:
+      R42_DATABASE_URL=postgresql://r42@db.internal/r42 r42 store migrate
     """
     from r42.store.transfer import migrate_store
 
@@ -50,6 +54,11 @@ def copy_command(ctx: click.Context, sqlite_path: Path, url: str | None, force: 
     URL defaults to database_url (R42_DATABASE_URL): better than a password on the command line,
     where `ps` shows it (or keep the password in ~/.pgpass). Prints the rows copied per table.
     The servers need the same master key (master.key or R42_MASTER_KEY) to read the credentials.
+
+    \b
+    Example:
+      export R42_DATABASE_URL=postgresql://r42@db.internal/r42   # password in ~/.pgpass
+      r42 store copy ~/.config/r42/r42.db
     """
     from r42.errors import UsageError
     from r42.store.db import database_url
