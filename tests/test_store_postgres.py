@@ -131,7 +131,7 @@ def populate_sqlite() -> dict[str, str]:
     return {"alice": alice.key}
 
 
-def test_copy_moves_every_table_then_the_gateway_and_log_read_postgresql(pg_url, isolated_env, monkeypatch):
+def test_copy_moves_every_table_then_the_log_and_stats_read_postgresql(pg_url, isolated_env, monkeypatch):
     monkeypatch.delenv("R42_DATABASE_URL")
     made = populate_sqlite()
     sqlite_path = isolated_env / "r42.db"
