@@ -123,6 +123,20 @@ def home_dir() -> Path:
     return base / "r42"
 
 
+_database_urls: dict[tuple[str | None, str], str] = {}
+
+
+def database_url() -> str:
+    """The `database_url` setting ("" = the SQLite store), read once per R42_DATABASE_URL and
+    R42_HOME: the store asks on every connection, and reading config.toml each time would add up."""
+    env = os.environ.get("R42_DATABASE_URL")
+    key = (env, str(home_dir()))
+    url = _database_urls.get(key)
+    if url is None:
+        url = _database_urls[key] = (env if env is not None else load_settings().database_url).strip()
+    return url
+
+
 def ensure_home() -> Path:
     """Create R42_HOME (mode 0700) when a command needs to write there."""
     home = home_dir()

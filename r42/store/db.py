@@ -181,22 +181,15 @@ def store_path() -> Path:
     return home_dir() / STORE_FILE
 
 
-_url_cache: dict[tuple[str | None, str], str] = {}
-
-
 def database_url() -> str:
-    """The `database_url` setting ("" = SQLite), read once per R42_DATABASE_URL and R42_HOME."""
-    env = os.environ.get("R42_DATABASE_URL")
-    key = (env, str(home_dir()))
-    url = _url_cache.get(key)
-    if url is None:
-        from r42.config import load_settings
+    """The `database_url` setting ("" = SQLite); see r42.config.database_url."""
+    from r42.config import database_url as configured
 
-        url = _url_cache[key] = (env if env is not None else load_settings().database_url).strip()
-        if url and not url.startswith(("postgresql://", "postgres://")):
-            raise StoreError(
-                "database_url must start with postgresql://", "leave it empty for the SQLite store in R42_HOME"
-            )
+    url = configured()
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise StoreError(
+            "database_url must start with postgresql://", "leave it empty for the SQLite store in R42_HOME"
+        )
     return url
 
 

@@ -151,6 +151,10 @@ class Reader:
         with self.store.borrow() as raw:
             return _run(raw, sql, params, self.store.url)
 
+    def executemany(self, sql: str, rows: Sequence[Any]) -> Result:
+        with self.store.transaction() as conn:
+            return conn.executemany(sql, rows)
+
 
 class Store:
     """The pool of one process for one database_url; migrated when first opened."""
