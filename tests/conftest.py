@@ -61,8 +61,11 @@ def pg_url(postgres_server_url, request, monkeypatch):
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_backend(request):
-    """Run a test on both stores: SQLite in R42_HOME, and PostgreSQL (a fresh database)."""
+    """Run a test on both stores: SQLite in R42_HOME, and PostgreSQL (a fresh database). A test
+    marked `sqlite_file` (about the file itself) runs on SQLite only."""
     if request.param == "postgres":
+        if request.node.get_closest_marker("sqlite_file"):
+            pytest.skip("about the SQLite file")
         request.getfixturevalue("pg_url")
     yield request.param
 

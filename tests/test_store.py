@@ -21,15 +21,9 @@ from r42.store import db
 from r42.store.keys import KEY_LENGTH, KEY_PREFIX, PREFIX_LENGTH, limit_exceeded, month_start, usage
 
 
-pytestmark = pytest.mark.cold_home  # the store starts from an R42_HOME that does not exist
-
-
-@pytest.fixture(autouse=True)
-def on_both_stores(store_backend, request):
-    """Every test runs on SQLite and on PostgreSQL, but those about the SQLite file itself."""
-    if store_backend == "postgres" and request.node.get_closest_marker("sqlite_file"):
-        pytest.skip("about the SQLite file")
-    return store_backend
+# The store starts from an R42_HOME that does not exist; every test runs on SQLite and on PostgreSQL
+# (store_backend in tests/conftest.py), but those marked sqlite_file.
+pytestmark = [pytest.mark.cold_home, pytest.mark.usefixtures("store_backend")]
 
 
 @pytest.fixture(autouse=True)
