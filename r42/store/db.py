@@ -230,9 +230,9 @@ def connect(create: bool = True) -> Any:
     """
     url = database_url()
     if url:
-        from r42.store.postgres import Reader, store_for
+        from r42.store.postgres import store_for
 
-        return Reader(store_for(url))
+        return store_for(url).reader
     path = store_path()
     cached = getattr(_local, "conns", {}).get(str(path))
     if cached is not None and cached[0] == os.getpid():

@@ -162,6 +162,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.pool: Any = None
+        self.reader = Reader(self)  # one object: callers remember things per connection (keys.authenticate_cached)
 
     def open(self) -> None:
         psycopg = _import_psycopg()
