@@ -160,6 +160,29 @@ def test_copy_moves_every_table_then_the_log_and_stats_read_postgresql(pg_url, i
     assert len(store.read_routes()) == 30
 
 
+def test_a_gateway_serves_from_the_copied_store(pg_url, isolated_env, monkeypatch):
+    """The copied key and the copied (still encrypted) provider credential serve a request."""
+    from r42.config import load_settings
+    from r42.server import serve_in_thread
+    from tests.fakes import OpenAIFake
+    from tests.test_serve_http import post
+
+    monkeypatch.delenv("R42_DATABASE_URL")
+    made = populate_sqlite()
+    assert run(["store", "copy", str(isolated_env / "r42.db"), pg_url]).exit_code == 0
+    (isolated_env / "r42.db").unlink()  # nothing left to fall back to
+    monkeypatch.setenv("R42_DATABASE_URL", pg_url)
+    with OpenAIFake(reply="hello", api_key="sk-proj-COPY-TEST-0123456789") as fake:
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)  # no OPENAI_API_KEY: the stored one serves
+        with serve_in_thread(load_settings()) as running:
+            auth = {"Authorization": f"Bearer {made['alice']}"}
+            status, _, _ = post(running.url, "/v1/chat/completions", headers=auth)
+            running.gateway.log.flush()
+    assert status == 200 and len(fake.requests) == 1
+    rows = json_lines(run(["log", "-n", "100", "--user", "alice"]).stdout)
+    assert len(rows) == 31 and rows[-1]["status"] == "ok"
+
+
 def test_copy_refuses_what_is_not_an_r42_store(pg_url, tmp_path):
     missing = CliRunner().invoke(cli, ["store", "copy", str(tmp_path / "nope.db"), pg_url])
     assert missing.exit_code == ExitCode.USAGE and "no SQLite store" in missing.stderr

@@ -23,6 +23,7 @@ from r42.store.dialect import SUPPORT_SQL, SUPPORT_VERSION, to_postgres, to_post
 MIGRATION_LOCK = 0x72343221  # pg_advisory_lock key: one server migrates at a time
 CONNECT_TIMEOUT_S = 5
 POOL_MAX = 16  # connections per process; a write transaction or a read statement holds one briefly
+POOL_WAIT_S = 10  # then a StoreError: a request fails rather than hang while PostgreSQL is away
 
 
 def shown(url: str) -> str:
@@ -195,7 +196,7 @@ class Store:
         from psycopg_pool import PoolTimeout
 
         try:
-            with self.pool.connection(timeout=30) as raw:
+            with self.pool.connection(timeout=POOL_WAIT_S) as raw:
                 yield raw
         except (PoolTimeout, psycopg.OperationalError) as exc:
             raise _store_error(self.url, exc, "cannot be reached") from None
