@@ -192,3 +192,42 @@ def test_copy_refuses_what_is_not_an_r42_store(pg_url, tmp_path):
     sqlite3.connect(other).execute("CREATE TABLE x (a)").connection.commit()
     result = CliRunner().invoke(cli, ["store", "copy", str(other), pg_url])
     assert result.exit_code == ExitCode.CONFIG and "not an r42 store" in result.stderr
+
+
+# A migration as another engineer might append it, in the portable subset (see db.MIGRATIONS).
+NEXT_MIGRATION = """
+    CREATE TABLE spend_marks (
+        key_id INTEGER NOT NULL REFERENCES gateway_keys(id) ON DELETE CASCADE,
+        user TEXT NOT NULL DEFAULT '',
+        note TEXT DEFAULT '100% used',
+        level REAL NOT NULL,
+        payload BLOB,
+        UNIQUE (key_id, level)
+    );
+    CREATE INDEX spend_marks_open ON spend_marks(key_id) WHERE payload IS NULL;
+    ALTER TABLE routes ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+    UPDATE routes SET cost_usd = ifnull(cost_usd, 0) WHERE user LIKE 'a%'
+"""
+
+
+@pytest.mark.usefixtures("store_backend")
+def test_a_new_migration_in_the_portable_subset_runs_on_both(monkeypatch):
+    key = store.create_key("alice").record
+    store.write_route(endpoint="ask", model="m/x", user="alice")
+    store.close_thread_connection()
+    close_stores()
+    monkeypatch.setattr(db, "MIGRATIONS", (*db.MIGRATIONS, NEXT_MIGRATION))
+    monkeypatch.setattr(db, "SCHEMA_VERSION", len(db.MIGRATIONS))
+    upsert = (
+        "INSERT INTO spend_marks (key_id, user, level) VALUES (?, ?, ?)"
+        " ON CONFLICT (key_id, level) DO UPDATE SET user = excluded.user RETURNING rowid"
+    )
+    with db.writing() as conn:
+        first = conn.execute(upsert, (key.id, "alice", 0.5)).fetchone()[0]
+        again = conn.execute(upsert, (key.id, "bob", 0.5)).fetchone()[0]
+        conn.execute("INSERT OR IGNORE INTO spend_marks (key_id, level) VALUES (?, ?)", (key.id, 0.5))
+    assert first == again
+    conn = db.reading()
+    assert conn.execute("SELECT user, note, level FROM spend_marks").fetchall() == [("bob", "100% used", 0.5)]
+    assert conn.execute("SELECT cost_usd, cached FROM routes").fetchall() == [(0, 0)]
+    assert json_lines(run(["store", "migrate"]).stdout)[0]["version"] == db.SCHEMA_VERSION

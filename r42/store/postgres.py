@@ -287,7 +287,8 @@ def migrate(conn: Any, url: str) -> int:
                 )
             for number in range(version, SCHEMA_VERSION):
                 for statement in statements(MIGRATIONS[number]):
-                    conn.execute(to_postgres_ddl(statement))
+                    # DDL types first, then the SQL every statement gets (a data migration's UPDATE too)
+                    conn.execute(to_postgres(to_postgres_ddl(statement)), ())
             for statement in SUPPORT_SQL:
                 conn.execute(statement)
             conn.execute("UPDATE r42_schema SET version = %s, support = %s", (SCHEMA_VERSION, SUPPORT_VERSION))
