@@ -231,3 +231,18 @@ def test_a_new_migration_in_the_portable_subset_runs_on_both(monkeypatch):
     assert conn.execute("SELECT user, note, level FROM spend_marks").fetchall() == [("bob", "100% used", 0.5)]
     assert conn.execute("SELECT cost_usd, cached FROM routes").fetchall() == [(0, 0)]
     assert json_lines(run(["store", "migrate"]).stdout)[0]["version"] == db.SCHEMA_VERSION
+
+
+@pytest.mark.usefixtures("store_backend")
+def test_store_migrate_reports_the_configured_store_and_a_transaction_is_all_or_nothing():
+    doc = json_lines(run(["store", "migrate"]).stdout)[0]
+    assert doc["version"] == db.SCHEMA_VERSION and doc["backend"] in ("sqlite", "postgresql")
+    assert doc["store"] == db.store_name()
+    conn = db.connect()
+    with pytest.raises(RuntimeError):
+        with db.transaction(conn) as tx:
+            tx.execute("INSERT INTO users (name, created) VALUES ('ghost', 0)")
+            raise RuntimeError("rolled back")
+    with db.transaction(conn) as tx:
+        tx.execute("INSERT INTO users (name, created) VALUES ('kept', 0)")
+    assert store.list_users() == ["kept"]

@@ -343,8 +343,13 @@ _statements = statements  # the old name, used by tests that build old schemas
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A write transaction that takes the write lock at once (waiting up to the busy timeout)."""
+def transaction(conn: Any) -> Iterator[Any]:
+    """A write transaction that takes the write lock at once (waiting up to the busy timeout).
+    On PostgreSQL: a transaction (a savepoint inside one), without a lock: see `lock()`."""
+    if getattr(conn, "backend", "sqlite") == "postgresql":
+        with conn.transaction() as pg:
+            yield pg
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn

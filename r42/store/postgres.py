@@ -135,6 +135,12 @@ class Connection:
         except psycopg.Error as exc:
             raise _store_error(self.url, exc, "failed") from None
 
+    @contextmanager
+    def transaction(self) -> Iterator["Connection"]:
+        """A savepoint inside this transaction (db.transaction on a connection already writing)."""
+        with self.raw.transaction():
+            yield self
+
     def lock(self, name: str, number: int = 0) -> None:
         """Serialise this transaction with every other one that locks the same name (until commit)."""
         self.execute("SELECT pg_advisory_xact_lock(hashtext(?), ?)", (name, number))
@@ -155,6 +161,9 @@ class Reader:
     def executemany(self, sql: str, rows: Sequence[Any]) -> Result:
         with self.store.transaction() as conn:
             return conn.executemany(sql, rows)
+
+    def transaction(self) -> Any:
+        return self.store.transaction()
 
 
 class Store:
