@@ -1,13 +1,17 @@
-"""How long the gateway's /dashboard takes to render over a month of traffic, against a baseline.
+"""How long the gateway's /dashboard takes to render over a month of traffic, with the daily rollup
+and, in the same run, without it (every row scanned, as before the rollup).
 
 Seeds a fresh store (in a temporary R42_HOME) with N logged requests spread over 30 days (default
-100,000), then measures, in one run on one machine:
+100,000) and fills the rollup from them (as the migration does), then measures:
 
-  * dashboard: the server time of GET /dashboard?period=30d as an admin (query layer + HTML),
-    timed in-process around the handler, and the page's weight in bytes;
-  * baseline:  `r42 stats` over the same rows the way it worked before the query layer
-    (compute_stats over iter_routes, every row read into Python), and the query layer's
-    stats_report that `r42 stats` now uses.
+  * the server time of GET /dashboard?period=30d and ?period=24h as an admin (query layer + HTML),
+    timed in-process around the handler: warm (the part before the current bucket cached), cold
+    (that cache emptied: the first view after the past changed) and after a start (what learning
+    changed is forgotten too, so its background thread runs alongside), and the page's weight;
+  * the same views with queries.ROLLUP = False: every row of the period read (the baseline);
+  * `r42 stats` over every row (the query layer, with and without the rollup);
+  * the cost of logging one request with and without the rollup's cells: write_route() alone (one
+    commit per row, as `r42 ask`) and in the gateway writer's batches of 256 rows.
 
     .venv/bin/python benchmarks/bench_dashboard.py [--rows 100000] [--repeat 7]
 """
@@ -15,6 +19,7 @@ Seeds a fresh store (in a temporary R42_HOME) with N logged requests spread over
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import random
@@ -95,6 +100,10 @@ def seed(rows: int, days: float = 30.0, now: float | None = None, rng_seed: int 
             with writing() as conn:
                 conn.executemany(f"INSERT INTO routes ({COLUMNS}) VALUES ({placeholders})", chunk)
             chunk = []
+    from r42.store import rollup
+
+    with writing() as conn:  # what migration 5 does to a store that has rows
+        rollup.backfill(conn)
 
 
 def timed(
@@ -129,6 +138,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
+    global REFERENCE
+    from r42.store.stats import Reference
+
+    REFERENCE = Reference("openai/gpt-4o", 2.5, 10.0, "benchmark")
     with tempfile.TemporaryDirectory() as home:
         os.environ["R42_HOME"] = home
         os.environ["R42_LOG_RETENTION_DAYS"] = "0"
@@ -136,48 +149,115 @@ def main() -> None:
 
 
 def run(rows: int, repeat: int) -> None:
-    from r42.server.dashboard import render_for_benchmark
     from r42.store import iter_routes, queries
-    from r42.store.stats import Reference, compute_stats
+    from r42.store.stats import compute_stats
 
     start = time.perf_counter()
     seed(rows)
-    print(f"seeded {rows:,} requests over 30 days in {time.perf_counter() - start:.1f} s")
-    reference = Reference("openai/gpt-4o", 2.5, 10.0, "benchmark")
-
-    def forget() -> None:
-        queries._cache.clear()
-        queries._learning.clear()
-
-    results = [
+    print(f"seeded {rows:,} requests over 30 days (and their rollup) in {time.perf_counter() - start:.1f} s")
+    results: list[tuple[str, tuple[float, float, Any]]] = []
+    for rollup_on in (True, False):
+        queries.ROLLUP = rollup_on
+        label = "rollup" if rollup_on else "baseline: every row"
+        results += views(label, repeat)
+        results.append((f"r42 stats, {label}", timed(lambda: queries.stats_report(queries.Scope(), REFERENCE), repeat)))
+    queries.ROLLUP = True
+    results.append(
         (
-            "GET /dashboard?period=30d, warm (the past is reused)",
-            timed(lambda: render_for_benchmark("30d", reference), repeat),
-        ),
-        (
-            "GET /dashboard?period=30d, cold (every row queried)",
-            timed(lambda: render_for_benchmark("30d", reference), repeat, forget),
-        ),
-        ("GET /dashboard?period=24h, warm", timed(lambda: render_for_benchmark("24h", reference), repeat)),
-        ("GET /dashboard?period=24h, cold", timed(lambda: render_for_benchmark("24h", reference), repeat, forget)),
-        (
-            "r42 stats (the query layer it now reads)",
-            timed(lambda: queries.stats_report(queries.Scope(), reference), repeat),
-        ),
-        (
-            "r42 stats before: compute_stats over iter_routes",
-            timed(lambda: compute_stats(iter_routes(), reference), max(1, repeat // 2)),
-        ),
-    ]
+            "r42 stats before the query layer (compute_stats)",
+            timed(lambda: compute_stats(iter_routes(), REFERENCE), max(1, repeat // 2)),
+        )
+    )
     page = results[0][1][2]
     print(
         f"CPU: {cpu_model()} ({os.cpu_count()} cores), load average {os.getloadavg()[0]:.1f},"
         f" Python {platform.python_version()}"
     )
-    print(f"{'what (median of runs)':55} {'wall ms':>9} {'CPU ms':>9}")
+    print(f"{'what (median of runs)':62} {'wall ms':>9} {'CPU ms':>9}")
     for name, (wall, cpu, _) in results:
-        print(f"{name:55} {wall:9.1f} {cpu:9.1f}")
+        print(f"{name:62} {wall:9.1f} {cpu:9.1f}")
     print(f"page weight (30d, admin): {len(page):,} bytes")
+    write_costs(2000)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+REFERENCE = None  # set in main(): the stats.Reference every view uses
+
+
+def views(label: str, repeat: int) -> list[tuple[str, tuple[float, float, Any]]]:
+    """The 30-day and 24-hour pages warm, cold and (30 days) after a start."""
+    from r42.server.dashboard import render_for_benchmark
+    from r42.store import queries
+
+    def cold() -> None:
+        queries._cache.clear()
+
+    def started() -> None:
+        queries._cache.clear()
+        queries._learning.clear()
+
+    def page(period: str) -> Callable[[], bytes]:
+        return lambda: render_for_benchmark(period, REFERENCE)
+
+    queries.learning_changes([None], 14.0)  # learning known, as a minute after a start
+    return [
+        (f"30d warm, {label}", timed(page("30d"), repeat)),
+        (f"30d cold, {label}", timed(page("30d"), repeat, cold)),
+        (f"30d after a start (+ learning thread), {label}", timed(page("30d"), repeat, started)),
+        (f"24h warm, {label}", timed(page("24h"), repeat)),
+        (f"24h cold, {label}", timed(page("24h"), repeat, cold)),
+    ]
+
+
+def write_costs(n: int) -> None:
+    """Microseconds to log one request, with and without its rollup cells (each in a fresh store)."""
+    from r42.store import close_thread_connection, log, rollup, write_route
+    from r42.store.db import batch
+
+    class NoRollup:  # write_route() without the rollup: as r42 was before it
+        @staticmethod
+        def add_row(conn: Any, row: Any) -> None:
+            pass
+
+        @staticmethod
+        def deferred(conn: Any) -> Any:
+            return contextlib.nullcontext()
+
+    rng = random.Random(3)
+    samples = [synthetic_row(rng, time.time() - rng.random() * 86_400, i) for i in range(n)]
+    print(f"{'logging one request (median of 3 runs of ' + str(n) + ' rows)':62} {'µs/row':>9}")
+    for label, module in (("with the rollup", rollup), ("without (before)", NoRollup)):
+        log.rollup = module  # type: ignore[assignment]
+        cells = module.deferred
+        for way in ("one commit per row (r42 ask)", "batches of 256 (the gateway)"):
+            runs = []
+            for _ in range(3):
+                with tempfile.TemporaryDirectory() as home:
+                    os.environ["R42_HOME"] = home
+                    close_thread_connection()
+                    write_route(endpoint="warm-up", retention_days=0)
+                    begin = time.perf_counter()
+                    if way.startswith("one"):
+                        for row in samples:
+                            write_route(**_fields(row))
+                    else:
+                        for first in range(0, n, 256):
+                            with batch() as conn, cells(conn):  # as the gateway's log writer
+                                for row in samples[first : first + 256]:
+                                    write_route(**_fields(row))
+                    runs.append((time.perf_counter() - begin) / n * 1e6)
+                    close_thread_connection()
+            print(f"{way + ', ' + label:62} {statistics.median(runs):9.1f}")
+    log.rollup = rollup
+
+
+def _fields(row: tuple) -> dict[str, Any]:
+    names = [c.strip() for c in COLUMNS.split(",")]
+    values = dict(zip(names, row))
+    values["at"] = values.pop("ts")
+    values["attempts"] = orjson.loads(values["attempts"])
+    del values["n_attempts"]
+    return {**values, "retention_days": 0}
 
 
 if __name__ == "__main__":

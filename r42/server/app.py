@@ -166,11 +166,12 @@ class LogWriter:
 
     def _write(self, jobs: list[Job]) -> None:
         from r42.store.db import batch
+        from r42.store.rollup import deferred
 
         try:
             if len(jobs) > 1:
                 try:
-                    with batch():
+                    with batch() as conn, deferred(conn):  # the rollup's cells once per batch, not per row
                         for job, _ in jobs:
                             job()
                     return

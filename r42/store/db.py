@@ -169,6 +169,43 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX health_outcomes_ts ON health_outcomes(ts);
     """,
+    # 5: the daily rollup of the routing log (r42.store.rollup; filled from the rows already there by
+    # _after_migration), and an index of the failed requests that the error review reads
+    """
+    CREATE TABLE route_rollup (
+        day INTEGER NOT NULL,
+        user_key TEXT NOT NULL,
+        dim TEXT NOT NULL,
+        value TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        cmp_input INTEGER NOT NULL,
+        cmp_output INTEGER NOT NULL,
+        cmp_cost REAL NOT NULL,
+        cx0 INTEGER NOT NULL,
+        cx1 INTEGER NOT NULL,
+        cx2 INTEGER NOT NULL,
+        cx3 INTEGER NOT NULL,
+        cx4 INTEGER NOT NULL,
+        cx5 INTEGER NOT NULL,
+        cx6 INTEGER NOT NULL,
+        cx7 INTEGER NOT NULL,
+        cx8 INTEGER NOT NULL,
+        cx9 INTEGER NOT NULL,
+        first_ts REAL NOT NULL,
+        last_ts REAL NOT NULL,
+        latency TEXT,
+        latency_bins BLOB,
+        ttft TEXT,
+        ttft_bins BLOB,
+        version INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, user_key, dim, value)
+    );
+    CREATE INDEX routes_failed_ts ON routes(ts) WHERE status != 'ok';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -330,8 +367,18 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         for number in range(version, SCHEMA_VERSION):
             for statement in statements(MIGRATIONS[number]):
                 conn.execute(statement)
+            _after_migration(conn, number + 1)
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _after_migration(conn: Any, version: int) -> None:
+    """What a migration needs beyond its SQL, in the same transaction: version 5 fills the rollup
+    from the log rows already there (its latency histograms are built in Python)."""
+    if version == 5:
+        from r42.store.rollup import backfill
+
+        backfill(conn)
 
 
 def statements(script: str) -> list[str]:

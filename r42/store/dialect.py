@@ -10,7 +10,7 @@ passes through `to_postgres()` (cached), which rewrites the SQLite-isms this cod
     ifnull(a, b)                  -> coalesce(a, b)
     max(a, b) / min(a, b)         -> GREATEST(a, b) / LEAST(a, b)   (scalar forms only)
     total(x)                      -> coalesce(sum(x), 0.0)
-    CAST(x AS INTEGER)            -> CAST(trunc(x) AS BIGINT)       (SQLite truncates, PG rounds)
+    CAST(x AS INTEGER)            -> CAST(trunc(x) AS BIGINT)       (SQLite truncates and saturates, PG rounds)
     x LIKE y                      -> x ILIKE y                      (SQLite's LIKE ignores ASCII case)
 
 and, in DDL (`to_postgres_ddl()`, then `to_postgres()`: migrations may also hold UPDATE or INSERT
@@ -135,7 +135,8 @@ def _rewrite_one(name: str, inner: str) -> str:
     if cast is None:
         return f"CAST({inner})"
     if cast.group(2).upper() == "INTEGER":
-        return f"CAST(trunc({cast.group(1)}) AS BIGINT)"
+        # SQLite saturates an out-of-range (infinite) value; PostgreSQL would fail
+        return f"CAST(trunc(LEAST(GREATEST({cast.group(1)}, -9.2e18), 9.2e18)) AS BIGINT)"
     return f"CAST({cast.group(1)} AS DOUBLE PRECISION)"
 
 

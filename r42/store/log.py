@@ -2,7 +2,8 @@
 
 `r42 ask` and the gateway call write_route() (or write_route_from_document() with a finished pipe
 document). Rows older than the `log_retention_days` setting are pruned now and then by the
-writers themselves, so no daemon is needed.
+writers themselves, so no daemon is needed. Every row also adds itself to the daily rollup
+(r42.store.rollup) in the same transaction, and a prune keeps the rollup in step.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Iterator
 
 import orjson
 
+from r42.store import rollup
 from r42.store.db import reading, readable_errors, writing
 from r42.store.keys import iso
 
@@ -106,10 +108,11 @@ def write_route(
         error[:MAX_ERROR_CHARS] if error else None,
     )
     placeholders = ", ".join("?" * len(COLUMNS))
-    with writing() as conn:
+    with writing() as conn:  # the row and its rollup cells commit together (or not at all)
         row_id = conn.execute(
             f"INSERT INTO routes ({', '.join(COLUMNS)}) VALUES ({placeholders}) RETURNING id", row
         ).fetchone()[0]
+        rollup.add_row(conn, dict(zip(COLUMNS, row)))
     _maybe_prune(retention_days)
     return int(row_id)
 
@@ -178,7 +181,11 @@ def prune(retention_days: float | None, now: float | None = None) -> int:
         conn.execute("DELETE FROM key_usage WHERE ts < ?", (now - KEY_USAGE_KEEP_S,))
         if not retention_days or retention_days <= 0:
             return 0
-        return conn.execute("DELETE FROM routes WHERE ts < ?", (now - retention_days * 86_400,)).rowcount
+        cutoff = now - retention_days * 86_400
+        deleted = conn.execute("DELETE FROM routes WHERE ts < ?", (cutoff,)).rowcount
+        if deleted:
+            rollup.pruned(conn, cutoff)
+        return deleted
 
 
 def _row_dict(row: tuple) -> dict[str, Any]:

@@ -60,8 +60,9 @@ def _import_psycopg() -> Any:
 
 def _configure(conn: Any) -> None:
     """Types as SQLite's Python module returns them: numeric (sum of integers, avg) as int or float,
-    Python bools stored as 0/1 (the schema has no boolean columns)."""
+    Python bools stored as 0/1 (the schema has no boolean columns), a NaN stored as NULL."""
     from psycopg.adapt import Loader
+    from psycopg.types.numeric import FloatDumper as psycopg_float_dumper
     from psycopg.types.numeric import IntDumper
 
     class NumericLoader(Loader):
@@ -69,8 +70,13 @@ def _configure(conn: Any) -> None:
             text = bytes(data).decode()
             return float(text) if "." in text or "e" in text.lower() or "N" in text else int(text)
 
+    class FloatDumper(psycopg_float_dumper):
+        def dump(self, obj: float) -> Any:
+            return None if obj != obj else super().dump(obj)  # NaN is NULL, as SQLite stores it
+
     conn.adapters.register_loader("numeric", NumericLoader)
     conn.adapters.register_dumper(bool, IntDumper)
+    conn.adapters.register_dumper(float, FloatDumper)
 
 
 class Result:
@@ -271,7 +277,7 @@ def migrate(conn: Any, url: str) -> int:
     """Bring the schema up to this r42's version under an advisory lock (servers starting together
     wait for the first); returns the version. Refuses a database written by a newer r42 and one
     that holds r42's tables without r42's version table."""
-    from r42.store.db import MIGRATIONS, SCHEMA_VERSION, StoreError, statements
+    from r42.store.db import MIGRATIONS, SCHEMA_VERSION, StoreError, _after_migration, statements
 
     if _current(conn) == (SCHEMA_VERSION, SUPPORT_VERSION):
         return SCHEMA_VERSION
@@ -298,6 +304,7 @@ def migrate(conn: Any, url: str) -> int:
                 for statement in statements(MIGRATIONS[number]):
                     # DDL types first, then the SQL every statement gets (a data migration's UPDATE too)
                     conn.execute(to_postgres(to_postgres_ddl(statement)), ())
+                _after_migration(Connection(conn, url), number + 1)
             for statement in SUPPORT_SQL:
                 conn.execute(statement)
             conn.execute("UPDATE r42_schema SET version = %s, support = %s", (SCHEMA_VERSION, SUPPORT_VERSION))

@@ -1,12 +1,15 @@
 """The one query layer over the routing log: `r42 stats`, `r42 stats --html` and the gateway's
 /dashboard all read these functions.
 
-Sums come from one grouped SQL query per report (fold) and percentiles from one fetch of the
-answered requests' latencies (latencies), instead of every row being read into Python; the
-dashboard also reuses the part of its period before the current bucket (past_part). Semantics are those of
+A period's whole UTC days are read from the daily rollup (r42.store.rollup: a few cells per day,
+user and value, written with the log) and only the partial days at its ends from the rows: sums
+from one grouped SQL query (fold), percentiles from one fetch of the answered requests' latencies
+(latencies); the error review reads the failed rows themselves. The dashboard also reuses the part
+of its period before the current bucket (past_part). Semantics are those of
 r42.store.stats.compute_stats (which the tests check this module against): errors are rows whose
 status is not "ok", latency and time-to-first-token percentiles are nearest-rank over answered
-requests, savings compare answered requests with known tokens and cost against a reference model.
+requests (within rollup.BOUND where the rollup binned them), savings compare answered requests with
+known tokens and cost against a reference model.
 
 A Scope limits every query to a period and, for a non-admin viewer, to one user's rows.
 """
@@ -23,6 +26,7 @@ import orjson
 
 from r42.store.db import reading, readable_errors
 from r42.store.keys import iso, list_keys, usage
+from r42.store.rollup import CX_FIELDS, DAY_S, Dist, decode
 from r42.store.stats import GROUPS, NONE_KEY, Reference
 
 # Group expressions: SQL over the routes table. NULL becomes NONE_KEY in Python.
@@ -108,8 +112,20 @@ def _add(into: list[float], sums: tuple) -> None:
 
 
 def fold(scope: Scope, dims: tuple[str, ...], with_complexity: bool = False) -> Folded:
-    """One grouped scan: sums per combination of dims (model, provider is derived from model),
-    added up into the scope's total and each dimension's groups."""
+    """Sums per value of each of dims (and the complexity bins per model) over the scope: whole
+    days from the rollup, the rest (the partial days at either end) from the rows."""
+    rolled = rolled_days(scope)
+    if rolled is None:
+        return fold_rows(scope, dims, with_complexity)
+    found = fold_rollup(scope, rolled, dims, with_complexity)
+    for edge in edges(scope, rolled):
+        found = merge_folded(found, fold_rows(edge, dims, with_complexity))
+    return found
+
+
+def fold_rows(scope: Scope, dims: tuple[str, ...], with_complexity: bool = False) -> Folded:
+    """One grouped scan of the rows: sums per combination of dims (model, provider is derived from
+    model), added up into the scope's total and each dimension's groups."""
     sql_dims = [d for d in dims if d != "provider"]
     if "provider" in dims and "model" not in sql_dims:
         sql_dims.append("model")
@@ -146,6 +162,22 @@ def fold(scope: Scope, dims: tuple[str, ...], with_complexity: bool = False) -> 
     return Folded(total, by, min(firsts) if firsts else None, max(lasts) if lasts else None, cx)
 
 
+def merge_folded(old: Folded, new: Folded) -> Folded:
+    """The sums of two disjoint sets of rows (neither is changed)."""
+    by = {dim: {k: list(v) for k, v in groups_.items()} for dim, groups_ in old.by.items()}
+    for dim, groups_ in new.by.items():
+        for key, sums in groups_.items():
+            _add(by.setdefault(dim, {}).setdefault(key, [0] * N_SUMS), sums)
+    total = list(old.total)
+    _add(total, new.total)
+    firsts = [t for t in (old.first, new.first) if t is not None]
+    lasts = [t for t in (old.last, new.last) if t is not None]
+    cx = dict(old.complexity)
+    for key, n in new.complexity.items():
+        cx[key] = cx.get(key, 0) + n
+    return Folded(total, by, min(firsts) if firsts else None, max(lasts) if lasts else None, cx)
+
+
 def _summary(sums: list[float] | tuple, reference: Reference | None) -> dict[str, Any]:
     """The compute_stats summary of one group (without percentiles)."""
     requests, errors, tokens_in, tokens_out, cost, cmp_in, cmp_out, cmp_cost = sums[:N_SUMS]
@@ -170,38 +202,66 @@ def _rank(p: int, n: int) -> int:
     return max(1, (p * n + 99) // 100)
 
 
-def pick(values: list[float], ps: tuple[int, ...] = (50, 95)) -> dict[str, float | None]:
-    """Nearest-rank percentiles of already sorted values."""
-    return {f"p{p}": (values[_rank(p, len(values)) - 1] if values else None) for p in ps}
+def pick(values: Dist, ps: tuple[int, ...] = (50, 95)) -> dict[str, float | None]:
+    """Nearest-rank percentiles (exact over rows, within rollup.BOUND where the rollup binned them)."""
+    return values.percentiles(ps)
 
 
 @dataclass
 class Latencies:
-    """Sorted latencies and times to first token of answered requests, overall and per group."""
+    """Latencies and times to first token of answered requests, overall and per group."""
 
-    latency: list[float]
-    ttft: list[float]
-    by: dict[str, dict[str, list[float]]]  # dimension -> value -> sorted latencies
+    latency: Dist
+    ttft: Dist
+    by: dict[str, dict[str, Dist]]  # dimension -> value -> latencies
 
 
 def latencies(scope: Scope, dims: tuple[str, ...] = ()) -> Latencies:
+    """The answered requests' latency and TTFT (and latency per value of each of dims): whole days
+    from the rollup's cells, the partial days at either end from the rows."""
+    rolled = rolled_days(scope)
+    if rolled is None:
+        return latencies_rows(scope, dims)
+    found = latencies_rollup(scope, rolled, dims)
+    for edge in edges(scope, rolled):
+        found = merge_latencies(found, latencies_rows(edge, dims))
+    return found
+
+
+def latencies_rows(scope: Scope, dims: tuple[str, ...] = ()) -> Latencies:
     """One fetch of the answered requests' latency and TTFT (and the dims to split latency by)."""
     exprs = [GROUP_SQL[d] for d in dims]
     where, params = scope.where("status = 'ok'", "(latency_ms IS NOT NULL OR ttft_ms IS NOT NULL)")
     rows = _rows(f"SELECT latency_ms, ttft_ms{''.join(', ' + e for e in exprs)} FROM routes {where}", params)
-    latency = sorted(r[0] for r in rows if r[0] is not None)
-    ttft = sorted(r[1] for r in rows if r[1] is not None)
-    by: dict[str, dict[str, list[float]]] = {}
+    latency = Dist(sorted(r[0] for r in rows if r[0] is not None))
+    ttft = Dist(sorted(r[1] for r in rows if r[1] is not None))
+    by: dict[str, dict[str, Dist]] = {}
     for index, dim in enumerate(dims, 2):
-        groups_: dict[str, list[float]] = {}
+        groups_: dict[str, Dist] = {}
         for row in rows:
             if row[0] is not None:
                 key = row[index]
-                groups_.setdefault(NONE_KEY if key is None else str(key), []).append(row[0])
-        for values in groups_.values():
-            values.sort()
+                groups_.setdefault(NONE_KEY if key is None else str(key), Dist()).exact.append(row[0])
         by[dim] = groups_
     return Latencies(latency, ttft, by)
+
+
+def merge_latencies(old: Latencies, new: Latencies) -> Latencies:
+    """The latencies of two disjoint sets of rows (neither is changed)."""
+    by: dict[str, dict[str, Dist]] = {}
+    for dim in set(old.by) | set(new.by):
+        groups_ = {key: _copy(d) for key, d in old.by.get(dim, {}).items()}
+        for key, dist in new.by.get(dim, {}).items():
+            groups_.setdefault(key, Dist()).add(dist)
+        by[dim] = groups_
+    latency, ttft = _copy(old.latency), _copy(old.ttft)
+    latency.add(new.latency)
+    ttft.add(new.ttft)
+    return Latencies(latency, ttft, by)
+
+
+def _copy(dist: Dist) -> Dist:
+    return Dist(list(dist.exact), dist.packed)
 
 
 def _ordered(found: dict[str, dict[str, Any]], group: str) -> dict[str, dict[str, Any]]:
@@ -216,7 +276,7 @@ def _groups(
     found = {key: _summary(sums, reference) for key, sums in folded.by[group].items()}
     if lat is not None and group in lat.by:
         for key, summary in found.items():
-            summary["latency_ms"] = pick(lat.by[group].get(key, []))
+            summary["latency_ms"] = pick(lat.by[group].get(key, Dist()))
     return _ordered(found, group)
 
 
@@ -274,16 +334,21 @@ def stats_report(scope: Scope, reference: Reference | None) -> dict[str, Any]:
 
 def timeseries(scope: Scope, bucket_s: int, start: float) -> list[dict[str, Any]]:
     """Requests, errors, tokens and cost per bucket of bucket_s seconds from `start` up to
-    scope.until (exclusive; or now): one range query per bucket on the time index, no sort."""
+    scope.until (exclusive; or now): a bucket of whole days the rollup holds is summed from its
+    days, any other is one range query on the time index (no sort)."""
     end = scope.until if scope.until is not None else time.time() + 1
     count = max(1, math.ceil((end - start) / bucket_s))
+    rolled = rolled_days(scope) if bucket_s % DAY_S == 0 else None
+    days = day_sums(scope, rolled) if rolled is not None else {}
     conn = reading()
     series = []
     for b in range(count):
         low = max(start + b * bucket_s, scope.since if scope.since is not None else float("-inf"))
         high = min(start + (b + 1) * bucket_s, end)
-        row = (0, 0, 0, 0.0)
-        if conn is not None and high > low:
+        row: tuple = (0, 0, 0, 0.0)
+        if rolled is not None and rolled[0] <= low and high <= rolled[1] and low % DAY_S == 0 == high % DAY_S:
+            row = _sum_days(days, int(low), int(high))
+        elif conn is not None and high > low:
             where, params = Scope(low, high, scope.user).where()
             with readable_errors():
                 row = conn.execute(
@@ -302,6 +367,148 @@ def timeseries(scope: Scope, bucket_s: int, start: float) -> list[dict[str, Any]
             }
         )
     return series
+
+
+def _sum_days(days: dict[int, tuple], low: int, high: int) -> tuple:
+    out = [0, 0, 0, 0.0]
+    for day in range(low, high, DAY_S):
+        for index, value in enumerate(days.get(day, ())):
+            out[index] += value
+    return tuple(out)
+
+
+# ---- the rollup: whole days from r42.store.rollup's cells ---------------------------------------
+#
+# A scope's whole UTC days are read from the rollup (a few cells per day, user and value instead of
+# every row), the partial days at its ends from the rows. ROLLUP = False reads every row instead:
+# the baseline of benchmarks/bench_dashboard.py and what the tests check the rollup against.
+
+ROLLUP = True
+
+
+def rolled_days(scope: Scope) -> tuple[float, float] | None:
+    """The whole UTC days [first, end) of the scope that the rollup answers for (None: none)."""
+    if not ROLLUP:
+        return None
+    low = -math.inf if scope.since is None else math.ceil(scope.since / DAY_S) * DAY_S
+    high = math.inf if scope.until is None else math.floor(scope.until / DAY_S) * DAY_S
+    return (low, high) if low < high else None
+
+
+def edges(scope: Scope, rolled: tuple[float, float]) -> list[Scope]:
+    """The parts of the scope outside its whole days: read from the rows."""
+    out = []
+    if scope.since is not None and scope.since < rolled[0]:
+        out.append(Scope(scope.since, rolled[0], scope.user))
+    if scope.until is not None and rolled[1] < scope.until:
+        out.append(Scope(rolled[1], scope.until, scope.user))
+    return out
+
+
+def _rollup_where(scope: Scope, rolled: tuple[float, float], dims: tuple[str, ...]) -> tuple[str, list[Any]]:
+    clauses, params = [f"dim IN ({', '.join('?' * len(dims))})"], list(dims)
+    if rolled[0] > -math.inf:
+        clauses.append("day >= ?")
+        params.append(int(rolled[0]))
+    if rolled[1] < math.inf:
+        clauses.append("day < ?")
+        params.append(int(rolled[1]))
+    if scope.user is not None:
+        clauses.append("user_key = ?")
+        params.append("=" + scope.user)
+    return "WHERE " + " AND ".join(clauses), params
+
+
+def _key(value: str | None) -> str:
+    return NONE_KEY if value is None else value
+
+
+def _day_name(day: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day))
+
+
+def _model_cell_key(dim: str, model: str | None, user_key: str, day: int) -> str | None:
+    """The group a model cell adds to: its model, provider, user or day."""
+    if dim == "model":
+        return model
+    if dim == "provider":
+        return _provider(model)
+    if dim == "user":
+        return decode(user_key)
+    return _day_name(day)
+
+
+MODEL_CELL_DIMS = ("model", "provider", "user", "day")  # groups that model cells answer for
+
+
+def fold_rollup(scope: Scope, rolled: tuple[float, float], dims: tuple[str, ...], with_complexity: bool) -> Folded:
+    """fold() of the rollup's cells in the scope's whole days."""
+    cell_dims = ("model", *(d for d in dims if d in ("mode", "domain")))
+    where, params = _rollup_where(scope, rolled, cell_dims)
+    rows = _rows(
+        "SELECT day, user_key, dim, value, requests, errors, input_tokens, output_tokens, cost_usd, cmp_input,"
+        f" cmp_output, cmp_cost, first_ts, last_ts, {', '.join(CX_FIELDS)} FROM route_rollup {where}",
+        params,
+    )
+    total = [0] * N_SUMS
+    by: dict[str, dict[str, list[float]]] = {d: {} for d in dims}
+    firsts, lasts = [], []
+    cx: dict[tuple[int, str], int] = {}
+    for day, user_key, dim, value, *rest in rows:
+        sums = rest[:N_SUMS]
+        if dim != "model":
+            _add(by[dim].setdefault(_key(decode(value)), [0] * N_SUMS), sums)
+            continue
+        _add(total, sums)
+        firsts.append(rest[N_SUMS])
+        lasts.append(rest[N_SUMS + 1])
+        model = decode(value)
+        for group in dims:
+            if group in MODEL_CELL_DIMS:
+                found = _model_cell_key(group, model, user_key, day)
+                _add(by[group].setdefault(_key(found), [0] * N_SUMS), sums)
+        if with_complexity:
+            for index, n in enumerate(rest[N_SUMS + 2 :]):
+                if n:
+                    cx[(index, _key(model))] = cx.get((index, _key(model)), 0) + n
+    return Folded(total, by, min(firsts) if firsts else None, max(lasts) if lasts else None, cx)
+
+
+def latencies_rollup(scope: Scope, rolled: tuple[float, float], dims: tuple[str, ...]) -> Latencies:
+    """latencies() of the rollup's cells in the scope's whole days."""
+    cell_dims = ("model", *(d for d in dims if d in ("mode", "domain")))
+    where, params = _rollup_where(scope, rolled, cell_dims)
+    rows = _rows(
+        f"SELECT day, user_key, dim, value, latency, latency_bins, ttft, ttft_bins FROM route_rollup {where}"
+        " AND (latency IS NOT NULL OR latency_bins IS NOT NULL OR ttft IS NOT NULL OR ttft_bins IS NOT NULL)",
+        params,
+    )
+    latency, ttft = Dist(), Dist()
+    by: dict[str, dict[str, Dist]] = {d: {} for d in dims}
+    for day, user_key, dim, value, latency_text, latency_bins, ttft_text, ttft_bins in rows:
+        cell = Dist.loads(latency_text, latency_bins)
+        if dim != "model":
+            by[dim].setdefault(_key(decode(value)), Dist()).add(cell)
+            continue
+        latency.add(cell)
+        ttft.add(Dist.loads(ttft_text, ttft_bins))
+        model = decode(value)
+        for group in dims:
+            if group in MODEL_CELL_DIMS:
+                found = _model_cell_key(group, model, user_key, day)
+                by[group].setdefault(_key(found), Dist()).add(cell)
+    return Latencies(latency, ttft, by)
+
+
+def day_sums(scope: Scope, rolled: tuple[float, float]) -> dict[int, tuple]:
+    """Requests, errors, tokens and cost per whole day of the scope, from the rollup."""
+    where, params = _rollup_where(scope, rolled, ("model",))
+    rows = _rows(
+        "SELECT day, sum(requests), sum(errors), sum(input_tokens) + sum(output_tokens), sum(cost_usd)"
+        f" FROM route_rollup {where} GROUP BY day",
+        params,
+    )
+    return {int(day): tuple(sums) for day, *sums in rows}
 
 
 def _complexity_bins(cx: dict[tuple[int, str], int]) -> list[dict[str, Any]]:
@@ -357,9 +564,42 @@ def _chain(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return chain
 
 
-def failed_rows(scope: Scope) -> list[dict[str, Any]]:
-    """Every failed request in the scope, most recent first, with its attempt chain and the
-    providers and error kinds it involves (an attempt's kind, or the request's own error)."""
+@dataclass
+class Failed:
+    """One failed request as read: its row, and the providers and error kinds it involves. The
+    attempt chain is built only for the rows a page shows (see shown())."""
+
+    id: int
+    ts: float
+    request_id: str | None
+    user: str | None
+    endpoint: str
+    model: str | None
+    status: str
+    error: str | None
+    latency_ms: float | None
+    attempts: list[dict[str, Any]]
+    providers: set[str]
+    kinds: set[str]
+
+    def shown(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": iso(self.ts),
+            "request_id": self.request_id,
+            "user": self.user,
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "status": self.status,
+            "error": self.error,
+            "latency_ms": self.latency_ms,
+            "attempts": _chain(self.attempts),
+        }
+
+
+def failed_rows(scope: Scope) -> list[Failed]:
+    """Every failed request in the scope, most recent first (on the index of failed requests), with
+    the providers and error kinds it involves (an attempt's kind, or the request's own error)."""
     where, params = scope.where("status != 'ok'")
     rows = _rows(
         "SELECT id, ts, request_id, user, endpoint, model, status, error, attempts, latency_ms"
@@ -368,28 +608,23 @@ def failed_rows(scope: Scope) -> list[dict[str, Any]]:
     )
     out = []
     for row_id, ts, request_id, user, endpoint, model, status, error, attempts_json, latency in rows:
-        chain = _chain(orjson.loads(attempts_json) if attempts_json else [])
+        attempts = orjson.loads(attempts_json) if attempts_json else []
+        providers: set[str] = set()
+        kinds: set[str] = {error} if error else set()
+        for attempt in attempts:  # one loop: a month holds thousands of failed requests
+            provider = _provider(attempt.get("model"))
+            if provider:
+                providers.add(provider)
+            if not attempt.get("ok"):
+                kinds.add(attempt_kind(attempt))
         out.append(
-            {
-                "id": row_id,
-                "time": iso(ts),
-                "request_id": request_id,
-                "user": user,
-                "endpoint": endpoint,
-                "model": model,
-                "status": status,
-                "error": error,
-                "latency_ms": latency,
-                "attempts": chain,
-                "providers": sorted({p for p in (_provider(a["model"]) for a in chain) if p}),
-                "kinds": sorted({a["kind"] for a in chain if a["kind"]} | ({error} if error else set())),
-            }
+            Failed(row_id, ts, request_id, user, endpoint, model, status, error, latency, attempts, providers, kinds)
         )
     return out
 
 
 def filter_failures(
-    rows: list[dict[str, Any]], provider: str | None = None, kind: str | None = None, limit: int = FAILURES_SHOWN
+    rows: list[Failed], provider: str | None = None, kind: str | None = None, limit: int = FAILURES_SHOWN
 ) -> dict[str, Any]:
     """The failed requests that involve `provider` and `kind` (None: any): the first `limit` of
     them, how many matched in all, and every provider and kind seen (the filter's choices)."""
@@ -398,13 +633,13 @@ def filter_failures(
     shown: list[dict[str, Any]] = []
     matched = 0
     for row in rows:
-        providers.update(row["providers"])
-        kinds.update(row["kinds"])
-        if (provider and provider not in row["providers"]) or (kind and kind not in row["kinds"]):
+        providers.update(row.providers)
+        kinds.update(row.kinds)
+        if (provider and provider not in row.providers) or (kind and kind not in row.kinds):
             continue
         matched += 1
         if len(shown) < limit:
-            shown.append({k: v for k, v in row.items() if k not in ("providers", "kinds")})
+            shown.append(row.shown())
     return {"rows": shown, "matched": matched, "providers": sorted(providers), "kinds": sorted(kinds)}
 
 
@@ -570,7 +805,7 @@ class Part:
     folded: Folded
     lat: Latencies
     series: dict[float, tuple[int, int, int, float]]  # bucket start -> requests, errors, tokens, cost
-    failed: list[dict[str, Any]]  # newest first
+    failed: list[Failed]  # newest first
 
 
 def _dims(scope: Scope) -> tuple[str, ...]:
@@ -588,35 +823,14 @@ def part(scope: Scope, bucket_s: int, start: float) -> Part:
     )
 
 
-def _merge_sorted(a: list[float], b: list[float]) -> list[float]:
-    return sorted(a + b)  # timsort merges two sorted runs in linear time
-
-
 def merge(old: Part, new: Part) -> Part:
-    """old (earlier) + new (later): sums added, latency lists merged, failures newest first."""
-    by = {dim: {k: list(v) for k, v in groups_.items()} for dim, groups_ in old.folded.by.items()}
-    for dim, groups_ in new.folded.by.items():
-        for key, sums in groups_.items():
-            _add(by.setdefault(dim, {}).setdefault(key, [0] * N_SUMS), sums)
-    total = list(old.folded.total)
-    _add(total, new.folded.total)
-    firsts = [t for t in (old.folded.first, new.folded.first) if t is not None]
-    lasts = [t for t in (old.folded.last, new.folded.last) if t is not None]
-    cx = dict(old.folded.complexity)
-    for key, n in new.folded.complexity.items():
-        cx[key] = cx.get(key, 0) + n
-    lat_by = {"model": dict(old.lat.by.get("model", {}))}
-    for key, values in new.lat.by.get("model", {}).items():
-        lat_by["model"][key] = _merge_sorted(lat_by["model"].get(key, []), values)
+    """old (earlier) + new (later): sums added, latencies merged, failures newest first."""
     series = dict(old.series)
     for start, (n, e, t, c) in new.series.items():
         was = series.get(start, (0, 0, 0, 0.0))
         series[start] = (was[0] + n, was[1] + e, was[2] + t, was[3] + c)
     return Part(
-        Folded(total, by, min(firsts) if firsts else None, max(lasts) if lasts else None, cx),
-        Latencies(_merge_sorted(old.lat.latency, new.lat.latency), _merge_sorted(old.lat.ttft, new.lat.ttft), lat_by),
-        series,
-        new.failed + old.failed,
+        merge_folded(old.folded, new.folded), merge_latencies(old.lat, new.lat), series, new.failed + old.failed
     )
 
 
