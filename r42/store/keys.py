@@ -381,6 +381,11 @@ def announce(prefixes: list[str]) -> None:
     from r42.config import load_settings
 
     forget_keys()  # this process's threads at once (on SQLite data_version would tell them too)
+    if on_postgres():  # every process on the same PostgreSQL, through LISTEN/NOTIFY (see _store_version)
+        from r42.store.db import database_url
+        from r42.store.postgres import store_for
+
+        store_for(database_url()).notify(KEYS_CHANNEL, " ".join(prefixes))
     url = load_settings().redis_url
     if not url:
         return
@@ -421,11 +426,19 @@ def authenticate_cached(key: str) -> KeyRecord | None:
 PG_MEMO_S = 0.5  # on PostgreSQL a remembered key is checked again after this long
 
 
+KEYS_CHANNEL = "r42_keys"  # PostgreSQL NOTIFY channel of key changes
+
+
 def _store_version(conn: Any) -> float:
     """What moves when another connection may have changed a key: SQLite's data_version; on
-    PostgreSQL (no such counter) the half second, so a key revoked on another host is refused
-    within PG_MEMO_S even without Redis (whose pub/sub news, when set, forgets keys at once)."""
+    PostgreSQL (no such counter) key news arrives by LISTEN/NOTIFY (forget_keys), and the half
+    second moves too, so a key changed elsewhere is refused within PG_MEMO_S should a notification
+    be missed (Redis pub/sub, when set, also forgets keys at once)."""
     if on_postgres():
+        from r42.store.db import database_url
+        from r42.store.postgres import store_for
+
+        store_for(database_url()).listen(KEYS_CHANNEL, lambda _: forget_keys())
         return time.monotonic() // PG_MEMO_S
     return conn.execute("PRAGMA data_version").fetchone()[0]
 

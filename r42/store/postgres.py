@@ -179,6 +179,8 @@ class Store:
         self.url = url
         self.pool: Any = None
         self.reader = Reader(self)  # one object: callers remember things per connection (keys.authenticate_cached)
+        self.listening: dict[str, Any] = {}  # channel -> its listener's connection (None between connections)
+        self.closed = threading.Event()
 
     def open(self) -> None:
         psycopg = _import_psycopg()
@@ -226,7 +228,41 @@ class Store:
             except psycopg.Error as exc:  # the COMMIT itself failed
                 raise _store_error(self.url, exc, "failed") from None
 
+    def notify(self, channel: str, payload: str) -> None:
+        """Tell every process listening on `channel` (delivered at once: the statement autocommits)."""
+        self.reader.execute("SELECT pg_notify(?, ?)", (channel, payload))
+
+    def listen(self, channel: str, callback: Any) -> None:
+        """Call `callback(payload)` on a background thread for each notification on `channel`
+        (LISTEN on a connection of its own, reconnecting after an error). Once per channel."""
+        if channel in self.listening:  # the common case, without the lock
+            return
+        with _stores_lock:
+            if channel in self.listening:
+                return
+            self.listening[channel] = None
+        thread = threading.Thread(target=self._listen, args=(channel, callback), name=f"r42-pg-{channel}", daemon=True)
+        thread.start()
+
+    def _listen(self, channel: str, callback: Any) -> None:
+        psycopg = _import_psycopg()
+        while not self.closed.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+                    self.listening[channel] = conn
+                    conn.execute(f"LISTEN {channel}")
+                    callback("")  # news may have been missed while not listening
+                    for note in conn.notifies():
+                        callback(note.payload)
+            except psycopg.Error:
+                pass  # PostgreSQL went away or the store was closed: try again shortly
+            self.closed.wait(0.5)
+
     def close(self) -> None:
+        self.closed.set()
+        for conn in self.listening.values():
+            if conn is not None:
+                conn.close()
         if self.pool is not None:
             self.pool.close()
             self.pool = None
