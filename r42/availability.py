@@ -15,7 +15,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from r42.catalog import Provider
-from r42.config import home_dir
+from r42.config import database_url, home_dir
 from r42.credential import Credential
 
 BUILTIN_LOCAL = "local"  # the provider id of r42's own llama.cpp server
@@ -37,7 +37,7 @@ def find_credential(
     environment variable; then the global stored key (the store is opened only when it exists)."""
     env = os.environ if env is None else env
     stored = None
-    if (home_dir() / STORE_FILE).exists():
+    if database_url() or (home_dir() / STORE_FILE).exists():
         from r42.store import lookup_credential  # only when a store exists: keeps start-up light
 
         stored = lookup_credential(provider.id, user=user)

@@ -74,6 +74,9 @@ class Settings:
     redis_url: str = field(
         default="", repr=False
     )  # redis://HOST:PORT/DB: rate-limit and budget counters and key news shared by every server
+    database_url: str = field(
+        default="", repr=False
+    )  # postgresql://USER:PASSWORD@HOST:PORT/DB: the store on PostgreSQL, shared by every server (default: SQLite)
     serve_grace: float = 10.0  # seconds requests in flight get to finish on SIGINT/SIGTERM
     serve_builtin_local: bool = False  # may gateway clients start and use the built-in llama.cpp model (local/...)?
     origin: Mapping[str, str] = field(default_factory=dict, compare=False)  # not a setting: where each came from
@@ -118,6 +121,20 @@ def home_dir() -> Path:
     xdg = os.environ.get("XDG_CONFIG_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
     return base / "r42"
+
+
+_database_urls: dict[tuple[str | None, str], str] = {}
+
+
+def database_url() -> str:
+    """The `database_url` setting ("" = the SQLite store), read once per R42_DATABASE_URL and
+    R42_HOME: the store asks on every connection, and reading config.toml each time would add up."""
+    env = os.environ.get("R42_DATABASE_URL")
+    key = (env, str(home_dir()))
+    url = _database_urls.get(key)
+    if url is None:
+        url = _database_urls[key] = (env if env is not None else load_settings().database_url).strip()
+    return url
 
 
 def ensure_home() -> Path:

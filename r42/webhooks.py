@@ -141,9 +141,9 @@ SUBSCRIBERS_TTL = 1.0  # seconds the list of hooks is reused by the gateway's ch
 def subscribers(event_type: str) -> list[Hook]:
     """The hooks that want `event_type`, from a list refreshed at most every SUBSCRIBERS_TTL seconds."""
     global _subscribers
-    from r42.store.db import store_path
+    from r42.store.db import store_name
 
-    where = str(store_path())
+    where = store_name()  # the file, or the PostgreSQL database
     cached_where, at, found = _subscribers
     if cached_where != where or time.monotonic() - at > SUBSCRIBERS_TTL:
         found = hook_store.list_hooks()

@@ -31,3 +31,48 @@ def isolated_env(tmp_path, monkeypatch, request):
         home.mkdir(mode=0o700)
         seed_catalog_cache(home)
     yield home
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url():
+    """One PostgreSQL server per pytest-xdist worker (a session fixture runs once per worker)."""
+    from tests.services import postgres_server
+
+    yield from postgres_server()
+
+
+@pytest.fixture
+def pg_url(postgres_server_url, request, monkeypatch):
+    """A new, empty database for this test; R42_DATABASE_URL points the store at it."""
+    import hashlib
+
+    from tests.services import drop_database, fresh_database
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"t_{worker}_{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]}"
+    url = fresh_database(postgres_server_url, name)
+    monkeypatch.setenv("R42_DATABASE_URL", url)
+    yield url
+    from r42.store.postgres import close_stores
+
+    close_stores()
+    drop_database(postgres_server_url, name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_backend(request):
+    """Run a test on both stores: SQLite in R42_HOME, and PostgreSQL (a fresh database). A test
+    marked `sqlite_file` (about the file itself) runs on SQLite only."""
+    if request.param == "postgres":
+        if request.node.get_closest_marker("sqlite_file"):
+            pytest.skip("about the SQLite file")
+        request.getfixturevalue("pg_url")
+    yield request.param
+
+
+@pytest.fixture(autouse=True)
+def whole_suite_on_postgres(request):
+    """R42TEST_STORE=postgres runs every test on PostgreSQL (a fresh database each), not just the
+    store tests that run on both."""
+    if os.environ.get("R42TEST_STORE") == "postgres" and "store_backend" not in request.fixturenames:
+        request.getfixturevalue("pg_url")

@@ -1,12 +1,15 @@
 """Real servers for the tests that need them, from Debian's packages, on loopback with a temporary
-directory: Redis (redis-server). A test using one is skipped only when the server's binary is not
-installed (.ci/run installs it)."""
+directory: Redis (redis-server), nginx and PostgreSQL. A test using one is skipped only when the
+server's binary is not installed (.ci/run installs it)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -120,3 +123,88 @@ def nginx_balancer(directory: Path, upstream_ports: list[int]) -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+
+
+def postgres_bin() -> Path | None:
+    """The directory of Debian's PostgreSQL server binaries (the newest version), or None."""
+    found = sorted(Path("/").glob(PG_BIN_GLOB.lstrip("/")), key=lambda p: int(p.parent.name), reverse=True)
+    return next((p for p in found if (p / "initdb").exists()), None)
+
+
+def _as_postgres() -> dict:
+    # PostgreSQL refuses to run as root: run it as the `postgres` user that Debian's package creates.
+    return {"user": "postgres", "group": "postgres", "extra_groups": []} if os.geteuid() == 0 else {}
+
+
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server on 127.0.0.1 with a temporary data directory (trust authentication,
+    loopback only, no fsync: a test server); yields the URL of its `postgres` database."""
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    directory = Path(tempfile.mkdtemp(prefix="r42-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres", "postgres")
+    data = directory / "data"
+    subprocess.run(
+        [str(bin_dir / "initdb"), "-D", str(data), "-U", "r42", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        **_as_postgres(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    port = free_port()
+    options = [
+        *("-c", "listen_addresses=127.0.0.1", "-p", str(port), "-c", f"unix_socket_directories={directory}"),
+        *("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"),
+        *("-c", "max_connections=300", "-c", "shared_buffers=32MB"),
+    ]
+    log = open(directory / "postgres.log", "wb")  # noqa: SIM115 - open while the server runs
+    process = subprocess.Popen(
+        [str(bin_dir / "postgres"), "-D", str(data), *options], stdout=log, stderr=log, **_as_postgres()
+    )
+    try:
+        wait_port(port, process, timeout=30)
+        url = f"postgresql://r42@127.0.0.1:{port}/postgres"
+        _wait_ready(url, process)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)  # "fast" shutdown; SIGTERM ("smart") would wait for clients
+        process.wait(timeout=20)
+        log.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """The port opens before the server accepts logins ("the database system is starting up")."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """An empty database `name` on the server (dropped first if a crashed run left it); its URL."""
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(server_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,6 +1,8 @@
 """A small cluster, bounded: three `r42 serve` processes on different ports sharing one store and one
-Redis, with nginx in front. A key limited to 60 requests a minute admits 60 across them; a key
-revoked through one is refused by all three; `r42 log` reads every server's rows from the store."""
+Redis, with nginx in front. A key limited to 60 requests a minute admits 60 across them; a budget
+holds; a key revoked through one is refused by all three within 1 s; `r42 log` and `r42 stats` read
+every server's rows from the store. Each test runs twice: the store is one SQLite file (one host), then
+one PostgreSQL database (what several hosts share)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,22 @@ import pytest
 
 from tests.helpers import run
 from tests.services import nginx_balancer, redis_server
+from tests.test_limits import MODEL, OUTPUT_TOKENS, BigSpender
 from tests.test_workers import CLASSIFY, request, start, stop
 
 
 @pytest.fixture
-def cluster(tmp_path, monkeypatch):
+def spender(monkeypatch):
+    """The upstream every server calls: each answer costs OUTPUT_TOKENS of MODEL's output."""
+    with BigSpender(reply="ok") as fake:
+        fake._httpd.socket.listen(256)
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-upstream")
+        yield fake
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch, store_backend, spender):
     (tmp_path / "redis").mkdir()
     (tmp_path / "nginx").mkdir()
     for url in redis_server(tmp_path / "redis"):
@@ -58,6 +71,32 @@ def test_a_limit_and_a_revocation_hold_across_three_servers_behind_nginx(cluster
 
     rows = [json.loads(line) for line in run(["log", "-n", "1000"]).stdout.splitlines() if line.strip()]
     assert sum(1 for r in rows if r.get("endpoint") == "/v1/classify") >= 150
+
+
+def test_a_budget_holds_across_three_servers_and_stats_read_the_shared_store(cluster, spender):
+    from r42.store import create_key
+
+    balancer, _ = cluster
+    key = create_key("budget", budget_usd=1.0).key
+    body = json.dumps(
+        {"model": MODEL, "messages": [{"role": "user", "content": "essay"}], "max_tokens": OUTPUT_TOKENS}
+    ).encode()
+    with ThreadPoolExecutor(32) as pool:
+        statuses = list(pool.map(lambda _: request(balancer, "POST", "/v1/chat/completions", body, key)[0], range(60)))
+    answered = statuses.count(200)
+    worst = (30 * 2.5 + OUTPUT_TOKENS * 10.0) / 1e6  # one request's hold: what parallel requests may overspend
+    real = (20 * 2.5 + OUTPUT_TOKENS * 10.0) / 1e6
+    assert answered >= 1 and statuses.count(429) == 60 - answered
+    assert answered * real <= 1.0 + worst
+    assert len(spender.requests) == answered
+    deadline = time.monotonic() + 20  # the servers' log writers commit in batches
+    while time.monotonic() < deadline:
+        stats = json.loads(run(["stats", "--json"]).stdout)
+        if stats["totals"]["requests"] >= 60:
+            break
+        time.sleep(0.2)
+    assert stats["totals"]["requests"] == 60
+    assert stats["totals"]["cost_usd"] == pytest.approx(answered * real, rel=1e-3)
 
 
 def classify(port: int, key: str) -> tuple[int, str | None]:

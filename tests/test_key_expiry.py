@@ -17,6 +17,9 @@ from r42.store.keys import parse_when
 from tests.helpers import json_lines, run
 from tests.test_keys_cli import on_terminal
 
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # each test on SQLite and on PostgreSQL (tests/conftest.py)
+
 DAY = 86_400.0
 T0 = parse_when("2027-03-01T12:00:00Z")
 
@@ -139,6 +142,7 @@ def test_an_expired_key_gets_401_key_expired_from_a_real_gateway(fake_clock):
         assert get(running.url, "/metrics", key)[0] == 200  # extended: valid again at once
 
 
+@pytest.mark.sqlite_file
 def test_a_store_from_before_migration_3_keeps_its_keys(isolated_env):
     """Keys made by an r42 at schema 2 still work, with no expiry and no admin rights."""
     import sqlite3

@@ -17,6 +17,9 @@ from r42.errors import ExitCode
 from r42.terminal import Terminal
 from tests.helpers import run
 
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # each test on SQLite and on PostgreSQL (tests/conftest.py)
+
 SECRET = "sk-test-DO-NOT-PRINT-0123456789abcdef"
 
 
@@ -165,6 +168,7 @@ def test_a_wrong_master_key_is_one_line_and_exit_6(monkeypatch):
     assert SECRET not in result.stderr and result.stdout == ""
 
 
+@pytest.mark.sqlite_file
 @pytest.mark.parametrize("content", [b"garbage " * 1000, None])
 def test_a_broken_store_is_one_line_and_exit_6(isolated_env, content):
     import sqlite3

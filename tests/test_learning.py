@@ -13,6 +13,9 @@ from r42.routing import Router
 from r42.store import write_route
 from tests.helpers import run
 
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # each test on SQLite and on PostgreSQL (tests/conftest.py)
+
 MATH = "Solve for x: 3x + 7 = 22, and show each step of the algebra."
 CREATIVE = "Write a short poem about the sea at night."
 

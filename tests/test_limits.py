@@ -19,6 +19,9 @@ from r42.server.http import ServerLimits
 from tests.fakes import OpenAIFake
 from tests.fakes.openai import completion
 
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # each test on SQLite and on PostgreSQL (tests/conftest.py)
+
 MODEL = "openai/gpt-4o"  # $2.50 in, $10 out per million tokens in the shipped catalog
 OUTPUT_TOKENS = 16_000  # what the fake bills for every answer: $0.16 on MODEL
 

@@ -3,10 +3,15 @@ aside, and nothing changed when a secret cannot be opened."""
 
 from __future__ import annotations
 
+import pytest
+
 from r42 import store
 from r42.store import hooks
 from r42.store.credentials import master_key_path
 from tests.helpers import run
+
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # each test on SQLite and on PostgreSQL (tests/conftest.py)
 
 
 def test_rotation_re_encrypts_credentials_and_webhook_secrets():

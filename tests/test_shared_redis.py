@@ -15,6 +15,9 @@ from tests.services import redis_server
 from tests.test_limits import HI, MODEL, OUTPUT_TOKENS, BigSpender, post
 
 
+pytestmark = pytest.mark.usefixtures("store_backend")  # each test on SQLite and on PostgreSQL (tests/conftest.py)
+
+
 @pytest.fixture
 def redis_url(tmp_path, monkeypatch):
     directory = tmp_path / "redis"

@@ -23,6 +23,9 @@ from r42.store.stats import Reference, choose_reference, compute_stats, parse_si
 from r42.terminal import Terminal
 from tests.helpers import json_lines, run
 
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # each test on SQLite and on PostgreSQL (tests/conftest.py)
+
 DAY = 86_400.0
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc).timestamp()
 

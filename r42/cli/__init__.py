@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "catalog": "r42.cli.catalog:catalog",
     "feedback": "r42.cli.feedback:feedback",
     "eval": "r42.cli.eval:eval_command",
+    "store": "r42.cli.store:store",
 }
 
 

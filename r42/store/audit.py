@@ -58,7 +58,7 @@ def read(limit: int = 100, action: str | None = None, since: float | None = None
     conn = reading()
     if conn is None:
         return []
-    where: list[str] = ["1"]
+    where: list[str] = ["1 = 1"]  # portable: PostgreSQL has no integer truth
     params: list[str | float] = []
     if action:
         where.append("(action = ? OR action LIKE ?)")

@@ -1,4 +1,8 @@
-"""The SQLite store in R42_HOME: opening it safely, one connection per thread, numbered migrations.
+"""The store: SQLite in R42_HOME (the default), or PostgreSQL when `database_url` is set
+(r42.store.postgres); one schema as numbered migrations for both, and one connection interface.
+
+Store modules write `with writing() as conn: conn.execute(sql, params)`, `reading()`, `batch()`,
+with SQLite SQL and `?`/`:name` placeholders; on PostgreSQL r42.store.dialect translates it.
 
 Many writers share the file (the gateway's threads, `r42 ask` in other processes), so the store
 runs in WAL mode with a busy timeout, and every write happens in a short `BEGIN IMMEDIATE`
@@ -14,7 +18,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from r42.config import ensure_home, home_dir
 from r42.errors import ConfigError
@@ -25,6 +29,12 @@ BUSY_TIMEOUT_MS = 30_000
 MOVE_AWAY = "move the file away (r42 then creates a new store) or set R42_HOME to another directory"
 
 # Each entry moves the schema from version N to N+1. Never edit a released entry: add a new one.
+# Both databases run these (PostgreSQL through r42.store.dialect.to_postgres_ddl), so write only the
+# portable subset: CREATE TABLE / CREATE INDEX (partial ones too) / ALTER TABLE ... ADD COLUMN, with
+# the types INTEGER, REAL, TEXT and BLOB, `INTEGER PRIMARY KEY` for an id, PRIMARY KEY / UNIQUE /
+# REFERENCES ... ON DELETE CASCADE / NOT NULL / DEFAULT with a constant; no triggers, views,
+# AUTOINCREMENT, WITHOUT ROWID, CHECK with SQLite functions, or `;` inside a string. Store code
+# writes upserts as ON CONFLICT (...) DO UPDATE/NOTHING and new ids as RETURNING id (see dialect.py).
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE meta (
@@ -216,19 +226,58 @@ def store_path() -> Path:
     return home_dir() / STORE_FILE
 
 
+def database_url() -> str:
+    """The `database_url` setting ("" = SQLite); see r42.config.database_url."""
+    from r42.config import database_url as configured
+
+    url = configured()
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise StoreError(
+            "database_url must start with postgresql://", "leave it empty for the SQLite store in R42_HOME"
+        )
+    return url
+
+
+def on_postgres() -> bool:
+    return bool(database_url())
+
+
+def store_name() -> str:
+    """The store as it may be printed: the SQLite file, or PostgreSQL's host, port and database."""
+    url = database_url()
+    if url:
+        from r42.store.postgres import shown
+
+        return shown(url)
+    return str(store_path())
+
+
 def store_exists() -> bool:
-    return store_path().exists()
+    return on_postgres() or store_path().exists()
+
+
+def lock(conn: Any, name: str, number: int = 0) -> None:
+    """Serialise the rest of this write transaction with others that lock the same name and number
+    (a key's admission, a budget). SQLite's BEGIN IMMEDIATE serialises every write already."""
+    if getattr(conn, "backend", "sqlite") == "postgresql":
+        conn.lock(name, number)
 
 
 _local = threading.local()
 
 
-def connect(create: bool = True) -> sqlite3.Connection | None:
+def connect(create: bool = True) -> Any:
     """This thread's connection to the store, opened (and migrated) on first use.
 
     create=False: return None when there is no store yet, so read-only commands never create one.
-    A connection is never shared between threads, nor reused in a forked child.
+    A connection is never shared between threads, nor reused in a forked child. On PostgreSQL: a
+    reader that borrows a pooled connection per statement.
     """
+    url = database_url()
+    if url:
+        from r42.store.postgres import store_for
+
+        return store_for(url).reader
     path = store_path()
     cached = getattr(_local, "conns", {}).get(str(path))
     if cached is not None and cached[0] == os.getpid():
@@ -324,14 +373,14 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         _check_ours(conn, path)
         for number in range(version, SCHEMA_VERSION):
-            for statement in _statements(MIGRATIONS[number]):
+            for statement in statements(MIGRATIONS[number]):
                 conn.execute(statement)
             _after_migration(conn, number + 1)
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def _after_migration(conn: sqlite3.Connection, version: int) -> None:
+def _after_migration(conn: Any, version: int) -> None:
     """What a migration needs beyond its SQL, in the same transaction: version 5 fills the rollup
     from the log rows already there (its latency histograms are built in Python)."""
     if version == 5:
@@ -340,14 +389,22 @@ def _after_migration(conn: sqlite3.Connection, version: int) -> None:
         backfill(conn)
 
 
-def _statements(script: str) -> list[str]:
+def statements(script: str) -> list[str]:
     # executescript() would COMMIT our transaction first; run the statements one by one instead.
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
+_statements = statements  # the old name, used by tests that build old schemas
+
+
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """A write transaction that takes the write lock at once (waiting up to the busy timeout)."""
+def transaction(conn: Any) -> Iterator[Any]:
+    """A write transaction that takes the write lock at once (waiting up to the busy timeout).
+    On PostgreSQL: a transaction (a savepoint inside one), without a lock: see `lock()`."""
+    if getattr(conn, "backend", "sqlite") == "postgresql":
+        with conn.transaction() as pg:
+            yield pg
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -359,13 +416,20 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 @contextmanager
-def writing(create: bool = True) -> Iterator[sqlite3.Connection]:
+def writing(create: bool = True) -> Iterator[Any]:
     """This thread's connection inside a write transaction, with SQLite errors made readable.
     Inside `batch()`, the batch's transaction is used instead of a new one."""
     _local.writes = thread_writes() + 1
     batch_conn = getattr(_local, "batch", None)
     if batch_conn is not None:
         yield batch_conn
+        return
+    url = database_url()
+    if url:
+        from r42.store.postgres import store_for
+
+        with store_for(url).transaction() as pg:
+            yield pg
         return
     conn = connect(create=create)
     assert conn is not None
@@ -380,10 +444,21 @@ def thread_writes() -> int:
 
 
 @contextmanager
-def batch() -> Iterator[sqlite3.Connection]:
+def batch() -> Iterator[Any]:
     """One write transaction for every `writing()` block inside it on this thread: the gateway's
     log writer commits many rows at once instead of one commit per request. An error rolls back
     the whole batch (the caller can then write the rows one by one)."""
+    url = database_url()
+    if url:
+        from r42.store.postgres import store_for
+
+        with store_for(url).transaction() as pg:
+            _local.batch = pg
+            try:
+                yield pg
+            finally:
+                _local.batch = None
+        return
     conn = connect(create=True)
     assert conn is not None
     with readable_errors():
@@ -401,12 +476,12 @@ def readable_errors() -> Iterator[None]:
         yield
     except sqlite3.OperationalError as exc:
         raise StoreError(
-            f"the store {store_path()} could not be written ({exc})", "another process may hold it for long; try again"
+            f"the store {store_name()} could not be written ({exc})", "another process may hold it for long; try again"
         ) from None
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"the store {store_path()} is damaged ({exc})", MOVE_AWAY) from None
+        raise StoreError(f"the store {store_name()} is damaged ({exc})", MOVE_AWAY) from None
 
 
-def reading() -> sqlite3.Connection | None:
+def reading() -> Any:
     """This thread's connection for queries, or None when there is no store yet."""
     return connect(create=False)

@@ -66,7 +66,8 @@ def reset_learning(user: str | None) -> int:
     with writing() as conn:
         removed = conn.execute("DELETE FROM feedback WHERE user IS ?", (user,)).rowcount
         conn.execute(
-            "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (f"{RESET_KEY}:{user or '*'}", str(time.time()))
+            "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (f"{RESET_KEY}:{user or '*'}", str(time.time()).encode()),
         )
     return int(removed)
 

@@ -9,7 +9,6 @@ Secrets are sealed with the master key exactly like provider credentials (r42.st
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,7 @@ import orjson
 
 from r42.errors import UsageError
 from r42.store.credentials import MasterKeyError, _fernet, _open, _seal
-from r42.store.db import readable_errors, reading, writing
+from r42.store.db import lock, readable_errors, reading, writing
 from r42.store.keys import NotFoundError, iso
 
 EVENT_TYPES: tuple[str, ...] = (
@@ -172,7 +171,7 @@ def persist_event(
     return True
 
 
-def _claim_mark(conn: sqlite3.Connection, mark: str, now: float) -> bool:
+def _claim_mark(conn: Any, mark: str, now: float) -> bool:
     return conn.execute("INSERT OR IGNORE INTO hook_marks (name, created) VALUES (?, ?)", (mark, now)).rowcount > 0
 
 
@@ -193,6 +192,7 @@ def claim_due(now: float, lease: float, limit: int = 20, hook_id: str | None = N
         if conn.execute(f"SELECT 1 FROM hook_outbox WHERE {where} LIMIT 1", params).fetchone() is None:
             return []
     with writing() as conn:
+        lock(conn, "hook_outbox")  # PostgreSQL: one claimer at a time, as SQLite's write lock gives
         rows = conn.execute(
             f"SELECT {_DELIVERY_COLUMNS} FROM hook_outbox WHERE {where} ORDER BY next_try LIMIT ?", (*params, limit)
         ).fetchall()

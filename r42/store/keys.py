@@ -17,10 +17,11 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 from r42 import clock
 from r42.errors import R42Error, UsageError
-from r42.store.db import connect, reading, readable_errors, thread_writes, writing
+from r42.store.db import connect, lock, on_postgres, reading, readable_errors, thread_writes, writing
 
 KEY_PREFIX = "r42_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 8
@@ -143,13 +144,13 @@ def _validate_limits(rpm: int | None, rpd: int | None, budget_usd: float | None)
             raise UsageError(f"--{name} must be 0 or more, got {value}")
 
 
-def _user_id(conn: sqlite3.Connection, user: str, now: float) -> int:
+def _user_id(conn: Any, user: str, now: float) -> int:
     conn.execute("INSERT OR IGNORE INTO users (name, created) VALUES (?, ?)", (user, now))
     return conn.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()[0]
 
 
 def _insert_key(
-    conn: sqlite3.Connection,
+    conn: Any,
     user: str,
     rpm: int | None,
     rpd: int | None,
@@ -163,14 +164,14 @@ def _insert_key(
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         prefix = key[:PREFIX_LENGTH]
         try:
-            cursor = conn.execute(
+            row = conn.execute(
                 "INSERT INTO gateway_keys (user_id, prefix, hash, created, rpm, rpd, budget_usd, expires, admin)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (user_id, prefix, key_hash(key), now, rpm, rpd, budget_usd, expires, int(admin)),
-            )
+            ).fetchone()
         except sqlite3.IntegrityError:
             continue  # a prefix collision (about 1 in 2**48): draw again
-        record = KeyRecord(cursor.lastrowid, user, prefix, now, None, None, rpm, rpd, budget_usd, expires, admin)
+        record = KeyRecord(row[0], user, prefix, now, None, None, rpm, rpd, budget_usd, expires, admin)
         return NewKey(key, record)
 
 
@@ -224,7 +225,7 @@ def list_users() -> list[str]:
         return [row[0] for row in conn.execute("SELECT name FROM users ORDER BY name")]
 
 
-def _find_keys(conn: sqlite3.Connection, key_or_prefix: str, user_too: bool = False) -> list[KeyRecord]:
+def _find_keys(conn: Any, key_or_prefix: str, user_too: bool = False) -> list[KeyRecord]:
     """Active keys named by a whole key, a prefix of one, or (user_too) a user name."""
     text = key_or_prefix.strip().rstrip("…").rstrip(".")
     if len(text) == KEY_LENGTH and text.startswith(KEY_PREFIX):
@@ -252,7 +253,7 @@ def _find_keys(conn: sqlite3.Connection, key_or_prefix: str, user_too: bool = Fa
     return [_record(row) for row in rows]
 
 
-def _one_key(conn: sqlite3.Connection, key_or_prefix: str) -> KeyRecord:
+def _one_key(conn: Any, key_or_prefix: str) -> KeyRecord:
     found = _find_keys(conn, key_or_prefix)
     if not found:
         raise NotFoundError(f"no active gateway key matches {_shown(key_or_prefix)}", "see `r42 keys list`")
@@ -379,6 +380,12 @@ def announce(prefixes: list[str]) -> None:
     revoked key at once. Nothing without redis_url; a Redis failure is a warning, not an error."""
     from r42.config import load_settings
 
+    forget_keys()  # this process's threads at once (on SQLite data_version would tell them too)
+    if on_postgres():  # every process on the same PostgreSQL, through LISTEN/NOTIFY (see _store_version)
+        from r42.store.db import database_url
+        from r42.store.postgres import store_for
+
+        store_for(database_url()).notify(KEYS_CHANNEL, " ".join(prefixes))
     url = load_settings().redis_url
     if not url:
         return
@@ -404,7 +411,7 @@ def authenticate_cached(key: str) -> KeyRecord | None:
     if conn is None:
         return None
     with readable_errors():
-        version = (conn.execute("PRAGMA data_version").fetchone()[0], thread_writes(), id(conn), _generation)
+        version = (_store_version(conn), thread_writes(), id(conn), _generation)
     memo = getattr(_memo, "state", None)
     if memo is None or memo[0] != version:
         memo = _memo.state = (version, {})
@@ -414,6 +421,26 @@ def authenticate_cached(key: str) -> KeyRecord | None:
             memo[1].clear()
         found = memo[1][key] = authenticate(key)
     return found  # type: ignore[return-value]
+
+
+PG_MEMO_S = 0.5  # on PostgreSQL a remembered key is checked again after this long
+
+
+KEYS_CHANNEL = "r42_keys"  # PostgreSQL NOTIFY channel of key changes
+
+
+def _store_version(conn: Any) -> float:
+    """What moves when another connection may have changed a key: SQLite's data_version; on
+    PostgreSQL (no such counter) key news arrives by LISTEN/NOTIFY (forget_keys), and the half
+    second moves too, so a key changed elsewhere is refused within PG_MEMO_S should a notification
+    be missed (Redis pub/sub, when set, also forgets keys at once)."""
+    if on_postgres():
+        from r42.store.db import database_url
+        from r42.store.postgres import store_for
+
+        store_for(database_url()).listen(KEYS_CHANNEL, lambda _: forget_keys())
+        return time.monotonic() // PG_MEMO_S
+    return conn.execute("PRAGMA data_version").fetchone()[0]
 
 
 def record_usage(key_id: int, cost_usd: float = 0.0, at: float | None = None) -> None:
@@ -446,13 +473,16 @@ def admit(record: KeyRecord, now: float | None = None) -> Admission:
     store sees the same count (a refused request adds nothing). The row's cost starts at 0;
     `reserve` raises it to the request's worst case and `settle` sets the real cost."""
     with writing() as conn:
+        lock(conn, "key", record.id)  # PostgreSQL: one admission of this key at a time (SQLite: BEGIN IMMEDIATE)
         now = clock.now() if now is None else now  # read under the write lock: admissions are in order
         used = _usage(conn, record.id, now)
         hit = limit_exceeded(record, used, now)
         if hit is not None:
             return Admission(used, hit, None)
-        cursor = conn.execute("INSERT INTO key_usage (key_id, ts, cost_usd) VALUES (?, ?, 0)", (record.id, now))
-        return Admission(used, None, cursor.lastrowid)
+        row = conn.execute(
+            "INSERT INTO key_usage (key_id, ts, cost_usd) VALUES (?, ?, 0) RETURNING rowid", (record.id, now)
+        ).fetchone()
+        return Admission(used, None, row[0])
 
 
 def reserve(record: KeyRecord, usage_id: int, cost_usd: float, now: float | None = None) -> LimitHit | None:
@@ -463,6 +493,7 @@ def reserve(record: KeyRecord, usage_id: int, cost_usd: float, now: float | None
     now = clock.now() if now is None else now
     with writing() as conn:
         if record.budget_usd is not None:
+            lock(conn, "key", record.id)
             row = conn.execute(
                 "SELECT coalesce(sum(cost_usd), 0.0) FROM key_usage WHERE key_id = ? AND ts >= ? AND rowid != ?",
                 (record.id, month_start(now), usage_id),
@@ -500,7 +531,7 @@ def usage(key_id: int, now: float | None = None) -> Usage:
         return _usage(conn, key_id, now, upto=now)
 
 
-def _usage(conn: sqlite3.Connection, key_id: int, now: float, upto: float = float("inf")) -> Usage:
+def _usage(conn: Any, key_id: int, now: float, upto: float = float("inf")) -> Usage:
     """Rows of the windows ending at `now`; with `upto`, none admitted after it."""
     minute, day, month = now - 60, now - 86_400, month_start(now)
     row = conn.execute(

@@ -109,7 +109,9 @@ def write_route(
     )
     placeholders = ", ".join("?" * len(COLUMNS))
     with writing() as conn:  # the row and its rollup cells commit together (or not at all)
-        row_id = conn.execute(f"INSERT INTO routes ({', '.join(COLUMNS)}) VALUES ({placeholders})", row).lastrowid
+        row_id = conn.execute(
+            f"INSERT INTO routes ({', '.join(COLUMNS)}) VALUES ({placeholders}) RETURNING id", row
+        ).fetchone()[0]
         rollup.add_row(conn, dict(zip(COLUMNS, row)))
     _maybe_prune(retention_days)
     return int(row_id)
