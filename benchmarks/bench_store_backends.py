@@ -139,7 +139,7 @@ def main() -> None:
     os.chmod(work, 0o755)
     processes: list[subprocess.Popen] = []
     try:
-        upstream, upstream_port = start_upstream()
+        upstream, upstream_port = start_upstream("python")
         processes.append(upstream)
         (work / "pg").mkdir()
         (work / "redis").mkdir()
