@@ -220,3 +220,12 @@ def gateway(seeded: Seeded) -> Iterator[Any]:
 
     with serve_in_thread(load_settings()) as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def fresh(isolated_env, monkeypatch):
+    """An empty store that keeps every logged row (no retention cut), for each dashboard test."""
+    monkeypatch.setenv("R42_LOG_RETENTION_DAYS", "0")
+    store.close_thread_connection()
+    yield
+    store.close_thread_connection()

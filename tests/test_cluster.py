@@ -16,22 +16,12 @@ import pytest
 
 from tests.helpers import run
 from tests.services import nginx_balancer, redis_server
-from tests.test_limits import MODEL, OUTPUT_TOKENS, BigSpender
+from tests.test_limits import MODEL, OUTPUT_TOKENS, upstream  # noqa: F401 - upstream is a fixture
 from tests.test_workers import CLASSIFY, request, start, stop
 
 
 @pytest.fixture
-def spender(monkeypatch):
-    """The upstream every server calls: each answer costs OUTPUT_TOKENS of MODEL's output."""
-    with BigSpender(reply="ok") as fake:
-        fake._httpd.socket.listen(256)
-        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-upstream")
-        yield fake
-
-
-@pytest.fixture
-def cluster(tmp_path, monkeypatch, store_backend, spender):
+def cluster(tmp_path, monkeypatch, store_backend, upstream):
     (tmp_path / "redis").mkdir()
     (tmp_path / "nginx").mkdir()
     for url in redis_server(tmp_path / "redis"):
@@ -73,7 +63,7 @@ def test_a_limit_and_a_revocation_hold_across_three_servers_behind_nginx(cluster
     assert sum(1 for r in rows if r.get("endpoint") == "/v1/classify") >= 150
 
 
-def test_a_budget_holds_across_three_servers_and_stats_read_the_shared_store(cluster, spender):
+def test_a_budget_holds_across_three_servers_and_stats_read_the_shared_store(cluster, upstream):
     from r42.store import create_key
 
     balancer, _ = cluster
@@ -88,7 +78,7 @@ def test_a_budget_holds_across_three_servers_and_stats_read_the_shared_store(clu
     real = (20 * 2.5 + OUTPUT_TOKENS * 10.0) / 1e6
     assert answered >= 1 and statuses.count(429) == 60 - answered
     assert answered * real <= 1.0 + worst
-    assert len(spender.requests) == answered
+    assert len(upstream.requests) == answered
     deadline = time.monotonic() + 20  # the servers' log writers commit in batches
     while time.monotonic() < deadline:
         stats = json.loads(run(["stats", "--json"]).stdout)

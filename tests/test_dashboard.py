@@ -12,18 +12,10 @@ import pytest
 from r42 import store
 from r42.store.queries import Scope, dashboard_data, failures, stats_report
 from r42.store.stats import Reference, compute_stats
-from tests.dashboard_seed import XSS, Client, gateway, seed_log, seeded  # noqa: F401 - fixtures
+from tests.dashboard_seed import fresh, XSS, Client, gateway, seed_log, seeded  # noqa: F401 - fixtures
 from tests.helpers import run
 
 REFERENCE = Reference("openai/gpt-4o", 2.5, 10.0, "test")
-
-
-@pytest.fixture(autouse=True)
-def fresh(isolated_env, monkeypatch):
-    monkeypatch.setenv("R42_LOG_RETENTION_DAYS", "0")
-    store.close_thread_connection()
-    yield
-    store.close_thread_connection()
 
 
 def sign_in(gateway, key: str) -> Client:

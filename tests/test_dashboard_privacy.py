@@ -6,22 +6,13 @@ from __future__ import annotations
 
 import html
 
-import pytest
 
 from r42 import store
 from r42.privacy_judge import DEFAULT_PROMPT
 from r42.store.prompts import template_for
-from tests.dashboard_seed import Client, gateway, seeded  # noqa: F401 - fixtures
+from tests.dashboard_seed import fresh, Client, gateway, seeded  # noqa: F401 - fixtures
 
 MINE = "Bob's rules: money talk is private.\n{prompt}\nYES or NO?"
-
-
-@pytest.fixture(autouse=True)
-def fresh(isolated_env, monkeypatch):
-    monkeypatch.setenv("R42_LOG_RETENTION_DAYS", "0")
-    store.close_thread_connection()
-    yield
-    store.close_thread_connection()
 
 
 def signed_in(gateway, key: str) -> tuple[Client, str]:

@@ -12,7 +12,7 @@ from r42.config import load_settings
 from r42.server import serve_in_thread
 from r42.server.http import ServerLimits
 from tests.services import redis_server
-from tests.test_limits import HI, MODEL, OUTPUT_TOKENS, BigSpender, post
+from tests.test_limits import HI, MODEL, OUTPUT_TOKENS, post, upstream  # noqa: F401 - upstream is a fixture
 
 
 pytestmark = pytest.mark.usefixtures("store_backend")  # each test on SQLite and on PostgreSQL (tests/conftest.py)
@@ -25,15 +25,6 @@ def redis_url(tmp_path, monkeypatch):
     for url in redis_server(directory):
         monkeypatch.setenv("R42_REDIS_URL", url)
         yield url
-
-
-@pytest.fixture
-def upstream(monkeypatch):
-    with BigSpender(reply="ok") as fake:
-        fake._httpd.socket.listen(256)
-        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-upstream")
-        yield fake
 
 
 @pytest.fixture

@@ -410,18 +410,25 @@ def design(feats: dict, representation: str, rows: np.ndarray, mean: np.ndarray,
     return hstack(parts, format="csr")
 
 
+def soft_label_rows(items: list[dict], rows: np.ndarray, label: str, boost: np.ndarray):
+    """Indices into `rows`, 0/1 targets and weights for a weighted logistic regression: a row with a
+    soft label y enters twice, as 1 (weight y) and as 0 (weight 1 - y)."""
+    y = np.array([items[i][label] for i in rows])
+    w = np.array([items[i]["weight"] for i in rows]) * boost
+    soft = (y > 0) & (y < 1)
+    index = np.r_[np.arange(len(rows)), np.where(soft)[0]]
+    targets = np.r_[np.where(soft, 1.0, y), np.zeros(soft.sum())]
+    weights = np.r_[np.where(soft, w * y, w), (w * (1 - y))[soft]]
+    return index, targets, weights
+
+
 def fit(feats: dict, items: list[dict], representation: str, train: np.ndarray, label: str):
     """A weighted logistic regression; a row with a soft label y enters twice, as 1 (weight y) and as 0."""
     train, boost = subsample(items, train)
     mean = feats["stats"][train].mean(0)
     scale = feats["stats"][train].std(0) + 1e-6
     x = design(feats, representation, train, mean, scale)
-    y = np.array([items[i][label] for i in train])
-    w = np.array([items[i]["weight"] for i in train]) * boost
-    soft = (y > 0) & (y < 1)
-    rows = np.r_[np.arange(len(train)), np.where(soft)[0]]
-    targets = np.r_[np.where(soft, 1.0, y), np.zeros(soft.sum())]
-    weights = np.r_[np.where(soft, w * y, w), (w * (1 - y))[soft]]
+    rows, targets, weights = soft_label_rows(items, train, label, boost)
     model = LogisticRegression(C=C, max_iter=300, tol=1e-4)
     model.fit(x[rows], targets, sample_weight=weights)
     return model, mean, scale
@@ -472,12 +479,8 @@ def fit_within(feats: dict, items: list[dict], train: np.ndarray, label: str, de
     sources = sorted({items[i]["fold"] for i in rows})
     fold_of = np.array([items[i]["fold"] for i in rows])
     dummies = SOURCE_DUMMY * (fold_of[:, None] == np.array(sources)[None, :])
-    y = np.array([items[i][label] for i in rows])
-    w = np.array([items[i]["weight"] for i in rows]) * boost
-    soft = (y > 0) & (y < 1)
-    dup = np.r_[np.arange(len(rows)), np.where(soft)[0]]
-    targets = np.r_[np.where(soft, 1.0, y), np.zeros(soft.sum())]
-    weights = np.r_[np.where(soft, w * y, w), (w * (1 - y))[soft]]
+    dup, targets, weights = soft_label_rows(items, rows, label, boost)
+    w = np.array([items[i]["weight"] for i in rows]) * boost  # each row's weight, for the kind priors
     model = LogisticRegression(C=WITHIN_C, max_iter=2000, tol=1e-6)
     model.fit(np.c_[x, dummies][dup], targets, sample_weight=weights)
     k = len(sources)
