@@ -167,3 +167,32 @@ def test_slow_answers_count_against_a_model():
     slow = learned[("ollama/llama3.1:8b", "chat")]
     assert slow.value < -0.05 and slow.slow == 5 and "5 slow" in slow.reason("chat")
     assert ("openai/gpt-4o-mini", "chat") not in learned
+
+
+def test_failed_attempts_are_read_from_the_rows_that_hold_them_only():
+    """read_failed_attempts filters in SQL on the attempts' text; it finds exactly what parsing every
+    row finds: failures before a fallback, failed requests, an attempt logged without `ok` (not ok)."""
+    from r42.store import iter_routes
+    from r42.store.feedback import read_failed_attempts
+
+    now = time.time()
+    logs = [
+        [{"model": "a/ok", "ok": True, "ms": 5}],
+        [{"model": "a/down", "ok": False, "status": 503, "ms": 5}, {"model": "a/ok", "ok": True, "ms": 5}],
+        [{"model": "a/slow", "ok": False, "status": None, "error": 'said "ok":true', "ms": 9}],
+        [{"model": "a/odd", "ms": 1}],  # no "ok" at all: counted as a failure, as before
+        [],
+    ]
+    for i, attempts in enumerate(logs * 3):
+        write_route(endpoint="ask", model="a/ok", domain="math", user="u", attempts=attempts, at=now - i)
+    write_route(endpoint="ask", domain="math", user="v", attempts=logs[1], at=now)  # another user's
+
+    expected = sorted(
+        (row["ts"], attempt["model"], row["domain"])
+        for row in iter_routes(user="u")
+        for attempt in row["attempts"]
+        if not attempt.get("ok") and attempt.get("model")
+    )
+    found = sorted(read_failed_attempts("u", now - 3600))
+    assert found == expected
+    assert sorted({model for _, model, _ in found}) == ["a/down", "a/odd", "a/slow"] and len(found) == 9

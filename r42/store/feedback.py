@@ -81,6 +81,9 @@ def learning_reset_time(user: str | None) -> float:
     return float(row[0]) if row else 0.0
 
 
+FAILED_ATTEMPT_TEXT = '%"ok":false%'  # a LIKE pattern: a logged attempts list with a failed attempt in it
+
+
 def read_failed_attempts(user: str | None, since: float) -> list[tuple[float, str, str | None]]:
     """(time, model, domain) of every failed attempt in one user's routing log since a time: a
     model that errors or makes r42 fall back counts against itself."""
@@ -91,8 +94,11 @@ def read_failed_attempts(user: str | None, since: float) -> list[tuple[float, st
         return []
     out = []
     with readable_errors():
+        # Only rows with a failed attempt are read and parsed (a few percent of the log, where every row
+        # used to be): the log writes each attempt's "ok" as a JSON boolean, compact (r42.store.log).
         rows = conn.execute(
-            "SELECT ts, domain, attempts FROM routes WHERE user IS ? AND ts >= ? AND n_attempts > 0", (user, since)
+            "SELECT ts, domain, attempts FROM routes WHERE user IS ? AND ts >= ? AND attempts LIKE ?",
+            (user, since, FAILED_ATTEMPT_TEXT),
         ).fetchall()
     for ts, domain, attempts in rows:
         for attempt in orjson.loads(attempts or "[]"):

@@ -53,6 +53,7 @@ def _clean_attempts(attempts: list[dict[str, Any]] | None) -> list[dict[str, Any
     cleaned = []
     for attempt in attempts or []:
         item = {k: attempt[k] for k in ATTEMPT_FIELDS if k in attempt}
+        item["ok"] = bool(attempt.get("ok"))  # always a JSON boolean: learning finds failures by their text
         if isinstance(item.get("error"), str):
             item["error"] = item["error"][:MAX_ERROR_CHARS]
         cleaned.append(item)
