@@ -397,6 +397,15 @@ def statements(script: str) -> list[str]:
 _statements = statements  # the old name, used by tests that build old schemas
 
 
+def where_clause(conditions: dict[str, Any], *extra: str) -> tuple[str, list[Any]]:
+    """A WHERE clause of the conditions ("ts >= ?": value) whose value is not None and of the extra
+    clauses, and its parameters ("" when there is no clause: every row)."""
+    clauses = [clause for clause, value in conditions.items() if value is not None]
+    params = [value for value in conditions.values() if value is not None]
+    clauses.extend(extra)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
 @contextmanager
 def transaction(conn: Any) -> Iterator[Any]:
     """A write transaction that takes the write lock at once (waiting up to the busy timeout).

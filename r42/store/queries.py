@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from r42.store.db import reading, readable_errors
+from r42.store.db import reading, readable_errors, where_clause
 from r42.store.keys import iso, list_keys, usage
 from r42.store.rollup import CX_FIELDS, DAY_S, Dist, decode
 from r42.store.stats import GROUPS, NONE_KEY, Reference
@@ -62,19 +62,7 @@ class Scope:
     user: str | None = None
 
     def where(self, *extra: str) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if self.since is not None:
-            clauses.append("ts >= ?")
-            params.append(self.since)
-        if self.until is not None:
-            clauses.append("ts < ?")
-            params.append(self.until)
-        if self.user is not None:
-            clauses.append("user = ?")
-            params.append(self.user)
-        clauses.extend(extra)
-        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+        return where_clause({"ts >= ?": self.since, "ts < ?": self.until, "user = ?": self.user}, *extra)
 
 
 def _rows(sql: str, params: list[Any]) -> list[tuple]:

@@ -31,6 +31,8 @@ from typing import Any, Iterable, Iterator
 
 import orjson
 
+from r42.store.db import where_clause
+
 DAY_S = 86_400
 COMPLEXITY_BINS = 10
 EXACT_MAX = 32  # a cell keeps its latencies exactly up to this many, then as binned counts
@@ -360,14 +362,7 @@ ROW_COLUMNS = ("ts", "user", "model", "mode", "domain", "complexity", "status") 
 
 def build(conn: sqlite3.Connection, since: float | None = None, until: float | None = None) -> None:
     """Add the routes rows in [since, until) to the rollup, a day at a time (memory stays bounded)."""
-    clauses, params = [], []
-    if since is not None:
-        clauses.append("ts >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("ts < ?")
-        params.append(until)
-    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    where, params = where_clause({"ts >= ?": since, "ts < ?": until})
     cursor = conn.execute(f"SELECT {', '.join(ROW_COLUMNS)} FROM routes {where} ORDER BY ts", params)
     pending: dict[tuple[int, str, str, str], Cell] = {}
     day = None
