@@ -101,17 +101,24 @@ class Result:
         return iter(self.fetchall())
 
 
-def _run(raw: Any, sql: str, params: Any, url: str) -> Result:
+@contextmanager
+def _statement_errors(url: str) -> Iterator[None]:
+    """A unique violation as sqlite3.IntegrityError (what store code catches), any other error as
+    a StoreError one-liner."""
     psycopg = _import_psycopg()
     try:
-        with raw.cursor() as cursor:
-            cursor.execute(to_postgres(sql), _params(params))
-            rows = cursor.fetchall() if cursor.description is not None else []
-            return Result(rows, cursor.rowcount)
+        yield
     except psycopg.errors.UniqueViolation as exc:
         raise sqlite3.IntegrityError(str(exc).splitlines()[0]) from None
     except psycopg.Error as exc:
         raise _store_error(url, exc, "failed") from None
+
+
+def _run(raw: Any, sql: str, params: Any, url: str) -> Result:
+    with _statement_errors(url), raw.cursor() as cursor:
+        cursor.execute(to_postgres(sql), _params(params))
+        rows = cursor.fetchall() if cursor.description is not None else []
+        return Result(rows, cursor.rowcount)
 
 
 def _params(params: Any) -> Any:
@@ -131,15 +138,9 @@ class Connection:
         return _run(self.raw, sql, params, self.url)
 
     def executemany(self, sql: str, rows: Sequence[Any]) -> Result:
-        psycopg = _import_psycopg()
-        try:
-            with self.raw.cursor() as cursor:
-                cursor.executemany(to_postgres(sql), [_params(row) for row in rows])
-                return Result([], cursor.rowcount)
-        except psycopg.errors.UniqueViolation as exc:
-            raise sqlite3.IntegrityError(str(exc).splitlines()[0]) from None
-        except psycopg.Error as exc:
-            raise _store_error(self.url, exc, "failed") from None
+        with _statement_errors(self.url), self.raw.cursor() as cursor:
+            cursor.executemany(to_postgres(sql), [_params(row) for row in rows])
+            return Result([], cursor.rowcount)
 
     @contextmanager
     def transaction(self) -> Iterator["Connection"]:
