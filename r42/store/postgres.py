@@ -58,6 +58,18 @@ def _import_psycopg() -> Any:
     return psycopg
 
 
+@contextmanager
+def connection_of_its_own(url: str, doing: str) -> Iterator[Any]:
+    """A psycopg connection to `url` outside the pool (autocommit), for a migration or a copy; its
+    errors become StoreError one-liners ("PostgreSQL at ... {doing}: ...")."""
+    psycopg = _import_psycopg()
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+            yield conn
+    except psycopg.Error as exc:
+        raise _store_error(url, exc, doing) from None
+
+
 def _configure(conn: Any) -> None:
     """Types as SQLite's Python module returns them: numeric (sum of integers, avg) as int or float,
     Python bools stored as 0/1 (the schema has no boolean columns), a NaN stored as NULL."""
@@ -184,7 +196,7 @@ class Store:
         self.closed = threading.Event()
 
     def open(self) -> None:
-        psycopg = _import_psycopg()
+        _import_psycopg()
         try:
             from psycopg_pool import ConnectionPool
         except ImportError:
@@ -193,11 +205,8 @@ class Store:
             raise StoreError(
                 "database_url is set but the psycopg_pool package is not installed", "pip install 'r42[team]'"
             ) from None
-        try:
-            with psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
-                migrate(conn, self.url)
-        except psycopg.Error as exc:
-            raise _store_error(self.url, exc, "cannot be used") from None
+        with connection_of_its_own(self.url, "cannot be used") as conn:
+            migrate(conn, self.url)
         self.pool = ConnectionPool(
             self.url,
             min_size=1,
