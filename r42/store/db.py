@@ -231,11 +231,15 @@ def database_url() -> str:
     from r42.config import database_url as configured
 
     url = configured()
-    if url and not url.startswith(("postgresql://", "postgres://")):
+    if url and not is_postgres_url(url):
         raise StoreError(
             "database_url must start with postgresql://", "leave it empty for the SQLite store in R42_HOME"
         )
     return url
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
 
 
 def on_postgres() -> bool:

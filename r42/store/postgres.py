@@ -32,10 +32,6 @@ def shown(url: str) -> str:
     return f"postgresql://{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
 
 
-def is_postgres_url(url: str) -> bool:
-    return url.startswith(("postgresql://", "postgres://"))
-
-
 def _store_error(url: str, exc: BaseException, doing: str) -> ConfigError:
     from r42.store.db import StoreError
 

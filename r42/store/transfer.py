@@ -17,7 +17,7 @@ from typing import Any
 
 from r42.errors import R42Error, UsageError
 from r42.store import db
-from r42.store.postgres import connection_of_its_own, is_postgres_url, migrate, schema_version, shown
+from r42.store.postgres import connection_of_its_own, migrate, schema_version, shown
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def copy_store(source: Path, url: str, force: bool = False) -> dict[str, int]:
     """Copy every table of the SQLite store `source` into the PostgreSQL store at `url`, in one
     transaction; returns the rows copied per table. A target with rows is refused unless `force`
     (its rows are then replaced)."""
-    if not is_postgres_url(url):
+    if not db.is_postgres_url(url):
         raise UsageError("the target must be a postgresql:// URL", "r42 store copy r42.db postgresql://HOST/DB")
     tables = _source_tables(source)
     with connection_of_its_own(url, "refused the copy") as conn:
