@@ -246,6 +246,13 @@ def on_postgres() -> bool:
     return bool(database_url())
 
 
+def postgres_store() -> Any:
+    """This process's r42.store.postgres.Store for database_url (call only when on_postgres())."""
+    from r42.store.postgres import store_for
+
+    return store_for(database_url())
+
+
 def store_name() -> str:
     """The store as it may be printed: the SQLite file, or PostgreSQL's host, port and database."""
     url = database_url()
