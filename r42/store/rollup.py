@@ -124,9 +124,7 @@ class Dist:
         """(field, count) of every used bin."""
         if not self.packed:
             return []
-        low = ((self.packed & -self.packed).bit_length() - 1) // FIELD_BITS
-        high = (self.packed.bit_length() - 1) // FIELD_BITS
-        data = (self.packed >> (low * FIELD_BITS)).to_bytes((high - low + 1) * FIELD_BYTES, "little")
+        low, data = _used_fields(self.packed)
         return [(low + i, c) for i, c in enumerate(memoryview(data).cast("Q")) if c]
 
     def __len__(self) -> int:
@@ -164,9 +162,7 @@ class Dist:
         packed = self.packed
         for value in self.exact:
             packed += 1 << (field_of(value) * FIELD_BITS)
-        low = ((packed & -packed).bit_length() - 1) // FIELD_BITS
-        high = (packed.bit_length() - 1) // FIELD_BITS
-        body = (packed >> (low * FIELD_BITS)).to_bytes((high - low + 1) * FIELD_BYTES, "little")
+        low, body = _used_fields(packed)
         return None, low.to_bytes(2, "little") + body
 
     @staticmethod
@@ -176,6 +172,14 @@ class Dist:
             return Dist(exact)
         low = int.from_bytes(blob[:2], "little")
         return Dist(exact, int.from_bytes(blob[2:], "little") << (low * FIELD_BITS))
+
+
+def _used_fields(packed: int) -> tuple[int, bytes]:
+    """The lowest used field of non-zero bin counts and the fields from it to the highest used
+    one, FIELD_BYTES each, little-endian."""
+    low = ((packed & -packed).bit_length() - 1) // FIELD_BITS
+    high = (packed.bit_length() - 1) // FIELD_BITS
+    return low, (packed >> (low * FIELD_BITS)).to_bytes((high - low + 1) * FIELD_BYTES, "little")
 
 
 def _rank(p: int, n: int) -> int:
