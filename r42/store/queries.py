@@ -185,11 +185,6 @@ def _summary(sums: list[float] | tuple, reference: Reference | None) -> dict[str
     }
 
 
-def _rank(p: int, n: int) -> int:
-    """Nearest rank of the p-th percentile among n sorted values (as stats.percentile)."""
-    return max(1, (p * n + 99) // 100)
-
-
 def pick(values: Dist, ps: tuple[int, ...] = (50, 95)) -> dict[str, float | None]:
     """Nearest-rank percentiles (exact over rows, within rollup.BOUND where the rollup binned them)."""
     return values.percentiles(ps)
