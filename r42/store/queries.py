@@ -233,18 +233,14 @@ def merge_latencies(old: Latencies, new: Latencies) -> Latencies:
     """The latencies of two disjoint sets of rows (neither is changed)."""
     by: dict[str, dict[str, Dist]] = {}
     for dim in set(old.by) | set(new.by):
-        groups_ = {key: _copy(d) for key, d in old.by.get(dim, {}).items()}
+        groups_ = {key: d.copy() for key, d in old.by.get(dim, {}).items()}
         for key, dist in new.by.get(dim, {}).items():
             groups_.setdefault(key, Dist()).add(dist)
         by[dim] = groups_
-    latency, ttft = _copy(old.latency), _copy(old.ttft)
+    latency, ttft = old.latency.copy(), old.ttft.copy()
     latency.add(new.latency)
     ttft.add(new.ttft)
     return Latencies(latency, ttft, by)
-
-
-def _copy(dist: Dist) -> Dist:
-    return Dist(list(dist.exact), dist.packed)
 
 
 def _ordered(found: dict[str, dict[str, Any]], group: str) -> dict[str, dict[str, Any]]:

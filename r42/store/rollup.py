@@ -130,6 +130,9 @@ class Dist:
     def __len__(self) -> int:
         return len(self.exact) + sum(c for _, c in self.counts())
 
+    def copy(self) -> Dist:
+        return Dist(list(self.exact), self.packed)
+
     def add(self, other: Dist) -> None:
         self.exact.extend(other.exact)
         self.packed += other.packed
@@ -208,7 +211,7 @@ class Cell:
             mine, theirs = getattr(self, name), getattr(other, name)
             if theirs is not None:
                 if mine is None:
-                    setattr(self, name, Dist(list(theirs.exact), theirs.packed))
+                    setattr(self, name, theirs.copy())
                 else:
                     mine.add(theirs)
 
