@@ -420,6 +420,15 @@ def _model_cell_key(dim: str, model: str | None, user_key: str, day: int) -> str
 MODEL_CELL_DIMS = ("model", "provider", "user", "day")  # groups that model cells answer for
 
 
+def _cell_groups(dims: tuple[str, ...], day: int, user_key: str, dim: str, value: str) -> list[tuple[str, str]]:
+    """The (dimension, group) pairs of dims that one rollup cell adds to: a mode or domain cell
+    to its own value; a model cell to its model, provider, user and day."""
+    if dim != "model":
+        return [(dim, _key(decode(value)))]
+    model = decode(value)
+    return [(g, _key(_model_cell_key(g, model, user_key, day))) for g in dims if g in MODEL_CELL_DIMS]
+
+
 def fold_rollup(scope: Scope, rolled: tuple[float, float], dims: tuple[str, ...], with_complexity: bool) -> Folded:
     """fold() of the rollup's cells in the scope's whole days."""
     cell_dims = ("model", *(d for d in dims if d in ("mode", "domain")))
@@ -435,17 +444,14 @@ def fold_rollup(scope: Scope, rolled: tuple[float, float], dims: tuple[str, ...]
     cx: dict[tuple[int, str], int] = {}
     for day, user_key, dim, value, *rest in rows:
         sums = rest[:N_SUMS]
+        for group, key in _cell_groups(dims, day, user_key, dim, value):
+            _add(by[group].setdefault(key, [0] * N_SUMS), sums)
         if dim != "model":
-            _add(by[dim].setdefault(_key(decode(value)), [0] * N_SUMS), sums)
             continue
         _add(total, sums)
         firsts.append(rest[N_SUMS])
         lasts.append(rest[N_SUMS + 1])
         model = decode(value)
-        for group in dims:
-            if group in MODEL_CELL_DIMS:
-                found = _model_cell_key(group, model, user_key, day)
-                _add(by[group].setdefault(_key(found), [0] * N_SUMS), sums)
         if with_complexity:
             for index, n in enumerate(rest[N_SUMS + 2 :]):
                 if n:
@@ -466,16 +472,11 @@ def latencies_rollup(scope: Scope, rolled: tuple[float, float], dims: tuple[str,
     by: dict[str, dict[str, Dist]] = {d: {} for d in dims}
     for day, user_key, dim, value, latency_text, latency_bins, ttft_text, ttft_bins in rows:
         cell = Dist.loads(latency_text, latency_bins)
-        if dim != "model":
-            by[dim].setdefault(_key(decode(value)), Dist()).add(cell)
-            continue
-        latency.add(cell)
-        ttft.add(Dist.loads(ttft_text, ttft_bins))
-        model = decode(value)
-        for group in dims:
-            if group in MODEL_CELL_DIMS:
-                found = _model_cell_key(group, model, user_key, day)
-                by[group].setdefault(_key(found), Dist()).add(cell)
+        for group, key in _cell_groups(dims, day, user_key, dim, value):
+            by[group].setdefault(key, Dist()).add(cell)
+        if dim == "model":
+            latency.add(cell)
+            ttft.add(Dist.loads(ttft_text, ttft_bins))
     return Latencies(latency, ttft, by)
 
 
