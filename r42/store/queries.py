@@ -26,7 +26,7 @@ import orjson
 
 from r42.store.db import reading, readable_errors, where_clause
 from r42.store.keys import iso, list_keys, usage
-from r42.store.rollup import CX_FIELDS, DAY_S, Dist, decode
+from r42.store.rollup import CX_FIELDS, DAY_S, Dist, decode, encode
 from r42.store.stats import GROUPS, NONE_KEY, Reference
 
 # Group expressions: SQL over the routes table. NULL becomes NONE_KEY in Python.
@@ -394,7 +394,7 @@ def _rollup_where(scope: Scope, rolled: tuple[float, float], dims: tuple[str, ..
         params.append(int(rolled[1]))
     if scope.user is not None:
         clauses.append("user_key = ?")
-        params.append("=" + scope.user)
+        params.append(encode(scope.user))
     return "WHERE " + " AND ".join(clauses), params
 
 
