@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import orjson
 
+from r42.store import rollup
 from r42.store.db import reading, readable_errors, where_clause, writing
 from r42.store.keys import iso
 
@@ -107,8 +108,6 @@ def write_route(
         status,
         error[:MAX_ERROR_CHARS] if error else None,
     )
-    from r42.store import rollup  # here, not at the top: `r42 rank` imports the store and never writes
-
     placeholders = ", ".join("?" * len(COLUMNS))
     with writing() as conn:  # the row and its rollup cells commit together (or not at all)
         row_id = conn.execute(
@@ -186,8 +185,6 @@ def prune(retention_days: float | None, now: float | None = None) -> int:
         cutoff = now - retention_days * 86_400
         deleted = conn.execute("DELETE FROM routes WHERE ts < ?", (cutoff,)).rowcount
         if deleted:
-            from r42.store import rollup
-
             rollup.pruned(conn, cutoff)
         return deleted
 
