@@ -81,8 +81,8 @@ VERDICTS = {True: "private", False: "not private", None: "undecided"}
 
 
 def verdict_line(record: dict[str, Any]) -> str:
-    """`private (lmstudio/qwen3-4b)`, `undecided (no local model to ask)`: for --explain and the
-    gateway's X-R42-Privacy-Judge header."""
+    """`private (lmstudio/qwen3-4b)`, `undecided (no local model to ask)`: for the gateway's
+    X-R42-Privacy-Judge header."""
     return f"{VERDICTS[record.get('verdict')]} ({record.get('model') or record.get('note')})"
 
 

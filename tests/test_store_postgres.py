@@ -18,11 +18,7 @@ from r42.store import db
 from r42.store.dialect import to_postgres, to_postgres_ddl
 from r42.store.postgres import close_stores
 
-from tests.helpers import json_lines
-
-
-def run(args: list[str], env: dict[str, str] | None = None):
-    return CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+from tests.helpers import json_lines, run
 
 
 def test_the_dialect_translates_the_sqlite_isms_the_store_uses():

@@ -73,7 +73,7 @@ class Asker:
 
     def judged(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The document with its score after the privacy judge (a local model) looked at it."""
-        from r42.privacy_judge import judge, with_verdict
+        from r42.privacy_judge import VERDICTS, judge, with_verdict
 
         score = self.router.score(doc)
         # the CLI user is whoever runs it: the global setting, not a gateway user's own template
@@ -82,9 +82,8 @@ class Asker:
             return doc
         score = with_verdict(score, record)
         if self.explain:
-            verdict = {True: "private", False: "not private", None: "undecided"}[record["verdict"]]
             self.term.note(
-                f"r42: privacy judge ({record.get('model') or record.get('note')}): {verdict}, "
+                f"r42: privacy judge ({record.get('model') or record.get('note')}): {VERDICTS[record['verdict']]}, "
                 f"cues {', '.join(record['cues'])}"
             )
         return {**doc, "score": score}

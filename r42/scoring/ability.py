@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Callable
 
 SCALE_FILE = Path(__file__).parent / "weights" / "ability.json"
 BISECTION_STEPS = 40  # the interval is at most ~30 logits wide: 40 halvings leave far below 0.001
@@ -32,6 +33,17 @@ def _sigmoid(x: float) -> float:
     if x < -700:
         return 0.0
     return 1.0 / (1.0 + math.exp(-x))
+
+
+def _bisect(low: float, high: float, below: Callable[[float], bool]) -> float:
+    """The point of [low, high] where `below` turns from true to false (it holds left of it)."""
+    for _ in range(BISECTION_STEPS):
+        mid = (low + high) / 2
+        if below(mid):
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
 
 
 @dataclass(frozen=True)
@@ -48,27 +60,15 @@ class AbilityScale:
     def peak(self) -> float:
         """The difficulty where pair_probability is largest (between the two abilities)."""
         low, high = min(self.weak, self.strong), max(self.weak, self.strong)
-        for _ in range(BISECTION_STEPS):  # the curve is unimodal: ternary-style search on its slope
-            mid = (low + high) / 2
-            if self.pair_probability(mid + 1e-6) > self.pair_probability(mid):
-                low = mid
-            else:
-                high = mid
-        return (low + high) / 2
+        # the curve is unimodal: bisect on the sign of its slope
+        return _bisect(low, high, lambda d: self.pair_probability(d + 1e-6) > self.pair_probability(d))
 
     def difficulty(self, complexity: float) -> float:
         """The prompt difficulty whose pair probability is `complexity` (rising side of the curve)."""
         high = self.peak()
         if complexity >= self.pair_probability(high):
             return high
-        low = self.weak - 30.0
-        for _ in range(BISECTION_STEPS):
-            mid = (low + high) / 2
-            if self.pair_probability(mid) < complexity:
-                low = mid
-            else:
-                high = mid
-        return (low + high) / 2
+        return _bisect(self.weak - 30.0, high, lambda d: self.pair_probability(d) < complexity)
 
     def ability(self, quality: float) -> float:
         return self.intercept + self.slope * quality

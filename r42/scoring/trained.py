@@ -49,6 +49,11 @@ INLINE_OPTION = re.compile(
 OPTION_ORDER = ("abcd", "1234")
 
 
+def _option_label(marker: re.Match[str]) -> str:
+    """An INLINE_OPTION marker's letter or number, lower case: "a" for "(A)", "1" for "Option 1"."""
+    return (marker.group(1) or marker.group(2) or marker.group(3)).lower()
+
+
 def answer_options(text: str) -> list[str]:
     """The answer options: on their own lines ("A. ...", "(b) ..."), else inline or labelled
     ("(A) x (B) y", "Option 1: x Option 2: y"): markers that run A, B, ... (or 1, 2, ...) from the first,
@@ -57,9 +62,7 @@ def answer_options(text: str) -> list[str]:
     lines = CHOICE.findall(text)
     if len(lines) >= 2:
         return lines
-    markers = [
-        (m.start(), m.end(), (m.group(1) or m.group(2) or m.group(3)).lower()) for m in INLINE_OPTION.finditer(text)
-    ]
+    markers = [(m.start(), m.end(), _option_label(m)) for m in INLINE_OPTION.finditer(text)]
     for order in OPTION_ORDER:
         run: list[tuple[int, int, str]] = []
         for marker in markers:
@@ -82,7 +85,7 @@ def options_on_lines(text: str) -> str:
     options = answer_options(text)
     if len(options) < 2:
         return text
-    first = next(m for m in INLINE_OPTION.finditer(text) if (m.group(1) or m.group(2) or m.group(3)).lower() in "a1")
+    first = next(m for m in INLINE_OPTION.finditer(text) if _option_label(m) in "a1")
     stem = text[: first.start()].rstrip()
     return stem + "".join(f"\n{letter}. {option}" for letter, option in zip("ABCD", options))
 

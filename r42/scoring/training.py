@@ -628,39 +628,31 @@ def cross_validate(items: list[dict], feats: dict, representation: str, label: s
     return out
 
 
-def fold_table(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> list[dict]:
-    fold_of = np.array([i["fold"] for i in items])
-    table = []
-    for fold in [f for f in sorted(set(fold_of)) if f != "easy"]:
-        rows = np.where(fold_of == fold)[0]
-        er = eval_rows(items, rows)
-        entry = {
-            "fold": fold,
-            "rows": len(rows),
-            "random": round(evaluation.random_band(er)["apgr_mean"], 4),
-            "length": round(apgr(feats["length"][rows], er), 4),
-            "heuristic": round(apgr(feats["heuristic"][rows], er), 4),
-        }
-        for name, scores in oof.items():
-            entry[name] = round(apgr(scores[rows], er), 4)
-        table.append(entry)
-    return table
-
-
-def pooled(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> dict:
-    """All held-out folds routed as one mixed stream: does the scorer know which kind is harder?"""
-    rows = np.array([k for k, i in enumerate(items) if i["fold"] != "easy"])
+def fold_entry(name: str, rows: np.ndarray, items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> dict:
+    """One line of the fold table: the APGR of random routing, the baselines and each scorer on rows."""
     er = eval_rows(items, rows)
     entry = {
-        "fold": "pooled (all folds, one stream)",
+        "fold": name,
         "rows": len(rows),
         "random": round(evaluation.random_band(er)["apgr_mean"], 4),
         "length": round(apgr(feats["length"][rows], er), 4),
         "heuristic": round(apgr(feats["heuristic"][rows], er), 4),
     }
-    for name, scores in oof.items():
-        entry[name] = round(apgr(scores[rows], er), 4)
+    for scorer, scores in oof.items():
+        entry[scorer] = round(apgr(scores[rows], er), 4)
     return entry
+
+
+def fold_table(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> list[dict]:
+    fold_of = np.array([i["fold"] for i in items])
+    folds = [f for f in sorted(set(fold_of)) if f != "easy"]
+    return [fold_entry(fold, np.where(fold_of == fold)[0], items, feats, oof) for fold in folds]
+
+
+def pooled(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> dict:
+    """All held-out folds routed as one mixed stream: does the scorer know which kind is harder?"""
+    rows = np.array([k for k, i in enumerate(items) if i["fold"] != "easy"])
+    return fold_entry("pooled (all folds, one stream)", rows, items, feats, oof)
 
 
 def calibrated_folds(items: list[dict], z: np.ndarray) -> tuple[np.ndarray, list[dict]]:

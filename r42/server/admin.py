@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from r42.server.call import Call, json_response, read_json
 from r42.server.errors import GatewayError
 from r42.server.http import Response
+from r42.server.validate import known_fields
 from r42.store import audit
 from r42.store.keys import (
     KeyRecord,
@@ -97,14 +98,6 @@ def _expires(body: dict[str, Any]) -> float | None:
     return parse_expiry(value)
 
 
-def _known_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
-        raise GatewayError(
-            400, f"unknown field {unknown[0]!r}; allowed: {', '.join(allowed)}", "invalid_request", param=unknown[0]
-        )
-
-
 def _not_found(exc: NotFoundError) -> GatewayError:
     return GatewayError(404, exc.one_line(), "key_not_found")
 
@@ -112,7 +105,7 @@ def _not_found(exc: NotFoundError) -> GatewayError:
 def admin_create_key(gateway: Gateway, call: Call) -> Response:
     """POST /v1/admin/keys {"user", "rpm", "rpd", "budget_usd", "expires", "admin"}: 201 with the key (shown once)."""
     body = read_json(call)
-    _known_fields(body, ("user", "rpm", "rpd", "budget_usd", "expires", "admin"))
+    known_fields(body, ("user", "rpm", "rpd", "budget_usd", "expires", "admin"))
     user = body.get("user")
     if not isinstance(user, str) or not user.strip():
         raise GatewayError(400, "user must be a non-empty string", "invalid_request", param="user")
@@ -153,7 +146,7 @@ def admin_revoke_key(gateway: Gateway, call: Call) -> Response:
 def admin_update_key(gateway: Gateway, call: Call) -> Response:
     """PATCH /v1/admin/keys/{prefix} {"rpm", "rpd", "budget_usd", "expires"}: fields given change (null clears)."""
     body = read_json(call)
-    _known_fields(body, (*LIMIT_FIELDS, "expires"))
+    known_fields(body, (*LIMIT_FIELDS, "expires"))
     changes: dict[str, Any] = {name: _limit(body, name) for name in LIMIT_FIELDS if name in body}
     if "expires" in body:
         changes["expires"] = _expires(body)

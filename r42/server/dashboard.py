@@ -364,16 +364,25 @@ def dashboard_login(gw: Gateway, call: Call) -> Response:
     return _redirect("/dashboard", _cookie(token, SESSION_TTL_S, request))
 
 
+def _own_form(gw: Gateway, request: Request, refusal: str) -> tuple[str, dict[str, str]]:
+    """The session token and the fields of a form posted from the page itself (same origin, with
+    its session's CSRF token); else a 403 saying `refusal`."""
+    token = cookie_value(request)
+    session = sessions_of(gw).find(token) if token else None
+    form = _form(request)
+    sent = form.get("csrf", "")
+    if session is None or not same_origin(request) or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
+        raise GatewayError(403, refusal, "csrf_failed")
+    assert token is not None  # a session was found by it
+    return token, form
+
+
 def dashboard_logout(gw: Gateway, call: Call) -> Response:
     """POST /dashboard/logout with the session's CSRF token: the session ends, the cookie goes.
     OpenAPI: Form -> -"""
     request = call.request
-    token = cookie_value(request)
-    session = sessions_of(gw).find(token) if token else None
-    sent = _form(request).get("csrf", "")
-    if session is None or not same_origin(request) or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
-        raise GatewayError(403, "sign-out needs the page's own form", "csrf_failed")
-    sessions_of(gw).end(token)  # type: ignore[arg-type]
+    token, _ = _own_form(gw, request, "sign-out needs the page's own form")
+    sessions_of(gw).end(token)
     return _redirect("/dashboard", _cookie("", 0, request))
 
 
@@ -382,12 +391,7 @@ def dashboard_privacy_prompt(gw: Gateway, call: Call) -> Response:
     reset): the signed-in user's own privacy-judge template, then back to /dashboard.
     OpenAPI: Form -> -"""
     request = call.request
-    token = cookie_value(request)
-    session = sessions_of(gw).find(token) if token else None
-    form = _form(request)
-    sent = form.get("csrf", "")
-    if session is None or not same_origin(request) or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
-        raise GatewayError(403, "the privacy-judge form needs the page's own form", "csrf_failed")
+    _, form = _own_form(gw, request, "the privacy-judge form needs the page's own form")
     viewer = viewer_of(gw, request)
     if viewer is None or viewer.user is None:
         raise GatewayError(403, "sign in again: the session has ended", "csrf_failed")

@@ -249,6 +249,16 @@ def messages_request(body: dict[str, Any], counting: bool = False) -> MessagesRe
     return MessagesRequest(body, body.get("model"), bool(body.get("stream")))
 
 
+def known_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """A 400 naming the first field of `body` that is not `allowed` (the admin and self-service
+    APIs take only the fields they read)."""
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise GatewayError(
+            400, f"unknown field {unknown[0]!r}; allowed: {', '.join(allowed)}", "invalid_request", param=unknown[0]
+        )
+
+
 # --- the self-service API ------------------------------------------------------------------------------
 
 PRIVACY_PROMPT = fields({"template": string}, required=("template",))
@@ -259,14 +269,7 @@ def privacy_prompt_request(body: dict[str, Any]) -> str:
     ({prompt} exactly once, a size limit), or a 400 naming `template`."""
     from r42.privacy_judge import check_template
 
-    unknown = sorted(set(body) - {"template"})
-    if unknown:
-        raise GatewayError(
-            400,
-            f'unknown field {unknown[0]!r}; the body takes only {{"template": "..."}}',
-            "invalid_request",
-            param=unknown[0],
-        )
+    known_fields(body, ("template",))
     PRIVACY_PROMPT(body, "")
     try:
         return check_template(body["template"])

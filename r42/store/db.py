@@ -231,15 +231,26 @@ def database_url() -> str:
     from r42.config import database_url as configured
 
     url = configured()
-    if url and not url.startswith(("postgresql://", "postgres://")):
+    if url and not is_postgres_url(url):
         raise StoreError(
             "database_url must start with postgresql://", "leave it empty for the SQLite store in R42_HOME"
         )
     return url
 
 
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
 def on_postgres() -> bool:
     return bool(database_url())
+
+
+def postgres_store() -> Any:
+    """This process's r42.store.postgres.Store for database_url (call only when on_postgres())."""
+    from r42.store.postgres import store_for
+
+    return store_for(database_url())
 
 
 def store_name() -> str:
@@ -395,6 +406,15 @@ def statements(script: str) -> list[str]:
 
 
 _statements = statements  # the old name, used by tests that build old schemas
+
+
+def where_clause(conditions: dict[str, Any], *extra: str) -> tuple[str, list[Any]]:
+    """A WHERE clause of the conditions ("ts >= ?": value) whose value is not None and of the extra
+    clauses, and its parameters ("" when there is no clause: every row)."""
+    clauses = [clause for clause, value in conditions.items() if value is not None]
+    params = [value for value in conditions.values() if value is not None]
+    clauses.extend(extra)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 @contextmanager

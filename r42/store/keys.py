@@ -21,7 +21,7 @@ from typing import Any
 
 from r42 import clock
 from r42.errors import R42Error, UsageError
-from r42.store.db import connect, lock, on_postgres, reading, readable_errors, thread_writes, writing
+from r42.store.db import connect, lock, on_postgres, postgres_store, reading, readable_errors, thread_writes, writing
 
 KEY_PREFIX = "r42_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 8
@@ -382,10 +382,7 @@ def announce(prefixes: list[str]) -> None:
 
     forget_keys()  # this process's threads at once (on SQLite data_version would tell them too)
     if on_postgres():  # every process on the same PostgreSQL, through LISTEN/NOTIFY (see _store_version)
-        from r42.store.db import database_url
-        from r42.store.postgres import store_for
-
-        store_for(database_url()).notify(KEYS_CHANNEL, " ".join(prefixes))
+        postgres_store().notify(KEYS_CHANNEL, " ".join(prefixes))
     url = load_settings().redis_url
     if not url:
         return
@@ -435,10 +432,7 @@ def _store_version(conn: Any) -> float:
     second moves too, so a key changed elsewhere is refused within PG_MEMO_S should a notification
     be missed (Redis pub/sub, when set, also forgets keys at once)."""
     if on_postgres():
-        from r42.store.db import database_url
-        from r42.store.postgres import store_for
-
-        store_for(database_url()).listen(KEYS_CHANNEL, lambda _: forget_keys())
+        postgres_store().listen(KEYS_CHANNEL, lambda _: forget_keys())
         return time.monotonic() // PG_MEMO_S
     return conn.execute("PRAGMA data_version").fetchone()[0]
 

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import orjson
 
 from r42.store import rollup
-from r42.store.db import reading, readable_errors, writing
+from r42.store.db import reading, readable_errors, where_clause, writing
 from r42.store.keys import iso
 
 PRUNE_EVERY_S = 3600  # a writer prunes at most once an hour per process
@@ -223,11 +223,4 @@ def iter_routes(since: float | None = None, user: str | None = None) -> Iterator
 
 
 def _filters(since: float | None, user: str | None) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    if since is not None:
-        clauses.append("ts >= ?")
-        params.append(since)
-    if user is not None:
-        clauses.append("user = ?")
-        params.append(user)
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+    return where_clause({"ts >= ?": since, "user = ?": user})

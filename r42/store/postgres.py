@@ -32,10 +32,6 @@ def shown(url: str) -> str:
     return f"postgresql://{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or '/'}"
 
 
-def is_postgres_url(url: str) -> bool:
-    return url.startswith(("postgresql://", "postgres://"))
-
-
 def _store_error(url: str, exc: BaseException, doing: str) -> ConfigError:
     from r42.store.db import StoreError
 
@@ -56,6 +52,18 @@ def _import_psycopg() -> Any:
             "database_url is set but the psycopg package is not installed", "pip install 'r42[team]'"
         ) from None
     return psycopg
+
+
+@contextmanager
+def connection_of_its_own(url: str, doing: str) -> Iterator[Any]:
+    """A psycopg connection to `url` outside the pool (autocommit), for a migration or a copy; its
+    errors become StoreError one-liners ("PostgreSQL at ... {doing}: ...")."""
+    psycopg = _import_psycopg()
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+            yield conn
+    except psycopg.Error as exc:
+        raise _store_error(url, exc, doing) from None
 
 
 def _configure(conn: Any) -> None:
@@ -101,17 +109,24 @@ class Result:
         return iter(self.fetchall())
 
 
-def _run(raw: Any, sql: str, params: Any, url: str) -> Result:
+@contextmanager
+def _statement_errors(url: str) -> Iterator[None]:
+    """A unique violation as sqlite3.IntegrityError (what store code catches), any other error as
+    a StoreError one-liner."""
     psycopg = _import_psycopg()
     try:
-        with raw.cursor() as cursor:
-            cursor.execute(to_postgres(sql), _params(params))
-            rows = cursor.fetchall() if cursor.description is not None else []
-            return Result(rows, cursor.rowcount)
+        yield
     except psycopg.errors.UniqueViolation as exc:
         raise sqlite3.IntegrityError(str(exc).splitlines()[0]) from None
     except psycopg.Error as exc:
         raise _store_error(url, exc, "failed") from None
+
+
+def _run(raw: Any, sql: str, params: Any, url: str) -> Result:
+    with _statement_errors(url), raw.cursor() as cursor:
+        cursor.execute(to_postgres(sql), _params(params))
+        rows = cursor.fetchall() if cursor.description is not None else []
+        return Result(rows, cursor.rowcount)
 
 
 def _params(params: Any) -> Any:
@@ -131,15 +146,9 @@ class Connection:
         return _run(self.raw, sql, params, self.url)
 
     def executemany(self, sql: str, rows: Sequence[Any]) -> Result:
-        psycopg = _import_psycopg()
-        try:
-            with self.raw.cursor() as cursor:
-                cursor.executemany(to_postgres(sql), [_params(row) for row in rows])
-                return Result([], cursor.rowcount)
-        except psycopg.errors.UniqueViolation as exc:
-            raise sqlite3.IntegrityError(str(exc).splitlines()[0]) from None
-        except psycopg.Error as exc:
-            raise _store_error(self.url, exc, "failed") from None
+        with _statement_errors(self.url), self.raw.cursor() as cursor:
+            cursor.executemany(to_postgres(sql), [_params(row) for row in rows])
+            return Result([], cursor.rowcount)
 
     @contextmanager
     def transaction(self) -> Iterator["Connection"]:
@@ -183,7 +192,7 @@ class Store:
         self.closed = threading.Event()
 
     def open(self) -> None:
-        psycopg = _import_psycopg()
+        _import_psycopg()
         try:
             from psycopg_pool import ConnectionPool
         except ImportError:
@@ -192,11 +201,8 @@ class Store:
             raise StoreError(
                 "database_url is set but the psycopg_pool package is not installed", "pip install 'r42[team]'"
             ) from None
-        try:
-            with psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
-                migrate(conn, self.url)
-        except psycopg.Error as exc:
-            raise _store_error(self.url, exc, "cannot be used") from None
+        with connection_of_its_own(self.url, "cannot be used") as conn:
+            migrate(conn, self.url)
         self.pool = ConnectionPool(
             self.url,
             min_size=1,

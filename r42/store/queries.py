@@ -24,9 +24,9 @@ from typing import Any
 
 import orjson
 
-from r42.store.db import reading, readable_errors
+from r42.store.db import reading, readable_errors, where_clause
 from r42.store.keys import iso, list_keys, usage
-from r42.store.rollup import CX_FIELDS, DAY_S, Dist, decode
+from r42.store.rollup import CX_FIELDS, DAY_S, Dist, decode, encode
 from r42.store.stats import GROUPS, NONE_KEY, Reference
 
 # Group expressions: SQL over the routes table. NULL becomes NONE_KEY in Python.
@@ -62,19 +62,7 @@ class Scope:
     user: str | None = None
 
     def where(self, *extra: str) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if self.since is not None:
-            clauses.append("ts >= ?")
-            params.append(self.since)
-        if self.until is not None:
-            clauses.append("ts < ?")
-            params.append(self.until)
-        if self.user is not None:
-            clauses.append("user = ?")
-            params.append(self.user)
-        clauses.extend(extra)
-        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+        return where_clause({"ts >= ?": self.since, "ts < ?": self.until, "user = ?": self.user}, *extra)
 
 
 def _rows(sql: str, params: list[Any]) -> list[tuple]:
@@ -197,11 +185,6 @@ def _summary(sums: list[float] | tuple, reference: Reference | None) -> dict[str
     }
 
 
-def _rank(p: int, n: int) -> int:
-    """Nearest rank of the p-th percentile among n sorted values (as stats.percentile)."""
-    return max(1, (p * n + 99) // 100)
-
-
 def pick(values: Dist, ps: tuple[int, ...] = (50, 95)) -> dict[str, float | None]:
     """Nearest-rank percentiles (exact over rows, within rollup.BOUND where the rollup binned them)."""
     return values.percentiles(ps)
@@ -250,18 +233,14 @@ def merge_latencies(old: Latencies, new: Latencies) -> Latencies:
     """The latencies of two disjoint sets of rows (neither is changed)."""
     by: dict[str, dict[str, Dist]] = {}
     for dim in set(old.by) | set(new.by):
-        groups_ = {key: _copy(d) for key, d in old.by.get(dim, {}).items()}
+        groups_ = {key: d.copy() for key, d in old.by.get(dim, {}).items()}
         for key, dist in new.by.get(dim, {}).items():
             groups_.setdefault(key, Dist()).add(dist)
         by[dim] = groups_
-    latency, ttft = _copy(old.latency), _copy(old.ttft)
+    latency, ttft = old.latency.copy(), old.ttft.copy()
     latency.add(new.latency)
     ttft.add(new.ttft)
     return Latencies(latency, ttft, by)
-
-
-def _copy(dist: Dist) -> Dist:
-    return Dist(list(dist.exact), dist.packed)
 
 
 def _ordered(found: dict[str, dict[str, Any]], group: str) -> dict[str, dict[str, Any]]:
@@ -415,7 +394,7 @@ def _rollup_where(scope: Scope, rolled: tuple[float, float], dims: tuple[str, ..
         params.append(int(rolled[1]))
     if scope.user is not None:
         clauses.append("user_key = ?")
-        params.append("=" + scope.user)
+        params.append(encode(scope.user))
     return "WHERE " + " AND ".join(clauses), params
 
 
@@ -441,6 +420,15 @@ def _model_cell_key(dim: str, model: str | None, user_key: str, day: int) -> str
 MODEL_CELL_DIMS = ("model", "provider", "user", "day")  # groups that model cells answer for
 
 
+def _cell_groups(dims: tuple[str, ...], day: int, user_key: str, dim: str, value: str) -> list[tuple[str, str]]:
+    """The (dimension, group) pairs of dims that one rollup cell adds to: a mode or domain cell
+    to its own value; a model cell to its model, provider, user and day."""
+    if dim != "model":
+        return [(dim, _key(decode(value)))]
+    model = decode(value)
+    return [(g, _key(_model_cell_key(g, model, user_key, day))) for g in dims if g in MODEL_CELL_DIMS]
+
+
 def fold_rollup(scope: Scope, rolled: tuple[float, float], dims: tuple[str, ...], with_complexity: bool) -> Folded:
     """fold() of the rollup's cells in the scope's whole days."""
     cell_dims = ("model", *(d for d in dims if d in ("mode", "domain")))
@@ -456,17 +444,14 @@ def fold_rollup(scope: Scope, rolled: tuple[float, float], dims: tuple[str, ...]
     cx: dict[tuple[int, str], int] = {}
     for day, user_key, dim, value, *rest in rows:
         sums = rest[:N_SUMS]
+        for group, key in _cell_groups(dims, day, user_key, dim, value):
+            _add(by[group].setdefault(key, [0] * N_SUMS), sums)
         if dim != "model":
-            _add(by[dim].setdefault(_key(decode(value)), [0] * N_SUMS), sums)
             continue
         _add(total, sums)
         firsts.append(rest[N_SUMS])
         lasts.append(rest[N_SUMS + 1])
         model = decode(value)
-        for group in dims:
-            if group in MODEL_CELL_DIMS:
-                found = _model_cell_key(group, model, user_key, day)
-                _add(by[group].setdefault(_key(found), [0] * N_SUMS), sums)
         if with_complexity:
             for index, n in enumerate(rest[N_SUMS + 2 :]):
                 if n:
@@ -487,16 +472,11 @@ def latencies_rollup(scope: Scope, rolled: tuple[float, float], dims: tuple[str,
     by: dict[str, dict[str, Dist]] = {d: {} for d in dims}
     for day, user_key, dim, value, latency_text, latency_bins, ttft_text, ttft_bins in rows:
         cell = Dist.loads(latency_text, latency_bins)
-        if dim != "model":
-            by[dim].setdefault(_key(decode(value)), Dist()).add(cell)
-            continue
-        latency.add(cell)
-        ttft.add(Dist.loads(ttft_text, ttft_bins))
-        model = decode(value)
-        for group in dims:
-            if group in MODEL_CELL_DIMS:
-                found = _model_cell_key(group, model, user_key, day)
-                by[group].setdefault(_key(found), Dist()).add(cell)
+        for group, key in _cell_groups(dims, day, user_key, dim, value):
+            by[group].setdefault(key, Dist()).add(cell)
+        if dim == "model":
+            latency.add(cell)
+            ttft.add(Dist.loads(ttft_text, ttft_bins))
     return Latencies(latency, ttft, by)
 
 

@@ -31,6 +31,8 @@ from typing import Any, Iterable, Iterator
 
 import orjson
 
+from r42.store.db import where_clause
+
 DAY_S = 86_400
 COMPLEXITY_BINS = 10
 EXACT_MAX = 32  # a cell keeps its latencies exactly up to this many, then as binned counts
@@ -122,13 +124,14 @@ class Dist:
         """(field, count) of every used bin."""
         if not self.packed:
             return []
-        low = ((self.packed & -self.packed).bit_length() - 1) // FIELD_BITS
-        high = (self.packed.bit_length() - 1) // FIELD_BITS
-        data = (self.packed >> (low * FIELD_BITS)).to_bytes((high - low + 1) * FIELD_BYTES, "little")
+        low, data = _used_fields(self.packed)
         return [(low + i, c) for i, c in enumerate(memoryview(data).cast("Q")) if c]
 
     def __len__(self) -> int:
         return len(self.exact) + sum(c for _, c in self.counts())
+
+    def copy(self) -> Dist:
+        return Dist(list(self.exact), self.packed)
 
     def add(self, other: Dist) -> None:
         self.exact.extend(other.exact)
@@ -162,9 +165,7 @@ class Dist:
         packed = self.packed
         for value in self.exact:
             packed += 1 << (field_of(value) * FIELD_BITS)
-        low = ((packed & -packed).bit_length() - 1) // FIELD_BITS
-        high = (packed.bit_length() - 1) // FIELD_BITS
-        body = (packed >> (low * FIELD_BITS)).to_bytes((high - low + 1) * FIELD_BYTES, "little")
+        low, body = _used_fields(packed)
         return None, low.to_bytes(2, "little") + body
 
     @staticmethod
@@ -174,6 +175,14 @@ class Dist:
             return Dist(exact)
         low = int.from_bytes(blob[:2], "little")
         return Dist(exact, int.from_bytes(blob[2:], "little") << (low * FIELD_BITS))
+
+
+def _used_fields(packed: int) -> tuple[int, bytes]:
+    """The lowest used field of non-zero bin counts and the fields from it to the highest used
+    one, FIELD_BYTES each, little-endian."""
+    low = ((packed & -packed).bit_length() - 1) // FIELD_BITS
+    high = (packed.bit_length() - 1) // FIELD_BITS
+    return low, (packed >> (low * FIELD_BITS)).to_bytes((high - low + 1) * FIELD_BYTES, "little")
 
 
 def _rank(p: int, n: int) -> int:
@@ -202,7 +211,7 @@ class Cell:
             mine, theirs = getattr(self, name), getattr(other, name)
             if theirs is not None:
                 if mine is None:
-                    setattr(self, name, Dist(list(theirs.exact), theirs.packed))
+                    setattr(self, name, theirs.copy())
                 else:
                     mine.add(theirs)
 
@@ -360,14 +369,7 @@ ROW_COLUMNS = ("ts", "user", "model", "mode", "domain", "complexity", "status") 
 
 def build(conn: sqlite3.Connection, since: float | None = None, until: float | None = None) -> None:
     """Add the routes rows in [since, until) to the rollup, a day at a time (memory stays bounded)."""
-    clauses, params = [], []
-    if since is not None:
-        clauses.append("ts >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("ts < ?")
-        params.append(until)
-    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    where, params = where_clause({"ts >= ?": since, "ts < ?": until})
     cursor = conn.execute(f"SELECT {', '.join(ROW_COLUMNS)} FROM routes {where} ORDER BY ts", params)
     pending: dict[tuple[int, str, str, str], Cell] = {}
     day = None

@@ -17,7 +17,7 @@ from typing import Any
 
 from r42.errors import R42Error, UsageError
 from r42.store import db
-from r42.store.postgres import _import_psycopg, _store_error, is_postgres_url, migrate, schema_version, shown
+from r42.store.postgres import connection_of_its_own, migrate, schema_version, shown
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,9 @@ def migrate_store() -> Migrated:
     """Create or upgrade the configured store (database_url, else the SQLite file in R42_HOME)."""
     url = db.database_url()
     if url:
-        psycopg = _import_psycopg()
-        try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-                before = schema_version(conn) or 0
-                version = migrate(conn, url)
-        except psycopg.Error as exc:
-            raise _store_error(url, exc, "cannot be used") from None
+        with connection_of_its_own(url, "cannot be used") as conn:
+            before = schema_version(conn) or 0
+            version = migrate(conn, url)
         return Migrated("postgresql", shown(url), before, version)
     path = db.store_path()
     before = _sqlite_version(path) if path.exists() else 0
@@ -65,21 +61,17 @@ def copy_store(source: Path, url: str, force: bool = False) -> dict[str, int]:
     """Copy every table of the SQLite store `source` into the PostgreSQL store at `url`, in one
     transaction; returns the rows copied per table. A target with rows is refused unless `force`
     (its rows are then replaced)."""
-    if not is_postgres_url(url):
+    if not db.is_postgres_url(url):
         raise UsageError("the target must be a postgresql:// URL", "r42 store copy r42.db postgresql://HOST/DB")
     tables = _source_tables(source)
-    psycopg = _import_psycopg()
-    try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-            migrate(conn, url)
-            with conn.transaction():
-                _empty_target(conn, url, tables, force)
-                with closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src:
-                    counts = {table: _copy_table(src, conn, table) for table in tables}
-                for table in tables:
-                    _move_identity(conn, table)
-    except psycopg.Error as exc:
-        raise _store_error(url, exc, "refused the copy") from None
+    with connection_of_its_own(url, "refused the copy") as conn:
+        migrate(conn, url)
+        with conn.transaction():
+            _empty_target(conn, url, tables, force)
+            with closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src:
+                counts = {table: _copy_table(src, conn, table) for table in tables}
+            for table in tables:
+                _move_identity(conn, table)
     return counts
 
 
