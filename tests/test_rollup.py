@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from r42 import store
 from r42.store import queries, rollup
-from r42.store.db import batch, store_path, writing
+from r42.store.db import batch, reading, store_path, writing
 from r42.store.queries import Scope, panels, stats_report
 from r42.store.stats import Reference, compute_stats
 
@@ -25,6 +25,8 @@ DAY = 86_400.0
 T0 = datetime(2026, 3, 10, tzinfo=timezone.utc).timestamp()  # a midnight (UTC)
 REFERENCE = Reference("openai/gpt-4o", 2.5, 10.0, "test")
 PERCENTILE_KEYS = ("latency_ms", "ttft_ms")
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # each test on SQLite and on PostgreSQL (tests/conftest.py)
 
 
 @pytest.fixture(autouse=True)
@@ -188,9 +190,8 @@ def test_a_prune_drops_the_days_that_went_and_rebuilds_the_day_it_cut():
     gone = store.prune(2.4, now=now)  # the cut falls at 14:24 on the third day
     assert gone > 0
     cut_day = rollup.day_of(now - 2.4 * DAY)
-    conn = sqlite3.connect(store_path())
-    assert conn.execute("SELECT min(day) FROM route_rollup").fetchone()[0] == cut_day
-    conn.close()
+    conn = reading()
+    assert conn is not None and conn.execute("SELECT min(day) FROM route_rollup").fetchone()[0] == cut_day
     rows = list(store.iter_routes())
     assert rows and min(r["ts"] for r in rows) >= now - 2.4 * DAY
     assert_close(stats_report(Scope(), REFERENCE), compute_stats(rows, REFERENCE), within=rollup.BOUND)
@@ -231,6 +232,7 @@ def test_a_batch_adds_its_cells_once_and_equal_to_its_rows():
         assert got["complexity"] == want["complexity"] and got["series"] == want["series"]
 
 
+@pytest.mark.sqlite_file  # makes an older store by hand in the SQLite file
 def test_the_migration_fills_the_rollup_from_an_older_store():
     seed()
     written = stats_report(Scope(), REFERENCE)
