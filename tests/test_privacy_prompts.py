@@ -67,17 +67,17 @@ def test_store_own_template_reset_and_the_default():
         "updated": None,
     }
     assert template_for("alice", "Global {prompt}").template == "Global {prompt}"  # the setting is the default
-    assert reset_template("alice") is False  # no store yet: nothing to reset, none created
-    set_template("alice", ALICE_TEMPLATE)
-    set_template("alice", ALICE_TEMPLATE + " ")  # saving again replaces it
+    assert reset_template("alice", "test") is False  # no store yet: nothing to reset, none created
+    set_template("alice", actor="test", template=ALICE_TEMPLATE)
+    set_template("alice", actor="test", template=ALICE_TEMPLATE + " ")  # saving again replaces it
     mine = template_for("alice", "Global {prompt}")
     assert mine.own and mine.template == ALICE_TEMPLATE + " " and mine.default == "Global {prompt}"
     assert mine.as_dict()["updated"].endswith("Z")
     assert not template_for("bob", None).own
     with pytest.raises(InputError):
-        set_template("alice", "no placeholder")
+        set_template("alice", actor="test", template="no placeholder")
     assert template_for("alice", None).template == ALICE_TEMPLATE + " "  # a refused one changes nothing
-    assert reset_template("alice") is True and reset_template("alice") is False
+    assert reset_template("alice", "test") is True and reset_template("alice", "test") is False
     assert template_for("alice", None).template == DEFAULT_PROMPT
 
 
@@ -96,7 +96,7 @@ def test_a_store_from_before_the_table_upgrades_and_keeps_its_keys(isolated_env)
     raw.execute("INSERT INTO users (name, created) VALUES ('old', 0)")
     raw.close()
     assert template_for("old", None).template == DEFAULT_PROMPT  # reads the old schema's store: upgraded
-    set_template("old", ALICE_TEMPLATE)
+    set_template("old", ALICE_TEMPLATE, "test")
     assert template_for("old", None).own and store.list_users() == ["old"]
     assert db.connect().execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
 
@@ -338,3 +338,14 @@ def test_cli_mistakes_are_one_line_errors(args, stdin, code, says):
     assert result.stderr.startswith("r42: error: ") and says in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert not template_for("alice", None).own
+
+
+def test_setting_and_resetting_a_template_are_audited_without_the_text():
+    from r42.store import audit
+
+    set_template("alice", ALICE_TEMPLATE, "admin:ops")
+    assert reset_template("alice", "admin:ops") and not reset_template("alice", "admin:ops")
+    entries = [(e.actor, e.action, e.target) for e in audit.read(action=None)]
+    assert ("admin:ops", "privacy_prompt.set", "alice") in entries
+    assert entries.count(("admin:ops", "privacy_prompt.reset", "alice")) == 1  # nothing reset, nothing recorded
+    assert all(ALICE_TEMPLATE not in str(e.detail) for e in audit.read())

@@ -498,12 +498,10 @@ def privacy_prompt_command(ctx: click.Context, user: str, source: str | None, re
     term = terminal_of(ctx)
     if source is not None:
         template = _read_template(term, source)
-        set_template(user, template)  # InputError (exit 2) when {prompt} is missing or the text too long
-        audit.record(audit.cli_actor(), "privacy_prompt.set", user, {"chars": len(template)})
+        set_template(user, template, audit.cli_actor())  # InputError (exit 2): no {prompt}, or too long
         term.note(f"r42: user {user} now has their own privacy-judge template")
     elif reset:
-        if reset_template(user):
-            audit.record(audit.cli_actor(), "privacy_prompt.reset", user)
+        reset_template(user, audit.cli_actor())
         term.note(f"r42: user {user} uses the default privacy-judge template")
     current = template_for(user, load_settings().privacy_judge_prompt)
     if force_json:

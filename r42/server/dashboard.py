@@ -396,20 +396,17 @@ def dashboard_privacy_prompt(gw: Gateway, call: Call) -> Response:
     if viewer is None or viewer.user is None:
         raise GatewayError(403, "sign in again: the session has ended", "csrf_failed")
     from r42.errors import InputError
-    from r42.store import audit
     from r42.store.prompts import reset_template, set_template
 
     actor = f"dashboard:{viewer.user}"
     if form.get("action") == "reset":
-        if reset_template(viewer.user):
-            audit.record(actor, "privacy_prompt.reset", viewer.user)
+        reset_template(viewer.user, actor)
         return _redirect("/dashboard?privacy=reset#privacy")
     template = form.get("template", "").replace("\r\n", "\n")  # browsers send a textarea's lines with CRLF
     try:
-        set_template(viewer.user, template)
+        set_template(viewer.user, template, actor)
     except InputError as exc:
         return _page(gw, viewer, request, 400, f"Not saved: {exc.one_line()}", template)
-    audit.record(actor, "privacy_prompt.set", viewer.user, {"chars": len(template)})
     return _redirect("/dashboard?privacy=saved#privacy")
 
 

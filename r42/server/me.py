@@ -174,8 +174,7 @@ def me_put_privacy_prompt(gateway: Gateway, call: Call) -> Response:
 
     user = _prompt_user(call)
     template = privacy_prompt_request(read_json(call))
-    set_template(user, template)
-    audit.record(_actor(call), "privacy_prompt.set", user, {"chars": len(template)})
+    set_template(user, template, _actor(call))
     return _template(gateway, user)
 
 
@@ -186,6 +185,5 @@ def me_delete_privacy_prompt(gateway: Gateway, call: Call) -> Response:
     from r42.store.prompts import reset_template
 
     user = _prompt_user(call)
-    if reset_template(user):
-        audit.record(_actor(call), "privacy_prompt.reset", user)
+    reset_template(user, _actor(call))
     return _template(gateway, user)

@@ -60,8 +60,11 @@ def template_for(user: str, configured: str | None) -> JudgeTemplate:
     return JudgeTemplate(user, found[0], True, default, found[1])
 
 
-def set_template(user: str, template: str) -> None:
-    """Store the user's own template; InputError when it is not a valid one."""
+def set_template(user: str, template: str, actor: str) -> None:
+    """Store the user's own template, and who set it in the audit log (its length, never the text);
+    InputError when it is not a valid one."""
+    from r42.store import audit
+
     checked = check_template(template)
     with writing() as conn:
         conn.execute(
@@ -69,12 +72,18 @@ def set_template(user: str, template: str) -> None:
             " ON CONFLICT (user_name) DO UPDATE SET template = excluded.template, updated = excluded.updated",
             (user, checked, time.time()),
         )
+    audit.record(actor, "privacy_prompt.set", user, {"chars": len(checked)})
 
 
-def reset_template(user: str) -> bool:
-    """Back to the default; False when the user had no template of their own."""
+def reset_template(user: str, actor: str) -> bool:
+    """Back to the default (audited as `actor`'s); False when the user had no template of their own."""
+    from r42.store import audit
+
     if reading() is None:
         return False
     with writing() as conn:
         cursor = conn.execute("DELETE FROM privacy_prompts WHERE user_name = ?", (user,))
-    return cursor.rowcount > 0
+    if cursor.rowcount > 0:
+        audit.record(actor, "privacy_prompt.reset", user)
+        return True
+    return False
