@@ -30,7 +30,11 @@ def isolated_env(tmp_path, monkeypatch, request):
         # (~3 s here) and most tests load the catalog. `cold_home` tests start from nothing.
         home.mkdir(mode=0o700)
         seed_catalog_cache(home)
+    from r42 import store
+
+    store.close_thread_connection()  # a connection opened by an earlier test is to its own store
     yield home
+    store.close_thread_connection()
 
 
 @pytest.fixture(scope="session")

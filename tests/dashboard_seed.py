@@ -226,6 +226,3 @@ def gateway(seeded: Seeded) -> Iterator[Any]:
 def fresh(isolated_env, monkeypatch):
     """An empty store that keeps every logged row (no retention cut), for each dashboard test."""
     monkeypatch.setenv("R42_LOG_RETENTION_DAYS", "0")
-    store.close_thread_connection()
-    yield
-    store.close_thread_connection()

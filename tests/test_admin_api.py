@@ -15,13 +15,6 @@ from r42.store.keys import parse_when
 from tests.helpers import json_lines, run
 
 
-@pytest.fixture(autouse=True)
-def fresh(isolated_env):  # R42_HOME comes seeded with the catalog cache (conftest)
-    store.close_thread_connection()
-    yield
-    store.close_thread_connection()
-
-
 @pytest.fixture
 def gateway():
     with serve_in_thread(load_settings()) as running:

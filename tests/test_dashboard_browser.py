@@ -63,10 +63,7 @@ def browser():
 def fresh(isolated_env, monkeypatch, browser):
     monkeypatch.setenv("R42_LOG_RETENTION_DAYS", "0")
     monkeypatch.setenv("R42_STATS_REFERENCE_MODEL", REFERENCE_MODEL)
-    store.close_thread_connection()
     browser.delete_all_cookies()
-    yield
-    store.close_thread_connection()
 
 
 def wait(driver, condition, timeout: float = 20.0):

@@ -24,13 +24,6 @@ DAY = 86_400.0
 T0 = parse_when("2027-03-01T12:00:00Z")
 
 
-@pytest.fixture(autouse=True)
-def fresh(isolated_env):  # R42_HOME comes seeded with the catalog cache (conftest)
-    store.close_thread_connection()
-    yield
-    store.close_thread_connection()
-
-
 @pytest.fixture
 def fake_clock():
     fake = FakeClock(T0)

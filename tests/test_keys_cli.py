@@ -23,13 +23,6 @@ pytestmark = pytest.mark.usefixtures("store_backend")  # each test on SQLite and
 SECRET = "sk-test-DO-NOT-PRINT-0123456789abcdef"
 
 
-@pytest.fixture(autouse=True)
-def fresh_connections(isolated_env):
-    store.close_thread_connection()
-    yield
-    store.close_thread_connection()
-
-
 def on_terminal(args: list[str], input: str | None = None, stdin_tty: bool = False):
     """Run with a Terminal whose stdout is a TTY; returns (exit code, stdout text, click result)."""
     out = io.BytesIO()

@@ -17,13 +17,6 @@ from tests.test_serve_http import post
 UPSTREAM_KEY = "sk-alice-own-DO-NOT-PRINT-42"
 
 
-@pytest.fixture(autouse=True)
-def fresh(isolated_env):  # R42_HOME comes seeded with the catalog cache (conftest)
-    store.close_thread_connection()
-    yield
-    store.close_thread_connection()
-
-
 @pytest.fixture
 def gateway(monkeypatch):
     with OpenAIFake(reply="hello", api_key=UPSTREAM_KEY) as fake:

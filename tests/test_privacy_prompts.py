@@ -25,13 +25,6 @@ ALICE_TEMPLATE = "ALICE-RULES: anything about my health is private.\n{prompt}\nY
 HEALTH = "My doctor says my diagnosis is type 2 diabetes. What should I eat this week?"
 
 
-@pytest.fixture(autouse=True)
-def fresh(isolated_env):
-    store.close_thread_connection()
-    yield
-    store.close_thread_connection()
-
-
 # ---- the check and the store --------------------------------------------------------------------
 
 

@@ -32,11 +32,9 @@ pytestmark = pytest.mark.usefixtures("store_backend")  # each test on SQLite and
 @pytest.fixture(autouse=True)
 def fresh(isolated_env, monkeypatch):
     monkeypatch.setenv("R42_LOG_RETENTION_DAYS", "0")
-    store.close_thread_connection()
     queries._cache.clear()
     yield
     queries.ROLLUP = True
-    store.close_thread_connection()
 
 
 def assert_close(got: Any, want: Any, path: str = "", within: float = 0.0) -> None:

@@ -33,9 +33,6 @@ T0 = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc).timestamp()
 @pytest.fixture(autouse=True)
 def fresh_connections(isolated_env, monkeypatch):
     monkeypatch.setenv("R42_LOG_RETENTION_DAYS", "0")  # rows at fixed past times must survive the writers' pruning
-    store.close_thread_connection()
-    yield
-    store.close_thread_connection()
 
 
 def route(**fields):

@@ -26,14 +26,6 @@ from r42.store.keys import KEY_LENGTH, KEY_PREFIX, PREFIX_LENGTH, limit_exceeded
 pytestmark = [pytest.mark.cold_home, pytest.mark.usefixtures("store_backend")]
 
 
-@pytest.fixture(autouse=True)
-def fresh_connections():
-    """Each test's R42_HOME is new: drop connections to earlier tests' files."""
-    store.close_thread_connection()
-    yield
-    store.close_thread_connection()
-
-
 def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 

@@ -27,10 +27,7 @@ DAY = 86_400.0
 
 @pytest.fixture(autouse=True)
 def fresh(isolated_env):  # R42_HOME comes seeded with the catalog cache (conftest)
-    store.close_thread_connection()
     webhooks.forget_subscribers()
-    yield
-    store.close_thread_connection()
 
 
 @pytest.fixture
