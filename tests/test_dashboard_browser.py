@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
@@ -67,7 +68,10 @@ def fresh(isolated_env, monkeypatch, browser):
 
 
 def wait(driver, condition, timeout: float = 20.0):
-    return WebDriverWait(driver, timeout).until(lambda d: condition(d))
+    """Until condition(driver) holds; an element the live refresh redrew meanwhile is looked up again."""
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: condition(d)
+    )
 
 
 def sign_in(driver, gateway, key: str, query: str = "") -> None:
