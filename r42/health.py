@@ -224,7 +224,7 @@ class HealthStore(Protocol):
     def prune(self, before: float) -> None: ...
 
 
-MAX_SHARED = 20_000  # outcomes a sync folds at most (the newest), as SQLiteHealthStore.recent reads
+MAX_SHARED = 20_000  # outcomes a sync folds at most (the newest); also SQLiteHealthStore.recent's read cap
 
 
 @dataclass(frozen=True)

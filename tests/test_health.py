@@ -297,10 +297,8 @@ def test_a_sync_reads_only_new_rows_and_folds_what_a_full_read_folds(fake_clock,
     must be what re-reading the whole window gives: outcomes of other processes arriving late
     and out of time order, outcomes leaving the window, and the cap on the rows read."""
     import r42.health
-    import r42.store.health
 
-    monkeypatch.setattr(r42.health, "MAX_SHARED", 40)
-    monkeypatch.setattr(r42.store.health, "MAX_ROWS", 40)
+    monkeypatch.setattr(r42.health, "MAX_SHARED", 40)  # the store's read cap too
     rules = Rules(failures=3, error_rate=0.5, min_attempts=4, window=6, window_s=60)
     store = CountingStore()
     ours, other = Board(rules, store), Board(rules, SQLiteHealthStore())

@@ -9,10 +9,9 @@ optional and saves each process re-reading the whole window every second.
 
 from __future__ import annotations
 
+from r42 import health
 from r42.health import Outcome
 from r42.store.db import readable_errors, reading, writing
-
-MAX_ROWS = 20_000  # recent() reads at most this many rows (the newest)
 
 
 class SQLiteHealthStore:
@@ -30,12 +29,12 @@ class SQLiteHealthStore:
             )
 
     def recent(self, since: float) -> list[Outcome]:
-        """Outcomes at or after `since`, oldest first (the newest MAX_ROWS; empty without a store)."""
+        """Outcomes at or after `since`, oldest first (the newest health.MAX_SHARED; empty without a store)."""
         return [o for _, o in self.recent_after(since, -1)]
 
     def recent_after(self, since: float, after_id: int) -> list[tuple[int, Outcome]]:
         """(id, outcome) of the rows at or after `since` added after row `after_id` (ids only
-        grow; -1 for every row), oldest first, at most MAX_ROWS: the newest, by time for every row
+        grow; -1 for every row), oldest first, at most health.MAX_SHARED: the newest, by time for every row
         (as recent), by id after a row (the rowid range, not the whole window of the ts index)."""
         conn = reading()
         if conn is None:
@@ -45,7 +44,7 @@ class SQLiteHealthStore:
             rows = conn.execute(
                 "SELECT id, ts, provider, model, ok, status, kind, latency_ms, ttft_ms FROM health_outcomes"
                 f" WHERE id > ? AND ts >= ? ORDER BY {order} LIMIT ?",
-                (after_id, since, MAX_ROWS),
+                (after_id, since, health.MAX_SHARED),
             ).fetchall()
         return [(r[0], Outcome(r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8])) for r in reversed(rows)]
 
