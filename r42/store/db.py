@@ -267,10 +267,15 @@ def store_exists() -> bool:
     return on_postgres() or store_path().exists()
 
 
+def is_postgres_connection(conn: Any) -> bool:
+    """A connection from r42.store.postgres (its objects say so); sqlite3's have no `backend`."""
+    return getattr(conn, "backend", "sqlite") == "postgresql"
+
+
 def lock(conn: Any, name: str, number: int = 0) -> None:
     """Serialise the rest of this write transaction with others that lock the same name and number
     (a key's admission, a budget). SQLite's BEGIN IMMEDIATE serialises every write already."""
-    if getattr(conn, "backend", "sqlite") == "postgresql":
+    if is_postgres_connection(conn):
         conn.lock(name, number)
 
 
@@ -421,7 +426,7 @@ def where_clause(conditions: dict[str, Any], *extra: str) -> tuple[str, list[Any
 def transaction(conn: Any) -> Iterator[Any]:
     """A write transaction that takes the write lock at once (waiting up to the busy timeout).
     On PostgreSQL: a transaction (a savepoint inside one), without a lock: see `lock()`."""
-    if getattr(conn, "backend", "sqlite") == "postgresql":
+    if is_postgres_connection(conn):
         with conn.transaction() as pg:
             yield pg
         return
