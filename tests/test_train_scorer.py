@@ -52,6 +52,23 @@ def test_mmlu_subjects_fall_into_three_folds(train) -> None:
     assert train.mmlu_fold("marketing") == "mmlu_social_other"
 
 
+def test_strong_side_is_every_model_near_the_best(train) -> None:
+    solved = [{"best": 1.0, "near": 0.0, "weak": 1.0}] + [{"best": 1.0, "near": 1.0, "weak": 1.0}] * 3
+    solved += [{"best": 1.0, "near": 1.0, "weak": 0.0}] * 6  # success rates: best 1.0, near 0.9, weak 0.4
+    assert train.strong_models(solved) == ["best", "near"]
+
+
+def test_cheap_vs_strong_counts_the_pairs_where_only_the_strong_side_solves(train) -> None:
+    cheap_a, cheap_b = "Qwen2.5-7B-Instruct", "gemma-2-9b-it"
+    solved = [
+        {cheap_a: 0.0, cheap_b: 1.0, "top": 1.0, "mid": 0.0},  # one cheap fails, the strong solves: 1 pair of 2
+        {cheap_a: 0.0, cheap_b: 0.0, "top": 0.0, "mid": 1.0},  # the strong side fails too: nothing to gain
+        {"top": 1.0},  # no cheap model graded: no label
+    ]
+    labels = train.cheap_vs_strong(["p1", "p2", "p3"], solved, ["top"])
+    assert labels == {"p1": (0.5, 1.0, 0.5), "p2": (0.0, 0.0, 0.0)}
+
+
 def test_reliability_svg_draws_one_dot_per_bin(train) -> None:
     bins = [{"bin": 0, "n": 10, "mean_p": 0.05, "rate": 0.1}, {"bin": 5, "n": 3, "mean_p": 0.55, "rate": 0.4}]
     svg = train.reliability_svg(bins, "t")
@@ -60,7 +77,12 @@ def test_reliability_svg_draws_one_dot_per_bin(train) -> None:
 
 # --- r42 eval --cv -------------------------------------------------------------------------------
 
-WITHIN_MODELS = ("within-source stats", "within-source stats (5 kinds)")  # the candidates `r42 eval --cv` compares
+WITHIN_MODELS = (  # the candidates `r42 eval --cv` compares
+    "within-source stats",
+    "within-source stats (5 kinds)",
+    "within-source stats, cheap-vs-strong labels",
+    "within-source stats (5 kinds), cheap-vs-strong labels",
+)
 FOLDS = {"arena_bench", "crux", "math_l5", "mmlu_humanities", "mmlu_social_other", "mmlu_stem"}
 
 
@@ -93,6 +115,8 @@ def test_eval_cv_on_a_subset_gives_every_fold_against_the_baselines_in_json() ->
     assert report["chosen"] == max(WITHIN_MODELS, key=lambda name: report["apgr_mean"][name])
     assert abs(report["apgr_mean"]["random"] - 0.5) < 0.03  # 100 seeds: chance is 0.5
     assert {c["fold"] for c in report["calibration_by_fold"]} == FOLDS
+    # the many-model sources again, against their small open and best models' outcomes
+    assert {row["fold"] for row in report["apgr_by_fold_cheap_vs_strong"]} == {"arena_bench", "crux", "math_l5"}
 
 
 def test_eval_cv_on_a_terminal_is_a_table() -> None:

@@ -13,6 +13,10 @@ Target: P(the cheap model fails where the strong one succeeds). Labels:
 - MATH level 5, CRUXEval-O, Arena-bench: an item-response (Rasch) fit over the many-model matrices,
   P(model m solves p) = sigmoid(ability_m - difficulty_p); the soft label of p is then
   P(weak fails) * P(strong solves) for the source's weak/strong pair: less noisy than one outcome.
+- The same three matrices also give each prompt a cheap-vs-strong label without any fit: the share
+  of (cheap, strong) pairs where the cheap model fails and the strong one succeeds, cheap = the
+  open-weights models of at most 10B parameters in the matrix (what r42 runs locally), strong = the
+  models whose success rate is at least STRONG_SHARE of the matrix's best (CHEAP_MODELS, strong_models).
 - data/routing/handwritten_*.jsonl: prompts written for r42 (greetings, thanks, one-line chat
   and lookups), label 0: any model answers them; always in training, never a test fold.
 
@@ -123,12 +127,45 @@ MULTI = {
 MMLU = "mmlu_gpt4_vs_mixtral.jsonl"
 WITHIN = "within-source stats"  # the kind prior has two kinds: small talk and task
 WITHIN_KINDS = "within-source stats (5 kinds)"  # the prior has every kind of KINDS
-WITHIN_MODELS = (WITHIN, WITHIN_KINDS)
-REPRESENTATIONS = ("stats", "ngrams+stats", "wordllama+stats", "wordllama+ngrams+stats", WITHIN, WITHIN_KINDS)
+WITHIN_CHEAP = "within-source stats, cheap-vs-strong labels"  # trained on the `cheap` label (CHEAP_MODELS)
+WITHIN_KINDS_CHEAP = "within-source stats (5 kinds), cheap-vs-strong labels"
+WITHIN_MODELS = (WITHIN, WITHIN_KINDS, WITHIN_CHEAP, WITHIN_KINDS_CHEAP)
+REPRESENTATIONS = ("stats", "ngrams+stats", "wordllama+stats", "wordllama+ngrams+stats", *WITHIN_MODELS)
 WITHIN_C = 0.1  # inverse L2 strength of the within-source model (fixed effects): 0.03..1 all within 0.003 in CV
 SOURCE_DUMMY = 10.0  # a source indicator's value: its coefficient is 10x cheaper, so the source effect is barely shrunk
 MIN_KIND_MASS = 50.0  # a kind with less training weight than this takes the overall prior
 MMLU_TRAIN_ROWS = 3000  # MMLU rows a model is fitted on (a fixed sample): its weight is capped anyway
+
+
+# The open-weights models of at most 10B parameters in the many-model matrices: the cheap side of
+# the `cheap` label (what r42 runs on a laptop). Named, not chosen by any fit.
+CHEAP_MODELS = frozenset(
+    {
+        "Meta-Llama-3-8B-Instruct",
+        "Meta-Llama-3.1-8B-Instruct",
+        "Phi-3-mini-4k-instruct",
+        "Phi-3.5-mini-instruct",
+        "Qwen2-7B-Instruct",
+        "Qwen2.5-3B-Instruct",
+        "Qwen2.5-7B-Instruct",
+        "Yi-1.5-9B-Chat",
+        "gemma-2-2b-it",
+        "gemma-2-9b-it",
+        "Mistral-7B-Instruct-v0.1",
+        "Starling-LM-7B-alpha",
+        "openchat_3.5",
+    }
+)
+STRONG_SHARE = 0.9  # strong side: the models with at least this share of the matrix's best success rate
+
+
+def within_label(representation: str) -> str:
+    """The label a within-source candidate is trained on: the source pair's outcome, or `cheap`."""
+    return "cheap" if representation in (WITHIN_CHEAP, WITHIN_KINDS_CHEAP) else "hard"
+
+
+def five_kinds(representation: str) -> bool:
+    return representation in (WITHIN_KINDS, WITHIN_KINDS_CHEAP)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -188,6 +225,47 @@ def soft_labels(source: str) -> tuple[dict[str, float], dict]:
         "success": "score >= 7 of 10" if key == "scores_1to10" else "correct",
     }
     return labels, summary
+
+
+def matrix_successes(source: str) -> tuple[list[dict], list[dict[str, float]]]:
+    """A many-model matrix's rows and, per row, model -> 1.0 solved / 0.0 not (a 1-10 grade of 7 or
+    more counts as solved, as in soft_labels)."""
+    rows = read_jsonl(DATA / MULTI[source][1])
+    key = "correct" if "correct" in rows[0] else "scores_1to10"
+    solved = [{m: float(v >= 7) if key == "scores_1to10" else float(v) for m, v in r[key].items()} for r in rows]
+    return rows, solved
+
+
+def strong_models(solved: list[dict[str, float]]) -> list[str]:
+    """The models whose success rate is at least STRONG_SHARE of the best model's."""
+    models = sorted({m for s in solved for m in s})
+    rate = {m: np.mean([s[m] for s in solved if m in s]) for m in models}
+    best = max(rate.values())
+    return [m for m in models if rate[m] >= STRONG_SHARE * best]
+
+
+def cheap_labels(source: str) -> tuple[dict[str, tuple[float, float, float]], dict]:
+    """cheap_vs_strong of a many-model matrix, by prompt id, and which models were on each side."""
+    rows, solved = matrix_successes(source)
+    strong = strong_models(solved)
+    summary = {"cheap": sorted({m for s in solved for m in s} & CHEAP_MODELS), "strong": strong}
+    return cheap_vs_strong([r["id"] for r in rows], solved, strong), summary
+
+
+def cheap_vs_strong(
+    ids: list[str], solved: list[dict[str, float]], strong: list[str]
+) -> dict[str, tuple[float, float, float]]:
+    """Prompt id -> (cheap success rate, strong success rate, label): the label is the share of
+    (cheap, strong) model pairs where the cheap one fails and the strong one succeeds, every observed
+    pair counted (the product of the two sides' rates). Prompts missing either side are left out."""
+    out = {}
+    for prompt_id, s in zip(ids, solved):
+        cheap_ok = [v for m, v in s.items() if m in CHEAP_MODELS]
+        strong_ok = [v for m, v in s.items() if m in strong]
+        if cheap_ok and strong_ok:
+            weak, top = float(np.mean(cheap_ok)), float(np.mean(strong_ok))
+            out[prompt_id] = (weak, top, (1.0 - weak) * top)
+    return out
 
 
 # --- one scale for prompts and models (r42/scoring/ability.py) -----------------------------------
@@ -293,6 +371,7 @@ def load_items(soft: bool = True, rows_per_source: int | None = None) -> tuple[l
                 "weak": float(r["weak_correct"]),
                 "hard": hard,
                 "soft": hard,
+                "cheap": hard,  # two models only: the pair's outcome
             }
         )
     fits = {}
@@ -300,8 +379,12 @@ def load_items(soft: bool = True, rows_per_source: int | None = None) -> tuple[l
         labels: dict[str, float] = {}
         if soft:
             labels, fits[source] = soft_labels(source)
+        cheap, fits[f"{source} cheap-vs-strong"] = cheap_labels(source)
         for r in read_jsonl(DATA / pair_file):
             hard = float(r["label"])
+            cheap_weak, cheap_strong, cheap_label = cheap.get(
+                r["id"], (float(r["weak_score"]), float(r["strong_score"]), hard)
+            )
             items.append(
                 {
                     "id": r["id"],
@@ -311,6 +394,9 @@ def load_items(soft: bool = True, rows_per_source: int | None = None) -> tuple[l
                     "weak": float(r["weak_score"]),
                     "hard": hard,
                     "soft": labels.get(r["id"], hard),
+                    "cheap": cheap_label,
+                    "cheap_weak": cheap_weak,
+                    "cheap_strong": cheap_strong,
                 }
             )
     for path in handwritten_files():
@@ -324,6 +410,7 @@ def load_items(soft: bool = True, rows_per_source: int | None = None) -> tuple[l
                     "weak": 1.0,
                     "hard": 0.0,
                     "soft": 0.0,
+                    "cheap": 0.0,
                 }
             )
     if rows_per_source is not None:
@@ -535,10 +622,13 @@ def logits(
 # --- metrics -------------------------------------------------------------------------------------
 
 
-def eval_rows(items: list[dict], rows: np.ndarray) -> list[evaluation.Row]:
-    return [
-        evaluation.Row(id=items[i]["id"], messages=[], strong=items[i]["strong"], weak=items[i]["weak"]) for i in rows
-    ]
+PAIR = ("weak", "strong")  # the source's own pair: the items' keys of its two outcomes
+CHEAP_PAIR = ("cheap_weak", "cheap_strong")  # the matrices' cheap and strong models' success rates
+
+
+def eval_rows(items: list[dict], rows: np.ndarray, pair: tuple[str, str] = PAIR) -> list[evaluation.Row]:
+    weak, strong = pair
+    return [evaluation.Row(id=items[i]["id"], messages=[], strong=items[i][strong], weak=items[i][weak]) for i in rows]
 
 
 def apgr(scores: np.ndarray, rows: list[evaluation.Row]) -> float:
@@ -620,7 +710,7 @@ def cross_validate(items: list[dict], feats: dict, representation: str, label: s
     for fold in folds:
         train, test = np.where(fold_of != fold)[0], np.where(fold_of == fold)[0]
         model, mean, scale = (
-            fit_within(feats, items, train, label, representation == WITHIN_KINDS)
+            fit_within(feats, items, train, within_label(representation), five_kinds(representation))
             if representation in WITHIN_MODELS
             else fit(feats, items, representation, train, label)
         )
@@ -628,9 +718,17 @@ def cross_validate(items: list[dict], feats: dict, representation: str, label: s
     return out
 
 
-def fold_entry(name: str, rows: np.ndarray, items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> dict:
-    """One line of the fold table: the APGR of random routing, the baselines and each scorer on rows."""
-    er = eval_rows(items, rows)
+def fold_entry(
+    name: str,
+    rows: np.ndarray,
+    items: list[dict],
+    feats: dict,
+    oof: dict[str, np.ndarray],
+    pair: tuple[str, str] = PAIR,
+) -> dict:
+    """One line of the fold table: the APGR of random routing, the baselines and each scorer on rows,
+    against the outcomes of `pair` (the source's own pair, or the matrices' cheap and strong models)."""
+    er = eval_rows(items, rows, pair)
     entry = {
         "fold": name,
         "rows": len(rows),
@@ -643,10 +741,10 @@ def fold_entry(name: str, rows: np.ndarray, items: list[dict], feats: dict, oof:
     return entry
 
 
-def fold_table(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> list[dict]:
+def fold_table(items: list[dict], feats: dict, oof: dict[str, np.ndarray], pair: tuple[str, str] = PAIR) -> list[dict]:
     fold_of = np.array([i["fold"] for i in items])
-    folds = [f for f in sorted(set(fold_of)) if f != "easy"]
-    return [fold_entry(fold, np.where(fold_of == fold)[0], items, feats, oof) for fold in folds]
+    folds = [f for f in sorted(set(fold_of)) if f != "easy" and (pair == PAIR or f in MULTI)]
+    return [fold_entry(fold, np.where(fold_of == fold)[0], items, feats, oof, pair) for fold in folds]
 
 
 def pooled(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> dict:
@@ -781,6 +879,8 @@ def summary(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> tuple
         "apgr_by_fold": table,
         "apgr_mean": means,
         "pooled": pooled(items, feats, oof),
+        # the many-model sources again, routed against their cheap and strong models' outcomes
+        "apgr_by_fold_cheap_vs_strong": fold_table(items, feats, oof, CHEAP_PAIR),
         "best": max(oof, key=lambda n: means[n]),
         "chosen": chosen,
         "calibration_by_fold": cal_report,
@@ -830,8 +930,8 @@ def train(representations: Sequence[str] = REPRESENTATIONS, note: Note = _quiet)
     w = np.array([i["weight"] for i in items])
     a, b = platt(oof[chosen][held], y[held], w[held])
     if chosen in WITHIN_MODELS:
-        representation, label = chosen, "hard"
-        model, mean, scale = fit_within(feats, items, np.arange(len(items)), label, chosen == WITHIN_KINDS)
+        representation, label = chosen, within_label(chosen)
+        model, mean, scale = fit_within(feats, items, np.arange(len(items)), label, five_kinds(chosen))
     else:
         representation, label = chosen.split(" ")[0], "hard" if "hard" in chosen else "soft"
         model, mean, scale = fit(feats, items, representation, np.arange(len(items)), label)
