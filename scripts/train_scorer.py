@@ -28,6 +28,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     wanted = [r for r in args.representations.split(",") if r]
+    unknown = [r for r in wanted if r not in training.REPRESENTATIONS]
+    if unknown:
+        parser.error(f"unknown representation {unknown[0]!r}; known: {', '.join(training.REPRESENTATIONS)}")
     training.train(wanted, note=lambda message: print(message, file=sys.stderr, flush=True))
 
 

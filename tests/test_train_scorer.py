@@ -80,8 +80,8 @@ def test_reliability_svg_draws_one_dot_per_bin(train) -> None:
 WITHIN_MODELS = (  # the candidates `r42 eval --cv` compares
     "within-source stats",
     "within-source stats (5 kinds)",
-    "within-source stats, cheap-vs-strong labels",
-    "within-source stats (5 kinds), cheap-vs-strong labels",
+    "within-source stats (cheap-vs-strong labels)",
+    "within-source stats (5 kinds; cheap-vs-strong labels)",
 )
 FOLDS = {"arena_bench", "crux", "math_l5", "mmlu_humanities", "mmlu_social_other", "mmlu_stem"}
 
