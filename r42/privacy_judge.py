@@ -80,6 +80,16 @@ def with_verdict(score: dict[str, Any], record: dict[str, Any]) -> dict[str, Any
 VERDICTS = {True: "private", False: "not private", None: "undecided"}
 
 
+def judged(
+    router: Any, executor: Any, doc: dict[str, Any], template: str | None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The document with its score (computed when missing) after the judge looked at it, and the
+    judge's record (None when there was nothing to ask). The one sequence the CLI and the gateway run."""
+    score = router.score(doc)
+    record = judge(router, executor, doc, score, template)
+    return {**doc, "score": score if record is None else with_verdict(score, record)}, record
+
+
 def verdict_line(record: dict[str, Any]) -> str:
     """`private (lmstudio/qwen3-4b)`, `undecided (no local model to ask)`: for the gateway's
     X-R42-Privacy-Judge header."""

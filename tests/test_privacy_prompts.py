@@ -200,10 +200,12 @@ def judging(monkeypatch):
             yield running, local, cloud
 
 
-def ask(url: str, key: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], dict]:
+def ask(
+    url: str, key: str, headers: dict[str, str] | None = None, prompt: str = HEALTH
+) -> tuple[int, dict[str, str], dict]:
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    body = {"model": "auto", "messages": [{"role": "user", "content": HEALTH}]}
+    body = {"model": "auto", "messages": [{"role": "user", "content": prompt}]}
     conn.request(
         "POST",
         "/v1/chat/completions",
@@ -249,6 +251,21 @@ def test_the_gateway_judges_each_users_prompts_with_their_own_template(judging):
     call(gateway.url, "DELETE", PATH, alice)
     assert ask(gateway.url, alice, {"X-R42-Force-Route": "cloud"})[0] == 200
     assert "Private (YES or NO)?" in judge_requests(local)[-1] and len(cloud.requests) == 2
+
+
+def test_with_the_judge_on_a_prompt_without_privacy_cues_is_not_judged(judging):
+    """Planned on the event loop when the router is warm (no local model to ask), then a prompt with
+    cues on the same warm router still reaches the judge (planning moves to a worker thread for it)."""
+    gateway, local, _ = judging
+    alice = store.create_key("alice").key
+    for _ in range(2):  # the first request warms the router
+        status, headers, body = ask(gateway.url, alice, prompt="Write a haiku about autumn leaves.")
+        assert status == 200 and body["choices"][0]["message"]["content"], body
+        assert "x-r42-privacy-judge" not in headers
+    assert judge_requests(local) == []
+    status, headers, _ = ask(gateway.url, alice)
+    assert status == 200 and headers["x-r42-privacy-judge"].startswith("not private (lmstudio/")
+    assert len(judge_requests(local)) == 1
 
 
 def test_the_messages_endpoint_and_streams_are_judged_too(judging):

@@ -73,20 +73,16 @@ class Asker:
 
     def judged(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The document with its score after the privacy judge (a local model) looked at it."""
-        from r42.privacy_judge import VERDICTS, judge, with_verdict
+        from r42.privacy_judge import VERDICTS, judged
 
-        score = self.router.score(doc)
         # the CLI user is whoever runs it: the global setting, not a gateway user's own template
-        record = judge(self.router, self.executor, doc, score, self.settings.privacy_judge_prompt)
-        if record is None:
-            return doc
-        score = with_verdict(score, record)
-        if self.explain:
+        doc, record = judged(self.router, self.executor, doc, self.settings.privacy_judge_prompt)
+        if record is not None and self.explain:
             self.term.note(
                 f"r42: privacy judge ({record.get('model') or record.get('note')}): {VERDICTS[record['verdict']]}, "
                 f"cues {', '.join(record['cues'])}"
             )
-        return {**doc, "score": score}
+        return doc
 
     def answer(self, doc: dict[str, Any]) -> dict[str, Any]:
         """The document with `response` and `route` (non-streaming)."""

@@ -54,17 +54,32 @@ class Plan:
     limits: Limits | None = None  # what is left of the fallback policy's limits after the pass-through
 
 
+class JudgeNeeded(Exception):
+    """Planning on the event loop stopped: the privacy judge must ask a local model (blocking I/O)."""
+
+
 def plan_request(
-    gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None = None, raw: dict[str, Any] | None = None
+    gw: Gateway,
+    call: Call,
+    body: dict[str, Any],
+    model_fallback: str | None = None,
+    raw: dict[str, Any] | None = None,
+    may_block: bool = True,
 ) -> Plan:
     """Score (and rank, when routed) one chat request; raises GatewayError for bad routing input.
-    `raw`: the body as the client sent it, when `body` is its translation (/v1/messages)."""
+    `raw`: the body as the client sent it, when `body` is its translation (/v1/messages).
+    may_block=False (on the event loop): raises JudgeNeeded instead of asking the privacy judge."""
     with call.request.heavy:  # a big body waits its turn (r42.server.http.LOOP_BODY_MAX)
-        return _plan_request(gw, call, body, model_fallback, raw)
+        return _plan_request(gw, call, body, model_fallback, raw, may_block)
 
 
 def _plan_request(
-    gw: Gateway, call: Call, body: dict[str, Any], model_fallback: str | None, raw: dict[str, Any] | None
+    gw: Gateway,
+    call: Call,
+    body: dict[str, Any],
+    model_fallback: str | None,
+    raw: dict[str, Any] | None,
+    may_block: bool,
 ) -> Plan:
     headers = call.request.headers
     mode_header = headers.get("x-r42-mode")
@@ -99,7 +114,7 @@ def _plan_request(
     constraints = router.constraints(mode=mode or gw.settings.mode, force=force)
     _count_hidden_sensitive(router, doc, constraints, raw if raw is not None else body)
     if gw.settings.privacy_judge:
-        doc = _judged(gw, call, router, doc)
+        doc = _judged(gw, call, router, doc, may_block)
     # One path for routed and named models alike: Router.plan applies the privacy guard to every
     # candidate, so a prompt the policy keeps local never reaches a cloud upstream. (No more
     # candidates than attempts the executor may make: each costs at least one.)
@@ -121,22 +136,24 @@ def _count_hidden_sensitive(router: Any, doc: dict[str, Any], constraints: Any, 
         constraints.allow_cloud_sensitive = constraints.redact_sensitive = False
 
 
-def _judged(gw: Gateway, call: Call, router: Any, doc: dict[str, Any]) -> dict[str, Any]:
+def _judged(gw: Gateway, call: Call, router: Any, doc: dict[str, Any], may_block: bool) -> dict[str, Any]:
     """The document with its score after the privacy judge (a local model only) looked at it,
     asked with the requesting user's own template (r42.store.prompts), else the default. The
-    template is read only for a prompt with privacy cues and nothing sensitive for sure."""
-    from r42.privacy_judge import judge, needs_judge, with_verdict
+    template is read only for a prompt with privacy cues and nothing sensitive for sure; only
+    such a prompt raises JudgeNeeded when planning may not block."""
+    from r42.privacy_judge import judged, needs_judge
 
-    score = router.score(doc)
-    if not needs_judge(score):
+    doc = {**doc, "score": router.score(doc)}  # scored once: the plan trusts it
+    if not needs_judge(doc["score"]):
         return doc
+    if not may_block:
+        raise JudgeNeeded
     template = gw.settings.privacy_judge_prompt
     if call.caller.user:
         from r42.store.prompts import template_for
 
         template = template_for(call.caller.user, template).template
-    record = judge(router, gw.executor_for(call.caller.user), doc, score, template)
-    return doc if record is None else {**doc, "score": with_verdict(score, record)}
+    return judged(router, gw.executor_for(call.caller.user), doc, template)[0]
 
 
 def routing_of(
@@ -186,9 +203,13 @@ async def chat_completions_on_loop(gw: Gateway, call: Call) -> Response | None:
     Candidates the async adapter cannot serve (SDK protocols, the built-in model, a proxy) are
     answered on a worker thread as before."""
     body = chat_request(read_json(call)).body
-    if gw.router_warm(call.caller.user) and not gw.settings.privacy_judge:
-        plan_ = plan_request(gw, call, body)
-    else:  # a cold router probes providers, the privacy judge asks a local model: not on the loop
+    plan_ = None
+    if gw.router_warm(call.caller.user):
+        try:
+            plan_ = plan_request(gw, call, body, may_block=False)
+        except JudgeNeeded:
+            pass
+    if plan_ is None:  # a cold router probes providers, the privacy judge asks a local model: not on the loop
         plan_ = await call.channel.in_worker(plan_request, gw, call, body)
     executor = gw.executor_for(call.caller.user)
     if not executor.runs_async(plan_.candidates):
