@@ -101,6 +101,25 @@ def test_a_batch_reads_back_exactly_rows_usage_and_rollup(rows):
     assert stored_cells() == cells
 
 
+def test_a_row_the_database_refuses_costs_only_itself(capsys):
+    # On PostgreSQL the refusal surfaces only when the pipeline syncs, rows after it already sent:
+    # the batch rolls back and its jobs are written one by one.
+    writer = LogWriter()
+    try:
+        for index in range(20):
+            fields = route_fields(index) | ({"endpoint": None} if index == 7 else {})  # routes.endpoint NOT NULL
+            writer.put(lambda fields=fields: store.write_route(**fields))
+        writer.flush()
+    finally:
+        writer.close()
+    assert sorted(row["request_id"] for row in store.read_routes()) == sorted(f"req_{i}" for i in range(20) if i != 7)
+    assert "could not write the routing log" in capsys.readouterr().err
+    cells = stored_cells()
+    with writing() as conn:
+        rollup.backfill(conn)
+    assert stored_cells() == cells
+
+
 def count_round_trips(rows: int) -> int:
     """The times the client waits for PostgreSQL while a batch of `rows` log rows (with key usage
     and rollup) is written and committed: the Sync, Flush and Query messages libpq's trace shows."""
