@@ -472,12 +472,13 @@ def thread_writes() -> int:
 def batch() -> Iterator[Any]:
     """One write transaction for every `writing()` block inside it on this thread: the gateway's
     log writer commits many rows at once instead of one commit per request. An error rolls back
-    the whole batch (the caller can then write the rows one by one)."""
+    the whole batch (the caller can then write the rows one by one). On PostgreSQL the batch runs
+    in pipeline mode: statements whose results nobody reads cost no round trip of their own."""
     url = database_url()
     if url:
         from r42.store.postgres import store_for
 
-        with store_for(url).transaction() as pg:
+        with store_for(url).transaction(pipelined=True) as pg:
             _local.batch = pg
             try:
                 yield pg
@@ -493,6 +494,11 @@ def batch() -> Iterator[Any]:
                 yield conn
             finally:
                 _local.batch = None
+
+
+def in_batch() -> bool:
+    """Whether this thread is inside `batch()`: writers then skip what they only return (RETURNING id)."""
+    return getattr(_local, "batch", None) is not None
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import orjson
 
 from r42.store import rollup
-from r42.store.db import reading, readable_errors, where_clause, writing
+from r42.store.db import in_batch, reading, readable_errors, where_clause, writing
 from r42.store.keys import iso
 
 PRUNE_EVERY_S = 3600  # a writer prunes at most once an hour per process
@@ -46,6 +46,7 @@ COLUMNS = (
     "status",
     "error",
 )
+INSERT_ROUTE = f"INSERT INTO routes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
 def _clean_attempts(attempts: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -80,8 +81,9 @@ def write_route(
     error: str | None = None,
     at: float | None = None,
     retention_days: float | None = None,
-) -> int:
-    """Append one request to the log (creating the store if needed); returns the row id.
+) -> int | None:
+    """Append one request to the log (creating the store if needed); returns the row id (None
+    inside db.batch(), the gateway's log writer, which has no use for it).
 
     status: "ok" for an answered request, anything else ("error", "rejected", ...) counts as an
     error in stats. error: a short kind ("AllFailedError", "http 429"), never a prompt or answer.
@@ -108,14 +110,15 @@ def write_route(
         status,
         error[:MAX_ERROR_CHARS] if error else None,
     )
-    placeholders = ", ".join("?" * len(COLUMNS))
     with writing() as conn:  # the row and its rollup cells commit together (or not at all)
-        row_id = conn.execute(
-            f"INSERT INTO routes ({', '.join(COLUMNS)}) VALUES ({placeholders}) RETURNING id", row
-        ).fetchone()[0]
+        if in_batch():  # no one reads the id: on PostgreSQL the row then waits for no answer
+            row_id = None
+            conn.execute(INSERT_ROUTE, row)
+        else:
+            row_id = int(conn.execute(INSERT_ROUTE + " RETURNING id", row).fetchone()[0])
         rollup.add_row(conn, dict(zip(COLUMNS, row)))
     _maybe_prune(retention_days)
-    return int(row_id)
+    return row_id
 
 
 def write_route_from_document(
@@ -127,7 +130,7 @@ def write_route_from_document(
     error: str | None = None,
     request_id: str | None = None,
     key_id: int | None = None,
-) -> int:
+) -> int | None:
     """write_route() with the fields of a pipe document (`score`, `ranking`, `route` keys).
 
     status defaults to "ok" when the document has a `response`, else "error".

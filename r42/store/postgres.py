@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from r42.errors import ConfigError
@@ -93,20 +93,51 @@ class Result:
     def __init__(self, rows: list[tuple], rowcount: int) -> None:
         self._rows = rows
         self._next = 0
-        self.rowcount = rowcount
+        self._rowcount = rowcount
+
+    def _arrive(self) -> None:
+        """Wait for the statement's result (here: it came with the statement)."""
+
+    @property
+    def rowcount(self) -> int:
+        self._arrive()
+        return self._rowcount
 
     def fetchone(self) -> tuple | None:
+        self._arrive()
         if self._next >= len(self._rows):
             return None
         self._next += 1
         return self._rows[self._next - 1]
 
     def fetchall(self) -> list[tuple]:
+        self._arrive()
         rows, self._next = self._rows[self._next :], len(self._rows)
         return rows
 
     def __iter__(self) -> Iterator[tuple]:
         return iter(self.fetchall())
+
+
+class PendingResult(Result):
+    """A statement sent in pipeline mode: its result is read when first asked for, which syncs the
+    pipeline (one round trip for every statement sent so far). Unread, it costs no round trip."""
+
+    def __init__(self, cursor: Any, pipeline: Any, url: str) -> None:
+        super().__init__([], -1)
+        self._cursor: Any = cursor
+        self._pipeline = pipeline
+        self._url = url
+
+    def _arrive(self) -> None:
+        cursor, self._cursor = self._cursor, None
+        if cursor is None:
+            return
+        with _statement_errors(self._url):
+            if cursor.pgresult is None:
+                self._pipeline.sync()
+            self._rows = cursor.fetchall() if cursor.description is not None else []
+            self._rowcount = cursor.rowcount
 
 
 @contextmanager
@@ -122,9 +153,20 @@ def _statement_errors(url: str) -> Iterator[None]:
         raise _store_error(url, exc, "failed") from None
 
 
-def _run(raw: Any, sql: str, params: Any, url: str) -> Result:
+def _run(raw: Any, sql: str, params: Any, url: str, pipeline: Any = None) -> Result:
+    return _send(raw, url, pipeline, lambda cursor: cursor.execute(to_postgres(sql), _params(params)))
+
+
+def _send(raw: Any, url: str, pipeline: Any, run: Callable[[Any], None]) -> Result:
+    """`run(cursor)` on a new cursor; in pipeline mode its result is read when asked for (and the
+    cursor stays open until then)."""
+    if pipeline is not None:
+        cursor = raw.cursor()
+        with _statement_errors(url):
+            run(cursor)
+        return PendingResult(cursor, pipeline, url)
     with _statement_errors(url), raw.cursor() as cursor:
-        cursor.execute(to_postgres(sql), _params(params))
+        run(cursor)
         rows = cursor.fetchall() if cursor.description is not None else []
         return Result(rows, cursor.rowcount)
 
@@ -134,21 +176,27 @@ def _params(params: Any) -> Any:
 
 
 class Connection:
-    """One pooled connection inside a transaction, with sqlite3.Connection's execute methods."""
+    """One pooled connection inside a transaction, with sqlite3.Connection's execute methods.
+
+    With a `pipeline` (psycopg's pipeline mode: the log writer's batches), statements are sent
+    without waiting for their results; a batch of rows then costs a round trip or two, not one per
+    statement. A result is waited for only when read (PendingResult), and an error may surface
+    there or at the end of the pipeline instead of at its own statement: the whole transaction
+    fails either way."""
 
     backend = "postgresql"
 
-    def __init__(self, raw: Any, url: str) -> None:
+    def __init__(self, raw: Any, url: str, pipeline: Any = None) -> None:
         self.raw = raw
         self.url = url
+        self.pipeline = pipeline
 
     def execute(self, sql: str, params: Any = ()) -> Result:
-        return _run(self.raw, sql, params, self.url)
+        return _run(self.raw, sql, params, self.url, self.pipeline)
 
     def executemany(self, sql: str, rows: Sequence[Any]) -> Result:
-        with _statement_errors(self.url), self.raw.cursor() as cursor:
-            cursor.executemany(to_postgres(sql), [_params(row) for row in rows])
-            return Result([], cursor.rowcount)
+        params = [_params(row) for row in rows]  # in pipeline mode it rides the pipeline: no sync of its own
+        return _send(self.raw, self.url, self.pipeline, lambda cursor: cursor.executemany(to_postgres(sql), params))
 
     @contextmanager
     def transaction(self) -> Iterator["Connection"]:
@@ -225,13 +273,18 @@ class Store:
             raise _store_error(self.url, exc, "cannot be reached") from None
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, pipelined: bool = False) -> Iterator[Connection]:
+        """A write transaction on one pooled connection; pipelined: in pipeline mode (see Connection)."""
         psycopg = _import_psycopg()
         with self.borrow() as raw:
             try:
                 with raw.transaction():
-                    yield Connection(raw, self.url)
-            except psycopg.Error as exc:  # the COMMIT itself failed
+                    if not pipelined:
+                        yield Connection(raw, self.url)
+                    else:
+                        with raw.pipeline() as pipeline:  # its end syncs: every result is in before COMMIT
+                            yield Connection(raw, self.url, pipeline)
+            except psycopg.Error as exc:  # the COMMIT (or the pipeline's last sync) failed
                 raise _store_error(self.url, exc, "failed") from None
 
     def notify(self, channel: str, payload: str) -> None:

@@ -266,13 +266,13 @@ WHERE_KEY = " AND ".join(f"{k} = ?" for k in KEY)
 
 def add_cells(conn: sqlite3.Connection, cells: dict[tuple[int, str, str, str], Cell]) -> None:
     """Add cells to the table: those without latencies by one additive upsert, the others by
-    read, change, write back (_add_with_dists)."""
-    plain = [(*key, *cell.sums, cell.first, cell.last) for key, cell in cells.items() if not _has_dists(cell)]
+    read, change, write back (_add_with_dists). In key order, so that writers on a server database
+    lock shared cells in the same order."""
+    ordered = sorted(cells.items())
+    plain = [(*key, *cell.sums, cell.first, cell.last) for key, cell in ordered if not _has_dists(cell)]
     if plain:
         conn.executemany(UPSERT, plain)
-    for key, cell in cells.items():
-        if _has_dists(cell):
-            _add_with_dists(conn, key, cell)
+    _add_with_dists(conn, [(key, cell) for key, cell in ordered if _has_dists(cell)])
 
 
 def _has_dists(cell: Cell) -> bool:
@@ -294,30 +294,38 @@ UPDATE_WITH_DISTS = (
 )
 
 
-def _add_with_dists(conn: sqlite3.Connection, key: tuple[int, str, str, str], cell: Cell) -> None:
-    # Read the cell, then write it back only if no one else wrote it meanwhile (its version; a
-    # new cell: only if no one inserted it meanwhile), else read again. In SQLite's write
-    # transaction no one can; on a server database another writer may.
+SELECT_DISTS = f"SELECT latency, latency_bins, ttft, ttft_bins, version FROM route_rollup WHERE {WHERE_KEY}"
+
+
+def _add_with_dists(conn: sqlite3.Connection, cells: list[tuple[tuple[int, str, str, str], Cell]]) -> None:
+    # Read the cells, then write each back only if no one else wrote it meanwhile (its version; a
+    # new cell: only if no one inserted it meanwhile), else read that one again. In SQLite's write
+    # transaction no one can; on a server database another writer may. Every read is sent before
+    # the first is looked at, every write before the first count is: in PostgreSQL's pipeline mode
+    # (a batch) that is one round trip for the reads and one for the writes, however many cells.
     for _ in range(100):
-        found = conn.execute(
-            f"SELECT latency, latency_bins, ttft, ttft_bins, version FROM route_rollup WHERE {WHERE_KEY}", key
-        ).fetchone()
-        latency = Dist() if found is None else Dist.loads(found[0], found[1])
-        ttft = Dist() if found is None else Dist.loads(found[2], found[3])
-        if cell.latency is not None:
-            latency.add(cell.latency)
-        if cell.ttft is not None:
-            ttft.add(cell.ttft)
-        dists = (*latency.stored(), *ttft.stored())
-        if found is None:
-            params: tuple = (*key, *cell.sums, cell.first, cell.last, *dists)
-            changed = conn.execute(INSERT_WITH_DISTS, params).rowcount
-        else:
-            params = (*cell.sums, cell.first, cell.first, cell.last, cell.last, *dists, *key, found[4])
-            changed = conn.execute(UPDATE_WITH_DISTS, params).rowcount
-        if changed:
+        if not cells:
             return
-    raise sqlite3.OperationalError("the rollup cell kept changing under this writer")
+        reads = [conn.execute(SELECT_DISTS, key) for key, _ in cells]
+        writes = [conn.execute(*_written_back(key, cell, read.fetchone())) for (key, cell), read in zip(cells, reads)]
+        cells = [item for item, write in zip(cells, writes) if not write.rowcount]
+    if cells:
+        raise sqlite3.OperationalError("the rollup cell kept changing under this writer")
+
+
+def _written_back(key: tuple[int, str, str, str], cell: Cell, found: tuple | None) -> tuple[str, tuple]:
+    """The statement and parameters that write `cell` added to the stored one (`found`: its
+    latencies and version; None: not stored yet)."""
+    latency = Dist() if found is None else Dist.loads(found[0], found[1])
+    ttft = Dist() if found is None else Dist.loads(found[2], found[3])
+    if cell.latency is not None:
+        latency.add(cell.latency)
+    if cell.ttft is not None:
+        ttft.add(cell.ttft)
+    dists = (*latency.stored(), *ttft.stored())
+    if found is None:
+        return INSERT_WITH_DISTS, (*key, *cell.sums, cell.first, cell.last, *dists)
+    return UPDATE_WITH_DISTS, (*cell.sums, cell.first, cell.first, cell.last, cell.last, *dists, *key, found[4])
 
 
 _collecting = threading.local()

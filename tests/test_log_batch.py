@@ -1,0 +1,148 @@
+"""The gateway's log writer writes a batch of routing-log rows in one transaction: every row, its
+key usage and its rollup cells read back exactly on both stores, and on PostgreSQL the batch costs
+the same few round trips whatever its size (psycopg's pipeline mode), as libpq's own protocol
+trace shows."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from r42 import store
+from r42.server.app import LogWriter
+from r42.store import rollup
+from r42.store.db import batch, reading, writing
+
+T0 = 1_773_100_800.0  # 2026-03-10 00:00 UTC
+DAY = 86_400.0
+
+pytestmark = pytest.mark.usefixtures("isolated_env", "store_backend")
+
+
+def route_fields(index: int) -> dict[str, Any]:
+    """A row with every column set (some left empty), different from its neighbours."""
+    ok = index % 5 != 0
+    return {
+        "endpoint": "serve",
+        "status": "ok" if ok else "error",
+        "model": ("openai/gpt-4o", "groq/llama", None)[index % 3],
+        "user": ("alice", "bob")[index % 2],
+        "mode": ("cost", "quality", None)[index % 3],
+        "complexity": (index % 11) / 10,
+        "domain": ("code", "math")[index % 2],
+        "attempts": [{"model": "openai/gpt-4o", "ok": ok, "status": 200 if ok else 500, "ms": index}],
+        "input_tokens": index,
+        "output_tokens": 2 * index if ok else None,
+        "cost_usd": index / 1000 if ok else None,
+        "latency_ms": 10.0 + index if ok else None,
+        "ttft_ms": 1.0 + index / 8 if ok and index % 4 else None,
+        "request_id": f"req_{index}",
+        "error": None if ok else "http 500",
+        "at": T0 + DAY * (index % 2) + index,  # two days
+        "retention_days": 0,
+    }
+
+
+def stored_cells() -> dict[tuple, tuple]:
+    """The rollup's cells, latencies as sorted values (the order they came in may differ)."""
+    conn = reading()
+    assert conn is not None
+    out = {}
+    for row in conn.execute(
+        f"SELECT {', '.join(rollup.KEY + rollup.SUM_FIELDS)}, first_ts, last_ts,"
+        " latency, latency_bins, ttft, ttft_bins FROM route_rollup"
+    ):
+        *head, latency, latency_bins, ttft, ttft_bins = row
+        dists = tuple(
+            (sorted(d.exact), d.packed)
+            for d in (rollup.Dist.loads(latency, latency_bins), rollup.Dist.loads(ttft, ttft_bins))
+        )
+        out[tuple(head[:4])] = (*(round(v, 9) if isinstance(v, float) else v for v in head[4:]), dists)
+    return out
+
+
+@pytest.mark.parametrize("rows", [2, 300])  # 300: two batches (LogWriter.MAX_BATCH is 256)
+def test_a_batch_reads_back_exactly_rows_usage_and_rollup(rows):
+    key = store.create_key("alice").record
+    writer = LogWriter()
+    try:
+        for index in range(rows):
+            fields = route_fields(index)
+
+            def job(fields: dict[str, Any] = fields) -> None:  # as the gateway's: the row, then the key's usage
+                store.write_route(key_id=key.id, **fields)
+                store.record_usage(key.id, fields["cost_usd"] or 0.0, at=fields["at"])
+
+            writer.put(job)
+        writer.flush()
+    finally:
+        writer.close()
+
+    written = store.read_routes()
+    assert len(written) == rows
+    want = sorted((route_fields(index) for index in range(rows)), key=lambda f: f["at"])
+    for got, fields in zip(written, want):
+        expected = {k: v for k, v in fields.items() if k not in ("at", "retention_days")}
+        assert {k: got[k] for k in expected} == expected
+        assert got["ts"] == fields["at"] and got["key_id"] == key.id and got["n_attempts"] == 1
+
+    conn = reading()
+    assert conn is not None
+    count, spent = conn.execute("SELECT count(*), sum(cost_usd) FROM key_usage WHERE key_id = ?", (key.id,)).fetchone()
+    assert count == rows
+    assert spent == pytest.approx(sum(f["cost_usd"] or 0.0 for f in want))
+
+    cells = stored_cells()
+    assert sum(v[0] for k, v in cells.items() if k[2] == "model") == rows
+    with writing() as conn:  # the cells as the rows alone make them, one row at a time
+        rollup.backfill(conn)
+    assert stored_cells() == cells
+
+
+def test_a_row_the_database_refuses_costs_only_itself(capsys):
+    # On PostgreSQL the refusal surfaces only when the pipeline syncs, rows after it already sent:
+    # the batch rolls back and its jobs are written one by one.
+    writer = LogWriter()
+    try:
+        for index in range(20):
+            fields = route_fields(index) | ({"endpoint": None} if index == 7 else {})  # routes.endpoint NOT NULL
+            writer.put(lambda fields=fields: store.write_route(**fields))
+        writer.flush()
+    finally:
+        writer.close()
+    assert sorted(row["request_id"] for row in store.read_routes()) == sorted(f"req_{i}" for i in range(20) if i != 7)
+    assert "could not write the routing log" in capsys.readouterr().err
+    cells = stored_cells()
+    with writing() as conn:
+        rollup.backfill(conn)
+    assert stored_cells() == cells
+
+
+def count_round_trips(rows: int) -> int:
+    """The times the client waits for PostgreSQL while a batch of `rows` log rows (with key usage
+    and rollup) is written and committed: the Sync, Flush and Query messages libpq's trace shows."""
+    key_id = store.create_key("bob").record.id
+    trace_file = os.path.join(os.environ["R42_HOME"], f"trace-{rows}.txt")
+    os.makedirs(os.environ["R42_HOME"], exist_ok=True)
+    with open(trace_file, "w") as trace:
+        with batch() as conn, rollup.deferred(conn):  # as the gateway's log writer
+            conn.raw.pgconn.trace(trace.fileno())
+            for index in range(rows):
+                fields = route_fields(index)
+                store.write_route(key_id=key_id, **fields)
+                store.record_usage(key_id, 0.001, at=fields["at"])
+        conn.raw.pgconn.untrace()
+    with open(trace_file) as trace:  # lines: time, F (sent) or B (received), length, message, ...
+        sent = [line.split("\t")[3].strip() for line in trace if line.split("\t")[1] == "F"]
+    return sum(message in ("Sync", "Flush", "Query") for message in sent)
+
+
+def test_a_batch_on_postgresql_costs_a_few_round_trips_however_many_rows(store_backend):
+    if store_backend != "postgres":
+        pytest.skip("round trips are PostgreSQL's")
+    # rollup reads, rollup writes, COMMIT, and now and then one more of psycopg's own (when it
+    # prepares a statement): not the three per row (row, usage, key) of a statement at a time
+    counts = [count_round_trips(rows) for rows in (5, 250, 250)]
+    assert all(3 <= count <= 5 for count in counts), counts
