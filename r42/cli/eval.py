@@ -118,8 +118,17 @@ def _cross_validation(rows_per_source: int | None) -> dict[str, Any]:
         raise InputError(str(exc)) from None
 
 
+def _short(candidate: str) -> str:
+    """A column header: "within-source stats (5 kinds; cheap-vs-strong labels)" -> "5 kinds, cheap"."""
+    if not candidate.startswith("within-source stats"):
+        return candidate
+    kinds = "5 kinds" if "5 kinds" in candidate else "2 kinds"
+    return kinds + (", cheap" if "cheap-vs-strong" in candidate else "")
+
+
 def render_cv(report: dict[str, Any]) -> str:
-    """The per-fold APGR table (the mean over folds and the pooled stream last), then calibration."""
+    """The per-fold APGR table (the mean over folds and the pooled stream last, then the many-model
+    folds against their cheap and strong models), then calibration."""
     from tabulate import tabulate
 
     names = list(report["apgr_mean"])
@@ -127,6 +136,8 @@ def render_cv(report: dict[str, Any]) -> str:
     rows.append(["mean of the folds", "", *(f"{report['apgr_mean'][n]:.3f}" for n in names)])
     pooled = report["pooled"]
     rows.append(["all folds as one stream", pooled["rows"], *(f"{pooled[n]:.3f}" for n in names)])
+    for row in report.get("apgr_by_fold_cheap_vs_strong", []):
+        rows.append([f"{row['fold']} (cheap vs strong)", row["rows"], *(f"{row[n]:.3f}" for n in names)])
     calibration = [
         [
             c["fold"],
@@ -143,7 +154,8 @@ def render_cv(report: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"APGR on each held-out source ({report['rows']} rows; random = mean of 100 seeds):",
-            tabulate(rows, headers=["held-out source", "rows", *names], disable_numparse=True),
+            tabulate(rows, headers=["held-out source", "rows", *map(_short, names)], disable_numparse=True),
+            "(2 or 5 kinds: the within-source model's task-kind priors; cheap: trained on cheap-vs-strong labels)",
             "",
             f"Calibration of {report['chosen']} (Platt fit on the other folds):",
             tabulate(

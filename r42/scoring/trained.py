@@ -2,7 +2,7 @@
 
 A logistic regression whose logit is the sum of
 - a task-kind prior (`kind_of`: small_talk, choice, code, math or task; `kind_prior` in the weights,
-  learned from the training sources' effects; the shipped model gives the four task kinds one prior);
+  learned from the training sources' effects, each kind its own);
 - a within-source difficulty term over a few dozen standardised text statistics (length, digits,
   maths symbols, multiple-choice shape, code shape) and the hand-built scorer's complexity and domain
   cues, fitted with one indicator per source so that it learns what makes a prompt harder than
