@@ -157,6 +157,11 @@ def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> Non
         return kind_of(text, text_statistics(text, heuristic), heuristic)
 
     assert kind("thanks a lot!") == kind("Who wrote Hamlet?") == "small_talk"
+    # "how many" without numbers or a counting problem's words: a lookup, though the heuristic says maths
+    assert kind("How many legs does a spider have?") == kind("How long is the Nile?") == "small_talk"
+    assert kind("How many ways can you arrange the letters of BANANA?") != "small_talk"
+    assert kind("How many primes are there below 50?") != "small_talk"
+    assert kind("How many apples are left if Sam eats three of the twelve?") != "small_talk"
     assert kind("Prove that the square root of 2 is irrational") == "task"  # short, but maths: not small talk
     assert kind("Compute $\\sum_{k=1}^{10} k^2$.") == "math"
     assert kind("Which planet is largest?\nA. Mars\nB. Jupiter") == "choice"

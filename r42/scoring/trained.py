@@ -187,16 +187,33 @@ QUANTITY_QUESTION = re.compile(
 )
 
 
+# "How many legs does a spider have?": the heuristic reads "how many" as maths; without a number or a
+# counting problem's words it is a lookup
+QUANTITY_LOOKUP = re.compile(r"^\s*how (?:many|much|long|far|old|tall|big|heavy|deep)\b", re.IGNORECASE)
+COUNTING_PROBLEM = re.compile(
+    r"\b(?:ways?|arrange\w*|combinations?|permutations?|probabilit\w*|integers?|primes?|solutions?|digits?|"
+    r"divisible|sum|product|equations?|roots?|multiples?|factors?|remainder|sequences?|subsets?)\b",
+    re.IGNORECASE,
+)
+
+
 def small_talk(text: str, stats: dict[str, float], heuristic: Estimate) -> bool:
     """One short line with no maths, code or answer options whose heuristic domain is chat, knowledge,
-    creative or extraction: greetings, thanks, one-line chat and lookups."""
+    creative or extraction: greetings, thanks, one-line chat and lookups (a "how many/much/long ..."
+    question without numbers or a counting problem's words is a lookup too)."""
     short = stats["log_words"] <= math.log1p(12) and len(text) <= 120 and "\n" not in text.strip()
     if not short or "$" in text or "\\" in text or stats["code_shape"] > 0 or stats["math_syms"] > math.log1p(1):
         return False
     if stats["n_choices"] > 0 or heuristic.signals.get("terms", {}).get("hard_words"):
         return False
     top = max(heuristic.domains, key=lambda d: heuristic.domains[d])
-    return top in SMALL_TALK_DOMAINS
+    return top in SMALL_TALK_DOMAINS or (top == "math" and quantity_lookup(text))
+
+
+def quantity_lookup(text: str) -> bool:
+    return bool(QUANTITY_LOOKUP.match(text)) and not (
+        NUMBER.search(text) or NUMBER_WORD.search(text) or COUNTING_PROBLEM.search(text)
+    )
 
 
 def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
