@@ -29,13 +29,17 @@ def test_every_kind_has_prompts(by_kind: dict[str, list[float]]) -> None:
     assert {"greeting", "lookup", "science_mc", "word_problem", "code_write", "fill_blank", "chat"} <= set(by_kind)
 
 
-def test_kinds_in_order_greeting_lookup_science_mc_word_problem(by_kind: dict[str, list[float]]) -> None:
-    order = [mean(by_kind[k]) for k in ("greeting", "lookup", "science_mc", "word_problem")]
-    assert order == sorted(order) and len(set(order)) == 4
+def test_kinds_in_order_small_talk_science_mc_word_problem(by_kind: dict[str, list[float]]) -> None:
+    """Greetings and one-line lookups are both small talk (any model answers them): each of them below
+    every science multiple-choice question, whose mean is below the word problems'. (Greetings and
+    lookups are not ordered between themselves: both sit near 0.01.)"""
+    small_talk = by_kind["greeting"] + by_kind["lookup"]
+    assert max(small_talk) < min(by_kind["science_mc"])
+    assert mean(by_kind["science_mc"]) < mean(by_kind["word_problem"])
 
 
-def test_greetings_below_a_tenth(by_kind: dict[str, list[float]]) -> None:
-    assert max(by_kind["greeting"]) < 0.1
+def test_greetings_and_lookups_below_a_tenth(by_kind: dict[str, list[float]]) -> None:
+    assert max(by_kind["greeting"] + by_kind["lookup"]) < 0.1
 
 
 def test_word_problems_and_code_writing_above_science_multiple_choice(by_kind: dict[str, list[float]]) -> None:
