@@ -139,9 +139,7 @@ def count_round_trips(rows: int) -> int:
     return sum(message in ("Sync", "Flush", "Query") for message in sent)
 
 
-def test_a_batch_on_postgresql_costs_a_few_round_trips_however_many_rows(store_backend):
-    if store_backend != "postgres":
-        pytest.skip("round trips are PostgreSQL's")
+def test_a_batch_on_postgresql_costs_a_few_round_trips_however_many_rows(pg_url):
     # rollup reads, rollup writes, COMMIT, and now and then one more of psycopg's own (when it
     # prepares a statement): not the three per row (row, usage, key) of a statement at a time
     counts = [count_round_trips(rows) for rows in (5, 250, 250)]
