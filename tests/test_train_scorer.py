@@ -117,6 +117,9 @@ def test_eval_cv_on_a_subset_gives_every_fold_against_the_baselines_in_json() ->
     assert {c["fold"] for c in report["calibration_by_fold"]} == FOLDS
     # the many-model sources again, against their small open and best models' outcomes
     assert {row["fold"] for row in report["apgr_by_fold_cheap_vs_strong"]} == {"arena_bench", "crux", "math_l5"}
+    seen = report["seen_kinds"]  # one stream of every source, trained on one half of each, scored on the other
+    assert seen["rows"] == sum(row["rows"] for row in report["apgr_by_fold"])
+    assert all(0.0 <= seen[name] <= 1.0 for name in (*WITHIN_MODELS, "kind prior only"))
 
 
 def test_eval_cv_on_a_terminal_is_a_table() -> None:

@@ -138,6 +138,9 @@ def render_cv(report: dict[str, Any]) -> str:
     rows.append(["all folds as one stream", pooled["rows"], *(f"{pooled[n]:.3f}" for n in names)])
     for row in report.get("apgr_by_fold_cheap_vs_strong", []):
         rows.append([f"{row['fold']} (cheap vs strong)", row["rows"], *(f"{row[n]:.3f}" for n in names)])
+    seen = report.get("seen_kinds")
+    if seen:
+        rows.append([seen["fold"], seen["rows"], *(f"{seen[n]:.3f}" if n in seen else "" for n in names)])
     calibration = [
         [
             c["fold"],
@@ -156,6 +159,7 @@ def render_cv(report: dict[str, Any]) -> str:
             f"APGR on each held-out source ({report['rows']} rows; random = mean of 100 seeds):",
             tabulate(rows, headers=["held-out source", "rows", *map(_short, names)], disable_numparse=True),
             "(2 or 5 kinds: the within-source model's task-kind priors; cheap: trained on cheap-vs-strong labels)",
+            *([f"(kinds seen, the default's kind prior alone: {seen['kind prior only']:.3f})"] if seen else []),
             "",
             f"Calibration of {report['chosen']} (Platt fit on the other folds):",
             tabulate(

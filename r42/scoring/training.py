@@ -40,6 +40,7 @@ import os
 import re
 import subprocess
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -862,6 +863,42 @@ def out_of_source(items: list[dict], feats: dict, representations: Sequence[str]
     return oof
 
 
+def split_halves(items: list[dict]) -> np.ndarray:
+    """Each row's half, 0 or 1, by a hash of its id: the same split every run."""
+    return np.array([zlib.crc32(i["id"].encode()) % 2 for i in items])
+
+
+def seen_kinds_stream(items: list[dict], feats: dict, representations: Sequence[str]) -> dict:
+    """Every source as one mixed stream whose kinds were all seen in training, the case of a router
+    whose traffic has the kinds it was trained on: each within-source candidate trained on one half
+    of every source and scored on the other half, both ways (split_halves); APGR against the
+    sources' own pairs. "kind prior only" is the default candidate without its difficulty term:
+    routing by each kind's learned rate alone."""
+    fold_of = np.array([i["fold"] for i in items])
+    half = split_halves(items)
+    rows = np.where(fold_of != "easy")[0]
+    er = eval_rows(items, rows)
+    entry: dict[str, Any] = {"fold": "all sources, kinds seen (split halves)", "rows": len(rows)}
+    entry["random"] = round(evaluation.random_band(er)["apgr_mean"], 4)
+    entry["length"] = round(apgr(feats["length"][rows], er), 4)
+    entry["heuristic"] = round(apgr(feats["heuristic"][rows], er), 4)
+    candidates = [r for r in representations if r in WITHIN_MODELS]
+    for representation in candidates:
+        z, prior_only = np.zeros(len(items)), np.zeros(len(items))
+        for h in (0, 1):
+            train = np.where((half != h) | (fold_of == "easy"))[0]
+            test = np.where((half == h) & (fold_of != "easy"))[0]
+            model, mean, scale = fit_within(
+                feats, items, train, within_label(representation), five_kinds(representation)
+            )
+            z[test] = logits(model, feats, representation, test, mean, scale)
+            prior_only[test] = [model.prior[k] for k in feats["kind"][test]]
+        entry[representation] = round(apgr(z[rows], er), 4)
+        if representation == WITHIN_KINDS_CHEAP:
+            entry["kind prior only"] = round(apgr(prior_only[rows], er), 4)  # ties stay ties
+    return entry
+
+
 def summary(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
     """The cross-validation report (APGR per fold and mean, pooled stream, the chosen candidate's
     calibration per fold) and the chosen candidate's calibrated out-of-source probabilities."""
@@ -881,6 +918,7 @@ def summary(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> tuple
         "pooled": pooled(items, feats, oof),
         # the many-model sources again, routed against their cheap and strong models' outcomes
         "apgr_by_fold_cheap_vs_strong": fold_table(items, feats, oof, CHEAP_PAIR),
+        "seen_kinds": seen_kinds_stream(items, feats, list(oof)),
         "best": max(oof, key=lambda n: means[n]),
         "chosen": chosen,
         "calibration_by_fold": cal_report,
