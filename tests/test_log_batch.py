@@ -188,3 +188,55 @@ def test_a_batch_runs_the_same_statements_for_30_rows_as_for_250(store_backend, 
     key_id = store.create_key("carol").record.id
     counts = [statements_of_a_batch(rows, store_backend, key_id) for rows in (30, 250)]
     assert counts[0] == counts[1] < 3 * 30, counts
+
+
+class WindowedWriter(LogWriter):
+    """LogWriter whose windows bring given jobs (the requests that end meanwhile), recording the
+    batches it writes."""
+
+    def __init__(self, arrivals: list[list[str]]) -> None:
+        self.arrivals = arrivals
+        self.batches: list[list[str]] = []
+        super().__init__()
+
+    def job(self, name: str, *then: str) -> Any:
+        """A job named `name` that queues the jobs `then` while it is written."""
+
+        def run() -> None:
+            for other in then:
+                self.put(self.job(other))
+
+        run.__name__ = name
+        return run
+
+    def window(self) -> None:
+        for name in self.arrivals.pop(0) if self.arrivals else []:
+            self.put(self.job(name))
+
+    def _write(self, jobs: list[Any]) -> None:
+        self.batches.append([job.__name__ for job, _ in jobs])
+        super()._write(jobs)
+
+
+def test_jobs_queued_while_a_batch_is_written_wait_for_the_next_window():
+    # Else a slow commit leaves the writer writing a request or two at a time: PostgreSQL's commit
+    # took the log thread into a loop of small batches at several times the CPU per request.
+    writer = WindowedWriter([["b"], ["d", "e"]])
+    try:
+        writer.put(writer.job("a"))
+        writer.put(writer.job("b0", "c"))  # c comes in while the first batch is written
+        writer.flush()
+        writer.flush()
+    finally:
+        writer.close()
+    assert writer.batches == [["a", "b0", "b"], ["c", "d", "e"]]
+
+
+def test_a_full_batch_leaves_the_backlog_to_the_next_batch_at_once():
+    writer = WindowedWriter([[f"j{i}" for i in range(LogWriter.MAX_BATCH + 10)]])
+    try:
+        writer.put(writer.job("first"))
+        writer.flush()
+    finally:
+        writer.close()
+    assert [len(b) for b in writer.batches] == [LogWriter.MAX_BATCH, 11]
