@@ -69,7 +69,7 @@ def to_postgres(sql: str) -> str:
     return _show_literals(code, literals)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)  # a batch's INSERT has a text per number of rows
 def numbered(code: str) -> str:
     """PostgreSQL SQL with positional `%s` placeholders (to_postgres's) in the server's own form,
     $1, $2, ..., for psycopg's raw cursor, which sends it as it is: psycopg otherwise parses the
