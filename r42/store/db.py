@@ -3,6 +3,8 @@
 
 Store modules write `with writing() as conn: conn.execute(sql, params)`, `reading()`, `batch()`,
 with SQLite SQL and `?`/`:name` placeholders; on PostgreSQL r42.store.dialect translates it.
+Writes that may run inside the log writer's `batch()` use `insert()` and `raise_to()`, which the
+batch turns into multi-row INSERTs and one UPDATE per key at its end.
 
 Many writers share the file (the gateway's threads, `r42 ask` in other processes), so the store
 runs in WAL mode with a busy timeout, and every write happens in a short `BEGIN IMMEDIATE`
