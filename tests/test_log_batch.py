@@ -65,15 +65,15 @@ def stored_cells() -> dict[tuple, tuple]:
 
 @pytest.mark.parametrize("rows", [2, 300])  # 300: two batches (LogWriter.MAX_BATCH is 256)
 def test_a_batch_reads_back_exactly_rows_usage_and_rollup(rows):
-    key = store.create_key("alice").record
+    keys = [store.create_key("alice").record.id, store.create_key("bob").record.id]
     writer = LogWriter()
     try:
         for index in range(rows):
             fields = route_fields(index)
 
-            def job(fields: dict[str, Any] = fields) -> None:  # as the gateway's: the row, then the key's usage
-                store.write_route(key_id=key.id, **fields)
-                store.record_usage(key.id, fields["cost_usd"] or 0.0, at=fields["at"])
+            def job(fields: dict[str, Any] = fields, key_id: int = keys[index % 3 == 0]) -> None:
+                store.write_route(key_id=key_id, **fields)  # as the gateway's: the row, then the key's usage
+                store.record_usage(key_id, fields["cost_usd"] or 0.0, at=fields["at"])
 
             writer.put(job)
         writer.flush()
@@ -82,17 +82,24 @@ def test_a_batch_reads_back_exactly_rows_usage_and_rollup(rows):
 
     written = store.read_routes()
     assert len(written) == rows
-    want = sorted((route_fields(index) for index in range(rows)), key=lambda f: f["at"])
-    for got, fields in zip(written, want):
+    want = sorted(range(rows), key=lambda index: route_fields(index)["at"])
+    for got, index in zip(written, want):
+        fields = route_fields(index)
         expected = {k: v for k, v in fields.items() if k not in ("at", "retention_days")}
         assert {k: got[k] for k in expected} == expected
-        assert got["ts"] == fields["at"] and got["key_id"] == key.id and got["n_attempts"] == 1
+        assert got["ts"] == fields["at"] and got["key_id"] == keys[index % 3 == 0] and got["n_attempts"] == 1
 
     conn = reading()
     assert conn is not None
-    count, spent = conn.execute("SELECT count(*), sum(cost_usd) FROM key_usage WHERE key_id = ?", (key.id,)).fetchone()
-    assert count == rows
-    assert spent == pytest.approx(sum(f["cost_usd"] or 0.0 for f in want))
+    for which, key_id in enumerate(keys):
+        own = [route_fields(index) for index in range(rows) if (index % 3 == 0) == which]
+        count, spent = conn.execute(
+            "SELECT count(*), sum(cost_usd) FROM key_usage WHERE key_id = ?", (key_id,)
+        ).fetchone()
+        assert count == len(own)
+        assert (spent or 0.0) == pytest.approx(sum(f["cost_usd"] or 0.0 for f in own))
+        # the latest request of the key, though the rows' times go back and forth (two days)
+        assert {r.id: r.last_used for r in store.list_keys()}[key_id] == max(f["at"] for f in own)
 
     cells = stored_cells()
     assert sum(v[0] for k, v in cells.items() if k[2] == "model") == rows
@@ -144,3 +151,90 @@ def test_a_batch_on_postgresql_costs_a_few_round_trips_however_many_rows(pg_url)
     # prepares a statement): not the three per row (row, usage, key) of a statement at a time
     counts = [count_round_trips(rows) for rows in (5, 250, 250)]
     assert all(3 <= count <= 5 for count in counts), counts
+
+
+def statements_of_a_batch(rows: int, backend: str, key_id: int) -> int:
+    """The statements the database runs for a batch of `rows` log rows with key usage and rollup,
+    written as the gateway's log writer writes them: SQLite's trace callback, PostgreSQL's Bind
+    messages in libpq's protocol trace."""
+    trace_file = os.path.join(os.environ["R42_HOME"], f"statements-{rows}.txt")
+    statements = []
+    with open(trace_file, "w") as trace:
+        with batch() as conn, rollup.deferred(conn):
+            if backend == "postgres":
+                conn.raw.pgconn.trace(trace.fileno())
+            else:
+                conn.set_trace_callback(statements.append)
+            for index in range(rows):
+                fields = route_fields(index)
+                store.write_route(key_id=key_id, **fields)
+                store.record_usage(key_id, 0.001, at=fields["at"])
+        if backend == "postgres":
+            conn.raw.pgconn.untrace()
+        else:
+            conn.set_trace_callback(None)
+    if backend == "sqlite":
+        return sum(not sql.startswith(("BEGIN", "COMMIT")) for sql in statements)
+    with open(trace_file) as trace:
+        return sum(line.split("\t")[1] == "F" and line.split("\t")[3].strip() == "Bind" for line in trace)
+
+
+def test_a_batch_runs_the_same_statements_for_30_rows_as_for_250(store_backend, monkeypatch):
+    # One multi-row INSERT of routes, one of key_usage and one last_used UPDATE per key, whatever
+    # the number of rows (30 rows fill every rollup cell that 250 do); not three statements a row.
+    monkeypatch.setattr("r42.store.log._last_prune", float("inf"))  # no prune now and then
+    key_id = store.create_key("carol").record.id
+    counts = [statements_of_a_batch(rows, store_backend, key_id) for rows in (30, 250)]
+    assert counts[0] == counts[1] < 3 * 30, counts
+
+
+class WindowedWriter(LogWriter):
+    """LogWriter whose windows bring given jobs (the requests that end meanwhile), recording the
+    batches it writes."""
+
+    def __init__(self, arrivals: list[list[str]]) -> None:
+        self.arrivals = arrivals
+        self.batches: list[list[str]] = []
+        super().__init__()
+
+    def job(self, name: str, *then: str) -> Any:
+        """A job named `name` that queues the jobs `then` while it is written."""
+
+        def run() -> None:
+            for other in then:
+                self.put(self.job(other))
+
+        run.__name__ = name
+        return run
+
+    def window(self) -> None:
+        for name in self.arrivals.pop(0) if self.arrivals else []:
+            self.put(self.job(name))
+
+    def _write(self, jobs: list[Any]) -> None:
+        self.batches.append([job.__name__ for job, _ in jobs])
+        super()._write(jobs)
+
+
+def test_jobs_queued_while_a_batch_is_written_wait_for_the_next_window():
+    # Else a slow commit leaves the writer writing a request or two at a time: PostgreSQL's commit
+    # took the log thread into a loop of small batches at several times the CPU per request.
+    writer = WindowedWriter([["b"], ["d", "e"]])
+    try:
+        writer.put(writer.job("a"))
+        writer.put(writer.job("b0", "c"))  # c comes in while the first batch is written
+        writer.flush()
+        writer.flush()
+    finally:
+        writer.close()
+    assert writer.batches == [["a", "b0", "b"], ["c", "d", "e"]]
+
+
+def test_a_full_batch_leaves_the_backlog_to_the_next_batch_at_once():
+    writer = WindowedWriter([[f"j{i}" for i in range(LogWriter.MAX_BATCH + 10)]])
+    try:
+        writer.put(writer.job("first"))
+        writer.flush()
+    finally:
+        writer.close()
+    assert [len(b) for b in writer.batches] == [LogWriter.MAX_BATCH, 11]

@@ -120,10 +120,13 @@ class LogWriter:
     for SQLite; `flush()` waits until everything queued so far is written.
 
     The jobs of a DELAY window are written together in one transaction (at most MAX_BATCH per
-    commit): one commit for many requests instead of one each. Queuing is a deque append, with no
-    lock or wake-up per request (only the first job of a window sets the event). A crash loses at
-    most one window. Should a batch fail, its jobs are run again one by one, so one bad row costs
-    only itself."""
+    commit): one commit for many requests instead of one each. The jobs queued while a batch is
+    written wait for the next window too (unless the batch was full: a backlog is written at once),
+    else a slow commit (PostgreSQL's) would leave the writer committing a request or two at a time,
+    each commit with the rollup's cells, at several times the CPU per request. Queuing is a deque
+    append, with no lock or wake-up per request (only the first job of a window sets the event). A
+    crash loses at most one window. Should a batch fail, its jobs are run again one by one, so one
+    bad row costs only itself."""
 
     MAX_BATCH = 256
     DELAY = 0.05  # seconds a window collects rows before they are committed
@@ -154,8 +157,8 @@ class LogWriter:
         while True:
             self.wake.wait()
             if not self.stopping:
-                time.sleep(self.DELAY)
-            self.wake.clear()
+                self.window()
+            self.wake.clear()  # a job queued from now on sets it again: the next window
             while self.jobs:
                 batch: list[Job] = []
                 while self.jobs and len(batch) < self.MAX_BATCH:
@@ -164,9 +167,15 @@ class LogWriter:
                 with self.progress:
                     self.written += len(batch)
                     self.progress.notify_all()
+                if len(batch) < self.MAX_BATCH and not self.stopping:
+                    break  # what came in meanwhile waits for its window
             if self.stopping:
                 close_thread_connection()
                 return
+
+    def window(self) -> None:
+        """Let more jobs come in before a batch is written."""
+        time.sleep(self.DELAY)
 
     def _write(self, jobs: list[Job]) -> None:
         from r42.store.db import batch

@@ -21,7 +21,18 @@ from typing import Any
 
 from r42 import clock
 from r42.errors import R42Error, UsageError
-from r42.store.db import connect, lock, on_postgres, postgres_store, reading, readable_errors, thread_writes, writing
+from r42.store.db import (
+    connect,
+    insert,
+    lock,
+    on_postgres,
+    postgres_store,
+    raise_to,
+    reading,
+    readable_errors,
+    thread_writes,
+    writing,
+)
 
 KEY_PREFIX = "r42_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 8
@@ -437,14 +448,17 @@ def _store_version(conn: Any) -> float:
     return conn.execute("PRAGMA data_version").fetchone()[0]
 
 
+MARK_USED = "UPDATE gateway_keys SET last_used = max(coalesce(last_used, 0), ?) WHERE id = ?"
+
+
 def record_usage(key_id: int, cost_usd: float = 0.0, at: float | None = None) -> None:
     """Count one request against a key's limits and mark the key as used. Call once per request."""
     at = time.time() if at is None else at
-    with writing() as conn:
-        conn.execute(
-            "INSERT INTO key_usage (key_id, ts, cost_usd) VALUES (?, ?, ?)", (key_id, at, float(cost_usd or 0.0))
+    with writing() as conn:  # in the log writer's batch: one multi-row INSERT, one UPDATE per key
+        insert(
+            conn, "INSERT INTO key_usage (key_id, ts, cost_usd) VALUES (?, ?, ?)", (key_id, at, float(cost_usd or 0.0))
         )
-        conn.execute("UPDATE gateway_keys SET last_used = max(coalesce(last_used, 0), ?) WHERE id = ?", (at, key_id))
+        raise_to(conn, MARK_USED, at, key_id)
 
 
 def has_limits(record: KeyRecord) -> bool:
@@ -506,7 +520,7 @@ def settle(key_id: int, usage_id: int, cost_usd: float = 0.0, at: float | None =
     at = time.time() if at is None else at
     with writing() as conn:
         conn.execute("UPDATE key_usage SET cost_usd = ? WHERE rowid = ?", (float(cost_usd or 0.0), usage_id))
-        conn.execute("UPDATE gateway_keys SET last_used = max(coalesce(last_used, 0), ?) WHERE id = ?", (at, key_id))
+        raise_to(conn, MARK_USED, at, key_id)
 
 
 def month_start(now: float) -> float:

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import orjson
 
 from r42.store import rollup
-from r42.store.db import in_batch, reading, readable_errors, where_clause, writing
+from r42.store.db import in_batch, insert, reading, readable_errors, where_clause, writing
 from r42.store.keys import iso
 
 PRUNE_EVERY_S = 3600  # a writer prunes at most once an hour per process
@@ -111,9 +111,9 @@ def write_route(
         error[:MAX_ERROR_CHARS] if error else None,
     )
     with writing() as conn:  # the row and its rollup cells commit together (or not at all)
-        if in_batch():  # no one reads the id: on PostgreSQL the row then waits for no answer
+        if in_batch():  # no one reads the id: the row joins the batch's multi-row INSERT
             row_id = None
-            conn.execute(INSERT_ROUTE, row)
+            insert(conn, INSERT_ROUTE, row)
         else:
             row_id = int(conn.execute(INSERT_ROUTE + " RETURNING id", row).fetchone()[0])
         rollup.add_row(conn, dict(zip(COLUMNS, row)))

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from r42.errors import ConfigError
-from r42.store.dialect import SUPPORT_SQL, SUPPORT_VERSION, to_postgres, to_postgres_ddl
+from r42.store.dialect import SUPPORT_SQL, SUPPORT_VERSION, numbered, to_postgres, to_postgres_ddl
 
 MIGRATION_LOCK = 0x72343221  # pg_advisory_lock key: one server migrates at a time
 CONNECT_TIMEOUT_S = 5
@@ -153,19 +153,26 @@ def _statement_errors(url: str) -> Iterator[None]:
         raise _store_error(url, exc, "failed") from None
 
 
+RAW_ABOVE = 50  # psycopg caches its parse of a statement's placeholders up to this many parameters
+
+
 def _run(raw: Any, sql: str, params: Any, url: str, pipeline: Any = None) -> Result:
-    return _send(raw, url, pipeline, lambda cursor: cursor.execute(to_postgres(sql), _params(params)))
+    values = _params(params)
+    if isinstance(values, tuple) and len(values) > RAW_ABOVE:  # a multi-row INSERT of a batch
+        query, cursor_of = numbered(to_postgres(sql)), _import_psycopg().RawCursor
+        return _send(raw, url, pipeline, lambda cursor: cursor.execute(query, values), cursor_of)
+    return _send(raw, url, pipeline, lambda cursor: cursor.execute(to_postgres(sql), values))
 
 
-def _send(raw: Any, url: str, pipeline: Any, run: Callable[[Any], None]) -> Result:
-    """`run(cursor)` on a new cursor; in pipeline mode its result is read when asked for (and the
-    cursor stays open until then)."""
+def _send(raw: Any, url: str, pipeline: Any, run: Callable[[Any], None], cursor_of: Any = None) -> Result:
+    """`run(cursor)` on a new cursor (made by `cursor_of(raw)`, else the connection's default);
+    in pipeline mode its result is read when asked for (and the cursor stays open until then)."""
+    cursor = raw.cursor() if cursor_of is None else cursor_of(raw)
     if pipeline is not None:
-        cursor = raw.cursor()
         with _statement_errors(url):
             run(cursor)
         return PendingResult(cursor, pipeline, url)
-    with _statement_errors(url), raw.cursor() as cursor:
+    with _statement_errors(url), cursor:
         run(cursor)
         rows = cursor.fetchall() if cursor.description is not None else []
         return Result(rows, cursor.rowcount)
