@@ -202,17 +202,16 @@ def rasch(
 
 def soft_labels(source: str) -> tuple[dict[str, float], dict]:
     """Prompt id -> P(weak fails) * P(strong solves) from the Rasch fit, and a summary of the fit."""
-    _, matrix_file, weak, strong = MULTI[source]
-    rows = read_jsonl(DATA / matrix_file)
-    key = "correct" if "correct" in rows[0] else "scores_1to10"
-    models = sorted({m for r in rows for m in r[key]})
+    _, _, weak, strong = MULTI[source]
+    rows, successes = matrix_successes(source)
+    models = sorted({m for s in successes for m in s})
     solved = np.zeros((len(rows), len(models)))
     observed = np.zeros_like(solved)
-    for i, row in enumerate(rows):
-        for m, value in row[key].items():
+    for i, success in enumerate(successes):
+        for m, value in success.items():
             j = models.index(m)
             observed[i, j] = 1.0
-            solved[i, j] = float(value >= 7) if key == "scores_1to10" else float(value)
+            solved[i, j] = value
     ability, difficulty = rasch(solved, observed)
     a_weak, a_strong = ability[models.index(weak)], ability[models.index(strong)]
     p_weak = 1.0 / (1.0 + np.exp(-(a_weak - difficulty)))
@@ -223,14 +222,14 @@ def soft_labels(source: str) -> tuple[dict[str, float], dict]:
         "prompts": len(rows),
         "weak_ability": round(float(a_weak), 3),
         "strong_ability": round(float(a_strong), 3),
-        "success": "score >= 7 of 10" if key == "scores_1to10" else "correct",
+        "success": "score >= 7 of 10" if "scores_1to10" in rows[0] else "correct",
     }
     return labels, summary
 
 
 def matrix_successes(source: str) -> tuple[list[dict], list[dict[str, float]]]:
     """A many-model matrix's rows and, per row, model -> 1.0 solved / 0.0 not (a 1-10 grade of 7 or
-    more counts as solved, as in soft_labels)."""
+    more counts as solved): what the item-response fit and the cheap-vs-strong labels both read."""
     rows = read_jsonl(DATA / MULTI[source][1])
     key = "correct" if "correct" in rows[0] else "scores_1to10"
     solved = [{m: float(v >= 7) if key == "scores_1to10" else float(v) for m, v in r[key].items()} for r in rows]
