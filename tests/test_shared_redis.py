@@ -108,3 +108,32 @@ def test_a_lost_redis_gives_503_never_an_unlimited_key(redis_url, upstream):
         status, headers = post(gateway.url, key, HI)
         assert status == 503 and headers["retry-after"] == "1"
     assert len(upstream.requests) == 1
+
+
+def test_a_months_spend_is_seeded_from_the_store_once_and_again_when_redis_lost_it(redis_url):
+    """Redis holds the month's spend from the store's figure, read on the key's first request only
+    (later ones cost one round trip); after Redis lost its data the next request reads it again."""
+    import redis
+
+    from r42.store.keys import KeyRecord
+    from r42.store.shared import Shared
+
+    shared = Shared.connect(redis_url)
+    record = KeyRecord(id=4242, user="u", prefix="r42_seed", created=0.0, last_used=None, revoked=None,
+                       rpm=None, rpd=None, budget_usd=1.0)  # fmt: skip
+    reads: list[float] = []
+
+    def spent_in_store() -> float:
+        reads.append(0.75)
+        return 0.75
+
+    first = shared.admit(record, "req-1", spent_in_store)
+    second = shared.admit(record, "req-2", spent_in_store)
+    assert first.hit is None and first.used.cost_month_usd == second.used.cost_month_usd == 0.75
+    assert (first.used.requests_minute, second.used.requests_minute) == (0, 1) and len(reads) == 1
+    redis.Redis.from_url(redis_url).flushall()
+    third = shared.admit(record, "req-3", spent_in_store)
+    assert third.used.cost_month_usd == 0.75 and third.used.requests_minute == 0 and len(reads) == 2
+    reads.clear()
+    record_spent = KeyRecord(**{**record.__dict__, "budget_usd": 0.5})  # the store's spend is over this budget
+    assert shared.admit(record_spent, "req-4", spent_in_store).hit is not None and reads == []

@@ -31,14 +31,20 @@ from r42.store.keys import Admission, KeyRecord, LimitHit, Usage, limit_exceeded
 
 PREFIX = "r42:"
 
-# KEYS: minute zset, day zset, month spend. ARGV: now, rpm, rpd, budget (-1 = none), member, seed.
-# Returns {hit ("" = admitted), requests in the minute, in the day, spend, oldest in minute, in day}.
+# KEYS: minute zset, day zset, month spend. ARGV: now, rpm, rpd, budget (-1 = none), member, seed
+# ("" when not read from the store yet). Returns {"seed"} when the month's spend is not in Redis and
+# no seed was given (the caller reads the store and asks again: one round trip on every other
+# request), else {hit ("" = admitted), requests in the minute, in the day, spend, oldest in minute, in day}.
 ADMIT = """
 local now = tonumber(ARGV[1])
 local rpm, rpd, budget = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if ARGV[6] == '' then
+  if redis.call('EXISTS', KEYS[3]) == 0 then return {'seed'} end
+else
+  redis.call('SET', KEYS[3], ARGV[6], 'NX', 'EX', 40 * 86400)
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 86400)
-redis.call('SET', KEYS[3], ARGV[6], 'NX', 'EX', 40 * 86400)
 local minute, day = redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])
 local spent = redis.call('GET', KEYS[3])
 local function oldest(k)
@@ -143,11 +149,11 @@ class Shared:
     def _admit_one(self, record: KeyRecord, member: str, spent_in_store: Callable[[], float]) -> Admission:
         now = clock.now()
         keys = self._keys(record.id, now)
-        seed = spent_in_store() if not self.client.exists(keys[2]) else 0.0
         limits = [-1 if v is None else v for v in (record.rpm, record.rpd, record.budget_usd)]
-        hit_name, minute, day, spent, oldest_minute, oldest_day = self._admit(
-            keys=list(keys), args=[now, *limits, member, seed]
-        )
+        answer = self._admit(keys=list(keys), args=[now, *limits, member, ""])
+        if _text(answer[0]) == "seed":  # the month's first request here, or Redis lost its data
+            answer = self._admit(keys=list(keys), args=[now, *limits, member, spent_in_store()])
+        hit_name, minute, day, spent, oldest_minute, oldest_day = answer
         used = Usage(int(minute), int(day), float(spent), _float(oldest_minute), _float(oldest_day))
         hit = limit_exceeded(record, used, now) if _text(hit_name) else None
         return Admission(used, hit, None)
