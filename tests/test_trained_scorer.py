@@ -157,6 +157,9 @@ def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> Non
         return kind_of(text, text_statistics(text, heuristic), heuristic)
 
     assert kind("thanks a lot!") == kind("Who wrote Hamlet?") == "small_talk"
+    # the kind is shown with the score
+    assert scorer.estimate(_prompt("Who wrote Hamlet?")).signals["kind"] == "small_talk"
+    assert scorer.estimate(_prompt("Compute $\\sum_{k=1}^{10} k^2$.")).signals["kind"] == "math"
     # "how many" without numbers or a counting problem's words: a lookup, though the heuristic says maths
     assert kind("How many legs does a spider have?") == kind("How long is the Nile?") == "small_talk"
     assert kind("How many ways can you arrange the letters of BANANA?") != "small_talk"

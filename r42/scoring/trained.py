@@ -297,6 +297,10 @@ class TrainedScorer:
 
     def logit(self, text: str, heuristic: Estimate) -> float:
         """The regression's raw output (before calibration) for one text."""
+        return self.logit_and_kind(text, heuristic)[0]
+
+    def logit_and_kind(self, text: str, heuristic: Estimate) -> tuple[float, str]:
+        """The raw output and the task kind whose prior it used ("" when the weights have no priors)."""
         stats = text_statistics(text, heuristic)
         dense = sum(
             c * (stats[f] - m) / s for f, m, s, c in zip(self._features, self._mean, self._scale, self._dense_coef)
@@ -306,7 +310,7 @@ class TrainedScorer:
             low, high = self._kind_range[kind]
             dense = min(max(dense, low), high)
         prior = self._kind_prior.get(kind, 0.0)
-        return self._intercept + prior + dense + (self._ngrams(text) if self._buckets else 0.0)
+        return self._intercept + prior + dense + (self._ngrams(text) if self._buckets else 0.0), kind
 
     def _ngrams(self, text: str) -> float:
         tokens = tokens_of(text)
@@ -327,11 +331,13 @@ class TrainedScorer:
     def estimate(self, prompt: Prompt) -> Estimate:
         prompt = with_options_on_lines(prompt)
         heuristic = self._heuristic.estimate(prompt)
-        p = self.probability(self.logit(prompt.last_user, heuristic))
+        raw, kind = self.logit_and_kind(prompt.last_user, heuristic)
+        p = self.probability(raw)
         # the heuristic's evidence (it reads the whole conversation) stays visible next to the probability
         signals = {
             **heuristic.signals,
             "p_cheap_fails": round(p, 4),
+            "kind": kind,  # the task kind whose learned rate the probability starts from
             "heuristic": round(heuristic.complexity, 4),
             "domains_from": "heuristic",
         }
