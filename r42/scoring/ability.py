@@ -29,7 +29,8 @@ SCALE_FILE = Path(__file__).parent / "weights" / "ability.json"
 BISECTION_STEPS = 40  # the interval is at most ~30 logits wide: 40 halvings leave far below 0.001
 
 
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
+    """The logistic function, 0 for very negative x instead of an overflow (also the trained scorer's)."""
     if x < -700:
         return 0.0
     return 1.0 / (1.0 + math.exp(-x))
@@ -55,7 +56,7 @@ class AbilityScale:
 
     def pair_probability(self, difficulty: float) -> float:
         """P(the weak reference model fails and the strong one solves) a prompt of this difficulty."""
-        return _sigmoid(self.strong - difficulty) * (1.0 - _sigmoid(self.weak - difficulty))
+        return sigmoid(self.strong - difficulty) * (1.0 - sigmoid(self.weak - difficulty))
 
     def peak(self) -> float:
         """The difficulty where pair_probability is largest (between the two abilities)."""
@@ -75,7 +76,7 @@ class AbilityScale:
 
     def p_ok(self, quality: float, difficulty: float) -> float:
         """P(a model of this catalog quality handles a prompt of this difficulty)."""
-        return _sigmoid(self.ability(quality) - difficulty)
+        return sigmoid(self.ability(quality) - difficulty)
 
 
 @cache

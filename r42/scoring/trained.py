@@ -33,6 +33,7 @@ from typing import Any
 
 from r42.errors import ConfigError
 from r42.scoring import Estimate, Prompt
+from r42.scoring.ability import sigmoid
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 WEIGHTS = WEIGHTS_DIR / "trained.json"  # metadata, statistics' scaling, calibration
@@ -239,12 +240,6 @@ def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
     return "task"
 
 
-def _sigmoid(x: float) -> float:
-    if x < -700:
-        return 0.0
-    return 1.0 / (1.0 + math.exp(-x))
-
-
 class TrainedScorer:
     name = "trained"
 
@@ -326,7 +321,7 @@ class TrainedScorer:
         return total / math.sqrt(n_keys or 1)
 
     def probability(self, raw_logit: float) -> float:
-        return _sigmoid(self._platt_a * raw_logit + self._platt_b)
+        return sigmoid(self._platt_a * raw_logit + self._platt_b)
 
     def estimate(self, prompt: Prompt) -> Estimate:
         prompt = with_options_on_lines(prompt)
