@@ -284,3 +284,30 @@ def test_nan_and_infinite_values_count_as_the_rows_count_them():
         panels(Scope(T0, T0 + DAY), None, 86_400)["complexity"]
         == raw(panels, Scope(T0, T0 + DAY), None, 86_400)["complexity"]
     )
+
+
+def test_parallel_batches_on_shared_cells_neither_deadlock_nor_lose_a_row():
+    """Several log writers (the servers of a cluster) add batches that share cells, some with
+    latencies and some without, at once: on PostgreSQL they must not lock cells in different orders
+    (a deadlock costs a second and fails the batch); every row is counted once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def writer(seed_: int) -> None:
+        rng = random.Random(seed_)
+        for _ in range(12):
+            with batch() as conn, rollup.deferred(conn):
+                for _ in range(rng.randint(1, 6)):
+                    timed = rng.random() < 0.5
+                    store.write_route(
+                        endpoint="ask",
+                        model=rng.choice(("a/one", "b/two", "c/three")),
+                        user=rng.choice(("alice", "bob")),
+                        at=T0 + rng.random(),
+                        latency_ms=rng.uniform(5, 500) if timed else None,
+                        retention_days=0,
+                    )
+        store.close_thread_connection()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(writer, range(4)))  # re-raises a writer's error (a deadlock: StoreError)
+    assert_close(stats_report(Scope(), REFERENCE), raw(stats_report, Scope(), REFERENCE), within=rollup.BOUND)

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator
 
 import orjson
 
-from r42.store.db import where_clause
+from r42.store.db import lock, where_clause
 
 DAY_S = 86_400
 COMPLEXITY_BINS = 10
@@ -266,8 +266,16 @@ WHERE_KEY = " AND ".join(f"{k} = ?" for k in KEY)
 
 def add_cells(conn: sqlite3.Connection, cells: dict[tuple[int, str, str, str], Cell]) -> None:
     """Add cells to the table: those without latencies by one additive upsert, the others by
-    read, change, write back (_add_with_dists). In key order, so that writers on a server database
-    lock shared cells in the same order."""
+    read, change, write back (_add_with_dists).
+
+    On a server database the rollup is written by one transaction at a time (an advisory lock
+    until commit). Key order alone does not keep writers from deadlocking: a cell one writer
+    upserts another writes back with latencies, and a write-back that lost to another writer is
+    retried after later cells were locked. Several servers' log writers then waited a second for
+    PostgreSQL's deadlock detector and wrote their batches again one row at a time."""
+    if not cells:
+        return
+    lock(conn, "rollup")
     ordered = sorted(cells.items())
     plain = [(*key, *cell.sums, cell.first, cell.last) for key, cell in ordered if not _has_dists(cell)]
     if plain:
@@ -300,7 +308,8 @@ SELECT_DISTS = f"SELECT latency, latency_bins, ttft, ttft_bins, version FROM rou
 def _add_with_dists(conn: sqlite3.Connection, cells: list[tuple[tuple[int, str, str, str], Cell]]) -> None:
     # Read the cells, then write each back only if no one else wrote it meanwhile (its version; a
     # new cell: only if no one inserted it meanwhile), else read that one again. In SQLite's write
-    # transaction no one can; on a server database another writer may. Every read is sent before
+    # transaction and under add_cells' lock no one can: the versions guard what writes the table
+    # without the lock (an older r42 sharing the database). Every read is sent before
     # the first is looked at, every write before the first count is: in PostgreSQL's pipeline mode
     # (a batch) that is one round trip for the reads and one for the writes, however many cells.
     for _ in range(100):
@@ -393,6 +402,7 @@ def build(conn: sqlite3.Connection, since: float | None = None, until: float | N
 
 def rebuild_days(conn: sqlite3.Connection, first_day: int, last_day: int) -> None:
     """Make the cells of days first_day..last_day (inclusive) those of the rows now there."""
+    lock(conn, "rollup")
     conn.execute("DELETE FROM route_rollup WHERE day >= ? AND day <= ?", (first_day, last_day))
     build(conn, first_day, last_day + DAY_S)
 
@@ -400,6 +410,7 @@ def rebuild_days(conn: sqlite3.Connection, first_day: int, last_day: int) -> Non
 def pruned(conn: sqlite3.Connection, cutoff: float) -> None:
     """The rows before `cutoff` were deleted: drop the days wholly before it, rebuild the one it cuts."""
     cut_day = day_of(cutoff)
+    lock(conn, "rollup")
     conn.execute("DELETE FROM route_rollup WHERE day < ?", (cut_day,))
     if cut_day < cutoff:
         rebuild_days(conn, cut_day, cut_day)
