@@ -99,6 +99,14 @@ def with_options_on_lines(prompt: Prompt) -> Prompt:
     return prompt if moved == head else Prompt(moved, prompt.context, prompt.turns, prompt.chars)
 
 
+# The labels of a prompt's parts: "Scenario 1 | ... Scenario 2 | ...", "Statement 2", a numbered list
+# ("1. ...", "II) ..."). A prompt that asks about several parts at once is harder than one about one;
+# counted apart from the numbers, which in these labels are structure, not content.
+PART_LABEL = re.compile(
+    r"\b(?:scenario|statement|part|question|step|case|claim|sentence|passage|item)\s+(?:\d+|[ivx]+)\b"
+    r"|(?:^|\n)\s*(?:[ivx]+|\d+)[.)]\s",
+    re.IGNORECASE,
+)
 NEGATION = re.compile(r"\b(?:not|except|false|incorrect|least|never)\b", re.IGNORECASE)
 CODE_SHAPE = re.compile(r"[{};]|\bdef |\breturn\b|\bfunction\b|\bclass |==|\[\]|\(\)")
 MAX_TEXT = 6_000  # features read at most this much of the prompt: bounded cost per prompt
@@ -156,6 +164,7 @@ def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
         "cap_frac": sum(w[0].isupper() for w in words) / n_words,
         "qmarks": float(min(text.count("?"), 5)),
         "neg": float(min(len(NEGATION.findall(text)), 5)),
+        "log_parts": math.log1p(len(PART_LABEL.findall(text))),
         "n_choices": float(min(len(choices), 8)),
         "choice_mean": math.log1p(sum(choice_lengths) / len(choice_lengths)),
         "choice_num": sum(bool(NUMBER.fullmatch(c.strip().rstrip("."))) for c in choices) / max(1, len(choices)),
