@@ -233,3 +233,24 @@ def test_a_question_scores_alike_with_options_inline_or_on_lines(scorer: Trained
     assert options_on_lines(inline) == on_lines
     assert options_on_lines("hello there") == "hello there"
     assert scorer.estimate(_prompt(inline)).complexity == pytest.approx(scorer.estimate(_prompt(on_lines)).complexity)
+
+
+def test_labelled_parts_are_counted_apart_from_the_numbers(scorer: TrainedScorer) -> None:
+    import math
+
+    from r42.scoring.trained import PART_LABEL
+
+    def parts(text: str) -> int:
+        return len(PART_LABEL.findall(text))
+
+    assert parts("Scenario 1 | I kept the wallet I found. Scenario 2 | I returned it.") == 2
+    assert parts("Statement 1 | Every group is abelian. Statement 2 | Z is cyclic.") == 2
+    assert parts("Plan the trip:\n1. book the train\n2. find a hotel\n3) pack") == 3
+    assert parts("I. the premise\nII. the conclusion") == 2
+    # numbers that are quantities, years or options are not parts
+    assert parts("In 2020 the town had 5 cases and 12 doctors.") == 0
+    assert parts("Which is larger?\nA. 12\nB. 7") == 0
+    text = "Statement 1 | A. Statement 2 | B."
+    stats = text_statistics(text, HeuristicScorer().estimate(_prompt(text)))
+    assert stats["log_parts"] == pytest.approx(math.log1p(2))
+    assert "log_parts" in scorer._features  # the shipped weights read it
