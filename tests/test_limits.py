@@ -161,3 +161,24 @@ def test_a_request_refused_for_its_budget_does_not_count(gateway, upstream):
     gateway.gateway.log.flush()
     record = next(r for r in list_keys() if r.user == "tight")
     assert usage(record.id).requests_minute == 1
+
+
+def test_an_admission_reads_only_the_windows_of_the_keys_own_limits():
+    import time
+
+    from r42.store import create_key
+    from r42.store.keys import admit, checked_since, month_start, record_usage
+
+    now = time.time()
+    per_minute = create_key("minute", rpm=2).record
+    per_day = create_key("day", rpm=2, rpd=3).record
+    for record in (per_minute, per_day):
+        for _ in range(3):
+            record_usage(record.id, at=now - 7200)  # two hours ago
+    assert admit(per_minute, now).hit is None  # its day is none of its limits' business
+    refused = admit(per_day, now)
+    assert refused.hit is not None and refused.hit.limit == "rpd" and refused.used.requests_day == 3
+    assert checked_since(per_minute, now) == now - 60
+    assert checked_since(per_day, now) == now - 86_400
+    budget = create_key("budget", rpm=2, budget_usd=1.0).record
+    assert checked_since(budget, now) == min(now - 60, month_start(now))

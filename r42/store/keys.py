@@ -467,8 +467,9 @@ def has_limits(record: KeyRecord) -> bool:
 
 @dataclass(frozen=True)
 class Admission:
-    """What `admit` decided: the usage before this request, the limit it hit (None: admitted) and
-    the key_usage row that counts the admitted request (its reservation, settled later)."""
+    """What `admit` decided: the usage before this request (in the windows of the key's own limits:
+    checked_since), the limit it hit (None: admitted) and the key_usage row that counts the admitted
+    request (its reservation, settled later)."""
 
     used: Usage
     hit: LimitHit | None
@@ -483,7 +484,7 @@ def admit(record: KeyRecord, now: float | None = None) -> Admission:
     with writing() as conn:
         lock(conn, "key", record.id)  # PostgreSQL: one admission of this key at a time (SQLite: BEGIN IMMEDIATE)
         now = clock.now() if now is None else now  # read under the write lock: admissions are in order
-        used = _usage(conn, record.id, now)
+        used = _usage(conn, record.id, now, since=checked_since(record, now))
         hit = limit_exceeded(record, used, now)
         if hit is not None:
             return Admission(used, hit, None)
@@ -539,15 +540,36 @@ def usage(key_id: int, now: float | None = None) -> Usage:
         return _usage(conn, key_id, now, upto=now)
 
 
-def _usage(conn: Any, key_id: int, now: float, upto: float = float("inf")) -> Usage:
-    """Rows of the windows ending at `now`; with `upto`, none admitted after it."""
+def checked_since(record: KeyRecord, now: float) -> float:
+    """The start of the longest window among the limits a key has: what admitting it must read. A key
+    limited per minute only reads its last minute's rows, not the day's (at 100 requests a second,
+    8.6 million of them): the admission's cost, paid under the store's write lock, stays flat."""
+    starts = [now - 60] if record.rpm is not None else []
+    if record.rpd is not None:
+        starts.append(now - 86_400)
+    if record.budget_usd is not None:
+        starts.append(month_start(now))
+    return min(starts, default=now)
+
+
+def _usage(conn: Any, key_id: int, now: float, upto: float = float("inf"), since: float | None = None) -> Usage:
+    """Rows of the windows ending at `now`; with `upto`, none admitted after it; with `since`, only
+    rows from then on (the windows that start earlier are then counted in part: admit reads only what
+    the key's limits check)."""
     minute, day, month = now - 60, now - 86_400, month_start(now)
     row = conn.execute(
         """SELECT coalesce(sum(ts > :minute), 0), coalesce(sum(ts > :day), 0),
                   coalesce(sum(CASE WHEN ts >= :month THEN cost_usd ELSE 0 END), 0.0),
                   min(CASE WHEN ts > :minute THEN ts END), min(CASE WHEN ts > :day THEN ts END)
-           FROM key_usage WHERE key_id = :key AND ts >= min(:day, :month) AND ts <= :upto""",
-        {"minute": minute, "day": day, "month": month, "key": key_id, "upto": upto},
+           FROM key_usage WHERE key_id = :key AND ts >= :since AND ts <= :upto""",
+        {
+            "minute": minute,
+            "day": day,
+            "month": month,
+            "key": key_id,
+            "upto": upto,
+            "since": min(day, month) if since is None else since,
+        },
     ).fetchone()
     return Usage(int(row[0]), int(row[1]), float(row[2]), row[3], row[4])
 
