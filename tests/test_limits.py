@@ -167,7 +167,7 @@ def test_an_admission_reads_only_the_windows_of_the_keys_own_limits():
     import time
 
     from r42.store import create_key
-    from r42.store.keys import admit, checked_since, month_start, record_usage
+    from r42.store.keys import admit, checked_since, record_usage
 
     now = time.time()
     per_minute = create_key("minute", rpm=2).record
@@ -181,4 +181,143 @@ def test_an_admission_reads_only_the_windows_of_the_keys_own_limits():
     assert checked_since(per_minute, now) == now - 60
     assert checked_since(per_day, now) == now - 86_400
     budget = create_key("budget", rpm=2, budget_usd=1.0).record
-    assert checked_since(budget, now) == min(now - 60, month_start(now))
+    assert checked_since(budget, now) == now - 60  # the month's spend comes from key_spend, not its rows
+    assert checked_since(create_key("budget only", budget_usd=1.0).record, now) == now
+
+
+def spend_matches_rows(key_ids: list[int], months: list[float]) -> None:
+    """key_spend holds, for each key and month, the sum of the key's key_usage rows of that month."""
+    from r42.store.db import reading
+    from r42.store.keys import month_spend
+
+    conn = reading()
+    for key_id in key_ids:
+        for month, next_month in zip(months, months[1:]):
+            summed = conn.execute(
+                "SELECT coalesce(sum(cost_usd), 0.0) FROM key_usage WHERE key_id = ? AND ts >= ? AND ts < ?",
+                (key_id, month, next_month),
+            ).fetchone()[0]
+            assert month_spend(conn, key_id, month) == pytest.approx(float(summed), abs=1e-9), (key_id, month)
+
+
+def test_the_month_counter_follows_every_change_of_key_usage_in_and_out_of_batches():
+    import random
+    import time
+
+    from r42.store import create_key
+    from r42.store.db import batch
+    from r42.store.keys import admit, month_start, record_usage, reserve, settle
+
+    rng = random.Random(42)
+    now = time.time()
+    this_month = month_start(now)
+    last_month = month_start(this_month - 1)
+    months = [last_month, this_month, this_month + 40 * 86_400]
+    records = [
+        create_key(f"spender{n}", rpm=10_000, budget_usd=budget).record for n, budget in enumerate((0.05, 0.4, 50))
+    ]
+    admitted: list[tuple[Any, int]] = []  # (record, usage_id) not yet settled
+    hits = 0
+
+    def when() -> float:  # now, or a moment of last month (its rows count in last month's spend)
+        return now - rng.uniform(0, 3600) if rng.random() < 0.7 else last_month + rng.uniform(0, 86_400)
+
+    def step() -> None:
+        nonlocal hits
+        record, op = rng.choice(records), rng.choice(("admit", "reserve", "settle", "usage"))
+        if op == "admit" or (op in ("reserve", "settle") and not admitted):
+            for _ in range(rng.randint(1, 3)):  # requests in parallel: admitted before any reserves
+                admission = admit(record, when())
+                if admission.usage_id is not None:
+                    admitted.append((record, admission.usage_id))
+        elif op == "reserve":
+            held_by, usage_id = admitted[rng.randrange(len(admitted))]
+            hit = reserve(held_by, usage_id, rng.uniform(0, 0.2), now)
+            if hit is not None:
+                hits += 1
+                admitted.remove((held_by, usage_id))
+        elif op == "settle":
+            held_by, usage_id = admitted.pop(rng.randrange(len(admitted)))
+            settle(held_by.id, usage_id, rng.uniform(0, 0.1), at=now)
+        else:
+            record_usage(record.id, rng.uniform(0, 0.05), at=when())
+
+    for _ in range(60):
+        if rng.random() < 0.5:
+            step()
+        else:
+            with batch():
+                for _ in range(rng.randint(1, 6)):
+                    step()
+        spend_matches_rows([r.id for r in records], months)
+    assert hits > 0  # some reservations found the budget spent: their rows were removed
+
+
+def test_admit_and_reserve_check_the_budget_against_the_counter():
+    import time
+
+    from r42.store import create_key
+    from r42.store.keys import admit, month_start, record_usage, reserve
+
+    now = time.time()
+    record = create_key("counted", budget_usd=1.0).record
+    record_usage(record.id, 0.6, at=now - 10)
+    record_usage(record.id, 5.0, at=month_start(now) - 10)  # last month's: does not count now
+    first = admit(record, now)
+    assert first.hit is None and first.used.cost_month_usd == pytest.approx(0.6)
+    assert reserve(record, first.usage_id, 0.3, now) is None  # 0.6 spent by others: below 1.0
+    second = admit(record, now)
+    assert second.used.cost_month_usd == pytest.approx(0.9)
+    hit = reserve(record, second.usage_id, 0.3, now + 1)
+    assert hit is None  # 0.9 < 1.0: held
+    third = admit(record, now + 2)
+    assert third.hit is not None and third.hit.limit == "budget" and third.used.cost_month_usd == pytest.approx(1.2)
+
+
+def test_a_prune_keeps_the_months_of_the_rows_it_keeps():
+    import time
+
+    from r42.store import create_key
+    from r42.store.db import reading
+    from r42.store.keys import month_start, record_usage
+    from r42.store.log import KEY_USAGE_KEEP_S, prune
+
+    now = time.time()
+    record = create_key("old spender").record
+    long_ago = now - KEY_USAGE_KEEP_S - 40 * 86_400
+    for at in (long_ago, now - KEY_USAGE_KEEP_S + 60, now):
+        record_usage(record.id, 0.25, at=at)
+    prune(None, now)
+    months = [
+        row[0] for row in reading().execute("SELECT month FROM key_spend WHERE key_id = ? ORDER BY month", (record.id,))
+    ]
+    assert months == sorted({month_start(now - KEY_USAGE_KEEP_S + 60), month_start(now)})
+    spend_matches_rows([record.id], [month_start(now - KEY_USAGE_KEEP_S), month_start(now), now + 40 * 86_400])
+
+
+@pytest.mark.sqlite_file
+def test_a_store_from_before_the_counter_gets_it_filled_from_its_rows(isolated_env):
+    import sqlite3
+    import time
+
+    from r42.store import db
+    from r42.store.keys import month_start
+
+    mine = next(n for n, script in enumerate(db.MIGRATIONS) if "key_spend" in script)
+    db.close_thread_connection()
+    (isolated_env / "r42.db").unlink(missing_ok=True)
+    raw = sqlite3.connect(isolated_env / "r42.db", isolation_level=None)
+    for script in db.MIGRATIONS[:mine]:
+        for statement in db._statements(script):
+            raw.execute(statement)
+    raw.execute(f"PRAGMA application_id = {db.APPLICATION_ID}")
+    raw.execute(f"PRAGMA user_version = {mine}")
+    now = time.time()
+    last_month = month_start(month_start(now) - 1)
+    rows = [(1, now - 5, 0.25), (1, now - 50, 0.5), (1, last_month + 9, 2.0), (2, now - 5, 0.0)]
+    raw.executemany("INSERT INTO key_usage (key_id, ts, cost_usd) VALUES (?, ?, ?)", rows)
+    raw.close()
+    conn = db.connect()
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
+    spend = conn.execute("SELECT key_id, month, cost_usd FROM key_spend ORDER BY key_id, month").fetchall()
+    assert spend == [(1, last_month, 2.0), (1, month_start(now), 0.75), (2, month_start(now), 0.0)]

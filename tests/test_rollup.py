@@ -241,6 +241,7 @@ def test_the_migration_fills_the_rollup_from_an_older_store():
     conn.execute("DROP TABLE route_rollup")
     conn.execute("DROP INDEX routes_failed_ts")
     conn.execute("DROP TABLE privacy_prompts")  # migration 6, after the rollup's
+    conn.execute("DROP TABLE key_spend")  # migration 7
     conn.execute("PRAGMA user_version = 4")
     conn.commit()
     conn.close()

@@ -3,8 +3,8 @@
 
 Store modules write `with writing() as conn: conn.execute(sql, params)`, `reading()`, `batch()`,
 with SQLite SQL and `?`/`:name` placeholders; on PostgreSQL r42.store.dialect translates it.
-Writes that may run inside the log writer's `batch()` use `insert()` and `raise_to()`, which the
-batch turns into multi-row INSERTs and one UPDATE per key at its end.
+Writes that may run inside the log writer's `batch()` use `insert()`, `raise_to()` and `add_to()`,
+which the batch turns into multi-row INSERTs and one UPDATE (or upsert) per key at its end.
 
 Many writers share the file (the gateway's threads, `r42 ask` in other processes), so the store
 runs in WAL mode with a busy timeout, and every write happens in a short `BEGIN IMMEDIATE`
@@ -217,6 +217,17 @@ MIGRATIONS: tuple[str, ...] = (
         updated REAL NOT NULL
     );
     """,
+    # 7: each key's spend per calendar month (UTC), kept with key_usage in the same transactions, so
+    # that admitting a key with a budget reads one row instead of summing its month's requests
+    # (r42.store.keys; filled from the key_usage rows already there by _after_migration)
+    """
+    CREATE TABLE key_spend (
+        key_id INTEGER NOT NULL,
+        month REAL NOT NULL,
+        cost_usd REAL NOT NULL,
+        PRIMARY KEY (key_id, month)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -401,11 +412,16 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
 
 def _after_migration(conn: Any, version: int) -> None:
     """What a migration needs beyond its SQL, in the same transaction: version 5 fills the rollup
-    from the log rows already there (its latency histograms are built in Python)."""
+    from the log rows already there (its latency histograms are built in Python), version 7 the
+    monthly spend per key from key_usage (months are UTC calendar months, computed in Python)."""
     if version == 5:
         from r42.store.rollup import backfill
 
         backfill(conn)
+    if version == 7:
+        from r42.store.keys import backfill_spend
+
+        backfill_spend(conn)
 
 
 def statements(script: str) -> list[str]:
@@ -477,7 +493,8 @@ def batch() -> Iterator[Any]:
     log writer commits many rows at once instead of one commit per request. An error rolls back
     the whole batch (the caller can then write the rows one by one). On PostgreSQL the batch runs
     in pipeline mode: statements whose results nobody reads cost no round trip of their own.
-    What writers leave to the batch's end (`insert`, `raise_to`) is written before it commits."""
+    What writers leave to the batch's end (`insert`, `raise_to`, `add_to`, `defer`) is written
+    before it commits."""
     url = database_url()
     if url:
         from r42.store.postgres import store_for
@@ -511,12 +528,15 @@ MAX_PARAMS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 class _Pending:
     """What a batch's writers leave to its end: the rows of each single-row INSERT, sent as
-    multi-row INSERTs, and the largest value per key of each raise-only UPDATE. On PostgreSQL each
-    statement costs psycopg ~60 µs of the gateway's CPU (and the server a parse and plan): a
-    batch's three statements per request become a few per batch."""
+    multi-row INSERTs, the sum per key of each additive upsert, the statements deferred in key
+    order, and the largest value per key of each raise-only UPDATE. On PostgreSQL each statement
+    costs psycopg ~60 µs of the gateway's CPU (and the server a parse and plan): a batch's three
+    statements per request become a few per batch."""
 
     def __init__(self) -> None:
         self.rows: dict[str, list[tuple]] = {}
+        self.sums: dict[tuple[Any, str], float] = {}
+        self.deferred: list[tuple[Any, int, str, tuple]] = []
         self.highest: dict[tuple[str, Any], Any] = {}
 
     def write(self, conn: Any) -> None:
@@ -525,8 +545,17 @@ class _Pending:
             for start in range(0, len(rows), per_statement):
                 chunk = rows[start : start + per_statement]
                 conn.execute(multi_row(sql, len(chunk)), [value for row in chunk for value in row])
-        for (sql, key), value in sorted(self.highest.items()):  # in key order: writers lock rows alike
+        for _, sql, params in self._ordered():  # in key order: writers lock rows alike
+            conn.execute(sql, params)
+        for (sql, key), value in sorted(self.highest.items()):
             conn.execute(sql, (value, key))
+
+    def _ordered(self) -> list[tuple[Any, str, tuple]]:
+        """The sums and the deferred statements merged in the order of their keys' first part (a
+        key id): per id the sums first, in key order, then the deferred statements as they came."""
+        sums = [((key[0], 0, key), sql, (*key, value)) for (key, sql), value in self.sums.items()]
+        deferred = [((key[0], 1, n), sql, params) for key, n, sql, params in self.deferred]
+        return sorted(sums + deferred, key=lambda item: item[0])
 
 
 @functools.lru_cache(maxsize=1024)
@@ -555,6 +584,29 @@ def raise_to(conn: Any, sql: str, value: Any, key: Any) -> None:
         conn.execute(sql, (value, key))
     elif (sql, key) not in pending.highest or value > pending.highest[(sql, key)]:
         pending.highest[(sql, key)] = value
+
+
+def add_to(conn: Any, sql: str, key: tuple, value: float) -> None:
+    """conn.execute(sql, (*key, value)) for an upsert that adds `value` to the row of `key`
+    (`INSERT ... VALUES (?, ?, ?) ON CONFLICT (...) DO UPDATE SET x = t.x + excluded.x`); inside
+    `batch()` the values per key are summed and written once, at the batch's end, in key order."""
+    pending = getattr(_local, "pending", None)
+    if pending is None:
+        conn.execute(sql, (*key, value))
+    else:
+        pending.sums[(key, sql)] = pending.sums.get((key, sql), 0.0) + value
+
+
+def defer(conn: Any, key: tuple, *steps: tuple[str, tuple]) -> None:
+    """Run the statements `steps` ((sql, params), in this order) now, or inside `batch()` at its
+    end: ordered by key[0] with the batch's sums (see add_to), after the sums of the same key[0]
+    (they may create rows the steps update), so that writers lock rows alike."""
+    pending = getattr(_local, "pending", None)
+    for sql, params in steps:
+        if pending is None:
+            conn.execute(sql, params)
+        else:
+            pending.deferred.append((key, len(pending.deferred), sql, params))
 
 
 def in_batch() -> bool:

@@ -22,7 +22,9 @@ from typing import Any
 from r42 import clock
 from r42.errors import R42Error, UsageError
 from r42.store.db import (
+    add_to,
     connect,
+    defer,
     insert,
     lock,
     on_postgres,
@@ -450,15 +452,46 @@ def _store_version(conn: Any) -> float:
 
 MARK_USED = "UPDATE gateway_keys SET last_used = max(coalesce(last_used, 0), ?) WHERE id = ?"
 
+# key_spend holds, per key and UTC calendar month (month_start), the sum of cost_usd of the key's
+# key_usage rows of that month: every change to key_usage.cost_usd applies the same delta here, in
+# the same transaction, so a budget check reads one row instead of the month's requests.
+ADD_SPEND = (
+    "INSERT INTO key_spend (key_id, month, cost_usd) VALUES (?, ?, ?)"
+    " ON CONFLICT (key_id, month) DO UPDATE SET cost_usd = key_spend.cost_usd + excluded.cost_usd"
+)
+# The month's row exists before a request is admitted (see admit), so that settle, inside the log
+# writer's batch, can find it from the usage row's ts in SQL: the month start is the latest month
+# of the key's rows that is not after ts.
+SETTLE_SPEND = """UPDATE key_spend SET cost_usd = cost_usd + (? - (SELECT cost_usd FROM key_usage WHERE rowid = ?))
+    WHERE key_id = ? AND month = (SELECT max(month) FROM key_spend
+        WHERE key_id = ? AND month <= (SELECT ts FROM key_usage WHERE rowid = ?))"""
+SET_COST = "UPDATE key_usage SET cost_usd = ? WHERE rowid = ?"
+
 
 def record_usage(key_id: int, cost_usd: float = 0.0, at: float | None = None) -> None:
     """Count one request against a key's limits and mark the key as used. Call once per request."""
     at = time.time() if at is None else at
+    cost = float(cost_usd or 0.0)
     with writing() as conn:  # in the log writer's batch: one multi-row INSERT, one UPDATE per key
-        insert(
-            conn, "INSERT INTO key_usage (key_id, ts, cost_usd) VALUES (?, ?, ?)", (key_id, at, float(cost_usd or 0.0))
-        )
+        insert(conn, "INSERT INTO key_usage (key_id, ts, cost_usd) VALUES (?, ?, ?)", (key_id, at, cost))
+        add_to(conn, ADD_SPEND, (key_id, month_start(at)), cost)
         raise_to(conn, MARK_USED, at, key_id)
+
+
+def backfill_spend(conn: Any) -> None:
+    """Fill key_spend from every key_usage row (the migration that creates the table runs this);
+    a month whose rows cost nothing gets its row too (settle relies on it, see SETTLE_SPEND)."""
+    spend: dict[tuple[int, float], float] = {}
+    for key_id, ts, cost in conn.execute("SELECT key_id, ts, cost_usd FROM key_usage"):
+        month = (key_id, month_start(ts))
+        spend[month] = spend.get(month, 0.0) + float(cost)
+    conn.executemany(ADD_SPEND, [(*key, cost) for key, cost in sorted(spend.items())])
+
+
+def month_spend(conn: Any, key_id: int, month: float) -> float:
+    """What key_spend holds for the key's month (0 when it has no row)."""
+    row = conn.execute("SELECT cost_usd FROM key_spend WHERE key_id = ? AND month = ?", (key_id, month)).fetchone()
+    return float(row[0]) if row else 0.0
 
 
 def has_limits(record: KeyRecord) -> bool:
@@ -485,12 +518,15 @@ def admit(record: KeyRecord, now: float | None = None) -> Admission:
         lock(conn, "key", record.id)  # PostgreSQL: one admission of this key at a time (SQLite: BEGIN IMMEDIATE)
         now = clock.now() if now is None else now  # read under the write lock: admissions are in order
         used = _usage(conn, record.id, now, since=checked_since(record, now))
+        if record.budget_usd is not None:  # the month's spend from its counter, not its rows
+            used = replace(used, cost_month_usd=month_spend(conn, record.id, month_start(now)))
         hit = limit_exceeded(record, used, now)
         if hit is not None:
             return Admission(used, hit, None)
         row = conn.execute(
             "INSERT INTO key_usage (key_id, ts, cost_usd) VALUES (?, ?, 0) RETURNING rowid", (record.id, now)
         ).fetchone()
+        _add_spend(conn, record.id, month_start(now), 0.0)  # the row settle will look for
         return Admission(used, None, row[0])
 
 
@@ -503,24 +539,42 @@ def reserve(record: KeyRecord, usage_id: int, cost_usd: float, now: float | None
     with writing() as conn:
         if record.budget_usd is not None:
             lock(conn, "key", record.id)
-            row = conn.execute(
-                "SELECT coalesce(sum(cost_usd), 0.0) FROM key_usage WHERE key_id = ? AND ts >= ? AND rowid != ?",
-                (record.id, month_start(now), usage_id),
-            ).fetchone()
-            used = Usage(0, 0, float(row[0]), None, None)
-            hit = limit_exceeded(replace(record, rpm=None, rpd=None), used, now)
+        row = conn.execute("SELECT ts, cost_usd FROM key_usage WHERE rowid = ?", (usage_id,)).fetchone()
+        month, held = (month_start(row[0]), float(row[1])) if row else (None, 0.0)
+        if record.budget_usd is not None:
+            hit = limit_exceeded(
+                replace(record, rpm=None, rpd=None), _spent_by_others(conn, record.id, now, month, held), now
+            )
             if hit is not None:
                 conn.execute("DELETE FROM key_usage WHERE rowid = ?", (usage_id,))
+                _add_spend(conn, record.id, month, -held)
                 return hit
-        conn.execute("UPDATE key_usage SET cost_usd = ? WHERE rowid = ?", (float(cost_usd), usage_id))
+        conn.execute(SET_COST, (float(cost_usd), usage_id))
+        _add_spend(conn, record.id, month, float(cost_usd) - held)
     return None
+
+
+def _spent_by_others(conn: Any, key_id: int, now: float, month: float | None, held: float) -> Usage:
+    """The key's spend this month, but for what the request's own row (of `month`) holds."""
+    this_month = month_start(now)
+    return Usage(0, 0, month_spend(conn, key_id, this_month) - (held if month == this_month else 0.0), None, None)
+
+
+def _add_spend(conn: Any, key_id: int, month: float | None, delta: float) -> None:
+    """Apply a key_usage row's change of cost to its month (none when the row was not there). At
+    once even inside a batch: admit and reserve read the counter in the same transaction."""
+    if month is not None:
+        conn.execute(ADD_SPEND, (key_id, month, delta))
 
 
 def settle(key_id: int, usage_id: int, cost_usd: float = 0.0, at: float | None = None) -> None:
     """Replace an admitted request's reservation by its real cost, and mark the key as used."""
     at = time.time() if at is None else at
+    cost = float(cost_usd or 0.0)
     with writing() as conn:
-        conn.execute("UPDATE key_usage SET cost_usd = ? WHERE rowid = ?", (float(cost_usd or 0.0), usage_id))
+        # The delta (new cost - old) is taken in SQL before the UPDATE, both at the log writer's
+        # batch end: reading the old cost here would cost a round trip in PostgreSQL's pipeline.
+        defer(conn, (key_id,), (SETTLE_SPEND, (cost, usage_id, key_id, key_id, usage_id)), (SET_COST, (cost, usage_id)))
         raise_to(conn, MARK_USED, at, key_id)
 
 
@@ -541,14 +595,13 @@ def usage(key_id: int, now: float | None = None) -> Usage:
 
 
 def checked_since(record: KeyRecord, now: float) -> float:
-    """The start of the longest window among the limits a key has: what admitting it must read. A key
-    limited per minute only reads its last minute's rows, not the day's (at 100 requests a second,
-    8.6 million of them): the admission's cost, paid under the store's write lock, stays flat."""
+    """The start of the longest request-count window among the limits a key has (rpm, rpd): what
+    admitting it must read. A key limited per minute only reads its last minute's rows, not the
+    day's (at 100 requests a second, 8.6 million of them), and a budget reads the month's counter
+    (key_spend), not its rows: the admission's cost, paid under the store's write lock, stays flat."""
     starts = [now - 60] if record.rpm is not None else []
     if record.rpd is not None:
         starts.append(now - 86_400)
-    if record.budget_usd is not None:
-        starts.append(month_start(now))
     return min(starts, default=now)
 
 

@@ -16,7 +16,7 @@ import orjson
 
 from r42.store import rollup
 from r42.store.db import in_batch, insert, reading, readable_errors, where_clause, writing
-from r42.store.keys import iso
+from r42.store.keys import iso, month_start
 
 PRUNE_EVERY_S = 3600  # a writer prunes at most once an hour per process
 KEY_USAGE_KEEP_S = 62 * 86_400  # limits look back one calendar month at most
@@ -183,6 +183,8 @@ def prune(retention_days: float | None, now: float | None = None) -> int:
     now = time.time() if now is None else now
     with writing() as conn:
         conn.execute("DELETE FROM key_usage WHERE ts < ?", (now - KEY_USAGE_KEEP_S,))
+        # The months before the oldest kept row's month hold no rows now (this month's is never one).
+        conn.execute("DELETE FROM key_spend WHERE month < ?", (month_start(now - KEY_USAGE_KEEP_S),))
         if not retention_days or retention_days <= 0:
             return 0
         cutoff = now - retention_days * 86_400
