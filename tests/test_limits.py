@@ -185,6 +185,11 @@ def test_an_admission_reads_only_the_windows_of_the_keys_own_limits():
     assert checked_since(create_key("budget only", budget_usd=1.0).record, now) == now
 
 
+# The counter tests pass their own times: at the real time, within an hour of a month's start, the
+# "moments of this month" they pick would fall in the month before.
+FAR_FROM_A_MONTH_START = 1_780_000_000.0  # 2026-05-28 20:26 UTC
+
+
 def spend_matches_rows(key_ids: list[int], months: list[float]) -> None:
     """key_spend holds, for each key and month, the sum of the key's key_usage rows of that month."""
     from r42.store.db import reading
@@ -202,14 +207,13 @@ def spend_matches_rows(key_ids: list[int], months: list[float]) -> None:
 
 def test_the_month_counter_follows_every_change_of_key_usage_in_and_out_of_batches():
     import random
-    import time
 
     from r42.store import create_key
     from r42.store.db import batch
     from r42.store.keys import admit, month_start, record_usage, reserve, settle
 
     rng = random.Random(42)
-    now = time.time()
+    now = FAR_FROM_A_MONTH_START
     this_month = month_start(now)
     last_month = month_start(this_month - 1)
     months = [last_month, this_month, this_month + 40 * 86_400]
@@ -254,12 +258,11 @@ def test_the_month_counter_follows_every_change_of_key_usage_in_and_out_of_batch
 
 
 def test_admit_and_reserve_check_the_budget_against_the_counter():
-    import time
 
     from r42.store import create_key
     from r42.store.keys import admit, month_start, record_usage, reserve
 
-    now = time.time()
+    now = FAR_FROM_A_MONTH_START
     record = create_key("counted", budget_usd=1.0).record
     record_usage(record.id, 0.6, at=now - 10)
     record_usage(record.id, 5.0, at=month_start(now) - 10)  # last month's: does not count now
@@ -275,14 +278,13 @@ def test_admit_and_reserve_check_the_budget_against_the_counter():
 
 
 def test_a_prune_keeps_the_months_of_the_rows_it_keeps():
-    import time
 
     from r42.store import create_key
     from r42.store.db import reading
     from r42.store.keys import month_start, record_usage
     from r42.store.log import KEY_USAGE_KEEP_S, prune
 
-    now = time.time()
+    now = FAR_FROM_A_MONTH_START
     record = create_key("old spender").record
     long_ago = now - KEY_USAGE_KEEP_S - 40 * 86_400
     for at in (long_ago, now - KEY_USAGE_KEEP_S + 60, now):
@@ -298,7 +300,6 @@ def test_a_prune_keeps_the_months_of_the_rows_it_keeps():
 @pytest.mark.sqlite_file
 def test_a_store_from_before_the_counter_gets_it_filled_from_its_rows(isolated_env):
     import sqlite3
-    import time
 
     from r42.store import db
     from r42.store.keys import month_start
@@ -312,7 +313,7 @@ def test_a_store_from_before_the_counter_gets_it_filled_from_its_rows(isolated_e
             raw.execute(statement)
     raw.execute(f"PRAGMA application_id = {db.APPLICATION_ID}")
     raw.execute(f"PRAGMA user_version = {mine}")
-    now = time.time()
+    now = FAR_FROM_A_MONTH_START
     last_month = month_start(month_start(now) - 1)
     rows = [(1, now - 5, 0.25), (1, now - 50, 0.5), (1, last_month + 9, 2.0), (2, now - 5, 0.0)]
     raw.executemany("INSERT INTO key_usage (key_id, ts, cost_usd) VALUES (?, ?, ?)", rows)
