@@ -299,20 +299,13 @@ def test_a_prune_keeps_the_months_of_the_rows_it_keeps():
 
 @pytest.mark.sqlite_file
 def test_a_store_from_before_the_counter_gets_it_filled_from_its_rows(isolated_env):
-    import sqlite3
-
     from r42.store import db
     from r42.store.keys import month_start
+    from tests.helpers import store_before
 
-    mine = next(n for n, script in enumerate(db.MIGRATIONS) if "key_spend" in script)
     db.close_thread_connection()
     (isolated_env / "r42.db").unlink(missing_ok=True)
-    raw = sqlite3.connect(isolated_env / "r42.db", isolation_level=None)
-    for script in db.MIGRATIONS[:mine]:
-        for statement in db._statements(script):
-            raw.execute(statement)
-    raw.execute(f"PRAGMA application_id = {db.APPLICATION_ID}")
-    raw.execute(f"PRAGMA user_version = {mine}")
+    raw = store_before(isolated_env / "r42.db", "key_spend")
     now = FAR_FROM_A_MONTH_START
     last_month = month_start(month_start(now) - 1)
     rows = [(1, now - 5, 0.25), (1, now - 50, 0.5), (1, last_month + 9, 2.0), (2, now - 5, 0.0)]

@@ -75,17 +75,10 @@ def test_store_own_template_reset_and_the_default():
 
 
 def test_a_store_from_before_the_table_upgrades_and_keeps_its_keys(isolated_env):
-    import sqlite3
-
     from r42.store import db
+    from tests.helpers import store_before
 
-    mine = next(n for n, script in enumerate(db.MIGRATIONS) if "privacy_prompts" in script)
-    raw = sqlite3.connect(isolated_env / "r42.db", isolation_level=None)
-    for script in db.MIGRATIONS[:mine]:
-        for statement in db._statements(script):
-            raw.execute(statement)
-    raw.execute(f"PRAGMA application_id = {db.APPLICATION_ID}")
-    raw.execute(f"PRAGMA user_version = {mine}")
+    raw = store_before(isolated_env / "r42.db", "privacy_prompts")
     raw.execute("INSERT INTO users (name, created) VALUES ('old', 0)")
     raw.close()
     assert template_for("old", None).template == DEFAULT_PROMPT  # reads the old schema's store: upgraded
