@@ -420,7 +420,7 @@ class Gateway:
         record = call.caller.key
         if record is None:
             return
-        from r42.store import admit, has_limits
+        from r42.store import admit, has_limits, spent_this_month
 
         if not has_limits(record):
             return
@@ -628,12 +628,6 @@ def shared_state(settings: Settings) -> Any:
     shared = Shared.connect(url)
     shared.subscribe("keys", lambda message: keys.forget_keys())
     return shared
-
-
-def spent_this_month(key_id: int) -> float:
-    from r42.store import usage
-
-    return usage(key_id).cost_month_usd
 
 
 def limit_error(hit: Any) -> GatewayError:

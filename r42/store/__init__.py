@@ -49,6 +49,7 @@ from r42.store.keys import (
     revoke,
     rotate,
     settle,
+    spent_this_month,
     update_key,
     usage,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "revoke",
     "rotate",
     "set_credential",
+    "spent_this_month",
     "store_exists",
     "store_path",
     "usage",

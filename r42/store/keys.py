@@ -605,6 +605,17 @@ def checked_since(record: KeyRecord, now: float) -> float:
     return min(starts, default=now)
 
 
+def spent_this_month(key_id: int, now: float | None = None) -> float:
+    """A key's spend this UTC month (reservations included), from its counter: what Redis is
+    seeded with when it has no figure for the month."""
+    now = clock.now() if now is None else now
+    conn = connect(create=False)
+    if conn is None:
+        return 0.0
+    with readable_errors():
+        return month_spend(conn, key_id, month_start(now))
+
+
 def _usage(conn: Any, key_id: int, now: float, upto: float = float("inf"), since: float | None = None) -> Usage:
     """Rows of the windows ending at `now`; with `upto`, none admitted after it; with `since`, only
     rows from then on (the windows that start earlier are then counted in part: admit reads only what
