@@ -171,6 +171,17 @@ def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> Non
     assert (
         kind("Anna had 12 pens and gave away 5. Then she bought three boxes of 4. How many pens has she now?") == "math"
     )
+    # a word problem however its question is phrased, and however short
+    for problem in (
+        "A train travels 240 km in 3 hours. What is its average speed?",
+        "Ravi buys 4 notebooks at $3 and 6 pens at $1.50. What does he spend altogether?",
+        "Mia reads 25 pages a day of a 340-page book. After 9 days, what fraction is left?",
+        "Ana is 4 years older than twice her brother's age. Her brother is 9. Ana's age?",
+    ):
+        assert kind(problem) == "math", problem
+    # numbers in a question that asks for no quantity: not a word problem
+    assert kind("What are the 3 best GPUs under $500?") != "math"
+    assert kind("I moved to Berlin in 2019 and to Paris in 2021. Which city has better museums?") != "math"
     assert kind("Write a function to find the shared elements of two lists.") == "code"
     assert kind("def f(x):\n    return x + 1\nassert f(1) == ??") == "code"
     assert (

@@ -178,7 +178,13 @@ def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
 SMALL_TALK_DOMAINS = frozenset({"chat", "knowledge", "creative", "extraction"})
 # The kinds the prior is looked up by, each with its own learned effect (training: fit_within).
 KINDS = ("small_talk", "choice", "code", "math", "task")
-LATEX = re.compile(r"\[asy\]|\$|\\[a-zA-Z]+\{|\\\(|\\\[|\\frac|\\sqrt")
+# "$n$", "$2^{10} - 5$", "\\frac{1}{2}", an Asymptote figure; not prices ("$3 and 6 pens at $1.50"):
+# inline maths is a pair of dollars around a LaTeX character, or around no space at the ends and no
+# words after a leading number
+LATEX = re.compile(
+    r"\[asy\]|\$[^$\n]*[\\^_{}][^$\n]*\$|\$(?:[^$\s\d][^$\n]*(?<!\s)|\d[^$\s]*)\$"
+    r"|\\[a-zA-Z]+\{|\\\(|\\\[|\\frac|\\sqrt"
+)
 CODE_REQUEST = re.compile(
     r"\b(?:python|javascript|typescript|java|c\+\+|golang|rust|sql|bash|regex|function|program|script|code|"
     r"implement|algorithm|compile|def|assert)\b",
@@ -195,6 +201,26 @@ QUANTITY_QUESTION = re.compile(
     r"cost|price|average|area|percentage|probability)|calculate|compute|find the|solve)\b",
     re.IGNORECASE,
 )
+# What the question of a word problem asks for, however it is phrased ("what does he spend altogether?",
+# "what fraction is left?", "Ana's age?"): read in the prompt's last sentence that asks something.
+QUANTITY_WORD = re.compile(
+    r"\b(?:how (?:many|much|long|far|old|fast)|total|altogether|in all|left|remain\w*|fraction|percent\w*|"
+    r"average|speed|cost|costs|price|pay|paid|spend|spent|earn\w*|profit|age|number|minimum|maximum|least|most|"
+    r"difference|sum|product|ratio|area|volume|perimeter|distance|hours|minutes|days|weeks|years)\b",
+    re.IGNORECASE,
+)
+SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+
+
+def word_problem(text: str) -> bool:
+    """Two or more numbers (in digits or words) and a question about a quantity: a QUANTITY_QUESTION
+    anywhere, or QUANTITY_WORD in the last sentence that ends with a question mark."""
+    if len(NUMBER.findall(text)) + len(NUMBER_WORD.findall(text)) < 2:
+        return False
+    if QUANTITY_QUESTION.search(text):
+        return True
+    questions = [s for s in SENTENCE_END.split(text.strip()) if s.rstrip().endswith("?")]
+    return bool(questions) and bool(QUANTITY_WORD.search(questions[-1]))
 
 
 # "How many legs does a spider have?": the heuristic reads "how many" as maths; without a number or a
@@ -214,8 +240,8 @@ def small_talk(text: str, stats: dict[str, float], heuristic: Estimate) -> bool:
     short = stats["log_words"] <= math.log1p(12) and len(text) <= 120 and "\n" not in text.strip()
     if not short or "$" in text or "\\" in text or stats["code_shape"] > 0 or stats["math_syms"] > math.log1p(1):
         return False
-    if stats["n_choices"] > 0 or heuristic.signals.get("terms", {}).get("hard_words"):
-        return False
+    if stats["n_choices"] > 0 or heuristic.signals.get("terms", {}).get("hard_words") or word_problem(text):
+        return False  # "A train travels 240 km in 3 hours. What is its average speed?" is short, but maths
     top = max(heuristic.domains, key=lambda d: heuristic.domains[d])
     return top in SMALL_TALK_DOMAINS or (top == "math" and quantity_lookup(text))
 
@@ -229,8 +255,8 @@ def quantity_lookup(text: str) -> bool:
 def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
     """The task kind the prior is looked up by (KINDS), first rule that holds: `small_talk`; `choice`
     (answer options on their own lines); `math` (LaTeX or an Asymptote figure); `code` (two code
-    tokens, or a request for code); `choice` (inline options, or a blank to fill); `math` (a quantity
-    question with two or more numbers, in digits or words, or two maths symbols: word problems);
+    tokens, or a request for code); `choice` (inline options, or a blank to fill); `math` (a word
+    problem: two or more numbers and a question about a quantity, word_problem; or two maths symbols);
     `task` (everything else: open requests and chat)."""
     text = text[:MAX_TEXT]
     if small_talk(text, stats, heuristic):
@@ -243,8 +269,7 @@ def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
         return "code"
     if stats["n_choices"] >= 2 or BLANK.search(text):
         return "choice"
-    numbers = len(NUMBER.findall(text)) + len(NUMBER_WORD.findall(text))
-    if stats["math_syms"] >= math.log1p(2) or (numbers >= 2 and QUANTITY_QUESTION.search(text)):
+    if stats["math_syms"] >= math.log1p(2) or word_problem(text):
         return "math"
     return "task"
 
