@@ -195,6 +195,53 @@ def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> Non
     assert all(scorer._kind_prior["small_talk"] < scorer._kind_prior[k] for k in KINDS if k != "small_talk")
 
 
+def test_a_short_follow_up_is_as_hard_as_the_turn_it_follows(scorer: TrainedScorer) -> None:
+    from r42.scoring import prompt_of
+
+    task = "Find the number of ordered pairs (a,b) of integers with a^2 + b^2 = 2025 and a < b."
+    alone = scorer.estimate(_prompt(task))
+    conversation = [
+        {"role": "user", "content": task},
+        {"role": "assistant", "content": "There are 6 such pairs."},
+        {"role": "user", "content": "and for 2026?"},
+    ]
+    follow_up = scorer.estimate(prompt_of(conversation))
+    assert follow_up.signals["kind"] == alone.signals["kind"] == "math"
+    assert follow_up.signals["kind_from"] == "an earlier turn"
+    assert follow_up.complexity == pytest.approx(alone.complexity)
+    assert scorer.estimate(_prompt("and for 2026?")).complexity < 0.1  # the same words alone: small talk
+    # "make it faster" after a code request: the heuristic's domains (which read the conversation) say code
+    code = [
+        {"role": "user", "content": "Write a Python function that merges overlapping intervals in a list of pairs."},
+        {"role": "assistant", "content": "def merge(pairs): ..."},
+        {"role": "user", "content": "Make it faster please"},
+    ]
+    assert scorer.estimate(prompt_of(code)).signals["kind"] == "code"
+    # small talk after small talk stays small talk; a new task is read as itself
+    chat = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "thanks, bye"},
+    ]
+    assert scorer.estimate(prompt_of(chat)).complexity < 0.1
+    new_task = code[:2] + [{"role": "user", "content": task}]
+    assert "kind_from" not in scorer.estimate(prompt_of(new_task)).signals
+    assert scorer.estimate(prompt_of(new_task)).complexity == pytest.approx(alone.complexity, abs=0.05)
+
+
+def test_the_earlier_user_turns_are_kept_on_their_own() -> None:
+    from r42.scoring import EARLIER_TURNS, prompt_of
+
+    messages = [{"role": "system", "content": "be brief"}]
+    for n in range(EARLIER_TURNS + 3):
+        messages += [{"role": "user", "content": f"question {n}"}, {"role": "assistant", "content": f"answer {n}"}]
+    messages.append({"role": "user", "content": "last"})
+    prompt = prompt_of(messages)
+    assert prompt.last_user == "last"
+    assert prompt.earlier_user == tuple(f"question {n}" for n in range(3, EARLIER_TURNS + 3))  # the most recent
+    assert prompt_of([{"role": "user", "content": "only"}]).earlier_user == ()
+
+
 def test_the_calibration_is_stored(scorer: TrainedScorer) -> None:
     weights = orjson.loads(WEIGHTS.read_bytes())
     assert weights["platt"]["a"] > 0  # a higher regression output never means a lower probability

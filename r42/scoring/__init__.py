@@ -16,6 +16,7 @@ from r42.errors import UsageError
 from r42.scoring.sensitive import scan_messages
 
 LAST_TURN_CHARS = 20_000  # a scorer reads at most this much of the last user turn ...
+EARLIER_TURNS = 8  # earlier user turns kept on their own, for scorers that read a follow-up by its conversation
 CONTEXT_CHARS = 8_000  # ... and of the earlier conversation: enough to judge, bounded cost
 
 
@@ -23,13 +24,16 @@ CONTEXT_CHARS = 8_000  # ... and of the earlier conversation: enough to judge, b
 class Prompt:
     """What a scorer sees: the last user turn (weighted most) and the conversation before it."""
 
-    __slots__ = ("last_user", "context", "turns", "chars")
+    __slots__ = ("last_user", "context", "turns", "chars", "earlier_user")
 
-    def __init__(self, last_user: str, context: str = "", turns: int = 1, chars: int = 0) -> None:
+    def __init__(
+        self, last_user: str, context: str = "", turns: int = 1, chars: int = 0, earlier_user: tuple[str, ...] = ()
+    ) -> None:
         self.last_user = last_user
         self.context = context  # system prompt and earlier turns, oldest first, the most recent kept
         self.turns = turns  # number of user turns
         self.chars = chars or len(last_user)  # characters of the whole conversation (untruncated)
+        self.earlier_user = earlier_user  # the user turns before the last, oldest first (EARLIER_TURNS at most)
 
 
 class Estimate:
@@ -82,6 +86,7 @@ def prompt_of(messages: list[dict[str, Any]]) -> Prompt:
         context=earlier[-CONTEXT_CHARS:],
         turns=max(1, len(user_indexes)),
         chars=sum(len(text) for _, text in texts),
+        earlier_user=tuple(_head_tail(texts[i][1], LAST_TURN_CHARS) for i in user_indexes[:-1][-EARLIER_TURNS:]),
     )
 
 

@@ -96,7 +96,7 @@ def with_options_on_lines(prompt: Prompt) -> Prompt:
     when there is nothing to move (training and scoring both read prompts through this)."""
     head = prompt.last_user[:MAX_TEXT]
     moved = options_on_lines(head)
-    return prompt if moved == head else Prompt(moved, prompt.context, prompt.turns, prompt.chars)
+    return prompt if moved == head else Prompt(moved, prompt.context, prompt.turns, prompt.chars, prompt.earlier_user)
 
 
 # The labels of a prompt's parts: "Scenario 1 | ... Scenario 2 | ...", "Statement 2", a numbered list
@@ -354,6 +354,25 @@ class TrainedScorer:
         n_keys += max(0, len(tokens) - 1)
         return total / math.sqrt(n_keys or 1)
 
+    def _follow_up(self, prompt: Prompt, kind: str) -> tuple[float, str] | None:
+        """A short last turn that continues a task ("and for n = 7?", "make it faster") is as hard as that
+        task: when the last turn read alone is small talk, the raw output and kind of the most recent
+        earlier user turn that is not, if any (a thank-you after small talk stays small talk). Alone,
+        because the heuristic's domains read the whole conversation: "make it faster" after a code
+        request is not small talk to them, but neither is it a task of its own."""
+        if kind != "small_talk" and self._kind_alone(prompt.last_user)[1] != "small_talk":
+            return None
+        for text in reversed(prompt.earlier_user):
+            raw, earlier_kind = self._kind_alone(text)
+            if earlier_kind != "small_talk":
+                return raw, earlier_kind
+        return None
+
+    def _kind_alone(self, text: str) -> tuple[float, str]:
+        """The raw output and kind of one turn read as a conversation of its own."""
+        turn = with_options_on_lines(Prompt(text))
+        return self.logit_and_kind(turn.last_user, self._heuristic.estimate(turn))
+
     def probability(self, raw_logit: float) -> float:
         return sigmoid(self._platt_a * raw_logit + self._platt_b)
 
@@ -361,12 +380,16 @@ class TrainedScorer:
         prompt = with_options_on_lines(prompt)
         heuristic = self._heuristic.estimate(prompt)
         raw, kind = self.logit_and_kind(prompt.last_user, heuristic)
+        follows = prompt.earlier_user and self._follow_up(prompt, kind)
+        if follows:
+            raw, kind = follows
         p = self.probability(raw)
         # the heuristic's evidence (it reads the whole conversation) stays visible next to the probability
         signals = {
             **heuristic.signals,
             "p_cheap_fails": round(p, 4),
             "kind": kind,  # the task kind whose learned rate the probability starts from
+            **({"kind_from": "an earlier turn"} if follows else {}),
             "heuristic": round(heuristic.complexity, 4),
             "domains_from": "heuristic",
         }
