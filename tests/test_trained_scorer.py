@@ -177,6 +177,7 @@ def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> Non
         "Ravi buys 4 notebooks at $3 and 6 pens at $1.50. What does he spend altogether?",
         "Mia reads 25 pages a day of a 340-page book. After 9 days, what fraction is left?",
         "Ana is 4 years older than twice her brother's age. Her brother is 9. Ana's age?",
+        "A rectangle's length is three times its width and its perimeter is 96 cm. Find its area.",
     ):
         assert kind(problem) == "math", problem
     # numbers in a question that asks for no quantity: not a word problem

@@ -210,17 +210,19 @@ QUANTITY_WORD = re.compile(
     re.IGNORECASE,
 )
 SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+ASK_VERB = re.compile(r"^\s*(?:find|calculate|compute|determine|work out|estimate|evaluate|what|how)\b", re.IGNORECASE)
 
 
 def word_problem(text: str) -> bool:
     """Two or more numbers (in digits or words) and a question about a quantity: a QUANTITY_QUESTION
-    anywhere, or QUANTITY_WORD in the last sentence that ends with a question mark."""
+    anywhere, or QUANTITY_WORD in the last sentence that asks something (ends with a question mark, or
+    starts with "find", "calculate", ...: "Find its area.")."""
     if len(NUMBER.findall(text)) + len(NUMBER_WORD.findall(text)) < 2:
         return False
     if QUANTITY_QUESTION.search(text):
         return True
-    questions = [s for s in SENTENCE_END.split(text.strip()) if s.rstrip().endswith("?")]
-    return bool(questions) and bool(QUANTITY_WORD.search(questions[-1]))
+    asks = [s for s in SENTENCE_END.split(text.strip()) if s.rstrip().endswith("?") or ASK_VERB.match(s)]
+    return bool(asks) and bool(QUANTITY_WORD.search(asks[-1]))
 
 
 # "How many legs does a spider have?": the heuristic reads "how many" as maths; without a number or a
