@@ -315,3 +315,43 @@ def test_a_store_from_before_the_counter_gets_it_filled_from_its_rows(isolated_e
     assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION
     spend = conn.execute("SELECT key_id, month, cost_usd FROM key_spend ORDER BY key_id, month").fetchall()
     assert spend == [(1, last_month, 2.0), (1, month_start(now), 0.75), (2, month_start(now), 0.0)]
+
+
+def test_parallel_batches_settling_one_key_across_a_month_change_keep_the_counter_right():
+    """Servers' log writers settle one key's requests, some admitted last month and some this month,
+    in different orders at once, each batch in one transaction: no batch fails, and each month's
+    counter equals the sum of its rows. (On PostgreSQL two such batches could lock the key's two month
+    rows in opposite orders; this test has not made them deadlock, README "Left".)"""
+    import random
+
+    from r42.store import close_thread_connection, create_key
+    from r42.store.db import batch
+    from r42.store.keys import admit, month_start, settle
+
+    now = FAR_FROM_A_MONTH_START
+    this_month = month_start(now)
+    last_month = month_start(this_month - 1)
+    record = create_key("month-change", rpm=100_000, budget_usd=1_000.0).record
+    usage_ids = []
+    for n in range(240):
+        at = last_month + 60.0 * n if n % 2 else now - 60.0 * n  # alternately last month and this month
+        admission = admit(record, at)
+        assert admission.usage_id is not None
+        usage_ids.append(admission.usage_id)
+    shares = [usage_ids[k::4] for k in range(4)]  # each writer's requests, both months mixed
+
+    def writer(k: int) -> None:
+        rng = random.Random(k)
+        mine = shares[k][:]
+        rng.shuffle(mine)
+        try:
+            while mine:
+                with batch():
+                    for _ in range(min(len(mine), rng.randint(2, 12))):
+                        settle(record.id, mine.pop(), rng.uniform(0, 0.01), at=now)
+        finally:
+            close_thread_connection()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(writer, range(4)))  # re-raises a writer's error (a deadlock: StoreError)
+    spend_matches_rows([record.id], [last_month, this_month, this_month + 40 * 86_400])
