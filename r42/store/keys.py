@@ -517,7 +517,7 @@ def admit(record: KeyRecord, now: float | None = None) -> Admission:
     with writing() as conn:
         lock(conn, "key", record.id)  # PostgreSQL: one admission of this key at a time (SQLite: BEGIN IMMEDIATE)
         now = clock.now() if now is None else now  # read under the write lock: admissions are in order
-        used = _usage(conn, record.id, now, since=checked_since(record, now))
+        used = _usage(conn, record.id, now, checked_since(record, now))
         if record.budget_usd is not None:  # the month's spend from its counter, not its rows
             used = replace(used, cost_month_usd=month_spend(conn, record.id, month_start(now)))
         hit = limit_exceeded(record, used, now)
@@ -584,14 +584,17 @@ def month_start(now: float) -> float:
 
 
 def usage(key_id: int, now: float | None = None) -> Usage:
-    """A key's requests in the last minute and day, and its spend this month (reservations included),
-    as they stood at `now` (requests admitted later are not counted)."""
+    """A key's requests in the last minute and day as they stood at `now` (requests admitted later are
+    not counted), and its spend in the month of `now` (reservations included) from the month's counter
+    (key_spend): one row read instead of the month's requests, which the webhooks' check after every
+    request and /v1/me/usage would otherwise sum."""
     now = clock.now() if now is None else now
     conn = connect(create=False)
     if conn is None:
         return Usage(0, 0, 0.0, None, None)
     with readable_errors():
-        return _usage(conn, key_id, now, upto=now)
+        used = _usage(conn, key_id, now, since=now - 86_400, upto=now)
+        return replace(used, cost_month_usd=month_spend(conn, key_id, month_start(now)))
 
 
 def checked_since(record: KeyRecord, now: float) -> float:
@@ -616,26 +619,19 @@ def spent_this_month(key_id: int, now: float | None = None) -> float:
         return month_spend(conn, key_id, month_start(now))
 
 
-def _usage(conn: Any, key_id: int, now: float, upto: float = float("inf"), since: float | None = None) -> Usage:
-    """Rows of the windows ending at `now`; with `upto`, none admitted after it; with `since`, only
-    rows from then on (the windows that start earlier are then counted in part: admit reads only what
-    the key's limits check)."""
-    minute, day, month = now - 60, now - 86_400, month_start(now)
+def _usage(conn: Any, key_id: int, now: float, since: float, upto: float = float("inf")) -> Usage:
+    """The requests of the minute and day windows ending at `now`, from the rows since `since` (a
+    window that starts earlier is then counted in part: admit reads only what the key's limits check);
+    with `upto`, none admitted after it. The month's spend is left at 0: it comes from its counter
+    (month_spend)."""
+    minute, day = now - 60, now - 86_400
     row = conn.execute(
         """SELECT coalesce(sum(ts > :minute), 0), coalesce(sum(ts > :day), 0),
-                  coalesce(sum(CASE WHEN ts >= :month THEN cost_usd ELSE 0 END), 0.0),
                   min(CASE WHEN ts > :minute THEN ts END), min(CASE WHEN ts > :day THEN ts END)
            FROM key_usage WHERE key_id = :key AND ts >= :since AND ts <= :upto""",
-        {
-            "minute": minute,
-            "day": day,
-            "month": month,
-            "key": key_id,
-            "upto": upto,
-            "since": min(day, month) if since is None else since,
-        },
+        {"minute": minute, "day": day, "key": key_id, "upto": upto, "since": since},
     ).fetchone()
-    return Usage(int(row[0]), int(row[1]), float(row[2]), row[3], row[4])
+    return Usage(int(row[0]), int(row[1]), 0.0, row[2], row[3])
 
 
 def limit_exceeded(record: KeyRecord, used: Usage, now: float | None = None) -> LimitHit | None:
