@@ -176,6 +176,7 @@ def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
 
 
 SMALL_TALK_DOMAINS = frozenset({"chat", "knowledge", "creative", "extraction"})
+SMALL_TALK_CHARS = 120  # small talk is one line of at most this many characters (and 12 words)
 # The kinds the prior is looked up by, each with its own learned effect (training: fit_within).
 KINDS = ("small_talk", "choice", "code", "math", "task")
 # "$n$", "$2^{10} - 5$", "\\frac{1}{2}", an Asymptote figure; not prices ("$3 and 6 pens at $1.50"):
@@ -239,7 +240,7 @@ def small_talk(text: str, stats: dict[str, float], heuristic: Estimate) -> bool:
     """One short line with no maths, code or answer options whose heuristic domain is chat, knowledge,
     creative or extraction: greetings, thanks, one-line chat and lookups (a "how many/much/long ..."
     question without numbers or a counting problem's words is a lookup too)."""
-    short = stats["log_words"] <= math.log1p(12) and len(text) <= 120 and "\n" not in text.strip()
+    short = stats["log_words"] <= math.log1p(12) and len(text) <= SMALL_TALK_CHARS and "\n" not in text.strip()
     if not short or "$" in text or "\\" in text or stats["code_shape"] > 0 or stats["math_syms"] > math.log1p(1):
         return False
     if stats["n_choices"] > 0 or heuristic.signals.get("terms", {}).get("hard_words") or word_problem(text):
@@ -362,8 +363,10 @@ class TrainedScorer:
         earlier user turn that is not, if any (a thank-you after small talk stays small talk). Alone,
         because the heuristic's domains read the whole conversation: "make it faster" after a code
         request is not small talk to them, but neither is it a task of its own."""
-        if kind != "small_talk" and self._kind_alone(prompt.last_user)[1] != "small_talk":
-            return None
+        if kind != "small_talk":
+            text = prompt.last_user.strip()
+            if len(text) > SMALL_TALK_CHARS or "\n" in text or self._kind_alone(text)[1] != "small_talk":
+                return None  # (small talk is one short line: a longer turn is not read twice)
         for text in reversed(prompt.earlier_user):
             raw, earlier_kind = self._kind_alone(text)
             if earlier_kind != "small_talk":
