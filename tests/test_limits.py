@@ -43,10 +43,10 @@ class BigSpender(OpenAIFake):
 
 
 class FakeClock:
-    def __init__(self) -> None:
+    def __init__(self, start: float | None = None) -> None:
         import time
 
-        self.now = time.time()
+        self.now = time.time() if start is None else start
         self.lock = threading.Lock()
 
     def __call__(self) -> float:
@@ -72,6 +72,16 @@ def gateway(upstream):
     limits = ServerLimits(max_body=256 * 1024, max_concurrency=512, grace=5)
     with serve_in_thread(load_settings(), limits=limits) as running:
         yield running
+
+
+def mid_month() -> float:
+    """Noon on the 15th of this UTC month: a burst at this time cannot cross a month's change, and its
+    rows are recent enough that the log writer's prune (which reads the real time) keeps them."""
+    import calendar
+    import time
+
+    t = time.gmtime()
+    return float(calendar.timegm((t.tm_year, t.tm_mon, 15, 12, 0, 0)))
 
 
 def post(url: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, str]]:
@@ -135,20 +145,21 @@ def test_budget_holds_under_fifty_parallel_requests(gateway, upstream):
         "messages": [{"role": "user", "content": "write a long essay"}],
         "max_tokens": OUTPUT_TOKENS,
     }
-    results = burst(gateway.url, key, 50, body)
-    gateway.gateway.log.flush()
-    answered = sum(status == 200 for status, _ in results)
-    refused = sum(status == 429 for status, _ in results)
-    assert answered + refused == 50 and answered >= 1 and refused >= 1
-    assert len(upstream.requests) == answered
-    record = next(r for r in list_keys() if r.user == "budget")
-    spent = usage(record.id).cost_month_usd
-    worst = (30 * 2.5 + OUTPUT_TOKENS * 10.0) / 1e6  # a generous prompt estimate plus max_tokens
-    real = (20 * 2.5 + OUTPUT_TOKENS * 10.0) / 1e6
-    assert spent == pytest.approx(answered * real)
-    assert spent <= 1.0 + worst
-    # settled: a later request sees the real spend and is refused, as the budget is gone
-    assert post(gateway.url, key, HI)[0] == 429
+    with clock.using(FakeClock(mid_month())):  # a burst across a month's change would split the spend
+        results = burst(gateway.url, key, 50, body)
+        gateway.gateway.log.flush()
+        answered = sum(status == 200 for status, _ in results)
+        refused = sum(status == 429 for status, _ in results)
+        assert answered + refused == 50 and answered >= 1 and refused >= 1
+        assert len(upstream.requests) == answered
+        record = next(r for r in list_keys() if r.user == "budget")
+        spent = usage(record.id).cost_month_usd
+        worst = (30 * 2.5 + OUTPUT_TOKENS * 10.0) / 1e6  # a generous prompt estimate plus max_tokens
+        real = (20 * 2.5 + OUTPUT_TOKENS * 10.0) / 1e6
+        assert spent == pytest.approx(answered * real)
+        assert spent <= 1.0 + worst
+        # settled: a later request sees the real spend and is refused, as the budget is gone
+        assert post(gateway.url, key, HI)[0] == 429
 
 
 def test_a_request_refused_for_its_budget_does_not_count(gateway, upstream):
@@ -156,11 +167,12 @@ def test_a_request_refused_for_its_budget_does_not_count(gateway, upstream):
 
     key = create_key("tight", rpm=100, budget_usd=0.05).key
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": OUTPUT_TOKENS}
-    assert post(gateway.url, key, body)[0] == 200  # nothing spent yet: admitted, then $0.16 spent
-    assert post(gateway.url, key, body)[0] == 429
-    gateway.gateway.log.flush()
-    record = next(r for r in list_keys() if r.user == "tight")
-    assert usage(record.id).requests_minute == 1
+    with clock.using(FakeClock(mid_month())):  # both requests in one month
+        assert post(gateway.url, key, body)[0] == 200  # nothing spent yet: admitted, then $0.16 spent
+        assert post(gateway.url, key, body)[0] == 429
+        gateway.gateway.log.flush()
+        record = next(r for r in list_keys() if r.user == "tight")
+        assert usage(record.id).requests_minute == 1
 
 
 def test_an_admission_reads_only_the_windows_of_the_keys_own_limits():
