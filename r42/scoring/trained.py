@@ -385,7 +385,7 @@ class TrainedScorer:
         prompt = with_options_on_lines(prompt)
         heuristic = self._heuristic.estimate(prompt)
         raw, kind = self.logit_and_kind(prompt.last_user, heuristic)
-        follows = prompt.earlier_user and self._follow_up(prompt, kind)
+        follows = self._follow_up(prompt, kind) if prompt.earlier_user else None
         if follows:
             raw, kind = follows
         p = self.probability(raw)
