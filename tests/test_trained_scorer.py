@@ -16,7 +16,16 @@ from r42.config import DOMAINS
 from r42.errors import ConfigError
 from r42.scoring import DEFAULT_SCORER, get_scorer, normalise_domains, prompt_of
 from r42.scoring.heuristic import HeuristicScorer
-from r42.scoring.trained import COEF, KINDS, WEIGHTS, TrainedScorer, hashed_counts, kind_of, text_statistics
+from r42.scoring.trained import (
+    COEF,
+    KINDS,
+    WEIGHTS,
+    TrainedScorer,
+    hashed_counts,
+    kind_of,
+    statistics_and_kind,
+    text_statistics,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,11 +69,11 @@ def test_the_logit_equals_the_training_features(scorer: TrainedScorer, text: str
     # counts, the standardised statistics and the kind's prior. Both must give the same logit.
     heuristic = HeuristicScorer().estimate(_prompt(text))
     counts = hashed_counts(text, scorer._buckets) if scorer._buckets else {}
-    stats = text_statistics(text, heuristic)
+    stats, kind = statistics_and_kind(text, heuristic)
     dense = sum(
         c * (stats[f] - m) / s for f, m, s, c in zip(scorer._features, scorer._mean, scorer._scale, scorer._dense_coef)
     )
-    prior = scorer._kind_prior.get(kind_of(text, stats, heuristic), 0.0)
+    prior = scorer._kind_prior.get(kind, 0.0)
     expected = scorer._intercept + prior + sum(scorer._coef[k] * v for k, v in counts.items()) + dense
     assert scorer.logit(text, heuristic) == pytest.approx(expected, abs=1e-4)
     assert scorer.logit(text, heuristic) == pytest.approx(expected, abs=1e-4)  # second call: from the cache

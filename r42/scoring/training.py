@@ -61,8 +61,7 @@ from r42.scoring.trained import (  # noqa: E402
     KINDS,
     WEIGHTS,
     hashed_counts,
-    kind_of,
-    text_statistics,
+    statistics_and_kind,
     with_options_on_lines,
 )  # noqa: E402
 
@@ -457,8 +456,9 @@ def features(items: list[dict], with_wordllama: bool, with_ngrams: bool = True) 
         data.extend(counts.values())
         indptr.append(len(indices))
         estimate = heuristic.estimate(prompt)
-        stats.append(text_statistics(prompt.last_user, estimate))
-        kinds.append(kind_of(prompt.last_user, stats[-1], estimate))
+        prompt_stats, kind = statistics_and_kind(prompt.last_user, estimate)
+        stats.append(prompt_stats)
+        kinds.append(kind)
         # the baselines score the prompt as it is
         heur.append((estimate if prompt is raw else heuristic.estimate(raw)).complexity)
         lengths.append(length.estimate(raw).complexity)
