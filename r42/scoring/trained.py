@@ -277,15 +277,29 @@ def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
     return "task"
 
 
+# "write/draft/compose ... a <prose form>": a request for a piece of writing, whatever the heuristic's
+# keywords make of its subject ("a speech for a colleague's retirement from the library" is not code)
+WRITING_REQUEST = re.compile(
+    r"\b(?:write|draft|compose|create|pen|craft)\b[^.?!\n]{0,60}?\b(?:e-?mails?|letters?|stor(?:y|ies)|poems?|"
+    r"essays?|speech(?:es)?|toasts?|blog(?: post)?s?|articles?|descriptions?|messages?|posts?|dialogues?|"
+    r"screenplays?|limericks?|haikus?|sonnets?|songs?|lyrics|jokes?|tweets?|slogans?|eulog(?:y|ies)|"
+    r"invitations?|announcements?|bios?|reviews?|job (?:posting|ad)s?|newsletters?|press releases?|"
+    r"paragraphs?|narratives?|fables?|tales?|ads?|advertisements?|captions?|taglines?)\b",
+    re.IGNORECASE,
+)
+
+
 def statistics_and_kind(text: str, heuristic: Estimate) -> tuple[dict[str, float], str]:
-    """The dense inputs and the task kind. The last input, `writing`, is 1 for a `task` the heuristic
-    reads as creative writing (a story, a letter, a poem, a role-play): in Arena-bench, the one source
-    that mixes kinds, small models answer those far more often than other open requests (64% against
-    45%), a difference the source effects cannot carry and the domain probabilities carried weakly."""
+    """The dense inputs and the task kind. The last input, `writing`, is 1 for a `task` that asks for
+    a piece of writing (a story, a letter, a poem, a role-play): one the heuristic reads as creative,
+    or "write/draft/compose ... <a prose form>" (WRITING_REQUEST). In Arena-bench, the one source that
+    mixes kinds, small models answer those far more often than other open requests, a difference the
+    source effects cannot carry and the domain probabilities carried weakly."""
     stats = text_statistics(text, heuristic)
     kind = kind_of(text, stats, heuristic)
     top_domain = max(heuristic.domains, key=lambda d: heuristic.domains[d]) if heuristic.domains else ""
-    stats["writing"] = float(kind == "task" and top_domain == "creative")
+    asks_for_writing = top_domain == "creative" or bool(WRITING_REQUEST.search(text[:MAX_TEXT]))
+    stats["writing"] = float(kind == "task" and asks_for_writing)
     return stats, kind
 
 
