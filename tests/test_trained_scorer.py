@@ -326,7 +326,7 @@ def test_labelled_parts_are_counted_apart_from_the_numbers(scorer: TrainedScorer
 
 def test_a_writing_request_scores_below_code_and_maths(scorer: TrainedScorer) -> None:
     # In Arena-bench, small models answer the open requests for a piece of writing far more often than the
-    # other open requests; the `writing` input carries that (1 for a task the heuristic reads as creative).
+    # other open requests; the `writing` input carries that (1 for a task that asks for a piece of writing).
     def writing(text: str) -> float:
         return statistics_and_kind(text, HeuristicScorer().estimate(_prompt(text)))[0]["writing"]
 
@@ -334,12 +334,14 @@ def test_a_writing_request_scores_below_code_and_maths(scorer: TrainedScorer) ->
         "Write a persuasive email to my landlord asking to fix the heating before winter.",
         "Write a short story about a robot who learns to paint, about 500 words, with a twist ending.",
         "Compose a sonnet about the sea in the style of Shakespeare, with a volta in the ninth line.",
+        # the heuristic reads this one as code ("library"): the phrase "write ... a speech" marks it
+        "Write a speech for the retirement party of a colleague who worked 30 years in the city library.",
     ]
     others = [
         "Write a Python function that merges two sorted lists into one sorted list, without using sort().",
         "A train travels 240 km in 3 hours and then 180 km in 2 hours. What is its average speed over the trip?",
     ]
-    assert [writing(t) for t in letters] == [1.0, 1.0, 1.0]
+    assert [writing(t) for t in letters] == [1.0, 1.0, 1.0, 1.0]
     assert [writing(t) for t in others] == [0.0, 0.0]
     assert writing("Write a short poem about the sea.") == 0.0  # small talk: one short line
     assert "writing" in scorer._features  # the shipped weights read it
