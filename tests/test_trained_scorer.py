@@ -345,6 +345,18 @@ def test_a_writing_request_scores_below_code_and_maths(scorer: TrainedScorer) ->
     assert [writing(t) for t in others] == [0.0, 0.0]
     assert writing("Write a short poem about the sea.") == 0.0  # small talk: one short line
     assert "writing" in scorer._features  # the shipped weights read it
+    # the score says so, also for a follow-up that continues a writing request
+    assert all(scorer.estimate(_prompt(t)).signals.get("writing") is True for t in letters)
+    assert not any("writing" in scorer.estimate(_prompt(t)).signals for t in others)
+    follow_up = prompt_of(
+        [
+            {"role": "user", "content": letters[0]},
+            {"role": "assistant", "content": "Dear Ms Smith, ..."},
+            {"role": "user", "content": "make it shorter"},
+        ]
+    )
+    signals = scorer.estimate(follow_up).signals
+    assert signals["writing"] is True and signals["kind_from"] == "an earlier turn"
     highest_letter = max(scorer.estimate(_prompt(t)).complexity for t in letters)
     # clearly below: before `writing` the sonnet scored 0.381 and the code request 0.377
     assert highest_letter + 0.05 < min(scorer.estimate(_prompt(t)).complexity for t in others)

@@ -29,7 +29,7 @@ import re
 import zlib
 from array import array
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from r42.errors import ConfigError
 from r42.scoring import Estimate, Prompt
@@ -303,6 +303,15 @@ def statistics_and_kind(text: str, heuristic: Estimate) -> tuple[dict[str, float
     return stats, kind
 
 
+class Reading(NamedTuple):
+    """One turn read by the model: the raw output (before calibration), the task kind whose prior it
+    used ("" when the weights have no priors), and whether it asks for a piece of writing."""
+
+    raw: float
+    kind: str
+    writing: bool
+
+
 class TrainedScorer:
     name = "trained"
 
@@ -355,10 +364,10 @@ class TrainedScorer:
 
     def logit(self, text: str, heuristic: Estimate) -> float:
         """The regression's raw output (before calibration) for one text."""
-        return self.logit_and_kind(text, heuristic)[0]
+        return self.read(text, heuristic).raw
 
-    def logit_and_kind(self, text: str, heuristic: Estimate) -> tuple[float, str]:
-        """The raw output and the task kind whose prior it used ("" when the weights have no priors)."""
+    def read(self, text: str, heuristic: Estimate) -> Reading:
+        """The raw output, the task kind whose prior it used and the writing input for one text."""
         stats, kind = statistics_and_kind(text, heuristic)
         dense = sum(
             c * (stats[f] - m) / s for f, m, s, c in zip(self._features, self._mean, self._scale, self._dense_coef)
@@ -368,7 +377,8 @@ class TrainedScorer:
             low, high = self._kind_range[kind]
             dense = min(max(dense, low), high)
         prior = self._kind_prior.get(kind, 0.0)
-        return self._intercept + prior + dense + (self._ngrams(text) if self._buckets else 0.0), kind
+        raw = self._intercept + prior + dense + (self._ngrams(text) if self._buckets else 0.0)
+        return Reading(raw, kind, stats["writing"] == 1.0)
 
     def _ngrams(self, text: str) -> float:
         tokens = tokens_of(text)
@@ -383,26 +393,26 @@ class TrainedScorer:
         n_keys += max(0, len(tokens) - 1)
         return total / math.sqrt(n_keys or 1)
 
-    def _follow_up(self, prompt: Prompt, kind: str) -> tuple[float, str] | None:
+    def _follow_up(self, prompt: Prompt, kind: str) -> Reading | None:
         """A short last turn that continues a task ("and for n = 7?", "make it faster") is as hard as that
-        task: when the last turn read alone is small talk, the raw output and kind of the most recent
-        earlier user turn that is not, if any (a thank-you after small talk stays small talk). Alone,
+        task: when the last turn read alone is small talk, the reading of the most recent earlier user
+        turn that is not, if any (a thank-you after small talk stays small talk). Alone,
         because the heuristic's domains read the whole conversation: "make it faster" after a code
         request is not small talk to them, but neither is it a task of its own."""
         if kind != "small_talk":
             text = prompt.last_user.strip()
-            if len(text) > SMALL_TALK_CHARS or "\n" in text or self._kind_alone(text)[1] != "small_talk":
+            if len(text) > SMALL_TALK_CHARS or "\n" in text or self._read_alone(text).kind != "small_talk":
                 return None  # (small talk is one short line: a longer turn is not read twice)
         for text in reversed(prompt.earlier_user):
-            raw, earlier_kind = self._kind_alone(text)
-            if earlier_kind != "small_talk":
-                return raw, earlier_kind
+            earlier = self._read_alone(text)
+            if earlier.kind != "small_talk":
+                return earlier
         return None
 
-    def _kind_alone(self, text: str) -> tuple[float, str]:
-        """The raw output and kind of one turn read as a conversation of its own."""
+    def _read_alone(self, text: str) -> Reading:
+        """One turn read as a conversation of its own."""
         turn = with_options_on_lines(Prompt(text))
-        return self.logit_and_kind(turn.last_user, self._heuristic.estimate(turn))
+        return self.read(turn.last_user, self._heuristic.estimate(turn))
 
     def probability(self, raw_logit: float) -> float:
         return sigmoid(self._platt_a * raw_logit + self._platt_b)
@@ -410,16 +420,17 @@ class TrainedScorer:
     def estimate(self, prompt: Prompt) -> Estimate:
         prompt = with_options_on_lines(prompt)
         heuristic = self._heuristic.estimate(prompt)
-        raw, kind = self.logit_and_kind(prompt.last_user, heuristic)
-        follows = self._follow_up(prompt, kind) if prompt.earlier_user else None
+        reading = self.read(prompt.last_user, heuristic)
+        follows = self._follow_up(prompt, reading.kind) if prompt.earlier_user else None
         if follows:
-            raw, kind = follows
-        p = self.probability(raw)
+            reading = follows
+        p = self.probability(reading.raw)
         # the heuristic's evidence (it reads the whole conversation) stays visible next to the probability
         signals = {
             **heuristic.signals,
             "p_cheap_fails": round(p, 4),
-            "kind": kind,  # the task kind whose learned rate the probability starts from
+            "kind": reading.kind,  # the task kind whose learned rate the probability starts from
+            **({"writing": True} if reading.writing else {}),  # asks for a piece of writing: scores lower
             **({"kind_from": "an earlier turn"} if follows else {}),
             "heuristic": round(heuristic.complexity, 4),
             "domains_from": "heuristic",
