@@ -28,6 +28,7 @@ import math
 import re
 import zlib
 from array import array
+from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -278,15 +279,20 @@ def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
 
 
 # "write/draft/compose ... a <prose form>": a request for a piece of writing, whatever the heuristic's
-# keywords make of its subject ("a speech for a colleague's retirement from the library" is not code)
-WRITING_REQUEST = re.compile(
+# keywords make of its subject ("a speech for a colleague's retirement from the library" is not code).
+# Compiled on first use (about a millisecond): `echo hi | r42 score` never needs it.
+WRITING_REQUEST = (
     r"\b(?:write|draft|compose|create|pen|craft)\b[^.?!\n]{0,60}?\b(?:e-?mails?|letters?|stor(?:y|ies)|poems?|"
     r"essays?|speech(?:es)?|toasts?|blog(?: post)?s?|articles?|descriptions?|messages?|posts?|dialogues?|"
     r"screenplays?|limericks?|haikus?|sonnets?|songs?|lyrics|jokes?|tweets?|slogans?|eulog(?:y|ies)|"
     r"invitations?|announcements?|bios?|reviews?|job (?:posting|ad)s?|newsletters?|press releases?|"
-    r"paragraphs?|narratives?|fables?|tales?|ads?|advertisements?|captions?|taglines?)\b",
-    re.IGNORECASE,
+    r"paragraphs?|narratives?|fables?|tales?|ads?|advertisements?|captions?|taglines?)\b"
 )
+
+
+@cache
+def writing_request() -> re.Pattern[str]:
+    return re.compile(WRITING_REQUEST, re.IGNORECASE)
 
 
 def statistics_and_kind(text: str, heuristic: Estimate) -> tuple[dict[str, float], str]:
@@ -297,10 +303,14 @@ def statistics_and_kind(text: str, heuristic: Estimate) -> tuple[dict[str, float
     source effects cannot carry and the domain probabilities carried weakly."""
     stats = text_statistics(text, heuristic)
     kind = kind_of(text, stats, heuristic)
-    top_domain = max(heuristic.domains, key=lambda d: heuristic.domains[d]) if heuristic.domains else ""
-    asks_for_writing = top_domain == "creative" or bool(WRITING_REQUEST.search(text[:MAX_TEXT]))
-    stats["writing"] = float(kind == "task" and asks_for_writing)
+    stats["writing"] = float(kind == "task" and asks_for_writing(text, heuristic))
     return stats, kind
+
+
+def asks_for_writing(text: str, heuristic: Estimate) -> bool:
+    """The heuristic reads the text as creative writing, or it says "write ... a <prose form>"."""
+    top_domain = max(heuristic.domains, key=lambda d: heuristic.domains[d]) if heuristic.domains else ""
+    return top_domain == "creative" or bool(writing_request().search(text[:MAX_TEXT]))
 
 
 class Reading(NamedTuple):
