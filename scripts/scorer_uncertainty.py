@@ -77,19 +77,12 @@ def writing_effect(items: list[dict], feats: dict, rng: np.random.Generator) -> 
 
 
 def arena_halves(items: list[dict], feats: dict) -> dict:
-    fold_of = np.array([i["fold"] for i in items])
-    half = T.split_halves(items)
-    arena = np.where(fold_of == "arena_bench")[0]
+    arena = np.where(np.array([i["fold"] for i in items]) == "arena_bench")[0]
     without = dict(feats, stats=feats["stats"].copy())
     without["stats"][:, feats["names"].index("writing")] = 0.0
     out = {}
     for name, f in (("with writing", feats), ("without writing", without)):
-        z = np.zeros(len(items))
-        for h in (0, 1):
-            train = np.where((half != h) | (fold_of == "easy"))[0]
-            test = np.where((half == h) & (fold_of != "easy"))[0]
-            model, mean, scale = T.fit_within(f, items, train, T.within_label(DEFAULT), True)
-            z[test] = T.logits(model, f, DEFAULT, test, mean, scale)
+        z, _prior_only = T.split_half_logits(items, f, DEFAULT)
         out[name] = {
             "own pair": round(T.apgr(z[arena], T.eval_rows(items, arena)), 4),
             "cheap vs strong": round(T.apgr(z[arena], T.eval_rows(items, arena, T.CHEAP_PAIR)), 4),

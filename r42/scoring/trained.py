@@ -246,8 +246,14 @@ def small_talk(text: str, stats: dict[str, float], heuristic: Estimate) -> bool:
         return False
     if stats["n_choices"] > 0 or heuristic.signals.get("terms", {}).get("hard_words") or word_problem(text):
         return False  # "A train travels 240 km in 3 hours. What is its average speed?" is short, but maths
-    top = max(heuristic.domains, key=lambda d: heuristic.domains[d])
+    top = top_domain(heuristic)
     return top in SMALL_TALK_DOMAINS or (top == "math" and quantity_lookup(text))
+
+
+def top_domain(heuristic: Estimate) -> str:
+    """The heuristic's most likely domain ("" when it gives none)."""
+    domains = heuristic.domains
+    return max(domains, key=domains.__getitem__) if domains else ""
 
 
 def quantity_lookup(text: str) -> bool:
@@ -309,8 +315,7 @@ def statistics_and_kind(text: str, heuristic: Estimate) -> tuple[dict[str, float
 
 def asks_for_writing(text: str, heuristic: Estimate) -> bool:
     """The heuristic reads the text as creative writing, or it says "write ... a <prose form>"."""
-    top_domain = max(heuristic.domains, key=lambda d: heuristic.domains[d]) if heuristic.domains else ""
-    return top_domain == "creative" or bool(writing_request().search(text[:MAX_TEXT]))
+    return top_domain(heuristic) == "creative" or bool(writing_request().search(text[:MAX_TEXT]))
 
 
 class Reading(NamedTuple):

@@ -867,6 +867,22 @@ def split_halves(items: list[dict]) -> np.ndarray:
     return np.array([zlib.crc32(i["id"].encode()) % 2 for i in items])
 
 
+def split_half_logits(items: list[dict], feats: dict, representation: str) -> tuple[np.ndarray, np.ndarray]:
+    """A within-source candidate's logits for every benchmark row, each half (split_halves) scored by a
+    model trained on the other half of every source (and the hand-written prompts), and the kind
+    prior alone of the same models."""
+    fold_of = np.array([i["fold"] for i in items])
+    half = split_halves(items)
+    z, prior_only = np.zeros(len(items)), np.zeros(len(items))
+    for h in (0, 1):
+        train = np.where((half != h) | (fold_of == "easy"))[0]
+        test = np.where((half == h) & (fold_of != "easy"))[0]
+        model, mean, scale = fit_within(feats, items, train, within_label(representation), five_kinds(representation))
+        z[test] = logits(model, feats, representation, test, mean, scale)
+        prior_only[test] = [model.prior[k] for k in feats["kind"][test]]
+    return z, prior_only
+
+
 def seen_kinds_stream(items: list[dict], feats: dict, representations: Sequence[str]) -> dict:
     """Every source as one mixed stream whose kinds were all seen in training, the case of a router
     whose traffic has the kinds it was trained on: each within-source candidate trained on one half
@@ -874,7 +890,6 @@ def seen_kinds_stream(items: list[dict], feats: dict, representations: Sequence[
     sources' own pairs. "kind prior only" is the default candidate without its difficulty term:
     routing by each kind's learned rate alone."""
     fold_of = np.array([i["fold"] for i in items])
-    half = split_halves(items)
     rows = np.where(fold_of != "easy")[0]
     er = eval_rows(items, rows)
     entry: dict[str, Any] = {"fold": "all sources, kinds seen (split halves)", "rows": len(rows)}
@@ -883,15 +898,7 @@ def seen_kinds_stream(items: list[dict], feats: dict, representations: Sequence[
     entry["heuristic"] = round(apgr(feats["heuristic"][rows], er), 4)
     candidates = [r for r in representations if r in WITHIN_MODELS]
     for representation in candidates:
-        z, prior_only = np.zeros(len(items)), np.zeros(len(items))
-        for h in (0, 1):
-            train = np.where((half != h) | (fold_of == "easy"))[0]
-            test = np.where((half == h) & (fold_of != "easy"))[0]
-            model, mean, scale = fit_within(
-                feats, items, train, within_label(representation), five_kinds(representation)
-            )
-            z[test] = logits(model, feats, representation, test, mean, scale)
-            prior_only[test] = [model.prior[k] for k in feats["kind"][test]]
+        z, prior_only = split_half_logits(items, feats, representation)
         entry[representation] = round(apgr(z[rows], er), 4)
         if representation == WITHIN_KINDS_CHEAP:
             entry["kind prior only"] = round(apgr(prior_only[rows], er), 4)  # ties stay ties
