@@ -89,6 +89,8 @@ def test_the_logit_equals_the_training_features(scorer: TrainedScorer, text: str
         "thank you very much :)",
         "ok great, thanks for that",
         "hey, how is your day going?",
+        "What is 12 * 7?",
+        "what's 15% of 80",
     ],
 )
 def test_small_talk_is_below_a_tenth(scorer: TrainedScorer, text: str) -> None:
@@ -175,6 +177,11 @@ def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> Non
     assert kind("How many primes are there below 50?") != "small_talk"
     assert kind("How many apples are left if Sam eats three of the twelve?") != "small_talk"
     assert kind("Prove that the square root of 2 is irrational") == "task"  # short, but maths: not small talk
+    # one operation on two small numbers is as easy as a lookup; a third number or a big one is not
+    assert kind("What is 12 * 7?") == kind("what's 15% of 80") == kind("What is 9 minus 4?") == "small_talk"
+    assert kind("What is 2^100 mod 7?") != "small_talk"
+    assert kind("What is 4821 * 3977?") != "small_talk"
+    assert kind("What is 3 + 4 * 5?") != "small_talk"
     assert kind("Compute $\\sum_{k=1}^{10} k^2$.") == "math"
     assert kind("Which planet is largest?\nA. Mars\nB. Jupiter") == "choice"
     assert (

@@ -240,20 +240,34 @@ COUNTING_PROBLEM = re.compile(
 def small_talk(text: str, stats: dict[str, float], heuristic: Estimate) -> bool:
     """One short line with no maths, code or answer options whose heuristic domain is chat, knowledge,
     creative or extraction: greetings, thanks, one-line chat and lookups (a "how many/much/long ..."
-    question without numbers or a counting problem's words is a lookup too)."""
+    question without numbers or a counting problem's words is a lookup too, and so is one operation on
+    two small numbers: simple_arithmetic)."""
     short = stats["log_words"] <= math.log1p(12) and len(text) <= SMALL_TALK_CHARS and "\n" not in text.strip()
     if not short or "$" in text or "\\" in text or stats["code_shape"] > 0 or stats["math_syms"] > math.log1p(1):
         return False
     if stats["n_choices"] > 0 or heuristic.signals.get("terms", {}).get("hard_words") or word_problem(text):
         return False  # "A train travels 240 km in 3 hours. What is its average speed?" is short, but maths
     top = top_domain(heuristic)
-    return top in SMALL_TALK_DOMAINS or (top == "math" and quantity_lookup(text))
+    return top in SMALL_TALK_DOMAINS or (top == "math" and (quantity_lookup(text) or simple_arithmetic(text)))
 
 
 def top_domain(heuristic: Estimate) -> str:
     """The heuristic's most likely domain ("" when it gives none)."""
     domains = heuristic.domains
     return max(domains, key=domains.__getitem__) if domains else ""
+
+
+# "What is 2 + 2?", "12*7", "15% of 80": one operation on two small numbers, the whole of the maths in
+# the line; as easy for a small model as a lookup ("2^100 mod 7" has a third number and is not)
+ARITHMETIC = re.compile(
+    r"(?<![\w.])\d{1,3}(?:\.\d{1,2})?\s*(?:[-+*/×÷x]|times|plus|minus|divided by|multiplied by|%\s*of|percent of)"
+    r"\s*\d{1,3}(?:\.\d{1,2})?(?![\w.]?\d)",
+    re.IGNORECASE,
+)
+
+
+def simple_arithmetic(text: str) -> bool:
+    return len(NUMBER.findall(text)) == 2 and bool(ARITHMETIC.search(text))
 
 
 def quantity_lookup(text: str) -> bool:
