@@ -63,7 +63,7 @@ def writing_effect(items: list[dict], feats: dict, rng: np.random.Generator) -> 
 
     def effect(rows: np.ndarray) -> float:
         model, _mean, scale = T.fit_within(feats, items, rows, T.within_label(DEFAULT), True)
-        return float(model.coef[column] / scale[column])
+        return float(model.coef_for("task")[column] / scale[column])  # only an open request has it
 
     effects = [effect(np.r_[rest, rng.choice(arena, len(arena))]) for _ in range(REFITS)]
     return {

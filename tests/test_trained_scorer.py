@@ -3,6 +3,7 @@ is deterministic, loads lazily, says what it was trained on, and knows that smal
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -70,9 +71,10 @@ def test_the_logit_equals_the_training_features(scorer: TrainedScorer, text: str
     heuristic = HeuristicScorer().estimate(_prompt(text))
     counts = hashed_counts(text, scorer._buckets) if scorer._buckets else {}
     stats, kind = statistics_and_kind(text, heuristic)
-    dense = sum(
-        c * (stats[f] - m) / s for f, m, s, c in zip(scorer._features, scorer._mean, scorer._scale, scorer._dense_coef)
-    )
+    weights = scorer._kind_coef.get(kind, scorer._dense_coef)
+    dense = sum(c * (stats[f] - m) / s for f, m, s, c in zip(scorer._features, scorer._mean, scorer._scale, weights))
+    low, high = scorer._kind_range.get(kind, (-math.inf, math.inf))
+    dense = min(max(dense, low), high)
     prior = scorer._kind_prior.get(kind, 0.0)
     expected = scorer._intercept + prior + sum(scorer._coef[k] * v for k, v in counts.items()) + dense
     assert scorer.logit(text, heuristic) == pytest.approx(expected, abs=1e-4)
@@ -160,6 +162,15 @@ def test_coefficients_that_do_not_match_the_buckets_are_a_config_error(tmp_path)
     wrong.write_bytes(coef[:4096] if len(coef) > 4096 else coef + b"\0\0\0\0")  # truncated, or one too many
     with pytest.raises(ConfigError):
         TrainedScorer(WEIGHTS, wrong)
+
+
+def test_a_kind_s_weights_that_do_not_match_the_features_are_a_config_error(tmp_path) -> None:
+    weights = orjson.loads(WEIGHTS.read_bytes())
+    weights["kind_coef"] = {"task": [0.0]}  # one weight for two dozen statistics
+    wrong = tmp_path / "trained.json"
+    wrong.write_bytes(orjson.dumps(weights))
+    with pytest.raises(ConfigError):
+        TrainedScorer(wrong, COEF)
 
 
 def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> None:
@@ -367,3 +378,4 @@ def test_a_writing_request_scores_below_code_and_maths(scorer: TrainedScorer) ->
     highest_letter = max(scorer.estimate(_prompt(t)).complexity for t in letters)
     # clearly below: before `writing` the sonnet scored 0.381 and the code request 0.377
     assert highest_letter + 0.05 < min(scorer.estimate(_prompt(t)).complexity for t in others)
+

@@ -6,8 +6,9 @@ A logistic regression whose logit is the sum of
 - a within-source difficulty term over a few dozen standardised text statistics (length, digits,
   maths symbols, multiple-choice shape, code shape) and the hand-built scorer's complexity and domain
   cues, fitted with one indicator per source so that it learns what makes a prompt harder than
-  another of the same source; clipped to the range it had on the training prompts of the same kind
-  (`kind_range`), so a prompt unlike any of its kind cannot move far from it;
+  another of the same source (open requests, kind `task`, have weights of their own: `kind_coef`);
+  clipped to the range it had on the training prompts of the same kind (`kind_range`), so a prompt
+  unlike any of its kind cannot move far from it;
 - optionally hashed word unigrams, word bigrams and character 3..5-grams of each word (CRC32 buckets,
   counts divided by the square root of their total), when the exported representation has them
   (`buckets` > 0; the current default has none).
@@ -372,6 +373,12 @@ class TrainedScorer:
         self._mean: list[float] = dense["mean"]
         self._scale: list[float] = dense["scale"]
         self._dense_coef: list[float] = dense["coef"]
+        # kinds with weights of their own (open requests): the shared weights plus their fitted deviation
+        self._kind_coef: dict[str, list[float]] = {
+            k: [float(c) for c in v] for k, v in weights.get("kind_coef", {}).items()
+        }
+        if any(len(v) != len(self._features) for v in self._kind_coef.values()):
+            raise ValueError("a kind's weights do not match the features")
         self._kind_prior: dict[str, float] = {k: float(v) for k, v in weights.get("kind_prior", {}).items()}
         # the difficulty term's range per kind on the training prompts: it is clipped to it
         self._kind_range: dict[str, tuple[float, float]] = {
@@ -398,10 +405,9 @@ class TrainedScorer:
     def read(self, text: str, heuristic: Estimate) -> Reading:
         """The raw output, the task kind whose prior it used and the writing input for one text."""
         stats, kind = statistics_and_kind(text, heuristic)
-        dense = sum(
-            c * (stats[f] - m) / s for f, m, s, c in zip(self._features, self._mean, self._scale, self._dense_coef)
-        )
         kind = kind if self._kind_prior else ""
+        weights = self._kind_coef.get(kind, self._dense_coef)
+        dense = sum(c * (stats[f] - m) / s for f, m, s, c in zip(self._features, self._mean, self._scale, weights))
         if kind in self._kind_range:
             low, high = self._kind_range[kind]
             dense = min(max(dense, low), high)
