@@ -193,6 +193,21 @@ def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> Non
     assert kind("What is 2^100 mod 7?") != "small_talk"
     assert kind("What is 4821 * 3977?") != "small_talk"
     assert kind("What is 3 + 4 * 5?") != "small_talk"
+    # a request for code is never small talk, however short and whatever the heuristic's domain
+    assert kind("Write code to extract the email addresses from a text file.") == "code"
+    assert kind("Summarize what this SQL does.") == "code"
+    assert kind("Write a C++ class for a matrix with addition and multiplication.") == "code"  # not "++" maths
+    # a fenced code block is code, even with a "$" that reads as LaTeX
+    assert kind("Add a unit test for this:\n```\nconst price = s.replace(/^\\$/, '');\n```") == "code"
+    # a semicolon between clauses of prose is not code; between statements it is
+    dates = "Extract the dates from this text and return them as a list; ignore times: We met on 3 May and 7 June."
+    assert kind(dates) == "task"
+    assert kind("What does this return? x = [1, 2]; print(x)") == "code"
+    # a rule of 40 underscores between the messages of an email thread is not a blank to fill
+    thread = "From: Ana\n" + "_" * 40 + "\nHi Bob, the invoice is attached. Could you list the contacts in this thread?"
+    assert kind(thread) == "task"
+    blank = "The trophy doesn't fit into the suitcase because the ___ is too large, said Ana to her brother."
+    assert kind(blank) == "choice"
     assert kind("Compute $\\sum_{k=1}^{10} k^2$.") == "math"
     assert kind("Which planet is largest?\nA. Mars\nB. Jupiter") == "choice"
     assert (

@@ -189,11 +189,16 @@ LATEX = re.compile(
     r"|\\[a-zA-Z]+\{|\\\(|\\\[|\\frac|\\sqrt"
 )
 CODE_REQUEST = re.compile(
-    r"\b(?:python|javascript|typescript|java|c\+\+|golang|rust|sql|bash|regex|function|program|script|code|"
-    r"implement|algorithm|compile|def|assert)\b",
+    r"\b(?:python|javascript|typescript|java|golang|rust|sql|bash|regex|function|program|script|code|"
+    r"implement|algorithm|compile|def|assert)\b|\bc\+\+(?!\w)",  # "c++ " ends in no word boundary
     re.IGNORECASE,
 )
-BLANK = re.compile(r"(?:^|\s)_+(?=[\s.,;:!?]|$)")
+# a semicolon between two clauses of prose ("return them as a list; ignore times"), not between statements
+# ("x = [1]; print(x)", "i < n; i++"): a word, a space and a letter follow it
+PROSE_SEMICOLON = re.compile(r";(?=\s+[A-Za-z]+\s+[A-Za-z])")
+# a blank to fill: a run of at most 12 underscores between words ("the _ is too large"); a longer run is a
+# rule across the page, as between the messages of an email thread
+BLANK = re.compile(r"(?:^|\s)_{1,12}(?=[\s.,;:!?]|$)")
 NUMBER_WORD = re.compile(
     r"\b(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|"
     r"thousand|half|third|quarter|twice|double|triple)\b",
@@ -246,6 +251,8 @@ def small_talk(text: str, stats: dict[str, float], heuristic: Estimate) -> bool:
     short = stats["log_words"] <= math.log1p(12) and len(text) <= SMALL_TALK_CHARS and "\n" not in text.strip()
     if not short or "$" in text or "\\" in text or stats["code_shape"] > 0 or stats["math_syms"] > math.log1p(1):
         return False
+    if CODE_REQUEST.search(text):
+        return False  # "Write code to parse an XML document using SWI Prolog." is short, but a code request
     if stats["n_choices"] > 0 or heuristic.signals.get("terms", {}).get("hard_words") or word_problem(text):
         return False  # "A train travels 240 km in 3 hours. What is its average speed?" is short, but maths
     top = top_domain(heuristic)
@@ -277,20 +284,28 @@ def quantity_lookup(text: str) -> bool:
     )
 
 
+def code_tokens(text: str, stats: dict[str, float]) -> int:
+    """The code tokens (CODE_SHAPE) in the text, less the semicolons between clauses of prose."""
+    count = round(math.expm1(stats["code_shape"]))
+    return count - len(PROSE_SEMICOLON.findall(text)) if count >= 2 and ";" in text else count
+
+
 def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
     """The task kind the prior is looked up by (KINDS), first rule that holds: `small_talk`; `choice`
-    (answer options on their own lines); `math` (LaTeX or an Asymptote figure); `code` (two code
-    tokens, or a request for code); `choice` (inline options, or a blank to fill); `math` (a word
-    problem: two or more numbers and a question about a quantity, word_problem; or two maths symbols);
-    `task` (everything else: open requests and chat)."""
+    (answer options on their own lines); `code` (a fenced code block); `math` (LaTeX or an Asymptote
+    figure); `code` (two code tokens, prose semicolons not counted, or a request for code); `choice`
+    (inline options, or a blank to fill); `math` (a word problem: two or more numbers and a question
+    about a quantity, word_problem; or two maths symbols); `task` (everything else: open requests and chat)."""
     text = text[:MAX_TEXT]
     if small_talk(text, stats, heuristic):
         return "small_talk"
     if len(CHOICE.findall(text)) >= 2:
         return "choice"
+    if "```" in text:
+        return "code"  # before LaTeX: a "$" in a regular expression or a shell variable is not maths
     if LATEX.search(text):
         return "math"
-    if stats["code_shape"] >= math.log1p(2) or CODE_REQUEST.search(text):
+    if code_tokens(text, stats) >= 2 or CODE_REQUEST.search(text):
         return "code"
     if stats["n_choices"] >= 2 or BLANK.search(text):
         return "choice"
