@@ -197,6 +197,9 @@ def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> Non
     assert kind("Write code to extract the email addresses from a text file.") == "code"
     assert kind("Summarize what this SQL does.") == "code"
     assert kind("Write a C++ class for a matrix with addition and multiplication.") == "code"  # not "++" maths
+    # nor is a request for a proof or a derivation
+    assert kind("Give me the derivation of the Black-Scholes formula.") != "small_talk"
+    assert kind("Show me a proof of the Cauchy-Schwarz inequality.") != "small_talk"
     # a fenced code block is code, even with a "$" that reads as LaTeX
     assert kind("Add a unit test for this:\n```\nconst price = s.replace(/^\\$/, '');\n```") == "code"
     # a semicolon between clauses of prose is not code; between statements it is

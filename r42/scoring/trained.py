@@ -193,6 +193,8 @@ CODE_REQUEST = re.compile(
     r"implement|algorithm|compile|def|assert)\b|\bc\+\+(?!\w)",  # "c++ " ends in no word boundary
     re.IGNORECASE,
 )
+# a proof or a derivation asked for: maths, however short the line and whatever the heuristic's domain
+PROOF_REQUEST = re.compile(r"\b(?:prove|proof|derive|derivation)\b", re.IGNORECASE)
 # a semicolon between two clauses of prose ("return them as a list; ignore times"), not between statements
 # ("x = [1]; print(x)", "i < n; i++"): a word, a space and a letter follow it
 PROSE_SEMICOLON = re.compile(r";(?=\s+[A-Za-z]+\s+[A-Za-z])")
@@ -251,8 +253,8 @@ def small_talk(text: str, stats: dict[str, float], heuristic: Estimate) -> bool:
     short = stats["log_words"] <= math.log1p(12) and len(text) <= SMALL_TALK_CHARS and "\n" not in text.strip()
     if not short or "$" in text or "\\" in text or stats["code_shape"] > 0 or stats["math_syms"] > math.log1p(1):
         return False
-    if CODE_REQUEST.search(text):
-        return False  # "Write code to parse an XML document using SWI Prolog." is short, but a code request
+    if CODE_REQUEST.search(text) or PROOF_REQUEST.search(text):
+        return False  # "Write code to parse an XML document ..." and "Provide a derivation of ..." are short tasks
     if stats["n_choices"] > 0 or heuristic.signals.get("terms", {}).get("hard_words") or word_problem(text):
         return False  # "A train travels 240 km in 3 hours. What is its average speed?" is short, but maths
     top = top_domain(heuristic)
