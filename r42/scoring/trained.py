@@ -246,10 +246,10 @@ COUNTING_PROBLEM = re.compile(
 
 
 def small_talk(text: str, stats: dict[str, float], heuristic: Estimate) -> bool:
-    """One short line with no maths, code or answer options whose heuristic domain is chat, knowledge,
-    creative or extraction: greetings, thanks, one-line chat and lookups (a "how many/much/long ..."
-    question without numbers or a counting problem's words is a lookup too, and so is one operation on
-    two small numbers: simple_arithmetic)."""
+    """One short line with no maths, code or answer options, asking for neither code nor a proof, whose
+    heuristic domain is chat, knowledge, creative or extraction: greetings, thanks, one-line chat and
+    lookups (a "how many/much/long ..." question without numbers or a counting problem's words is a
+    lookup too, and so is one operation on two small numbers: simple_arithmetic)."""
     short = stats["log_words"] <= math.log1p(12) and len(text) <= SMALL_TALK_CHARS and "\n" not in text.strip()
     if not short or "$" in text or "\\" in text or stats["code_shape"] > 0 or stats["math_syms"] > math.log1p(1):
         return False
@@ -288,7 +288,7 @@ def quantity_lookup(text: str) -> bool:
 
 def code_tokens(text: str, stats: dict[str, float]) -> int:
     """The code tokens (CODE_SHAPE) in the text, less the semicolons between clauses of prose."""
-    count = round(math.expm1(stats["code_shape"]))
+    count = round(math.expm1(stats["code_shape"]))  # the statistic is log1p(count): read back, not counted again
     return count - len(PROSE_SEMICOLON.findall(text)) if count >= 2 and ";" in text else count
 
 
