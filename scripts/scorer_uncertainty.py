@@ -32,7 +32,7 @@ REFITS = 60
 def fold_errors(items: list[dict], feats: dict, z: np.ndarray, rng: np.random.Generator) -> list[dict]:
     fold_of = np.array([i["fold"] for i in items])
     out = []
-    for fold in sorted(set(fold_of) - {"easy"}):
+    for fold in T.held_out_folds(fold_of):
         rows = np.where(fold_of == fold)[0]
         own, diff = [], []
         for _ in range(FOLD_RESAMPLES):

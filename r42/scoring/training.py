@@ -19,6 +19,12 @@ Target: P(the cheap model fails where the strong one succeeds). Labels:
   models whose success rate is at least STRONG_SHARE of the matrix's best (CHEAP_MODELS, strong_models).
 - data/routing/handwritten_*.jsonl: prompts written for r42 (greetings, thanks, one-line chat
   and lookups), label 0: any model answers them; always in training, never a test fold.
+- data/routing/arena_prompts_rated.jsonl: real chat prompts with a judge's 0-10 rating that runs
+  opposite to how often a cheap model fails (on the 196 also in Arena-bench: correlation -0.39 with
+  its label, +0.56 with the weak model's grade); label 1 - rating/10. Only the open requests among
+  them (RATED_KINDS), only in the within-source model (their own source indicator absorbs the
+  label's arbitrary level; they set no kind prior), never those sharing an 8-word run with
+  Arena-bench, never a test fold.
 
 Candidates: logistic regressions over statistics, hashed n-grams and WordLlama embeddings pooled over
 all sources, and the within-source model (WithinSource: source indicators absorb each source's overall
@@ -125,6 +131,10 @@ MULTI = {
     ),
 }
 MMLU = "mmlu_gpt4_vs_mixtral.jsonl"
+RATED = "arena_prompts_rated.jsonl"  # real chat prompts with a judge's 0-10 rating, no outcomes
+RATED_FOLD = "arena_rated"
+RATED_KINDS = ("task",)  # the rated prompts trained on: open requests, the kind only Arena-bench has outcomes for
+TRAIN_ONLY = ("easy", RATED_FOLD)  # never a held-out fold: no outcomes to route against
 WITHIN = "within-source stats"  # the kind prior has two kinds: small talk and task
 WITHIN_KINDS = "within-source stats (5 kinds)"  # the prior has every kind of KINDS
 WITHIN_CHEAP = "within-source stats (cheap-vs-strong labels)"  # trained on the `cheap` label (CHEAP_MODELS)
@@ -416,6 +426,7 @@ def load_items(soft: bool = True, rows_per_source: int | None = None) -> tuple[l
                     "cheap": 0.0,
                 }
             )
+    items.extend(rated_items(items))
     if rows_per_source is not None:
         items = thinned(items, rows_per_source)
     for fold in sorted({i["fold"] for i in items}):
@@ -424,6 +435,45 @@ def load_items(soft: bool = True, rows_per_source: int | None = None) -> tuple[l
         for i in members:
             i["weight"] = mass / len(members)
     return items, fits
+
+
+def word_runs(text: str, n: int = 8) -> set[str]:
+    """Every run of n words (lower-cased) of a text: two prompts sharing one are near-duplicates."""
+    words = text.lower().split()
+    return {" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
+
+
+def rated_items(items: list[dict]) -> list[dict]:
+    """The rated Arena prompts, label 1 - rating/10, except those that share an 8-word run with an
+    Arena-bench prompt (196 are the same prompts, more are near-copies): with Arena-bench held out,
+    none of its prompts is trained on."""
+    bench: set[str] = set()
+    for item in items:
+        if item["fold"] == "arena_bench":
+            bench |= word_runs(item["prompt"])
+    out = []
+    for r in read_jsonl(DATA / RATED):
+        if word_runs(r["prompt"]) & bench:
+            continue
+        label = min(1.0, max(0.0, 1.0 - float(r["mean_rating"]) / 10.0))
+        out.append(
+            {
+                "id": r["id"],
+                "prompt": r["prompt"],
+                "fold": RATED_FOLD,
+                "strong": math.nan,  # no outcomes: never routed against
+                "weak": math.nan,
+                "hard": label,
+                "soft": label,
+                "cheap": label,
+            }
+        )
+    return out
+
+
+def held_out_folds(fold_of: np.ndarray) -> list[str]:
+    """The sources that are held out in turn: every one with outcomes to route against."""
+    return [f for f in sorted(set(fold_of)) if f not in TRAIN_ONLY]
 
 
 def handwritten_files() -> list[Path]:
@@ -514,7 +564,9 @@ def soft_label_rows(items: list[dict], rows: np.ndarray, label: str, boost: np.n
 
 
 def fit(feats: dict, items: list[dict], representation: str, train: np.ndarray, label: str):
-    """A weighted logistic regression; a row with a soft label y enters twice, as 1 (weight y) and as 0."""
+    """A weighted logistic regression; a row with a soft label y enters twice, as 1 (weight y) and as 0.
+    Without source indicators the rated prompts' label level would count as a rate: they are left out."""
+    train = np.array([i for i in train if items[i]["fold"] != RATED_FOLD])
     train, boost = subsample(items, train)
     mean = feats["stats"][train].mean(0)
     scale = feats["stats"][train].std(0) + 1e-6
@@ -583,6 +635,7 @@ def within_ranges(within: np.ndarray, kinds: np.ndarray) -> dict[str, tuple[floa
 def fit_within(feats: dict, items: list[dict], train: np.ndarray, label: str, detailed: bool = False):
     """The WithinSource model; detailed=False: two kinds (small talk, task), every task kind of KINDS
     then gets the same prior and range, so the scorer's kind_of needs no change."""
+    train = np.array([i for i in train if items[i]["fold"] != RATED_FOLD or feats["kind"][i] in RATED_KINDS])
     rows, boost = subsample(items, train)
     mean = feats["stats"][rows].mean(0)
     scale = feats["stats"][rows].std(0) + 1e-6
@@ -608,7 +661,7 @@ def fit_within(feats: dict, items: list[dict], train: np.ndarray, label: str, de
     if not detailed:
         kinds = np.where(np.isin(kinds, ["small_talk", ""]), kinds, "task")
     ranges = within_ranges(within, kinds)
-    prior = kind_priors(kinds, row_effect, w)
+    prior = kind_priors(np.where(fold_of == RATED_FOLD, "", kinds), row_effect, w)  # a rating is not a rate
     if not detailed:
         for kind in KINDS[1:]:
             prior[kind], ranges[kind] = prior["task"], ranges["task"]
@@ -731,8 +784,8 @@ def reliability_svg(bins: list[dict], title: str) -> str:
 
 def cross_validate(items: list[dict], feats: dict, representation: str, label: str) -> np.ndarray:
     """Out-of-source logits: each held-out fold scored by a model that never saw that source."""
-    folds = [f for f in sorted({i["fold"] for i in items}) if f != "easy"]
     fold_of = np.array([i["fold"] for i in items])
+    folds = held_out_folds(fold_of)
     out = np.zeros(len(items))
     for fold in folds:
         train, test = np.where(fold_of != fold)[0], np.where(fold_of == fold)[0]
@@ -770,13 +823,13 @@ def fold_entry(
 
 def fold_table(items: list[dict], feats: dict, oof: dict[str, np.ndarray], pair: tuple[str, str] = PAIR) -> list[dict]:
     fold_of = np.array([i["fold"] for i in items])
-    folds = [f for f in sorted(set(fold_of)) if f != "easy" and (pair == PAIR or f in MULTI)]
+    folds = [f for f in held_out_folds(fold_of) if pair == PAIR or f in MULTI]
     return [fold_entry(fold, np.where(fold_of == fold)[0], items, feats, oof, pair) for fold in folds]
 
 
 def pooled(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> dict:
     """All held-out folds routed as one mixed stream: does the scorer know which kind is harder?"""
-    rows = np.array([k for k, i in enumerate(items) if i["fold"] != "easy"])
+    rows = np.array([k for k, i in enumerate(items) if i["fold"] not in TRAIN_ONLY])
     return fold_entry("pooled (all folds, one stream)", rows, items, feats, oof)
 
 
@@ -787,9 +840,9 @@ def calibrated_folds(items: list[dict], z: np.ndarray) -> tuple[np.ndarray, list
     w = np.array([i["weight"] for i in items])
     p = np.zeros(len(items))
     report = []
-    for fold in [f for f in sorted(set(fold_of)) if f != "easy"]:
+    for fold in held_out_folds(fold_of):
         test = fold_of == fold
-        other = (~test) & (fold_of != "easy")
+        other = (~test) & ~np.isin(fold_of, TRAIN_ONLY)
         a, b = platt(z[other], y[other], w[other])
         p[test] = sigmoid(a * z[test] + b)
         cal = calibration(p[test], y[test])
@@ -854,7 +907,7 @@ def export(model, mean, scale, names: list[str], a: float, b: float, meta: dict,
 def write_cv_set(items: list[dict], p: np.ndarray) -> None:
     with (EVAL / "loso_cv.jsonl").open("w", encoding="utf-8") as out:
         for item, score in zip(items, p):
-            if item["fold"] == "easy":
+            if item["fold"] in TRAIN_ONLY:
                 continue
             record = {
                 "id": item["id"],
@@ -905,8 +958,8 @@ def split_half_logits(items: list[dict], feats: dict, representation: str) -> tu
     half = split_halves(items)
     z, prior_only = np.zeros(len(items)), np.zeros(len(items))
     for h in (0, 1):
-        train = np.where((half != h) | (fold_of == "easy"))[0]
-        test = np.where((half == h) & (fold_of != "easy"))[0]
+        train = np.where((half != h) | np.isin(fold_of, TRAIN_ONLY))[0]
+        test = np.where((half == h) & ~np.isin(fold_of, TRAIN_ONLY))[0]
         model, mean, scale = fit_within(feats, items, train, within_label(representation), five_kinds(representation))
         z[test] = logits(model, feats, representation, test, mean, scale)
         prior_only[test] = [model.prior[k] for k in feats["kind"][test]]
@@ -920,7 +973,7 @@ def seen_kinds_stream(items: list[dict], feats: dict, representations: Sequence[
     sources' own pairs. "kind prior only" is the default candidate without its difficulty term:
     routing by each kind's learned rate alone."""
     fold_of = np.array([i["fold"] for i in items])
-    rows = np.where(fold_of != "easy")[0]
+    rows = np.where(~np.isin(fold_of, TRAIN_ONLY))[0]
     er = eval_rows(items, rows)
     entry: dict[str, Any] = {"fold": "all sources, kinds seen (split halves)", "rows": len(rows)}
     entry["random"] = round(evaluation.random_band(er)["apgr_mean"], 4)
@@ -947,7 +1000,7 @@ def summary(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> tuple
     chosen = max(exportable, key=lambda n: means[n])
     p_cv, cal_report = calibrated_folds(items, oof[chosen])
     y = np.array([i["hard"] for i in items])
-    held = np.array([i["fold"] != "easy" for i in items])
+    held = np.array([i["fold"] not in TRAIN_ONLY for i in items])
     report = {
         "apgr_by_fold": table,
         "apgr_mean": means,
@@ -1000,7 +1053,7 @@ def train(representations: Sequence[str] = REPRESENTATIONS, note: Note = _quiet)
     report, p_cv = summary(items, feats, oof)
     chosen = report["chosen"]
     y = np.array([i["hard"] for i in items])
-    held = np.array([i["fold"] != "easy" for i in items])
+    held = np.array([i["fold"] not in TRAIN_ONLY for i in items])
     w = np.array([i["weight"] for i in items])
     a, b = platt(oof[chosen][held], y[held], w[held])
     if chosen in WITHIN_MODELS:
@@ -1018,10 +1071,8 @@ def train(representations: Sequence[str] = REPRESENTATIONS, note: Note = _quiet)
     )
     write_cv_set(items, p_cv)
     files = sorted(
-        str(p.relative_to(ROOT))
-        for p in DATA.rglob("*.jsonl")
-        if p.name != "arena_prompts_rated.jsonl" and "sanity" not in p.parts
-    )  # neither is trained on
+        str(p.relative_to(ROOT)) for p in DATA.rglob("*.jsonl") if "sanity" not in p.parts
+    )  # the sanity prompts are not trained on
     meta = {
         "trained_on": files,
         "rows": len(items),
