@@ -21,7 +21,8 @@ Target: P(the cheap model fails where the strong one succeeds). Labels:
   and lookups), label 0: any model answers them; always in training, never a test fold.
 - data/routing/arena_prompts_rated.jsonl: real chat prompts with a judge's 0-10 rating that runs
   opposite to how often a cheap model fails (on the 196 also in Arena-bench: correlation -0.39 with
-  its label, +0.56 with the weak model's grade); label 1 - rating/10. Only the open requests among
+  its label, +0.56 with the weak model's grade); label 1 for a rating in the lower half of the
+  scale (RATED_HARD_AT_MOST), else 0. Only the open requests among
   them (RATED_KINDS), only in the within-source model (their own source indicator absorbs the
   label's arbitrary level; they set no kind prior), never those sharing an 8-word run with
   Arena-bench, never a test fold.
@@ -133,6 +134,7 @@ MULTI = {
 MMLU = "mmlu_gpt4_vs_mixtral.jsonl"
 RATED = "arena_prompts_rated.jsonl"  # real chat prompts with a judge's 0-10 rating, no outcomes
 RATED_FOLD = "arena_rated"
+RATED_HARD_AT_MOST = 5.0  # a rating in the lower half of the 0-10 scale: label 1, "a cheap model fails it"
 RATED_KINDS = ("task",)  # the rated prompts trained on: open requests, the kind only Arena-bench has outcomes for
 TRAIN_ONLY = ("easy", RATED_FOLD)  # never a held-out fold: no outcomes to route against
 WITHIN = "within-source stats"  # the kind prior has two kinds: small talk and task
@@ -444,9 +446,9 @@ def word_runs(text: str, n: int = 8) -> set[str]:
 
 
 def rated_items(items: list[dict]) -> list[dict]:
-    """The rated Arena prompts, label 1 - rating/10, except those that share an 8-word run with an
-    Arena-bench prompt (196 are the same prompts, more are near-copies): with Arena-bench held out,
-    none of its prompts is trained on."""
+    """The rated Arena prompts, label 1 when rated in the lower half of the scale, except those that
+    share an 8-word run with an Arena-bench prompt (196 are the same prompts, more are near-copies):
+    with Arena-bench held out, none of its prompts is trained on."""
     bench: set[str] = set()
     for item in items:
         if item["fold"] == "arena_bench":
@@ -455,7 +457,7 @@ def rated_items(items: list[dict]) -> list[dict]:
     for r in read_jsonl(DATA / RATED):
         if word_runs(r["prompt"]) & bench:
             continue
-        label = min(1.0, max(0.0, 1.0 - float(r["mean_rating"]) / 10.0))
+        label = float(float(r["mean_rating"]) <= RATED_HARD_AT_MOST)
         out.append(
             {
                 "id": r["id"],
