@@ -75,6 +75,43 @@ def test_reliability_svg_draws_one_dot_per_bin(train) -> None:
     assert svg.startswith("<svg") and svg.count("<circle") == 2
 
 
+def test_word_runs_find_a_near_copy_but_not_a_shared_phrase(train) -> None:
+    original = "Write a short story about a lighthouse keeper who finds a message in a bottle on the shore."
+    edited = "please write a short story about a lighthouse keeper who finds a message in a bottle"
+    other = "Write a short story about a dragon who learns to bake bread in a small village."
+    assert train.word_runs(original) & train.word_runs(edited)
+    assert not train.word_runs(original) & train.word_runs(other)  # "write a short story about a" is 6 words
+
+
+def test_rated_prompts_are_trained_on_but_never_held_out_nor_copies_of_arena_bench(train) -> None:
+    items, _ = train.load_items(soft=False)
+    rated = [i for i in items if i["fold"] == train.RATED_FOLD]
+    bench = set().union(*(train.word_runs(i["prompt"]) for i in items if i["fold"] == "arena_bench"))
+    raw = train.read_jsonl(train.DATA / train.RATED)
+    assert 0 < len(rated) < len(raw)  # the copies and near-copies of Arena-bench prompts are left out
+    assert not any(train.word_runs(i["prompt"]) & bench for i in rated)
+    rating = {r["id"]: r["mean_rating"] for r in raw}
+    assert all(i["cheap"] == float(rating[i["id"]] <= train.RATED_HARD_AT_MOST) for i in rated)
+    assert {i["cheap"] for i in rated} == {0.0, 1.0}
+    folds = train.held_out_folds(np.array([i["fold"] for i in items]))
+    assert train.RATED_FOLD not in folds and "easy" not in folds and "arena_bench" in folds
+
+
+def test_pooled_candidates_do_not_read_the_rated_prompts(train) -> None:
+    # without source indicators a rating's label would be read as a rate: fit() leaves those rows out
+    items, _ = train.load_items(soft=False, rows_per_source=80)
+    feats = train.features(items, with_wordllama=False, with_ngrams=False)
+    every = np.arange(len(items))
+    others = np.array([k for k, i in enumerate(items) if i["fold"] != train.RATED_FOLD])
+    assert len(others) < len(every)
+    with_rated = train.fit(feats, items, "stats", every, "hard")[0].coef_
+    without = train.fit(feats, items, "stats", others, "hard")[0].coef_
+    assert np.allclose(with_rated, without)
+    # the within-source model does read them (their open requests): its weights move
+    kinds_seen = train.fit_within(feats, items, every, "cheap", True)[0].coef
+    assert not np.allclose(kinds_seen, train.fit_within(feats, items, others, "cheap", True)[0].coef)
+
+
 # --- r42 eval --cv -------------------------------------------------------------------------------
 
 WITHIN_MODELS = (  # the candidates `r42 eval --cv` compares

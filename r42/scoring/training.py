@@ -473,9 +473,14 @@ def rated_items(items: list[dict]) -> list[dict]:
     return out
 
 
+def held_out(fold_of: np.ndarray) -> np.ndarray:
+    """Which rows belong to a source that is held out in turn: every one with outcomes to route against."""
+    return ~np.isin(fold_of, TRAIN_ONLY)
+
+
 def held_out_folds(fold_of: np.ndarray) -> list[str]:
-    """The sources that are held out in turn: every one with outcomes to route against."""
-    return [f for f in sorted(set(fold_of)) if f not in TRAIN_ONLY]
+    """The sources held out in turn (held_out), sorted."""
+    return sorted(set(fold_of[held_out(fold_of)]))
 
 
 def handwritten_files() -> list[Path]:
@@ -831,7 +836,7 @@ def fold_table(items: list[dict], feats: dict, oof: dict[str, np.ndarray], pair:
 
 def pooled(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> dict:
     """All held-out folds routed as one mixed stream: does the scorer know which kind is harder?"""
-    rows = np.array([k for k, i in enumerate(items) if i["fold"] not in TRAIN_ONLY])
+    rows = np.where(held_out(np.array([i["fold"] for i in items])))[0]
     return fold_entry("pooled (all folds, one stream)", rows, items, feats, oof)
 
 
@@ -844,7 +849,7 @@ def calibrated_folds(items: list[dict], z: np.ndarray) -> tuple[np.ndarray, list
     report = []
     for fold in held_out_folds(fold_of):
         test = fold_of == fold
-        other = (~test) & ~np.isin(fold_of, TRAIN_ONLY)
+        other = (~test) & held_out(fold_of)
         a, b = platt(z[other], y[other], w[other])
         p[test] = sigmoid(a * z[test] + b)
         cal = calibration(p[test], y[test])
@@ -960,8 +965,8 @@ def split_half_logits(items: list[dict], feats: dict, representation: str) -> tu
     half = split_halves(items)
     z, prior_only = np.zeros(len(items)), np.zeros(len(items))
     for h in (0, 1):
-        train = np.where((half != h) | np.isin(fold_of, TRAIN_ONLY))[0]
-        test = np.where((half == h) & ~np.isin(fold_of, TRAIN_ONLY))[0]
+        train = np.where((half != h) | ~held_out(fold_of))[0]
+        test = np.where((half == h) & held_out(fold_of))[0]
         model, mean, scale = fit_within(feats, items, train, within_label(representation), five_kinds(representation))
         z[test] = logits(model, feats, representation, test, mean, scale)
         prior_only[test] = [model.prior[k] for k in feats["kind"][test]]
@@ -975,7 +980,7 @@ def seen_kinds_stream(items: list[dict], feats: dict, representations: Sequence[
     sources' own pairs. "kind prior only" is the default candidate without its difficulty term:
     routing by each kind's learned rate alone."""
     fold_of = np.array([i["fold"] for i in items])
-    rows = np.where(~np.isin(fold_of, TRAIN_ONLY))[0]
+    rows = np.where(held_out(fold_of))[0]
     er = eval_rows(items, rows)
     entry: dict[str, Any] = {"fold": "all sources, kinds seen (split halves)", "rows": len(rows)}
     entry["random"] = round(evaluation.random_band(er)["apgr_mean"], 4)
@@ -1002,7 +1007,7 @@ def summary(items: list[dict], feats: dict, oof: dict[str, np.ndarray]) -> tuple
     chosen = max(exportable, key=lambda n: means[n])
     p_cv, cal_report = calibrated_folds(items, oof[chosen])
     y = np.array([i["hard"] for i in items])
-    held = np.array([i["fold"] not in TRAIN_ONLY for i in items])
+    held = held_out(np.array([i["fold"] for i in items]))
     report = {
         "apgr_by_fold": table,
         "apgr_mean": means,
@@ -1055,7 +1060,7 @@ def train(representations: Sequence[str] = REPRESENTATIONS, note: Note = _quiet)
     report, p_cv = summary(items, feats, oof)
     chosen = report["chosen"]
     y = np.array([i["hard"] for i in items])
-    held = np.array([i["fold"] not in TRAIN_ONLY for i in items])
+    held = held_out(np.array([i["fold"] for i in items]))
     w = np.array([i["weight"] for i in items])
     a, b = platt(oof[chosen][held], y[held], w[held])
     if chosen in WITHIN_MODELS:
