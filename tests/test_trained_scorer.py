@@ -329,6 +329,41 @@ def test_answer_options_read_alike_on_lines_inline_and_labelled() -> None:
     assert answer_options("Washington D. C. is a city.") == []  # one letter is not a run of options
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Which gas do plants take in? a) oxygen b) carbon dioxide c) nitrogen",
+        "Which gas do plants take in? Choices: a. oxygen b. carbon dioxide c. nitrogen",
+        "Which gas do plants take in? 1) oxygen 2) carbon dioxide 3) nitrogen",
+        "Which gas do plants take in?\n1. oxygen\n2. carbon dioxide\n3. nitrogen",
+        "Which gas do plants take in? [A] oxygen [B] carbon dioxide [C] nitrogen",
+        "Choose the gas plants take in:\n1) oxygen\n2) carbon dioxide\n3) nitrogen",
+    ],
+)
+def test_lower_case_numbered_and_bracketed_options_after_a_choosing_question(scorer: TrainedScorer, question) -> None:
+    # these markers are options only after a question that asks to choose: a science multiple-choice
+    # question in any of these formats is `choice`, as with "(A) ... (B) ..." (they were `task`, 0.36-0.41)
+    from r42.scoring.trained import answer_options
+
+    assert answer_options(question) == ["oxygen", "carbon dioxide", "nitrogen"]
+    assert scorer.estimate(_prompt(question)).signals["kind"] == "choice"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Discuss a) the causes of the war b) its effects on Europe c) the peace treaties.",  # parts of a request
+        "Can you help me with these tasks?\n1. write a cover letter\n2. plan my week",  # no choosing asked
+        "See the results [1] and the discussion [2] of the paper.",  # citations
+        "What is the answer? I think a) it rains b) it snows",  # the markers do not follow the question
+    ],
+)
+def test_the_same_markers_elsewhere_are_not_options(text: str) -> None:
+    from r42.scoring.trained import answer_options, options_on_lines
+
+    assert answer_options(text) == [] and options_on_lines(text) == text
+
+
 def test_a_question_scores_alike_with_options_inline_or_on_lines(scorer: TrainedScorer) -> None:
     from r42.scoring.trained import options_on_lines
 

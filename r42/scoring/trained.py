@@ -50,33 +50,60 @@ INLINE_OPTION = re.compile(
     r"(?:^|(?<=\s))(?:\(([A-Da-d])\)|([A-D])[).:]|[Oo]ption\s*([1-4])\s*[:.)]?)\s*", re.MULTILINE
 )
 OPTION_ORDER = ("abcd", "1234")
+# markers that are options only after a question asking to choose ("Which of the following ...? a) x
+# b) y", "... ?\n1. x\n2. y", "[A] x [B] y"): elsewhere "a) ... b) ..." and "1. ... 2. ..." are the
+# parts of a request ("Discuss a) the causes b) the effects"), and "[1]" a citation
+QUESTION_OPTION = re.compile(r"(?:^|(?<=\s))(?:\[([A-Da-d])\]|([a-d])[.)]|([1-4])[.)])[ \t]*", re.MULTILINE)
+CHOOSING = re.compile(
+    r"\b(?:which|of the following|choose|select|pick|correct|true|false|best|most likely|options?|choices?|answers?)\b",
+    re.IGNORECASE,
+)
 
 
 def _option_label(marker: re.Match[str]) -> str:
-    """An INLINE_OPTION marker's letter or number, lower case: "a" for "(A)", "1" for "Option 1"."""
-    return (marker.group(1) or marker.group(2) or marker.group(3)).lower()
+    """An INLINE_OPTION or QUESTION_OPTION marker's letter or number, lower case: "a" for "(A)", "1"
+    for "Option 1"."""
+    return next(group for group in marker.groups() if group).lower()
+
+
+def _asks_to_choose(stem: str) -> bool:
+    """The text before a run of QUESTION_OPTION markers ends a question that asks to choose: a "?" or
+    a ":" closing a sentence with a word of choosing (CHOOSING)."""
+    stem = stem.rstrip()
+    if not stem.endswith(("?", ":")):
+        return False
+    last = re.split(r"(?<=[.!?\n])\s", stem[:-1])[-1]
+    return bool(CHOOSING.search(last))
+
+
+def _option_run(text: str) -> tuple[int, list[str]]:
+    """Where inline or labelled answer options start, and the options (none: (0, [])): markers
+    that run A, B, ... (or 1, 2, ...) from the first (INLINE_OPTION anywhere; QUESTION_OPTION after a
+    question that asks to choose), each option the text up to the next marker or line end."""
+    for pattern in (INLINE_OPTION, QUESTION_OPTION):
+        markers = [(m.start(), m.end(), _option_label(m)) for m in pattern.finditer(text)]
+        for order in OPTION_ORDER:
+            run: list[tuple[int, int, str]] = []
+            for marker in markers:
+                if len(run) < len(order) and marker[2] == order[len(run)]:
+                    run.append(marker)
+                elif marker[2] == order[0]:
+                    run = [marker]  # a new run starts: an "A" earlier in the text was not an option
+            if len(run) >= 2 and (pattern is INLINE_OPTION or _asks_to_choose(text[: run[0][0]])):
+                ends = [start for start, _, _ in run[1:]] + [len(text)]
+                return run[0][0], [text[end:stop].split("\n")[0].strip() for (_, end, _), stop in zip(run, ends)]
+    return 0, []
 
 
 def answer_options(text: str) -> list[str]:
     """The answer options: on their own lines ("A. ...", "(b) ..."), else inline or labelled
-    ("(A) x (B) y", "Option 1: x Option 2: y"): markers that run A, B, ... (or 1, 2, ...) from the first,
-    each option the text up to the next marker or line end. Same shape whatever the format, so an inline
-    question reads like a multiple-choice one on lines."""
+    ("(A) x (B) y", "Option 1: x Option 2: y", after a question that asks to choose also "a) x b) y",
+    "1. x 2. y" and "[A] x [B] y": _option_run). Same shape whatever the format, so an inline question
+    reads like a multiple-choice one on lines."""
     lines = CHOICE.findall(text)
     if len(lines) >= 2:
         return lines
-    markers = [(m.start(), m.end(), _option_label(m)) for m in INLINE_OPTION.finditer(text)]
-    for order in OPTION_ORDER:
-        run: list[tuple[int, int, str]] = []
-        for marker in markers:
-            if len(run) < len(order) and marker[2] == order[len(run)]:
-                run.append(marker)
-            elif marker[2] == order[0]:
-                run = [marker]  # a new run starts: an "A" earlier in the text was not an option
-        if len(run) >= 2:
-            ends = [start for start, _, _ in run[1:]] + [len(text)]
-            return [text[end:stop].split("\n")[0].strip() for (_, end, _), stop in zip(run, ends)]
-    return []
+    return _option_run(text)[1]
 
 
 def options_on_lines(text: str) -> str:
@@ -85,11 +112,10 @@ def options_on_lines(text: str) -> str:
     question alike whatever its format. Text without such options is returned unchanged."""
     if len(CHOICE.findall(text)) >= 2:
         return text
-    options = answer_options(text)
+    start, options = _option_run(text)
     if len(options) < 2:
         return text
-    first = next(m for m in INLINE_OPTION.finditer(text) if _option_label(m) in "a1")
-    stem = text[: first.start()].rstrip()
+    stem = text[:start].rstrip()
     return stem + "".join(f"\n{letter}. {option}" for letter, option in zip("ABCD", options))
 
 
