@@ -110,9 +110,13 @@ def test_bad_requests(gateway, admin_key):
         {"user": "x", "expires": "yesterday"},
         {"user": "x", "expires": "2001-01-01"},
         {"user": "x", "owner": "me"},
+        {"user": "x", "rpd": 1.5e242},  # more than the store holds: was a 500 (OverflowError)
+        {"user": "x", "rpm": 2**63},
     ):
         status, doc = call(gateway.url, "POST", "/v1/admin/keys", admin_key, body)
         assert status == 400, body
+    status, doc = call(gateway.url, "PATCH", f"/v1/admin/keys/{admin_key[:12]}", admin_key, {"rpd": 1.5e242})
+    assert status == 400 and doc["error"]["param"] == "rpd" and "up to 9223372036854775807" in doc["error"]["message"]
     assert call(gateway.url, "PATCH", "/v1/admin/keys/r42_zzzzzzzz", admin_key, {"rpm": 1})[0] == 404
     assert call(gateway.url, "DELETE", "/v1/admin/keys", admin_key)[0] == 400
     assert call(gateway.url, "PUT", "/v1/admin/keys", admin_key)[0] == 405

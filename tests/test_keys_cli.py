@@ -50,6 +50,8 @@ def test_create_json():
 def test_bad_limits_are_usage_errors():
     result = run(["keys", "create", "alice", "--rpm", "-1"])
     assert result.exit_code == ExitCode.USAGE
+    result = run(["keys", "create", "alice", "--rpd", str(2**63)])  # more than the store holds
+    assert result.exit_code == ExitCode.USAGE and "Traceback" not in result.stderr
 
 
 def test_list_piped_is_json_without_secrets(monkeypatch):

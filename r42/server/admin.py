@@ -20,6 +20,7 @@ from r42.server.http import Response
 from r42.server.validate import known_fields
 from r42.store import audit
 from r42.store.keys import (
+    MAX_RATE,
     KeyRecord,
     NotFoundError,
     create_key,
@@ -82,8 +83,8 @@ def _limit(body: dict[str, Any], name: str) -> int | float | None:
     value = body.get(name)
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
         raise GatewayError(400, f"{name} must be a number, 0 or more, or null", "invalid_request", param=name)
-    if name in ("rpm", "rpd") and value is not None and value != int(value):
-        raise GatewayError(400, f"{name} must be a whole number", "invalid_request", param=name)
+    if name in ("rpm", "rpd") and value is not None and (value > MAX_RATE or value != int(value)):
+        raise GatewayError(400, f"{name} must be a whole number up to {MAX_RATE}", "invalid_request", param=name)
     return int(value) if name in ("rpm", "rpd") and value is not None else value
 
 

@@ -46,6 +46,9 @@ class NotFoundError(R42Error):
     """A user, key or credential that is not in the store (exit code 1)."""
 
 
+MAX_RATE = 2**63 - 1  # the largest rpm or rpd the store holds (SQLite INTEGER, PostgreSQL BIGINT)
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     id: int
