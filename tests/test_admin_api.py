@@ -112,6 +112,7 @@ def test_bad_requests(gateway, admin_key):
         {"user": "x", "owner": "me"},
         {"user": "x", "rpd": 1.5e242},  # more than the store holds: was a 500 (OverflowError)
         {"user": "x", "rpm": 2**63},
+        {"user": "x", "expires": "99999999999999999999d"},  # past 9999-12-31: listing it would fail
     ):
         status, doc = call(gateway.url, "POST", "/v1/admin/keys", admin_key, body)
         assert status == 400, body

@@ -52,7 +52,7 @@ def test_durations_and_dates(fake_clock):
     assert create("dan", "--expires", "2027-06-30")[1]["expires"] == "2027-06-30T00:00:00Z"
     assert create("eve", "--expires", "2027-06-30T18:30:00+02:00")[1]["expires"] == "2027-06-30T16:30:00Z"
     assert create("fred")[1]["expires"] is None
-    for bad in ("yesterday", "2020-01-01", "0d", "30x"):
+    for bad in ("yesterday", "2020-01-01", "0d", "30x", "99999999999999999999d", "9999-12-31T23:00:00-05:00"):
         result = run(["keys", "create", "gil", "--expires", bad])
         assert result.exit_code == ExitCode.USAGE, bad
         assert result.stderr.startswith("r42: error: ") and len(result.stderr.strip().splitlines()) == 1

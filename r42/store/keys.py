@@ -47,6 +47,7 @@ class NotFoundError(R42Error):
 
 
 MAX_RATE = 2**63 - 1  # the largest rpm or rpd the store holds (SQLite INTEGER, PostgreSQL BIGINT)
+LATEST_EXPIRY = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last moment an ISO 8601 date can name
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,8 @@ def parse_expiry(text: str, now: float | None = None, base: float | None = None)
     now = clock.now() if now is None else now
     seconds = parse_duration(text)
     when = (base if base is not None else now) + seconds if seconds is not None else parse_when(text)
+    if when > LATEST_EXPIRY:  # a date ISO 8601 (and `iso`, which lists it) can still write
+        raise UsageError(f"the expiry {text!r} is after 9999-12-31", EXPIRY_HINT)
     if seconds == 0 or when <= now:
         raise UsageError(f"the expiry {text!r} is not in the future ({iso(when)}; now is {iso(now)})", EXPIRY_HINT)
     return when
@@ -158,6 +161,8 @@ def _validate_limits(rpm: int | None, rpd: int | None, budget_usd: float | None)
     for name, value in (("rpm", rpm), ("rpd", rpd), ("budget", budget_usd)):
         if value is not None and value < 0:
             raise UsageError(f"--{name} must be 0 or more, got {value}")
+        if name != "budget" and value is not None and value > MAX_RATE:
+            raise UsageError(f"--{name} must be at most {MAX_RATE}, got {value}")
 
 
 def _user_id(conn: Any, user: str, now: float) -> int:
