@@ -15,7 +15,7 @@ from tabulate import tabulate
 from r42 import store
 from r42.cli.pipe import terminal_of
 from r42.store import audit
-from r42.store.keys import MAX_RATE, iso
+from r42.store.keys import iso
 from r42.document import dumps
 from r42.errors import NoCredentialsError, UsageError
 from r42.terminal import Terminal
@@ -64,12 +64,8 @@ def keys() -> None:
 
 @keys.command()
 @click.argument("user", shell_complete=complete_users)
-@click.option(
-    "--rpm", type=click.IntRange(min=0, max=MAX_RATE), default=None, help="Requests per minute (default: no limit)."
-)
-@click.option(
-    "--rpd", type=click.IntRange(min=0, max=MAX_RATE), default=None, help="Requests per day (default: no limit)."
-)
+@click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute (default: no limit).")
+@click.option("--rpd", type=click.IntRange(min=0), default=None, help="Requests per day (default: no limit).")
 @click.option(
     "--budget", type=click.FloatRange(min=0), default=None, help="USD per calendar month (default: no limit)."
 )
