@@ -56,7 +56,8 @@ def fold_errors(items: list[dict], feats: dict, z: np.ndarray, rng: np.random.Ge
 
 def writing_effect(items: list[dict], feats: dict, rng: np.random.Generator) -> dict:
     """The `writing` input's effect in logits (its coefficient over its scale), refitted on resamples of
-    Arena-bench's prompts (the only source that has it), every other source kept whole."""
+    Arena-bench's prompts (the one source with outcomes that has it), every other source kept whole (the
+    rated Arena prompts too, whose open requests include 43 writing requests)."""
     fold_of = np.array([i["fold"] for i in items])
     arena, rest = np.where(fold_of == "arena_bench")[0], np.where(fold_of != "arena_bench")[0]
     column = feats["names"].index("writing")

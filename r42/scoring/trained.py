@@ -54,9 +54,10 @@ OPTION_ORDER = ("abcd", "1234")
 # b) y", "... ?\n1. x\n2. y", "[A] x [B] y"): elsewhere "a) ... b) ..." and "1. ... 2. ..." are the
 # parts of a request ("Discuss a) the causes b) the effects"), and "[1]" a citation
 QUESTION_OPTION = re.compile(r"(?:^|(?<=\s))(?:\[([A-Da-d])\]|([a-d])[.)]|([1-4])[.)])[ \t]*", re.MULTILINE)
-CHOOSING = re.compile(
-    r"\b(?:which|of the following|choose|select|pick|correct|true|false|best|most likely|options?|choices?|answers?)\b",
-    re.IGNORECASE,
+# a word of choosing (compiled on first use, by `compiled`: only a run of those markers needs it)
+CHOOSING = (
+    r"\b(?:which|of the following|choose|select|pick|correct|true|false|best|most likely|options?|choices?|"
+    r"answers?)\b"
 )
 
 
@@ -73,7 +74,7 @@ def _asks_to_choose(stem: str) -> bool:
     if not stem.endswith(("?", ":")):
         return False
     last = re.split(r"(?<=[.!?\n])\s", stem[:-1])[-1]
-    return bool(CHOOSING.search(last))
+    return bool(compiled(CHOOSING).search(last))
 
 
 def _option_run(text: str) -> tuple[int, list[str]]:
@@ -355,7 +356,7 @@ WRITING_REQUEST = (
 
 @cache
 def compiled(pattern: str) -> re.Pattern[str]:
-    """A pattern that only some prompts need (ARITHMETIC, PROSE_SEMICOLON, WRITING_REQUEST), compiled
+    """A pattern that only some prompts need (ARITHMETIC, PROSE_SEMICOLON, WRITING_REQUEST, CHOOSING), compiled
     on first use and ignoring case: compiling them takes about 1.4 ms, which every `echo hi | r42 score`
     would otherwise pay."""
     return re.compile(pattern, re.IGNORECASE)
