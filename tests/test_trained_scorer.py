@@ -24,6 +24,7 @@ from r42.scoring.trained import (
     TrainedScorer,
     hashed_counts,
     kind_of,
+    maths_symbols,
     statistics_and_kind,
     text_statistics,
 )
@@ -239,6 +240,61 @@ def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> Non
     )
     assert set(scorer._kind_prior) == set(KINDS)
     assert all(scorer._kind_prior["small_talk"] < scorer._kind_prior[k] for k in KINDS if k != "small_talk")
+
+
+def _kind(text: str) -> str:
+    heuristic = HeuristicScorer().estimate(_prompt(text))
+    return kind_of(text, text_statistics(text, heuristic), heuristic)
+
+
+def test_markup_is_not_maths() -> None:
+    # Markdown bullets, quotes and emphasis, links, tags, e-mail addresses, arrows and "and/or" use maths
+    # symbols for prose: none is counted, so none of these is a maths problem
+    assert maths_symbols("Make this list shorter:\n* apples\n* pears\n+ plums") == 0
+    assert maths_symbols("> quoted\n>> and quoted again") == 0
+    assert maths_symbols("Rewrite this: **Note** the meeting is at noon, *not* at 1, __please__") == 0
+    assert maths_symbols("Summarize https://example.com/a/b?q=1&x=2 and www.example.org/c/d") == 0
+    assert maths_symbols('What do <div class="box"> and </span> do? Ask Ana <ana@example.com>.') == 0
+    assert maths_symbols("plan -> build => ship <- feedback --> done") == 0
+    assert maths_symbols("cats / dogs and/or birds, his/her") == 0
+    # the same symbols in maths and code still count
+    assert maths_symbols("x = 2*3 + 4") == 3
+    assert maths_symbols("5*x + 3*y") == 3  # not emphasis: a word character touches each star
+    assert maths_symbols("2 * 3 * 4") == 2
+    assert maths_symbols("x/y + 1/2") == 3
+    assert maths_symbols("x < y and y > z") == 2
+    for text in (
+        "Summarize the article at https://example.com/news/2024/story.html",
+        "Translate to French: I like cats / dogs / birds",
+        "Make this list shorter:\n* apples\n* pears\n* plums",
+        "Rewrite this: **Note** the meeting is at noon, *not* at 1",
+        "Explain what <div> and <span> tags do",
+    ):
+        assert _kind(text) != "math", text
+    assert _kind("Solve for x:\n* 3x + 5 = 20\n* 2x - 1 = 7") == "math"
+
+
+def test_words_of_code_in_phrases_about_something_else_are_not_code() -> None:
+    for text in (
+        "Create a 4-week exercise program for a beginner",
+        "Compile a list of 10 classic novels",
+        "Write a movie script about a lost dog",
+        "What is the dress code for a wedding?",
+        "Write a code of conduct for our book club",
+        "Which function of the liver is most important?",
+    ):
+        assert _kind(text) != "code", text
+    for text in (
+        "Write a function of two arguments that returns their sum",
+        "Write a script to rename every file in a folder",
+        "Compile this C program with gcc and explain the warnings",
+        "My exercise program in Python crashes: how do I fix it?",  # the language still makes it code
+        "What is the zip code of Berlin Mitte, and write Python to look it up",
+    ):
+        assert _kind(text) == "code", text
+    # a movie script is a piece of writing
+    script = "Write a movie script about a lost dog"
+    assert statistics_and_kind(script, HeuristicScorer().estimate(_prompt(script)))[0]["writing"] == 1.0
 
 
 def test_a_short_follow_up_is_as_hard_as_the_turn_it_follows(scorer: TrainedScorer) -> None:

@@ -45,6 +45,16 @@ TOKEN = re.compile(r"[a-z]+|\d+|[^\sa-z\d]", re.IGNORECASE)
 WORD = re.compile(r"[A-Za-z]+")
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 MATH_SYMBOL = re.compile(r"[=+*/^<>√π∑∫]|\\[a-z]+|\b[a-z]\s*[=<>]")
+# Marks that use maths symbols for prose, not counted as maths (`maths_symbols`; compiled on first use).
+# Markdown: list bullets ("* item", "+ item"), quoted lines ("> ..."), emphasis ("**bold**", "*word*",
+# "__bold__"), whose text is kept (group 2).
+MARKDOWN = r"(?m)^[ \t]*(?:[*+]|>+)[ \t]+|(?<![\w*])(\*\*?|__)(?=\S)([^*\n]*?\S)\1(?![\w*])"
+# Links, HTML tags and "<name@example.com>", arrows ("->", "=>", "<--"), and a slash between words
+# ("and/or", "cats / dogs"; "x/y" and "km/h" still count).
+PROSE_MARKS = (
+    r"\b(?:https?://|www\.)\S+|<(?:/?[A-Za-z][\w:-]*(?:\s[^<>\n]*)?/?|[^<>\s@]+@[^<>\s]+)>|-{1,2}>|<-{1,2}|={1,2}>"
+    r"|(?<=[A-Za-z]{2})[ \t]?/[ \t]?(?=[A-Za-z]{2})"
+)
 CHOICE = re.compile(r"^\s*(?:[A-Da-d][.)]|\(\w\))\s*(.*)$", re.MULTILINE)
 INLINE_OPTION = re.compile(
     r"(?:^|(?<=\s))(?:\(([A-Da-d])\)|([A-D])[).:]|[Oo]ption\s*([1-4])\s*[:.)]?)\s*", re.MULTILINE
@@ -173,6 +183,16 @@ def hashed_counts(text: str, buckets: int) -> dict[int, float]:
     return {k: v * scale for k, v in counts.items()}
 
 
+def maths_symbols(text: str) -> int:
+    """The maths symbols in the text (MATH_SYMBOL), not counting the marks of prose (MARKDOWN, PROSE_MARKS):
+    a bulleted list, a bold word, a link or "and/or" is no maths problem."""
+    if "*" in text or "+" in text or ">" in text or "__" in text:
+        text = compiled(MARKDOWN).sub(lambda m: m.group(2) or " ", text)
+    if "/" in text or "<" in text or ">" in text or "www." in text:
+        text = compiled(PROSE_MARKS).sub(" ", text)
+    return len(MATH_SYMBOL.findall(text))
+
+
 def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
     """The dense inputs. Names and order are stored with the weights."""
     text = text[:MAX_TEXT]
@@ -186,7 +206,7 @@ def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
         "log_lines": math.log1p(text.count("\n") + 1),
         "digit_frac": sum(c.isdigit() for c in text) / max(1, len(text)),
         "log_nums": math.log1p(len(NUMBER.findall(text))),
-        "math_syms": math.log1p(len(MATH_SYMBOL.findall(text))),
+        "math_syms": math.log1p(maths_symbols(text)),
         "code_shape": math.log1p(len(CODE_SHAPE.findall(text))),
         "avg_wlen": sum(map(len, words)) / n_words,
         "long_frac": sum(len(w) >= 9 for w in words) / n_words,
@@ -220,6 +240,24 @@ CODE_REQUEST = re.compile(
     r"implement|algorithm|compile|def|assert)\b|\bc\+\+(?!\w)",  # "c++ " ends in no word boundary
     re.IGNORECASE,
 )
+# the words of CODE_REQUEST in phrases about something else: a dress code, a code of conduct, an exercise
+# program, a movie script, compiling a list, the function of the liver (compiled on first use)
+NOT_CODE = (
+    r"\b(?:dress|zip|postal|post|area|country|promo|discount|coupon|voucher|colou?r|morse|bar|qr|access|door|"
+    r"ethics|honou?r|penal|civil|tax|building)\s+codes?\b|\bcodes?\s+of\s+(?:conduct|ethics|practice|honou?r)\b"
+    r"|\b(?:tv|television|radio|training|exercise|workout|fitness|meal|diet|study|loyalty|degree|graduate|master'?s|"
+    r"phd|doctoral|exchange|rewards?|mentoring|wellness|space|nuclear|research|government|social)\s+programs?\b"
+    r"|\b(?:movie|film|play|video|podcast|youtube|tv|radio|sales|call|theatre|theater|comedy|stage)\s+scripts?\b"
+    r"|\bcompil\w*\s+(?:a|an|the|my|our|your|some)?\s*(?:list|report|summary|table|bibliography|reading)\b"
+    r"|\bfunctions?\s+of\s+(?:the|a|an|each|this|these|its|their|his|her)\b"
+)
+
+
+def code_request(text: str) -> bool:
+    """The text asks for or about code (CODE_REQUEST), not counting phrases about something else (NOT_CODE)."""
+    return bool(CODE_REQUEST.search(text)) and bool(CODE_REQUEST.search(compiled(NOT_CODE).sub(" ", text)))
+
+
 # a proof or a derivation asked for: maths, however short the line and whatever the heuristic's domain
 PROOF_REQUEST = re.compile(r"\b(?:prove|proof|derive|derivation)\b", re.IGNORECASE)
 # a semicolon between two clauses of prose ("return them as a list; ignore times"), not between statements
@@ -280,7 +318,7 @@ def small_talk(text: str, stats: dict[str, float], heuristic: Estimate) -> bool:
     short = stats["log_words"] <= math.log1p(12) and len(text) <= SMALL_TALK_CHARS and "\n" not in text.strip()
     if not short or "$" in text or "\\" in text or stats["code_shape"] > 0 or stats["math_syms"] > math.log1p(1):
         return False
-    if CODE_REQUEST.search(text) or PROOF_REQUEST.search(text):
+    if code_request(text) or PROOF_REQUEST.search(text):
         return False  # "Write code to parse an XML document ..." and "Provide a derivation of ..." are short tasks
     if stats["n_choices"] > 0 or heuristic.signals.get("terms", {}).get("hard_words") or word_problem(text):
         return False  # "A train travels 240 km in 3 hours. What is its average speed?" is short, but maths
@@ -321,9 +359,10 @@ def code_tokens(text: str, stats: dict[str, float]) -> int:
 def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
     """The task kind the prior is looked up by (KINDS), first rule that holds: `small_talk`; `choice`
     (answer options on their own lines); `code` (a fenced code block); `math` (LaTeX or an Asymptote
-    figure); `code` (two code tokens, prose semicolons not counted, or a request for code); `choice`
-    (inline options, or a blank to fill); `math` (a word problem: two or more numbers and a question
-    about a quantity, word_problem; or two maths symbols); `task` (everything else: open requests and chat)."""
+    figure); `code` (two code tokens, prose semicolons not counted, or a request for code: code_request);
+    `choice` (inline options, or a blank to fill); `math` (a word problem: two or more numbers and a
+    question about a quantity, word_problem; or two maths symbols, maths_symbols); `task` (everything
+    else: open requests and chat)."""
     text = text[:MAX_TEXT]
     if small_talk(text, stats, heuristic):
         return "small_talk"
@@ -333,7 +372,7 @@ def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
         return "code"  # before LaTeX: a "$" in a regular expression or a shell variable is not maths
     if LATEX.search(text):
         return "math"
-    if code_tokens(text, stats) >= 2 or CODE_REQUEST.search(text):
+    if code_tokens(text, stats) >= 2 or code_request(text):
         return "code"
     if stats["n_choices"] >= 2 or BLANK.search(text):
         return "choice"
@@ -348,7 +387,7 @@ def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
 WRITING_REQUEST = (
     r"\b(?:write|draft|compose|create|pen|craft)\b[^.?!\n]{0,60}?\b(?:e-?mails?|letters?|stor(?:y|ies)|poems?|"
     r"essays?|speech(?:es)?|toasts?|blog(?: post)?s?|articles?|descriptions?|messages?|posts?|dialogues?|"
-    r"screenplays?|limericks?|haikus?|sonnets?|songs?|lyrics|jokes?|tweets?|slogans?|eulog(?:y|ies)|"
+    r"scripts?|screenplays?|limericks?|haikus?|sonnets?|songs?|lyrics|jokes?|tweets?|slogans?|eulog(?:y|ies)|"
     r"invitations?|announcements?|bios?|reviews?|job (?:posting|ad)s?|newsletters?|press releases?|"
     r"paragraphs?|narratives?|fables?|tales?|ads?|advertisements?|captions?|taglines?)\b"
 )
@@ -356,9 +395,9 @@ WRITING_REQUEST = (
 
 @cache
 def compiled(pattern: str) -> re.Pattern[str]:
-    """A pattern that only some prompts need (ARITHMETIC, PROSE_SEMICOLON, WRITING_REQUEST, CHOOSING), compiled
-    on first use and ignoring case: compiling them takes about 1.4 ms, which every `echo hi | r42 score`
-    would otherwise pay."""
+    """A pattern that only some prompts need (ARITHMETIC, PROSE_SEMICOLON, WRITING_REQUEST, CHOOSING,
+    MARKDOWN, PROSE_MARKS, NOT_CODE), compiled on first use and ignoring case: compiling them takes a
+    few milliseconds, which every `echo hi | r42 score` would otherwise pay."""
     return re.compile(pattern, re.IGNORECASE)
 
 
