@@ -252,7 +252,7 @@ def test_markup_is_not_maths() -> None:
     # symbols for prose: none is counted, so none of these is a maths problem
     assert maths_symbols("Make this list shorter:\n* apples\n* pears\n+ plums") == 0
     assert maths_symbols("> quoted\n>> and quoted again") == 0
-    assert maths_symbols("Rewrite this: **Note** the meeting is at noon, *not* at 1, __please__") == 0
+    assert maths_symbols("Rewrite this: **Note** the meeting is at noon, *not* at 1") == 0
     assert maths_symbols("Summarize https://example.com/a/b?q=1&x=2 and www.example.org/c/d") == 0
     assert maths_symbols('What do <div class="box"> and </span> do? Ask Ana <ana@example.com>.') == 0
     assert maths_symbols("plan -> build => ship <- feedback --> done") == 0

@@ -46,9 +46,9 @@ WORD = re.compile(r"[A-Za-z]+")
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 MATH_SYMBOL = re.compile(r"[=+*/^<>√π∑∫]|\\[a-z]+|\b[a-z]\s*[=<>]")
 # Marks that use maths symbols for prose, not counted as maths (`maths_symbols`; compiled on first use).
-# Markdown: list bullets ("* item", "+ item"), quoted lines ("> ..."), emphasis ("**bold**", "*word*",
-# "__bold__"), whose text is kept (group 2).
-MARKDOWN = r"(?m)^[ \t]*(?:[*+]|>+)[ \t]+|(?<![\w*])(\*\*?|__)(?=\S)([^*\n]*?\S)\1(?![\w*])"
+# Markdown: list bullets ("* item", "+ item"), quoted lines ("> ..."), emphasis ("**bold**", "*word*"), whose
+# text is kept (group 2: it cannot hold a star, so a line of unclosed stars is read in linear time).
+MARKDOWN = r"(?m)^[ \t]*(?:[*+]|>+)[ \t]+|(?<![\w*])(\*\*?)(?=\S)([^*\n]*?\S)\1(?![\w*])"
 # Links, HTML tags and "<name@example.com>", arrows ("->", "=>", "<--"), and a slash between words
 # ("and/or", "cats / dogs"; "x/y" and "km/h" still count).
 PROSE_MARKS = (
@@ -186,7 +186,7 @@ def hashed_counts(text: str, buckets: int) -> dict[int, float]:
 def maths_symbols(text: str) -> int:
     """The maths symbols in the text (MATH_SYMBOL), not counting the marks of prose (MARKDOWN, PROSE_MARKS):
     a bulleted list, a bold word, a link or "and/or" is no maths problem."""
-    if "*" in text or "+" in text or ">" in text or "__" in text:
+    if "*" in text or "+" in text or ">" in text:
         text = compiled(MARKDOWN).sub(lambda m: m.group(2) or " ", text)
     if "/" in text or "<" in text or ">" in text or "www." in text:
         text = compiled(PROSE_MARKS).sub(" ", text)
