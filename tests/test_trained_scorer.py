@@ -4,6 +4,7 @@ is deterministic, loads lazily, says what it was trained on, and knows that smal
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +17,14 @@ from hypothesis import strategies as st
 from r42.config import DOMAINS
 from r42.errors import ConfigError
 from r42.scoring import DEFAULT_SCORER, get_scorer, normalise_domains, prompt_of
+from r42.scoring import heuristic as heuristic_module
+from r42.scoring import sensitive as sensitive_module
+from r42.scoring import trained as trained_module
 from r42.scoring.heuristic import HeuristicScorer
 from r42.scoring.trained import (
     COEF,
     KINDS,
+    MAX_TEXT,
     WEIGHTS,
     TrainedScorer,
     hashed_counts,
@@ -272,6 +277,50 @@ def test_markup_is_not_maths() -> None:
     ):
         assert _kind(text) != "math", text
     assert _kind("Solve for x:\n* 3x + 5 = 20\n* 2x - 1 = 7") == "math"
+
+
+def _scoring_patterns() -> list[re.Pattern[str]]:
+    """Every regular expression of the scoring modules: compiled ones, the upper-case pattern strings and
+    the sensitive-data patterns compiled on first use."""
+    found: list[re.Pattern[str]] = []
+
+    def collect(value: object, upper_name: bool) -> None:
+        if isinstance(value, re.Pattern):
+            found.append(value)
+        elif isinstance(value, sensitive_module.LazyPattern):
+            found.append(re.compile(value.source, value.flags))
+        elif isinstance(value, str) and upper_name:
+            try:
+                found.append(re.compile(value))
+            except re.error:
+                pass
+        elif isinstance(value, (tuple, list)):
+            for part in value:
+                collect(part, False)
+        elif isinstance(value, dict):
+            for part in value.values():
+                collect(part, False)
+
+    for module in (trained_module, heuristic_module, sensitive_module):
+        for name, value in vars(module).items():
+            collect(value, name.isupper())
+    return found
+
+
+def test_no_pattern_tries_every_run_of_blank_lines() -> None:
+    # In a multi-line pattern, `^\s*X` (or `\n\s*X`) tries at every line start to cross all the blank lines
+    # that follow: quadratic. A prompt of 20,000 newlines took 5 s to score (benchmarks/bench_scorer.py
+    # measures it); a line's leading blanks are `[^\S\n]*`.
+    patterns = _scoring_patterns()
+    assert len(patterns) > 40
+    for pattern in patterns:
+        multiline = bool(pattern.flags & re.MULTILINE)
+        assert not (multiline and r"^\s*" in pattern.pattern), pattern.pattern
+        assert r"\n\s*" not in pattern.pattern and r"\n)\s*" not in pattern.pattern, pattern.pattern
+    # such a prompt is read up to MAX_TEXT characters, like any other
+    scorer = TrainedScorer()
+    long, short = (scorer.estimate(_prompt("\n" * n + "thanks!")) for n in (20_000, MAX_TEXT + 1))
+    assert 0.0 < long.complexity < 1.0 and long.complexity == short.complexity
 
 
 def test_words_of_code_in_phrases_about_something_else_are_not_code() -> None:

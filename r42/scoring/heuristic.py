@@ -117,13 +117,14 @@ EASY = Cue(
 # a literal only where that literal is; `def(?<=\bdef)` is `\bdef` written literal first (the same
 # matches), and `\w\.\w+\(\)` counts what `\w+\.\w+\(\)` did without backtracking through each word.
 CODE_SHAPES = re.compile(
-    r"```|def(?<=\bdef) \w|class(?<=\bclass) \w+[:({]|function(?<=\bfunction)\s*\w*\(|=>|#include|^\s*import \w|;\s*$"
+    r"```|def(?<=\bdef) \w|class(?<=\bclass) \w+[:({]|function(?<=\bfunction)\s*\w*\(|=>|#include|^[^\S\n]*import \w|;\s*$"
     r"|Traceback \(most recent|\w\.\w+\(\)",
     re.M,
 )
 MATH_SHAPES = re.compile(r"\d\s*[-+*/^×÷=]\s*\d|\\frac|\\sum|\\int|\$[^$\n]+\$|x(?<=\bx)\s*[=<>]|f(?<=\bf)\(x\)|√|π")
-CHOICES = re.compile(r"^\s*[A-D][.)]\s", re.M)
-LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+\S", re.M)
+# a line's leading blanks are `[^\S\n]*`: `^\s*` tries every run of blank lines to its end (quadratic)
+CHOICES = re.compile(r"^[^\S\n]*[A-D][.)]\s", re.M)
+LIST_ITEM = re.compile(r"^[^\S\n]*(?:\d+[.)]|[-*•])\s+\S", re.M)
 WORD = re.compile(r"[\w+#'-]+")
 
 PRIOR = {"code": 0.3, "math": 0.2, "reasoning": 0.3, "creative": 0.2, "extraction": 0.2, "knowledge": 0.5, "chat": 0.3}

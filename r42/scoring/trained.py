@@ -55,7 +55,9 @@ PROSE_MARKS = (
     r"\b(?:https?://|www\.)\S+|<(?:/?[A-Za-z][\w:-]*(?:\s[^<>\n]*)?/?|[^<>\s@]+@[^<>\s]+)>|-{1,2}>|<-{1,2}|={1,2}>"
     r"|(?<=[A-Za-z]{2})[ \t]?/[ \t]?(?=[A-Za-z]{2})"
 )
-CHOICE = re.compile(r"^\s*(?:[A-Da-d][.)]|\(\w\))\s*(.*)$", re.MULTILINE)
+# (a line's leading blanks are `[^\S\n]*`, not `\s*`: `^\s*` tries every run of blank lines to its end, which
+# made a prompt of 20,000 newlines take seconds)
+CHOICE = re.compile(r"^[^\S\n]*(?:[A-Da-d][.)]|\(\w\))\s*(.*)$", re.MULTILINE)
 INLINE_OPTION = re.compile(
     r"(?:^|(?<=\s))(?:\(([A-Da-d])\)|([A-D])[).:]|[Oo]ption\s*([1-4])\s*[:.)]?)\s*", re.MULTILINE
 )
@@ -143,7 +145,7 @@ def with_options_on_lines(prompt: Prompt) -> Prompt:
 # counted apart from the numbers, which in these labels are structure, not content.
 PART_LABEL = re.compile(
     r"\b(?:scenario|statement|part|question|step|case|claim|sentence|passage|item)\s+(?:\d+|[ivx]+)\b"
-    r"|(?:^|\n)\s*(?:[ivx]+|\d+)[.)]\s",
+    r"|(?:^|\n)[^\S\n]*(?:[ivx]+|\d+)[.)]\s",
     re.IGNORECASE,
 )
 NEGATION = re.compile(r"\b(?:not|except|false|incorrect|least|never)\b", re.IGNORECASE)
