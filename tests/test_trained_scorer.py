@@ -323,6 +323,20 @@ def test_no_pattern_tries_every_run_of_blank_lines() -> None:
     assert 0.0 < long.complexity < 1.0 and long.complexity == short.complexity
 
 
+def test_a_long_prompt_is_read_at_its_start_and_its_end(scorer: TrainedScorer) -> None:
+    # The question of a long prompt is often at its end, after the text it is about: the statistics and
+    # the kind read the first and last MAX_TEXT / 2 characters (head_tail), not the first MAX_TEXT only,
+    # which made a long passage with options after it an open request (0.49) and a code request `task`
+    passage = "The committee met again this spring to review the budget of the regional library network. " * 90
+    assert len(passage) > MAX_TEXT
+    question = "\n\nWhich of the following best states the committee's concern?\nA. Staff\nB. Budget\nC. Hours\nD. Rent"
+    short, long = (scorer.estimate(_prompt(text + question)) for text in (passage[:3000], passage))
+    assert short.signals["kind"] == long.signals["kind"] == "choice"
+    assert abs(long.complexity - short.complexity) < 0.05
+    code = scorer.estimate(_prompt(passage + "\n\nWrite a Python function that counts the words of this text."))
+    assert code.signals["kind"] == "code"
+
+
 def test_words_of_code_in_phrases_about_something_else_are_not_code() -> None:
     for text in (
         "Create a 4-week exercise program for a beginner",

@@ -82,15 +82,15 @@ def prompt_of(messages: list[dict[str, Any]]) -> Prompt:
     last_text = texts[last][1]
     earlier = "\n".join(text for i, (_, text) in enumerate(texts) if i != last and text)
     return Prompt(
-        last_user=_head_tail(last_text, LAST_TURN_CHARS),
+        last_user=head_tail(last_text, LAST_TURN_CHARS),
         context=earlier[-CONTEXT_CHARS:],
         turns=max(1, len(user_indexes)),
         chars=sum(len(text) for _, text in texts),
-        earlier_user=tuple(_head_tail(texts[i][1], LAST_TURN_CHARS) for i in user_indexes[:-1][-EARLIER_TURNS:]),
+        earlier_user=tuple(head_tail(texts[i][1], LAST_TURN_CHARS) for i in user_indexes[:-1][-EARLIER_TURNS:]),
     )
 
 
-def _head_tail(text: str, limit: int) -> str:
+def head_tail(text: str, limit: int) -> str:
     """Keep the start (the task) and the end (often the question) of a very long text."""
     if len(text) <= limit:
         return text

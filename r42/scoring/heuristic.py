@@ -117,8 +117,8 @@ EASY = Cue(
 # a literal only where that literal is; `def(?<=\bdef)` is `\bdef` written literal first (the same
 # matches), and `\w\.\w+\(\)` counts what `\w+\.\w+\(\)` did without backtracking through each word.
 CODE_SHAPES = re.compile(
-    r"```|def(?<=\bdef) \w|class(?<=\bclass) \w+[:({]|function(?<=\bfunction)\s*\w*\(|=>|#include|^[^\S\n]*import \w|;\s*$"
-    r"|Traceback \(most recent|\w\.\w+\(\)",
+    r"```|def(?<=\bdef) \w|class(?<=\bclass) \w+[:({]|function(?<=\bfunction)\s*\w*\(|=>|#include"
+    r"|^[^\S\n]*import \w|;\s*$|Traceback \(most recent|\w\.\w+\(\)",
     re.M,
 )
 MATH_SHAPES = re.compile(r"\d\s*[-+*/^×÷=]\s*\d|\\frac|\\sum|\\int|\$[^$\n]+\$|x(?<=\bx)\s*[=<>]|f(?<=\bf)\(x\)|√|π")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from r42.errors import ConfigError
-from r42.scoring import Estimate, Prompt
+from r42.scoring import Estimate, Prompt, head_tail
 from r42.scoring.ability import sigmoid
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -135,7 +135,7 @@ def options_on_lines(text: str) -> str:
 def with_options_on_lines(prompt: Prompt) -> Prompt:
     """The prompt whose last turn has its answer options on lines (options_on_lines); the same object
     when there is nothing to move (training and scoring both read prompts through this)."""
-    head = prompt.last_user[:MAX_TEXT]
+    head = head_tail(prompt.last_user, MAX_TEXT)
     moved = options_on_lines(head)
     return prompt if moved == head else Prompt(moved, prompt.context, prompt.turns, prompt.chars, prompt.earlier_user)
 
@@ -150,7 +150,7 @@ PART_LABEL = re.compile(
 )
 NEGATION = re.compile(r"\b(?:not|except|false|incorrect|least|never)\b", re.IGNORECASE)
 CODE_SHAPE = re.compile(r"[{};]|\bdef |\breturn\b|\bfunction\b|\bclass |==|\[\]|\(\)")
-MAX_TEXT = 6_000  # features read at most this much of the prompt: bounded cost per prompt
+MAX_TEXT = 6_000  # features read at most this much of the prompt (its start and end: head_tail), a bounded cost
 CHAR_GRAMS = (3, 4, 5)
 CACHE_LIMIT = 200_000  # words remembered with their summed weight; cleared when full
 
@@ -170,7 +170,7 @@ def bigram_key(a: str, b: str) -> bytes:
 
 
 def tokens_of(text: str) -> list[str]:
-    return [t.lower() for t in TOKEN.findall(text[:MAX_TEXT])]
+    return [t.lower() for t in TOKEN.findall(head_tail(text, MAX_TEXT))]
 
 
 def hashed_counts(text: str, buckets: int) -> dict[int, float]:
@@ -197,7 +197,7 @@ def maths_symbols(text: str) -> int:
 
 def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
     """The dense inputs. Names and order are stored with the weights."""
-    text = text[:MAX_TEXT]
+    text = head_tail(text, MAX_TEXT)
     words = WORD.findall(text)
     n_words = len(words) or 1
     choices = answer_options(text)
@@ -365,7 +365,7 @@ def kind_of(text: str, stats: dict[str, float], heuristic: Estimate) -> str:
     `choice` (inline options, or a blank to fill); `math` (a word problem: two or more numbers and a
     question about a quantity, word_problem; or two maths symbols, maths_symbols); `task` (everything
     else: open requests and chat)."""
-    text = text[:MAX_TEXT]
+    text = head_tail(text, MAX_TEXT)
     if small_talk(text, stats, heuristic):
         return "small_talk"
     if len(CHOICE.findall(text)) >= 2:
@@ -417,7 +417,7 @@ def statistics_and_kind(text: str, heuristic: Estimate) -> tuple[dict[str, float
 
 def asks_for_writing(text: str, heuristic: Estimate) -> bool:
     """The heuristic reads the text as creative writing, or it says "write ... a <prose form>"."""
-    return top_domain(heuristic) == "creative" or bool(compiled(WRITING_REQUEST).search(text[:MAX_TEXT]))
+    return top_domain(heuristic) == "creative" or bool(compiled(WRITING_REQUEST).search(head_tail(text, MAX_TEXT)))
 
 
 class Reading(NamedTuple):
