@@ -46,6 +46,11 @@ def _prompt(text: str):
     return prompt_of([{"role": "user", "content": text}])
 
 
+def _kind(text: str) -> str:
+    heuristic = HeuristicScorer().estimate(_prompt(text))
+    return kind_of(text, text_statistics(text, heuristic), heuristic)
+
+
 def test_artefact_within_the_size_budget() -> None:
     assert WEIGHTS.stat().st_size + COEF.stat().st_size <= 30_000_000
 
@@ -180,10 +185,7 @@ def test_a_kind_s_weights_that_do_not_match_the_features_are_a_config_error(tmp_
 
 
 def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> None:
-    def kind(text: str) -> str:
-        heuristic = HeuristicScorer().estimate(_prompt(text))
-        return kind_of(text, text_statistics(text, heuristic), heuristic)
-
+    kind = _kind
     assert kind("thanks a lot!") == kind("Who wrote Hamlet?") == "small_talk"
     # the kind is shown with the score
     assert scorer.estimate(_prompt("Who wrote Hamlet?")).signals["kind"] == "small_talk"
@@ -245,11 +247,6 @@ def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> Non
     )
     assert set(scorer._kind_prior) == set(KINDS)
     assert all(scorer._kind_prior["small_talk"] < scorer._kind_prior[k] for k in KINDS if k != "small_talk")
-
-
-def _kind(text: str) -> str:
-    heuristic = HeuristicScorer().estimate(_prompt(text))
-    return kind_of(text, text_statistics(text, heuristic), heuristic)
 
 
 def test_markup_is_not_maths() -> None:
