@@ -30,6 +30,7 @@ from r42.scoring.trained import (
     hashed_counts,
     kind_of,
     maths_symbols,
+    reads_as_english,
     statistics_and_kind,
     text_statistics,
 )
@@ -73,12 +74,14 @@ def test_trained_against_the_current_heuristic(scorer: TrainedScorer) -> None:
         "Reading the documentation of a library: what is the default encoding of open() in Python 3?",
         "hi",
         "Let $f(x) = x^3 - 3x + 1$. How many real roots does f(f(x)) = 0 have?",
-        "word " * 3000,
+        "the word " * 1500,
     ],
 )
 def test_the_logit_equals_the_training_features(scorer: TrainedScorer, text: str) -> None:
     # The scorer sums cached per-word weights (when its representation has n-grams); training sees bucket
-    # counts, the standardised statistics and the kind's prior. Both must give the same logit.
+    # counts, the standardised statistics and the kind's prior. Both must give the same logit (for English
+    # text, as every training prompt is: an open request in another language is scored without its
+    # statistics, test_text_in_another_language_is_not_taken_for_small_talk).
     heuristic = HeuristicScorer().estimate(_prompt(text))
     counts = hashed_counts(text, scorer._buckets) if scorer._buckets else {}
     stats, kind = statistics_and_kind(text, heuristic)
@@ -332,6 +335,31 @@ def test_a_long_prompt_is_read_at_its_start_and_its_end(scorer: TrainedScorer) -
     assert abs(long.complexity - short.complexity) < 0.05
     code = scorer.estimate(_prompt(passage + "\n\nWrite a Python function that counts the words of this text."))
     assert code.signals["kind"] == "code"
+
+
+def test_text_in_another_language_is_not_taken_for_small_talk(scorer: TrainedScorer) -> None:
+    # The rules and the statistics were learned on English prompts. A line they cannot read may be a maths
+    # problem or a proof (these were small talk at 0.006-0.008), and small models are weaker still in
+    # other languages: such an open request is scored as an average one, the statistics left out.
+    assert reads_as_english("Explain the difference between TCP and UDP.")
+    assert reads_as_english("你好") and reads_as_english("Bonjour, comment ça va ?")  # too short to tell
+    unread = [
+        "Докажите, что корень из двух иррационален.",
+        "Un tren recorre 240 km en 3 horas. ¿Cuál es su velocidad media?",
+        "小明有5个苹果，吃了2个，又买了3袋，每袋4个。他现在有多少个苹果？",
+        "Erkläre mir den Unterschied zwischen TCP und UDP.",
+    ]
+    assert not any(reads_as_english(text) for text in unread)
+    estimates = [scorer.estimate(_prompt(text)) for text in unread]
+    assert {(e.signals["kind"], e.signals.get("not_english")) for e in estimates} == {("task", True)}
+    assert len({e.complexity for e in estimates}) == 1  # the same: nothing of the text but its kind is read
+    english_lookup = scorer.estimate(_prompt("Explain the difference between TCP and UDP."))
+    assert english_lookup.signals["kind"] == "small_talk" and "not_english" not in english_lookup.signals
+    for greeting in ("你好", "谢谢！", "Bonjour, comment ça va ?"):
+        assert scorer.estimate(_prompt(greeting)).complexity < 0.1, greeting
+    # a programming language named next to letters of another script is still named ("write a quicksort
+    # function in Python"): ASCII word boundaries
+    assert _kind("请写一个快速排序的Python函数") == "code"
 
 
 def test_words_of_code_in_phrases_about_something_else_are_not_code() -> None:

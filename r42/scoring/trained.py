@@ -228,6 +228,33 @@ def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
 
 SMALL_TALK_DOMAINS = frozenset({"chat", "knowledge", "creative", "extraction"})
 SMALL_TALK_CHARS = 120  # small talk is one line of at most this many characters (and 12 words)
+# The small-talk rule reads English: a line of five words or more without one of these common English words
+# is in a language it cannot read, and is not called small talk (`reads_as_english`).
+ENGLISH_WORDS = frozenset(
+    "a an the is are was were be been am do does did i you he she it we they me my your his her its our their this "
+    "that these those what which who whom whose when where why how and or but if of to in on at for with about from "
+    "by as into than then so not no can could will would should shall may might must have has had there here please "
+    "tell give write make explain".split()
+)
+# Chinese, Japanese and Korean letters, written without spaces: each counts as half a word
+ENGLISH_CHECK_CHARS = 1_000  # an English text has one of ENGLISH_WORDS well before this
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+LETTERS = re.compile(r"[^\W\d_]+")
+
+
+def reads_as_english(text: str) -> bool:
+    """Too short to tell (at most four words: "你好", "Bonjour, comment ça va ?"), or has a common English
+    word (ENGLISH_WORDS). The training prompts are all English: a longer line in another language may
+    be a maths problem or a proof the rules cannot see, so it is not taken for small talk."""
+    cjk = 0 if text.isascii() else len(CJK.findall(text))
+    words = 0
+    for word in LETTERS.finditer(CJK.sub(" ", text) if cjk else text):
+        if word.group().lower() in ENGLISH_WORDS:
+            return True  # most English texts stop here, at one of their first words
+        words += 1
+    return words + cjk / 2 <= 4
+
+
 # The kinds the prior is looked up by, each with its own learned effect (training: fit_within).
 KINDS = ("small_talk", "choice", "code", "math", "task")
 # "$n$", "$2^{10} - 5$", "\\frac{1}{2}", an Asymptote figure; not prices ("$3 and 6 pens at $1.50"):
@@ -240,7 +267,7 @@ LATEX = re.compile(
 CODE_REQUEST = re.compile(
     r"\b(?:python|javascript|typescript|java|golang|rust|sql|bash|regex|function|program|script|code|"
     r"implement|algorithm|compile|def|assert)\b|\bc\+\+(?!\w)",  # "c++ " ends in no word boundary
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,  # ASCII word boundaries: "写一个Python函数" names Python too
 )
 # the words of CODE_REQUEST in phrases about something else: a dress code, a code of conduct, an exercise
 # program, a movie script, compiling a list, the function of the liver (compiled on first use)
@@ -320,6 +347,8 @@ def small_talk(text: str, stats: dict[str, float], heuristic: Estimate) -> bool:
     short = stats["log_words"] <= math.log1p(12) and len(text) <= SMALL_TALK_CHARS and "\n" not in text.strip()
     if not short or "$" in text or "\\" in text or stats["code_shape"] > 0 or stats["math_syms"] > math.log1p(1):
         return False
+    if not reads_as_english(text):
+        return False  # "Докажите, что корень из двух иррационален." is a proof, not small talk
     if code_request(text) or PROOF_REQUEST.search(text):
         return False  # "Write code to parse an XML document ..." and "Provide a derivation of ..." are short tasks
     if stats["n_choices"] > 0 or heuristic.signals.get("terms", {}).get("hard_words") or word_problem(text):
@@ -422,11 +451,13 @@ def asks_for_writing(text: str, heuristic: Estimate) -> bool:
 
 class Reading(NamedTuple):
     """One turn read by the model: the raw output (before calibration), the task kind whose prior it
-    used ("" when the weights have no priors), and whether it asks for a piece of writing."""
+    used ("" when the weights have no priors), whether it asks for a piece of writing, and whether its
+    statistics were left out because it is an open request in a language other than English."""
 
     raw: float
     kind: str
     writing: bool
+    not_english: bool = False
 
 
 class TrainedScorer:
@@ -498,9 +529,15 @@ class TrainedScorer:
         if kind in self._kind_range:
             low, high = self._kind_range[kind]
             dense = min(max(dense, low), high)
+        # an open request in another language: its statistics (words, their length, the heuristic's English
+        # cues) are unlike any training prompt's, so it is scored as an average one (the training
+        # statistics' mean: 0); code, maths and options carry their own shape
+        not_english = kind == "task" and not reads_as_english(text[:ENGLISH_CHECK_CHARS])
+        if not_english:
+            dense = 0.0
         prior = self._kind_prior.get(kind, 0.0)
         raw = self._intercept + prior + dense + (self._ngrams(text) if self._buckets else 0.0)
-        return Reading(raw, kind, stats["writing"] == 1.0)
+        return Reading(raw, kind, stats["writing"] == 1.0, not_english)
 
     def _ngrams(self, text: str) -> float:
         tokens = tokens_of(text)
@@ -553,6 +590,7 @@ class TrainedScorer:
             "p_cheap_fails": round(p, 4),
             "kind": reading.kind,  # the task kind whose learned rate the probability starts from
             **({"writing": True} if reading.writing else {}),  # asks for a piece of writing: scores lower
+            **({"not_english": True} if reading.not_english else {}),  # scored as an average open request
             **({"kind_from": "an earlier turn"} if follows else {}),
             "heuristic": round(heuristic.complexity, 4),
             "domains_from": "heuristic",
