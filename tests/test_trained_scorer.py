@@ -350,6 +350,16 @@ def test_text_in_another_language_is_not_taken_for_small_talk(scorer: TrainedSco
         "Erkläre mir den Unterschied zwischen TCP und UDP.",
     ]
     assert not any(reads_as_english(text) for text in unread)
+    # on 33 short prompts in 12 other languages (written by us, tests/data/languages) at most 2 read as
+    # English (a Portuguese and a Dutch line: "a" and "do", "is" and "in"); on the short English lines of
+    # the training and sanity data, only LaTeX (maths by its own rule) does not
+    lines = (ROOT / "tests/data/languages/not_english.txt").read_text(encoding="utf-8").splitlines()
+    foreign = [line for line in lines if line.strip() and not line.startswith("#")]
+    assert len(foreign) == 33 and sum(map(reads_as_english, foreign)) <= 2
+    sanity = [orjson.loads(line)["prompt"] for line in (ROOT / "data/routing/sanity/sanity_handwritten.jsonl").open()]
+    easy = [orjson.loads(line)["prompt"] for line in (ROOT / "data/routing/handwritten_easy.jsonl").open()]
+    assert all(map(reads_as_english, sanity + easy))
+    assert reads_as_english("Is a tomato a fruit?") and reads_as_english("I'm feeling happy today")
     estimates = [scorer.estimate(_prompt(text)) for text in unread]
     assert {(e.signals["kind"], e.signals.get("not_english")) for e in estimates} == {("task", True)}
     assert len({e.complexity for e in estimates}) == 1  # the same: nothing of the text but its kind is read

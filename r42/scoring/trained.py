@@ -228,29 +228,39 @@ def text_statistics(text: str, heuristic: Estimate) -> dict[str, float]:
 
 SMALL_TALK_DOMAINS = frozenset({"chat", "knowledge", "creative", "extraction"})
 SMALL_TALK_CHARS = 120  # small talk is one line of at most this many characters (and 12 words)
-# The small-talk rule reads English: a line of five words or more without one of these common English words
-# is in a language it cannot read, and is not called small talk (`reads_as_english`).
+# The small-talk rule reads English: a line of five words or more without English words is in a language
+# it cannot read, and is not called small talk (`reads_as_english`). One of ENGLISH_WORDS is enough; the
+# SHARED_WORDS are English words that are also common words of other European languages ("a" in Spanish,
+# French and Portuguese, "in", "was", "so", "am" in German, "is" in Dutch, "i" in Polish), two distinct
+# ones are needed. "m", "re", "ve" and "ll" are the ends of "I'm", "you're", "I've", "I'll".
+SHARED_WORDS = frozenset("a an in is was am so on do no me as will he her i to for".split())
 ENGLISH_WORDS = frozenset(
-    "a an the is are was were be been am do does did i you he she it we they me my your his her its our their this "
-    "that these those what which who whom whose when where why how and or but if of to in on at for with about from "
-    "by as into than then so not no can could will would should shall may might must have has had there here please "
-    "tell give write make explain".split()
+    "the are were be been does did you she it we they my your his its our their this that these those what which "
+    "who whom whose when where why how and or but if of at with about from by into than then not can could would "
+    "should shall may might must have has had there here please tell give write make explain m re ve ll".split()
 )
+ENGLISH_CHECK_CHARS = 1_000  # an English text has English words well before this
 # Chinese, Japanese and Korean letters, written without spaces: each counts as half a word
-ENGLISH_CHECK_CHARS = 1_000  # an English text has one of ENGLISH_WORDS well before this
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 LETTERS = re.compile(r"[^\W\d_]+")
 
 
 def reads_as_english(text: str) -> bool:
-    """Too short to tell (at most four words: "你好", "Bonjour, comment ça va ?"), or has a common English
-    word (ENGLISH_WORDS). The training prompts are all English: a longer line in another language may
-    be a maths problem or a proof the rules cannot see, so it is not taken for small talk."""
+    """Too short to tell (at most four words: "你好", "Bonjour, comment ça va ?"), or has one of
+    ENGLISH_WORDS or two different SHARED_WORDS. The training prompts are all English: a longer line in
+    another language may be a maths problem or a proof the rules cannot see, so it is not taken for
+    small talk."""
     cjk = 0 if text.isascii() else len(CJK.findall(text))
     words = 0
-    for word in LETTERS.finditer(CJK.sub(" ", text) if cjk else text):
-        if word.group().lower() in ENGLISH_WORDS:
+    shared: set[str] = set()
+    for match in LETTERS.finditer(CJK.sub(" ", text) if cjk else text):
+        word = match.group().lower()
+        if word in ENGLISH_WORDS:
             return True  # most English texts stop here, at one of their first words
+        if word in SHARED_WORDS:
+            shared.add(word)
+            if len(shared) == 2:
+                return True
         words += 1
     return words + cjk / 2 <= 4
 
