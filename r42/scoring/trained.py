@@ -240,9 +240,15 @@ ENGLISH_WORDS = frozenset(
     "should shall may might must have has had there here please tell give write make explain m re ve ll".split()
 )
 ENGLISH_CHECK_CHARS = 1_000  # an English text has English words well before this
-# Chinese, Japanese and Korean letters, written without spaces: each counts as half a word
-CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+# Chinese, Japanese and Korean letters, written without spaces: each counts as half a word (compiled on
+# first use by `cjk_letters`, for a text that is not ASCII: its ranges take about 3 ms to compile)
+CJK = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"
 LETTERS = re.compile(r"[^\W\d_]+")
+
+
+@cache
+def cjk_letters() -> re.Pattern[str]:
+    return re.compile(CJK)
 
 
 def reads_as_english(text: str) -> bool:
@@ -250,10 +256,10 @@ def reads_as_english(text: str) -> bool:
     ENGLISH_WORDS or two different SHARED_WORDS. The training prompts are all English: a longer line in
     another language may be a maths problem or a proof the rules cannot see, so it is not taken for
     small talk."""
-    cjk = 0 if text.isascii() else len(CJK.findall(text))
+    cjk = 0 if text.isascii() else len(cjk_letters().findall(text))
     words = 0
     shared: set[str] = set()
-    for match in LETTERS.finditer(CJK.sub(" ", text) if cjk else text):
+    for match in LETTERS.finditer(cjk_letters().sub(" ", text) if cjk else text):
         word = match.group().lower()
         if word in ENGLISH_WORDS:
             return True  # most English texts stop here, at one of their first words
