@@ -253,14 +253,11 @@ def test_small_talk_and_tasks_get_their_kind_prior(scorer: TrainedScorer) -> Non
 
 
 def test_markup_is_not_maths() -> None:
-    # Markdown bullets, quotes and emphasis, links, tags, e-mail addresses, arrows and "and/or" use maths
-    # symbols for prose: none is counted, so none of these is a maths problem
+    # Markdown bullets, quotes and emphasis and a slash between words use maths symbols for prose: none is
+    # counted, so none of these is a maths problem
     assert maths_symbols("Make this list shorter:\n* apples\n* pears\n+ plums") == 0
     assert maths_symbols("> quoted\n>> and quoted again") == 0
     assert maths_symbols("Rewrite this: **Note** the meeting is at noon, *not* at 1") == 0
-    assert maths_symbols("Summarize https://example.com/a/b?q=1&x=2 and www.example.org/c/d") == 0
-    assert maths_symbols('What do <div class="box"> and </span> do? Ask Ana <ana@example.com>.') == 0
-    assert maths_symbols("plan -> build => ship <- feedback --> done") == 0
     assert maths_symbols("cats / dogs and/or birds, his/her") == 0
     # the same symbols in maths and code still count
     assert maths_symbols("x = 2*3 + 4") == 3
@@ -268,12 +265,13 @@ def test_markup_is_not_maths() -> None:
     assert maths_symbols("2 * 3 * 4") == 2
     assert maths_symbols("x/y + 1/2") == 3
     assert maths_symbols("x < y and y > z") == 2
+    # links, tags and arrows were left out too and put back (hard Arena-bench prompts): they still count
+    assert maths_symbols("see https://example.com/a") == 3
+    assert maths_symbols("<div> -> </div>") == 6
     for text in (
-        "Summarize the article at https://example.com/news/2024/story.html",
         "Translate to French: I like cats / dogs / birds",
         "Make this list shorter:\n* apples\n* pears\n* plums",
         "Rewrite this: **Note** the meeting is at noon, *not* at 1",
-        "Explain what <div> and <span> tags do",
     ):
         assert _kind(text) != "math", text
     assert _kind("Solve for x:\n* 3x + 5 = 20\n* 2x - 1 = 7") == "math"
