@@ -54,8 +54,8 @@ MARKDOWN = r"(?m)^[ \t]*(?:[*+]|>+)[ \t]+|(?<![\w*])(\*\*?)(?=\S)([^*\n]*?\S)\1(
 # to `task` (an e-mail thread of addresses, a scene graph of arrows, ...) are mostly hard ones, and both the
 # cross-validation and Arena-bench in halves fell (README, stop 29).
 WORD_SLASH = r"(?<=[A-Za-z]{2})[ \t]?/[ \t]?(?=[A-Za-z]{2})"
-# (a line's leading blanks are `[^\S\n]*`, not `\s*`: `^\s*` tries every run of blank lines to its end, which
-# made a prompt of 20,000 newlines take seconds)
+# Answer options on their own lines. A line's leading blanks are `[^\S\n]*`, not `\s*`: `^\s*` tries every run
+# of blank lines to its end, which made a prompt of 20,000 newlines take seconds.
 CHOICE = re.compile(r"^[^\S\n]*(?:[A-Da-d][.)]|\(\w\))\s*(.*)$", re.MULTILINE)
 INLINE_OPTION = re.compile(
     r"(?:^|(?<=\s))(?:\(([A-Da-d])\)|([A-D])[).:]|[Oo]ption\s*([1-4])\s*[:.)]?)\s*", re.MULTILINE
@@ -355,8 +355,9 @@ COUNTING_PROBLEM = re.compile(
 
 
 def small_talk(text: str, stats: dict[str, float], heuristic: Estimate) -> bool:
-    """One short line with no maths, code or answer options, asking for neither code nor a proof, whose
-    heuristic domain is chat, knowledge, creative or extraction: greetings, thanks, one-line chat and
+    """One short line in English (or too short to tell: reads_as_english) with no maths, code or answer
+    options, asking for neither code nor a proof, whose heuristic domain is chat, knowledge, creative or
+    extraction: greetings, thanks, one-line chat and
     lookups (a "how many/much/long ..." question without numbers or a counting problem's words is a
     lookup too, and so is one operation on two small numbers: simple_arithmetic)."""
     short = stats["log_words"] <= math.log1p(12) and len(text) <= SMALL_TALK_CHARS and "\n" not in text.strip()
