@@ -611,4 +611,17 @@ class TrainedScorer:
             "heuristic": round(heuristic.complexity, 4),
             "domains_from": "heuristic",
         }
-        return Estimate(p, heuristic.domains, signals)
+        domains = self._domains_without_other_phrases(prompt, heuristic)
+        if domains is not None:
+            signals["domains_from"] = "heuristic, without the code words of phrases about something else"
+        return Estimate(p, domains or heuristic.domains, signals)
+
+    def _domains_without_other_phrases(self, prompt: Prompt, heuristic: Estimate) -> dict[str, float] | None:
+        """The heuristic's domains with the code words of NOT_CODE phrases left out ("exercise program" reads
+        as "exercise"), when its most likely domain is code and the last turn has such a phrase; else None.
+        Only the domains `rank` reads change: the statistics keep the heuristic's own reading, as in training."""
+        if top_domain(heuristic) != "code" or not compiled(NOT_CODE).search(prompt.last_user):
+            return None
+        cleaned = compiled(NOT_CODE).sub(lambda phrase: CODE_REQUEST.sub("", phrase.group()), prompt.last_user)
+        turn = Prompt(cleaned, prompt.context, prompt.turns, prompt.chars, prompt.earlier_user)
+        return self._heuristic.estimate(turn).domains
