@@ -31,7 +31,7 @@ import zlib
 from array import array
 from functools import cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from r42.errors import ConfigError
 from r42.scoring import Estimate, Prompt, head_tail
@@ -297,9 +297,38 @@ NOT_CODE = (
 )
 
 
+PHRASE_REACH = 40  # the word before a code word, in a NOT_CODE phrase, starts at most this far before it
+PREVIOUS_WORD = re.compile(r"[\w']+\s+$")
+PHRASE_WORDS = frozenset({"code", "program", "script", "compile", "function"})  # the code words NOT_CODE holds
+
+
+def code_words(text: str) -> Iterator[tuple[re.Match[str], bool]]:
+    """Each code word (CODE_REQUEST) and whether it is part of a phrase about something else (NOT_CODE):
+    one that starts at the word or at the word before it. NOT_CODE is tried at those two places only: searched
+    through a whole text it takes about 0.4 µs a character (0.8 ms for 2 kB of code)."""
+    phrase = compiled(NOT_CODE)
+    for word in CODE_REQUEST.finditer(text):
+        if word.group().lower() not in PHRASE_WORDS:
+            yield word, False  # "python", "def", ...: in no such phrase
+            continue
+        starts = [word.start()]
+        before = PREVIOUS_WORD.search(text, max(0, word.start() - PHRASE_REACH), word.start())
+        if before:
+            starts.append(before.start())
+        yield word, any((m := phrase.match(text, start)) is not None and m.end() >= word.end() for start in starts)
+
+
 def code_request(text: str) -> bool:
     """The text asks for or about code (CODE_REQUEST), not counting phrases about something else (NOT_CODE)."""
-    return bool(CODE_REQUEST.search(text)) and bool(CODE_REQUEST.search(compiled(NOT_CODE).sub(" ", text)))
+    return any(not other for _, other in code_words(text))
+
+
+def without_other_code_words(text: str) -> str:
+    """The text without the code words of phrases about something else ("exercise program" -> "exercise ")."""
+    spans = [word.span() for word, other in code_words(text) if other]
+    for begin, end in reversed(spans):
+        text = text[:begin] + text[end:]
+    return text
 
 
 # a proof or a derivation asked for: maths, however short the line and whatever the heuristic's domain
@@ -611,7 +640,7 @@ class TrainedScorer:
             "heuristic": round(heuristic.complexity, 4),
             "domains_from": "heuristic",
         }
-        domains = self._domains_without_other_phrases(prompt, heuristic)
+        domains = None if reading.kind == "code" else self._domains_without_other_phrases(prompt, heuristic)
         if domains is not None:
             signals["domains_from"] = "heuristic, without the code words of phrases about something else"
         return Estimate(p, domains or heuristic.domains, signals)
@@ -619,9 +648,12 @@ class TrainedScorer:
     def _domains_without_other_phrases(self, prompt: Prompt, heuristic: Estimate) -> dict[str, float] | None:
         """The heuristic's domains with the code words of NOT_CODE phrases left out ("exercise program" reads
         as "exercise"), when its most likely domain is code and the last turn has such a phrase; else None.
-        Only the domains `rank` reads change: the statistics keep the heuristic's own reading, as in training."""
-        if top_domain(heuristic) != "code" or not compiled(NOT_CODE).search(prompt.last_user):
+        Only the domains `rank` reads change: the statistics keep the heuristic's own reading, as in training.
+        (Not asked for a prompt of kind `code`: whatever its phrases, its domain is code.)"""
+        if top_domain(heuristic) != "code":
             return None
-        cleaned = compiled(NOT_CODE).sub(lambda phrase: CODE_REQUEST.sub("", phrase.group()), prompt.last_user)
+        cleaned = without_other_code_words(prompt.last_user)
+        if cleaned == prompt.last_user:
+            return None
         turn = Prompt(cleaned, prompt.context, prompt.turns, prompt.chars, prompt.earlier_user)
         return self._heuristic.estimate(turn).domains
