@@ -358,6 +358,11 @@ def test_text_in_another_language_is_not_taken_for_small_talk(scorer: TrainedSco
     easy = [orjson.loads(line)["prompt"] for line in (ROOT / "data/routing/handwritten_easy.jsonl").open()]
     assert all(map(reads_as_english, sanity + easy))
     assert reads_as_english("Is a tomato a fruit?") and reads_as_english("I'm feeling happy today")
+    # a run of English keywords has no English function word, but no foreign one either; the same words
+    # in another language, typed without accents, have some
+    assert reads_as_english("Cheap flights Paris London December") and reads_as_english("Best pizza places downtown")
+    assert not reads_as_english("Erklaere mir den Unterschied zwischen TCP und UDP.")
+    assert not reads_as_english("Demuestra que la raiz cuadrada de 2 es irracional.")
     estimates = [scorer.estimate(_prompt(text)) for text in unread]
     assert {(e.signals["kind"], e.signals.get("not_english")) for e in estimates} == {("task", True)}
     assert len({e.complexity for e in estimates}) == 1  # the same: nothing of the text but its kind is read

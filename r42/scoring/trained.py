@@ -239,6 +239,14 @@ ENGLISH_WORDS = frozenset(
     "should shall may might must have has had there here please tell give write make explain m re ve ll".split()
 )
 ENGLISH_CHECK_CHARS = 1_000  # an English text has English words well before this
+# Common words of other European languages, written without accents. A line of plain ASCII letters with
+# none of these and no English word is a run of English keywords ("Cheap flights Paris London December").
+FOREIGN_WORDS = frozenset(
+    "de la el los las un una unos que y en es por para con del al su se lo le les et est une des du au sur pour "
+    "avec dans ce qui der das und ist ein eine einen mit nicht sie wir ich mir den dem zu von auf fur wie il che "
+    "di per sono non sul della het een van niet wat heeft hoe hoeveel zijn ik je och att det ar jag og er ikke jest "
+    "nie na sie czy o w z jak co".split()
+)
 # Chinese, Japanese and Korean letters, written without spaces: each counts as half a word (compiled on
 # first use by `cjk_letters`, for a text that is not ASCII: its ranges take about 3 ms to compile)
 CJK = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"
@@ -251,13 +259,15 @@ def cjk_letters() -> re.Pattern[str]:
 
 
 def reads_as_english(text: str) -> bool:
-    """Too short to tell (at most four words: "你好", "Bonjour, comment ça va ?"), or has one of
-    ENGLISH_WORDS or two different SHARED_WORDS. The training prompts are all English: a longer line in
-    another language may be a maths problem or a proof the rules cannot see, so it is not taken for
-    small talk."""
-    cjk = 0 if text.isascii() else len(cjk_letters().findall(text))
+    """Too short to tell (at most four words: "你好", "Bonjour, comment ça va ?"), has one of
+    ENGLISH_WORDS or two different SHARED_WORDS, or is English keywords (plain ASCII without
+    FOREIGN_WORDS). The training prompts are all English: a longer line in another language may be a
+    maths problem or a proof the rules cannot see, so it is not taken for small talk."""
+    ascii_text = text.isascii()
+    cjk = 0 if ascii_text else len(cjk_letters().findall(text))
     words = 0
     shared: set[str] = set()
+    foreign = False
     for match in LETTERS.finditer(cjk_letters().sub(" ", text) if cjk else text):
         word = match.group().lower()
         if word in ENGLISH_WORDS:
@@ -266,8 +276,9 @@ def reads_as_english(text: str) -> bool:
             shared.add(word)
             if len(shared) == 2:
                 return True
+        foreign = foreign or word in FOREIGN_WORDS
         words += 1
-    return words + cjk / 2 <= 4
+    return words + cjk / 2 <= 4 or (ascii_text and not foreign)
 
 
 # The kinds the prior is looked up by, each with its own learned effect (training: fit_within).
