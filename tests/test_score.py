@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from r42.config import DOMAINS, load_settings
-from r42.scoring import score_document
+from r42.scoring import score_document, without_agent_blocks
 from r42.scoring.sensitive import find_sensitive, iban_ok, luhn_ok
 from tests.helpers import run
 
@@ -186,3 +186,23 @@ def test_every_message_is_scanned_for_sensitive_data_and_privacy_cues():
     assert score["signals"]["privacy_cues"] == ["health"]
     again = score_document(doc, load_settings())  # remembered texts give the same answer
     assert again["sensitive"] == ["email"] and again["signals"]["privacy_cues"] == ["health"]
+
+
+def test_coding_agents_blocks_are_not_the_users_words():
+    # Claude Code puts <system-reminder> blocks in the user turn, Cline and Roo Code <environment_details>
+    # and a <task> wrapper: full of tags, they made "hi" a maths problem (0.56)
+    block = "<system-reminder>\nYour todo list is empty. Use <todo> tools.\n</system-reminder>"
+    reminder = {"type": "text", "text": block}
+    with_reminder = score_of([reminder, {"type": "text", "text": "hi"}])
+    assert with_reminder["complexity"] == score_of("hi")["complexity"] < 0.1
+    cline = "<task>\nThanks!\n</task>\n<environment_details>\n# Visible Files\nsrc/a.tsx\n</environment_details>"
+    assert score_of(cline)["complexity"] == score_of("Thanks!")["complexity"]
+    # the model still reads them: the context the request needs counts them
+    assert with_reminder["needs"]["context_tokens"] > score_of("hi")["needs"]["context_tokens"]
+    # an unclosed block is left as it is, and text without blocks is untouched
+    assert without_agent_blocks("<system-reminder> never closed") == "<system-reminder> never closed"
+    assert without_agent_blocks("  plain text \n") == "  plain text \n"
+    # a request naming a source file is a code request, however short
+    assert score_of("Fix the failing test in tests/test_api.py")["signals"]["kind"] == "code"
+    assert score_of("Why does App.tsx render twice?")["signals"]["kind"] == "code"
+    assert score_of("Read the e.g. section")["signals"]["kind"] == "small_talk"

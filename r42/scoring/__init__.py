@@ -75,8 +75,34 @@ def get_scorer(name: str) -> Scorer:
     return _loaded[name]
 
 
+# Blocks that coding agents add to a user turn, which are not the user's words: Claude Code's reminders,
+# Cline's and Roo Code's editor state (removed with their content), and Cline's <task> wrapper (its content
+# is the request). Scored without them: "hi" after a reminder full of tags read as maths (0.56).
+AGENT_BLOCKS = ("system-reminder", "environment_details")
+AGENT_WRAPPERS = ("<task>", "</task>")
+
+
+def without_agent_blocks(text: str) -> str:
+    """The text without AGENT_BLOCKS and AGENT_WRAPPERS, stripped; the same text when it has none.
+    One pass over the text per kind of block (an unclosed block is left as it is)."""
+    if "<" not in text:
+        return text
+    cleaned = text
+    for tag in AGENT_BLOCKS:
+        opening, closing = f"<{tag}>", f"</{tag}>"
+        pieces, at = [], 0
+        while (start := cleaned.find(opening, at)) != -1 and (end := cleaned.find(closing, start)) != -1:
+            pieces.append(cleaned[at:start])
+            at = end + len(closing)
+        cleaned = "".join(pieces) + cleaned[at:] if pieces else cleaned
+    for wrapper in AGENT_WRAPPERS:
+        cleaned = cleaned.replace(wrapper, "")
+    return cleaned.strip() if cleaned != text else text
+
+
 def prompt_of(messages: list[dict[str, Any]]) -> Prompt:
-    texts = [(m.get("role"), message_text(m)) for m in messages]
+    raw = [message_text(m) for m in messages]
+    texts = [(m.get("role"), without_agent_blocks(text)) for m, text in zip(messages, raw)]
     user_indexes = [i for i, (role, _) in enumerate(texts) if role == "user"]
     last = user_indexes[-1] if user_indexes else len(texts) - 1
     last_text = texts[last][1]
@@ -85,7 +111,7 @@ def prompt_of(messages: list[dict[str, Any]]) -> Prompt:
         last_user=head_tail(last_text, LAST_TURN_CHARS),
         context=earlier[-CONTEXT_CHARS:],
         turns=max(1, len(user_indexes)),
-        chars=sum(len(text) for _, text in texts),
+        chars=sum(map(len, raw)),  # what the model will read, agent blocks and all
         earlier_user=tuple(head_tail(texts[i][1], LAST_TURN_CHARS) for i in user_indexes[:-1][-EARLIER_TURNS:]),
     )
 

@@ -292,7 +292,9 @@ LATEX = re.compile(
 )
 CODE_REQUEST = re.compile(
     r"\b(?:python|javascript|typescript|java|golang|rust|sql|bash|regex|function|program|script|code|"
-    r"implement|algorithm|compile|def|assert)\b|\bc\+\+(?!\w)",  # "c++ " ends in no word boundary
+    r"implement|algorithm|compile|def|assert)\b|\bc\+\+(?!\w)"  # "c++ " ends in no word boundary
+    # a source file ("tests/test_api.py", "App.tsx"): a coding agent's request names the files to change
+    r"|\b\w{2,}\.(?:py|ipynb|js|jsx|ts|tsx|java|go|rs|cpp|cc|hpp|rb|php|cs|swift|kt|scala|sql|sh|vue|svelte)\b",
     re.IGNORECASE | re.ASCII,  # ASCII word boundaries: "写一个Python函数" names Python too
 )
 # the words of CODE_REQUEST in phrases about something else: a dress code, a code of conduct, an exercise
