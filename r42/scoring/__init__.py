@@ -94,7 +94,8 @@ def without_agent_blocks(text: str) -> str:
         while (start := cleaned.find(opening, at)) != -1 and (end := cleaned.find(closing, start)) != -1:
             pieces.append(cleaned[at:start])
             at = end + len(closing)
-        cleaned = "".join(pieces) + cleaned[at:] if pieces else cleaned
+        if pieces:
+            cleaned = "".join(pieces) + cleaned[at:]
     for wrapper in AGENT_WRAPPERS:
         cleaned = cleaned.replace(wrapper, "")
     return cleaned.strip() if cleaned != text else text
